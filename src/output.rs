@@ -1,0 +1,286 @@
+//! Writing and reading the results folder: the three CSV tables, `manifest.json` and the
+//! safetensors checkpoints. Every file is written atomically (a temporary file in the same
+//! folder, then a rename), so a reader sees either the previous complete file or the new one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array3, ArrayD};
+use safetensors::{Dtype, tensor::TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::record::{CurveRow, DecayRow, RunRow};
+use crate::rnn::{Batch, Inputs, Params, Targets};
+
+/// File names inside a results folder.
+pub const RUNS_CSV: &str = "runs.csv";
+/// Loss curves.
+pub const CURVES_CSV: &str = "curves.csv";
+/// Gradient-decay profiles.
+pub const DECAY_CSV: &str = "grad_decay.csv";
+/// The manifest.
+pub const MANIFEST: &str = "manifest.json";
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed, then
+/// renamed over the target.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let io = |e| Error::io(path, e);
+    let mut f = fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).and_then(|_| f.sync_data()).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io(e)
+    })?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io)
+}
+
+/// Creates a folder and its parents.
+pub fn create_dir(path: &Path) -> Result<(), Error> {
+    fs::create_dir_all(path).map_err(|e| Error::io(path, e))
+}
+
+/// The manifest: what was run, by which program, when and where.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Experiment name.
+    pub name: String,
+    /// Experiment description.
+    pub description: String,
+    /// The spec file as given on the command line.
+    pub spec_file: String,
+    /// FNV-1a hash of the resolved spec (settings and sweep), 16 hex digits.
+    pub spec_hash: String,
+    /// `runner` version.
+    pub program_version: String,
+    /// Git commit the program was built from, when known.
+    pub git_commit: Option<String>,
+    /// Worker threads used.
+    pub threads: usize,
+    /// Start time, UTC, RFC 3339.
+    pub started: String,
+    /// End time, UTC, RFC 3339; absent while the sweep runs.
+    pub finished: Option<String>,
+    /// Every key's resolved value (swept keys hold their default here).
+    pub settings: BTreeMap<String, serde_json::Value>,
+    /// The swept keys and their values, first varying slowest.
+    pub sweep: Vec<SweepAxis>,
+    /// Chart grouping chosen for this spec.
+    pub plot: PlotChoice,
+    /// Every run, in sweep order.
+    pub runs: Vec<ManifestRun>,
+}
+
+/// One swept key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SweepAxis {
+    /// Dotted key.
+    pub key: String,
+    /// Its values in order.
+    pub values: Vec<serde_json::Value>,
+}
+
+/// Which swept keys group the charts (resolved from `plot.color` and `plot.panel`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PlotChoice {
+    /// Key whose values colour the lines.
+    pub color: Option<String>,
+    /// Key with one panel per value.
+    pub panel: Option<String>,
+}
+
+/// One run in the manifest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ManifestRun {
+    /// Stable id.
+    pub run_id: String,
+    /// Its swept values.
+    pub swept: BTreeMap<String, serde_json::Value>,
+    /// Its full resolved configuration.
+    pub config: BTreeMap<String, serde_json::Value>,
+}
+
+/// Writes the manifest.
+pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), Error> {
+    let mut text = serde_json::to_string_pretty(manifest).expect("manifest serialises");
+    text.push('\n');
+    write_atomic(&dir.join(MANIFEST), text.as_bytes())
+}
+
+/// Reads a manifest back.
+pub fn read_manifest(dir: &Path) -> Result<Manifest, Error> {
+    let path = dir.join(MANIFEST);
+    let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Data {
+        path: path.clone(),
+        line: Some(e.line() as u64),
+        message: e.to_string(),
+    })
+}
+
+/// Writes `runs.csv`.
+pub fn write_runs(dir: &Path, swept_keys: &[&str], rows: &[RunRow]) -> Result<(), Error> {
+    let path = dir.join(RUNS_CSV);
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let csv_err = |e: csv::Error| Error::Data { path: path.clone(), line: None, message: e.to_string() };
+    w.write_record(RunRow::header(swept_keys)).map_err(csv_err)?;
+    for row in rows {
+        w.write_record(row.fields()).map_err(csv_err)?;
+    }
+    let bytes = w.into_inner().expect("in-memory writer");
+    write_atomic(&path, &bytes)
+}
+
+/// Writes a table of serde rows (`curves.csv`, `grad_decay.csv`).
+pub fn write_table<'a, R: Serialize + 'a>(path: &Path, rows: impl IntoIterator<Item = &'a R>) -> Result<(), Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        w.serialize(row).map_err(|e| Error::Data { path: path.to_path_buf(), line: None, message: e.to_string() })?;
+    }
+    let bytes = w.into_inner().expect("in-memory writer");
+    write_atomic(path, &bytes)
+}
+
+/// `runs.csv` read back: the swept keys (column names) and the rows.
+pub struct RunsTable {
+    /// Swept keys, in column order.
+    pub swept_keys: Vec<String>,
+    /// Rows in file order.
+    pub rows: Vec<RunRow>,
+}
+
+/// Reads `runs.csv`, naming the line of any malformed row.
+pub fn read_runs(dir: &Path) -> Result<RunsTable, Error> {
+    let path = dir.join(RUNS_CSV);
+    let data_err = |line: Option<u64>, message: String| Error::Data { path: path.clone(), line, message };
+    let mut r = csv::Reader::from_path(&path).map_err(|e| match e.into_kind() {
+        csv::ErrorKind::Io(io) => Error::io(&path, io),
+        other => data_err(None, format!("{other:?}")),
+    })?;
+    let header: Vec<String> = r.headers().map_err(|e| data_err(Some(1), e.to_string()))?.iter().map(String::from).collect();
+    let fixed = crate::record::RUN_COLUMNS.len();
+    if header.len() < 1 + fixed || header[0] != "run_id" || header[header.len() - fixed..] != crate::record::RUN_COLUMNS {
+        return Err(data_err(Some(1), "the header is not that of a runs.csv written by runner".into()));
+    }
+    let n_swept = header.len() - 1 - fixed;
+    let mut rows = Vec::new();
+    for (i, rec) in r.records().enumerate() {
+        let line = i as u64 + 2;
+        let rec = rec.map_err(|e| data_err(Some(line), e.to_string()))?;
+        let fields: Vec<&str> = rec.iter().collect();
+        rows.push(RunRow::from_fields(&fields, n_swept).map_err(|m| data_err(Some(line), m))?);
+    }
+    Ok(RunsTable { swept_keys: header[1..1 + n_swept].to_vec(), rows })
+}
+
+/// Reads a table of serde rows, naming the line of any malformed row.
+pub fn read_table<R: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<R>, Error> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| match e.into_kind() {
+        csv::ErrorKind::Io(io) => Error::io(path, io),
+        other => Error::Data { path: path.to_path_buf(), line: None, message: format!("{other:?}") },
+    })?;
+    let mut rows = Vec::new();
+    for (i, rec) in r.deserialize().enumerate() {
+        rows.push(rec.map_err(|e: csv::Error| Error::Data {
+            path: path.to_path_buf(),
+            line: Some(i as u64 + 2),
+            message: e.to_string(),
+        })?);
+    }
+    Ok(rows)
+}
+
+/// Reads `curves.csv`.
+pub fn read_curves(dir: &Path) -> Result<Vec<CurveRow>, Error> {
+    read_table(&dir.join(CURVES_CSV))
+}
+
+/// Reads `grad_decay.csv`.
+pub fn read_decay(dir: &Path) -> Result<Vec<DecayRow>, Error> {
+    read_table(&dir.join(DECAY_CSV))
+}
+
+/// Folder of one run's checkpoints.
+pub fn checkpoint_dir(dir: &Path, run_id: &str) -> PathBuf {
+    dir.join("checkpoints").join(run_id)
+}
+
+fn f64_bytes<'a>(values: impl IntoIterator<Item = &'a f64>) -> Vec<u8> {
+    values.into_iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Writes a checkpoint under PyTorch's names for `nn.RNN` + `nn.Linear`
+/// (`rnn.weight_ih_l0` = U, `rnn.weight_hh_l0` = W, `rnn.bias_ih_l0` = 0, `rnn.bias_hh_l0` = b,
+/// `head.weight` = V, `head.bias` = c) and the probe batch (`probe.x` (T, B, D) float64,
+/// `probe.y` (L, B, O) float64 or (L, B) int64 class indices). `meta` is stored as one JSON
+/// string under the key `runner` of the header's metadata.
+pub fn write_checkpoint(path: &Path, p: &Params, probe: &Batch, meta: &serde_json::Value) -> Result<(), Error> {
+    let u = f64_bytes(p.u.iter());
+    let w = f64_bytes(p.w.iter());
+    let b = f64_bytes(p.b.iter());
+    let bih = f64_bytes(std::iter::repeat_n(&0.0, p.b.len()));
+    let v = f64_bytes(p.v.iter());
+    let c = f64_bytes(p.c.iter());
+    let (t, bsz) = probe.inputs.dims();
+    let d = p.u.ncols();
+    let x: ArrayD<f64> = match &probe.inputs {
+        Inputs::Dense(x) => x.clone().into_dyn(),
+        Inputs::OneHot(idx) => Array3::from_shape_fn((t, bsz, d), |(i, j, k)| f64::from(u8::from(idx[[i, j]] == k))).into_dyn(),
+    };
+    let x = f64_bytes(x.iter());
+    let (y, y_shape, y_dtype) = match &probe.targets {
+        Targets::Values(y) => (f64_bytes(y.iter()), y.shape().to_vec(), Dtype::F64),
+        Targets::Classes(y) => (y.iter().flat_map(|&k| (k as i64).to_le_bytes()).collect(), y.shape().to_vec(), Dtype::I64),
+    };
+    let (h, o) = (p.w.nrows(), p.v.nrows());
+    fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> TensorView<'_> {
+        TensorView::new(dtype, shape, data).expect("shape matches data")
+    }
+    let tensors = vec![
+        ("head.bias", view(Dtype::F64, vec![o], &c)),
+        ("head.weight", view(Dtype::F64, vec![o, h], &v)),
+        ("probe.x", view(Dtype::F64, vec![t, bsz, d], &x)),
+        ("probe.y", view(y_dtype, y_shape, &y)),
+        ("rnn.bias_hh_l0", view(Dtype::F64, vec![h], &b)),
+        ("rnn.bias_ih_l0", view(Dtype::F64, vec![h], &bih)),
+        ("rnn.weight_hh_l0", view(Dtype::F64, vec![h, h], &w)),
+        ("rnn.weight_ih_l0", view(Dtype::F64, vec![h, d], &u)),
+    ];
+    let info = HashMap::from([("runner".to_string(), meta.to_string())]);
+    let bytes = safetensors::serialize(tensors, Some(info)).map_err(|e| Error::Data {
+        path: path.to_path_buf(),
+        line: None,
+        message: e.to_string(),
+    })?;
+    write_atomic(path, &bytes)
+}
+
+/// Current UTC time as RFC 3339 (seconds precision), without a date crate.
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}

@@ -1,0 +1,237 @@
+//! One training run: its resolved configuration, and the loop that trains it, evaluates it,
+//! probes its gradient decay and records every step. A run is a pure function of its
+//! configuration: its random streams are seeded from `train.seed` alone, never from its position
+//! in the sweep or the thread that runs it.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::Float;
+use crate::optim::{Clip, Sgd, global_norm};
+use crate::record::{CurveRow, DecayRow, RunRow, Status, finite};
+use crate::rnn::{self, Batch, Params, RnnConfig, Trace};
+use crate::spec::Value;
+use crate::task::{Task, TaskConfig};
+
+/// Training settings of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Parameter updates.
+    pub steps: u64,
+    /// Sequences per batch.
+    pub batch: usize,
+    /// Learning rate.
+    pub lr: Float,
+    /// SGD momentum.
+    pub momentum: Float,
+    /// Clipping rules.
+    pub clip: Clip,
+    /// Seed of the initial weights and the training batches.
+    pub seed: u64,
+    /// Truncated BPTT window, `None` for full BPTT.
+    pub bptt: Option<usize>,
+    /// Evaluation period in steps.
+    pub eval_every: u64,
+}
+
+/// Probe settings of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeConfig {
+    /// Probe period in steps.
+    pub every: u64,
+    /// Sequences in the probe batch.
+    pub batch: usize,
+}
+
+/// Everything one run needs, resolved from the spec and its sweep.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Position in the sweep (0-based), for ordering output only.
+    pub index: usize,
+    /// Stable identifier: hash of `resolved`.
+    pub id: String,
+    /// This run's value of each swept key, in sweep order.
+    pub swept: Vec<(&'static str, Value)>,
+    /// Every key that affects the result, with this run's value.
+    pub resolved: BTreeMap<&'static str, Value>,
+    /// The task.
+    pub task: TaskConfig,
+    /// The network.
+    pub model: RnnConfig,
+    /// Training.
+    pub train: TrainConfig,
+    /// The gradient-decay probe.
+    pub probe: ProbeConfig,
+}
+
+impl RunConfig {
+    /// "key=value, key=value" of the swept keys, for progress messages and chart legends.
+    pub fn label(&self) -> String {
+        self.swept.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// Its `runs.csv` row.
+    pub row: RunRow,
+    /// Its `curves.csv` rows.
+    pub curve: Vec<CurveRow>,
+    /// Its `grad_decay.csv` rows.
+    pub decay: Vec<DecayRow>,
+    /// Parameters at initialisation.
+    pub init: Option<Params>,
+    /// Parameters at the end (absent if they are not finite).
+    pub last: Option<Params>,
+    /// The probe batch, saved beside the parameters so another framework can reproduce the
+    /// probe.
+    pub probe_batch: Option<Batch>,
+}
+
+/// Stream numbers: independent random streams derived from one seed.
+const INIT_STREAM: u64 = 1;
+const DATA_STREAM: u64 = 2;
+
+/// A seed for stream `stream` of run seed `seed` (SplitMix64 finaliser over both).
+pub fn derive_seed(seed: u64, stream: u64) -> u64 {
+    let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Trains one run to completion or divergence. `on_step` is called after every update (for
+/// progress display only).
+pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() + Sync)) -> RunResult {
+    let started = Instant::now();
+    let task = Task::new(cfg.task.clone());
+    let act = cfg.model.activation;
+    let mut init_rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.train.seed, INIT_STREAM));
+    let mut data_rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.train.seed, DATA_STREAM));
+
+    let mut params = cfg.model.init(&mut init_rng);
+    let init = params.clone();
+    let eval_set = task.eval_set();
+    let probe_set = task.probe_set(cfg.probe.batch);
+    let (mut tr_train, mut tr_eval, mut tr_probe) = (Trace::default(), Trace::default(), Trace::default());
+    let mut grads = params.zeros_like();
+    let mut opt = Sgd::new(cfg.train.lr, cfg.train.momentum);
+
+    let mut curve = Vec::with_capacity(cfg.train.steps as usize + 1);
+    let mut decay = Vec::new();
+    let mut decay_first = None;
+    let mut decay_last = None;
+    let mut status = Status::Ok;
+    let mut diverged_step = None;
+    let mut clipped_steps = 0;
+    let mut final_eval = (None, None);
+    let steps = cfg.train.steps;
+
+    for step in 0..=steps {
+        let (eval_loss, eval_accuracy) = if step % cfg.train.eval_every == 0 || step == steps {
+            let loss = rnn::forward(&params, act, &eval_set, &mut tr_eval);
+            let acc = rnn::accuracy(&eval_set, &tr_eval);
+            (finite(loss), acc)
+        } else {
+            (None, None)
+        };
+        if step % cfg.probe.every == 0 || step == steps {
+            let logs = rnn::probe(&params, act, &probe_set, &mut tr_probe);
+            let factor = rnn::decay_factor(&logs);
+            if step == 0 {
+                decay_first = factor;
+            }
+            decay_last = factor;
+            decay.extend(logs.iter().enumerate().map(|(d, &ln)| DecayRow {
+                run_id: cfg.id.clone(),
+                probe_step: step,
+                distance: d as u64,
+                grad_norm: if ln.is_nan() { None } else { Some(ln.exp()) },
+                log10_grad_norm: finite(ln / std::f64::consts::LN_10 as Float),
+            }));
+        }
+        if step == steps {
+            final_eval = (eval_loss, eval_accuracy);
+            curve.push(CurveRow {
+                run_id: cfg.id.clone(),
+                step,
+                train_loss: None,
+                grad_norm: None,
+                clipped: None,
+                eval_loss,
+                eval_accuracy,
+            });
+            if eval_loss.is_none() {
+                status = Status::Diverged;
+                diverged_step = Some(step);
+            }
+            break;
+        }
+
+        let batch = task.sample(cfg.train.batch, &mut data_rng);
+        let loss = rnn::forward(&params, act, &batch, &mut tr_train);
+        grads.fill_zero();
+        rnn::backward(&params, act, &batch, &mut tr_train, cfg.train.bptt, &mut grads);
+        let norm = global_norm(&grads);
+        if !loss.is_finite() || !norm.is_finite() {
+            status = Status::Diverged;
+            diverged_step = Some(step);
+            curve.push(CurveRow {
+                run_id: cfg.id.clone(),
+                step,
+                train_loss: finite(loss),
+                grad_norm: finite(norm),
+                clipped: None,
+                eval_loss,
+                eval_accuracy,
+            });
+            break;
+        }
+        let clipped = cfg.train.clip.apply(&mut grads, norm);
+        clipped_steps += u64::from(clipped);
+        opt.step(&mut params, &grads);
+        curve.push(CurveRow {
+            run_id: cfg.id.clone(),
+            step,
+            train_loss: Some(loss),
+            grad_norm: Some(norm),
+            clipped: Some(clipped),
+            eval_loss,
+            eval_accuracy,
+        });
+        on_step();
+    }
+
+    let params_finite = params.slices().iter().all(|t| t.iter().all(|x| x.is_finite()));
+    let w_norm_final = params_finite.then(|| rnn::spectral_norm(&params.w));
+    let row = RunRow {
+        run_id: cfg.id.clone(),
+        swept: cfg.swept.iter().map(|(_, v)| v.to_string()).collect(),
+        status,
+        steps: diverged_step.unwrap_or(steps),
+        final_loss: if status == Status::Ok { final_eval.0 } else { None },
+        baseline_loss: task.baseline_loss(),
+        final_accuracy: if status == Status::Ok { final_eval.1 } else { None },
+        diverged_step,
+        clipped_steps,
+        decay_factor: decay_last,
+        decay_factor_init: decay_first,
+        bound_factor: w_norm_final.map(|n| n * act.max_deriv()).and_then(finite),
+        w_norm_init: finite(rnn::spectral_norm(&init.w)),
+        w_norm_final: w_norm_final.and_then(finite),
+        seconds: started.elapsed().as_secs_f64(),
+        error: String::new(),
+    };
+    RunResult {
+        row,
+        curve,
+        decay,
+        init: Some(init),
+        last: params_finite.then_some(params),
+        probe_batch: Some(probe_set),
+    }
+}

@@ -1,0 +1,208 @@
+//! "What to run": expands a validated spec into the list of resolved run configurations, in a
+//! stable order (the Cartesian product of the `[sweep]` lists, first key varying slowest, values
+//! in the order written), each with a stable id hashed from its resolved configuration.
+
+use std::collections::BTreeMap;
+
+use crate::optim::Clip;
+use crate::rnn::{Activation, Init, RnnConfig};
+use crate::run::{ProbeConfig, RunConfig, TrainConfig};
+use crate::spec::{Origin, Problem, Spec, SpecErrors, Value};
+use crate::task::{Task, TaskConfig};
+
+/// Keys that do not change a run's result and so are left out of its identity.
+fn affects_result(key: &str) -> bool {
+    !matches!(key, "name" | "description" | "output.dir" | "output.checkpoints" | "output.charts") && !key.starts_with("plot.")
+}
+
+/// FNV-1a, 64 bits: a tiny, fixed hash whose value never changes between versions or
+/// platforms, used for run ids and the spec hash.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Canonical JSON of a settings map (keys sorted, numbers in shortest round-trip form).
+pub fn canonical_json(settings: &BTreeMap<&'static str, Value>) -> String {
+    let map: serde_json::Map<String, serde_json::Value> =
+        settings.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// Expands the sweep. Cross-key rules (those that involve more than one key) are checked here,
+/// for every run, before anything runs.
+pub fn expand(spec: &Spec) -> Result<Vec<RunConfig>, SpecErrors> {
+    let mut runs = Vec::new();
+    let mut problems: Vec<Problem> = Vec::new();
+    let total: usize = spec.sweep.iter().map(|(_, v, _)| v.len()).product();
+    for index in 0..total {
+        // Mixed-radix decomposition of the index: the last key varies fastest.
+        let mut rest = index;
+        let mut picks = vec![0; spec.sweep.len()];
+        for (i, (_, values, _)) in spec.sweep.iter().enumerate().rev() {
+            picks[i] = rest % values.len();
+            rest /= values.len();
+        }
+        let mut settings: BTreeMap<&'static str, Value> =
+            spec.base.iter().map(|(k, l)| (*k, l.value.clone())).collect();
+        let mut swept = Vec::with_capacity(spec.sweep.len());
+        for ((key, values, _), &pick) in spec.sweep.iter().zip(&picks) {
+            settings.insert(key, values[pick].clone());
+            swept.push((*key, values[pick].clone()));
+        }
+        match resolve(spec, index, swept, settings) {
+            Ok(run) => runs.push(run),
+            Err(p) => {
+                if !problems.iter().any(|q| q.message == p.message && q.key == p.key) {
+                    problems.push(p);
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(runs)
+    } else {
+        Err(SpecErrors { file: spec.file.clone(), problems })
+    }
+}
+
+/// Builds one run's typed configuration from its flat settings.
+fn resolve(
+    spec: &Spec,
+    index: usize,
+    swept: Vec<(&'static str, Value)>,
+    settings: BTreeMap<&'static str, Value>,
+) -> Result<RunConfig, Problem> {
+    let origin_of = |key: &str| -> Origin {
+        spec.sweep
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, _, o)| o.clone())
+            .unwrap_or_else(|| spec.base[key].origin.clone())
+    };
+    let problem = |key: &str, message: String| Problem { key: Some(key.to_string()), origin: origin_of(key), message };
+    let text = |k: &str| match &settings[k] {
+        Value::Str(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let int = |k: &str| match settings[k] {
+        Value::Int(i) => i,
+        _ => unreachable!("{k} validated as an integer"),
+    };
+    let float = |k: &str| match settings[k] {
+        Value::Float(x) => x,
+        _ => unreachable!("{k} validated as a float"),
+    };
+    let off_or_float = |k: &str| match settings[k] {
+        Value::Float(x) => Some(x),
+        _ => None,
+    };
+
+    let task = match text("task.kind").as_str() {
+        "adding" => TaskConfig::Adding { seq_len: int("task.seq_len") as usize, eval_size: int("task.eval_size") as usize },
+        _ => {
+            if spec.is_set("task.seq_len") {
+                return Err(problem(
+                    "task.seq_len",
+                    "does not apply to the hello task, whose length comes from `task.word`; remove it".into(),
+                ));
+            }
+            let word = text("task.word");
+            if word.chars().count() < 2 {
+                return Err(problem("task.word", format!("\"{word}\" is too short: the hello task needs at least 2 characters")));
+            }
+            TaskConfig::Hello { word }
+        }
+    };
+    let shape = Task::new(task.clone());
+    let seq_len = shape.seq_len();
+    let bptt = match settings["train.bptt"] {
+        Value::Int(k) => Some(k as usize),
+        _ => None,
+    };
+    if let Some(k) = bptt {
+        if k > seq_len {
+            return Err(problem(
+                "train.bptt",
+                format!("window {k} is longer than the sequence ({seq_len} steps); use \"full\" or a value up to {seq_len}"),
+            ));
+        }
+    }
+    let init = Init::from_name(&text("model.init")).expect("validated");
+    let model = RnnConfig {
+        input: shape.input_dim(),
+        hidden: int("model.hidden") as usize,
+        output: shape.output_dim(),
+        activation: Activation::from_name(&text("model.activation")).expect("validated"),
+        init,
+        init_io: Init::from_name(&text("model.init_io")).expect("validated"),
+        std: float("model.std"),
+        scale: float("model.scale"),
+    };
+    let train = TrainConfig {
+        steps: int("train.steps") as u64,
+        batch: int("train.batch") as usize,
+        lr: float("train.lr"),
+        momentum: float("train.momentum"),
+        clip: Clip { norm: off_or_float("train.clip"), value: off_or_float("train.clip_value") },
+        seed: int("train.seed") as u64,
+        bptt,
+        eval_every: int("train.eval_every") as u64,
+    };
+    let probe = ProbeConfig { every: int("probe.every") as u64, batch: int("probe.batch") as usize };
+
+    let resolved: BTreeMap<&'static str, Value> =
+        settings.into_iter().filter(|(k, _)| affects_result(k)).collect();
+    let id = format!("{:016x}", fnv1a(canonical_json(&resolved).as_bytes()));
+    Ok(RunConfig { index, id, swept, resolved, task, model, train, probe })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::parse;
+
+    #[test]
+    fn cartesian_product_first_key_slowest() {
+        let text = "[sweep]\n\"task.seq_len\" = [10, 20]\n\"model.activation\" = [\"tanh\", \"relu\", \"sigmoid\"]\n";
+        let spec = parse("x.toml", text, "x", &[]).unwrap();
+        let runs = expand(&spec).unwrap();
+        let labels: Vec<String> = runs.iter().map(|r| r.label()).collect();
+        assert_eq!(
+            labels,
+            [
+                "task.seq_len=10, model.activation=tanh",
+                "task.seq_len=10, model.activation=relu",
+                "task.seq_len=10, model.activation=sigmoid",
+                "task.seq_len=20, model.activation=tanh",
+                "task.seq_len=20, model.activation=relu",
+                "task.seq_len=20, model.activation=sigmoid",
+            ]
+        );
+        let mut ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 6, "ids are distinct");
+    }
+
+    #[test]
+    fn run_id_depends_on_result_keys_only() {
+        let a = expand(&parse("a.toml", "name = \"a\"\n[train]\nlr = 1\n", "a", &[]).unwrap()).unwrap();
+        let b = expand(&parse("b.toml", "name = \"b\"\n[train]\nlr = 1.0\n[plot]\ncolor = \"none\"\n", "b", &[]).unwrap()).unwrap();
+        assert_eq!(a[0].id, b[0].id);
+        let c = expand(&parse("c.toml", "[train]\nlr = 0.5\n", "c", &[]).unwrap()).unwrap();
+        assert_ne!(a[0].id, c[0].id);
+    }
+
+    #[test]
+    fn cross_key_rules_are_checked_before_running() {
+        let err = expand(&parse("x.toml", "[task]\nkind = \"hello\"\nseq_len = 9\n", "x", &[]).unwrap()).unwrap_err();
+        assert_eq!(err.problems[0].key.as_deref(), Some("task.seq_len"));
+        let err = expand(&parse("x.toml", "[task]\nseq_len = 10\n[train]\nbptt = 20\n", "x", &[]).unwrap()).unwrap_err();
+        assert_eq!(err.problems[0].key.as_deref(), Some("train.bptt"));
+    }
+}

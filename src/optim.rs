@@ -106,21 +106,30 @@ mod tests {
     fn norm_clip_rescales_only_above_threshold() {
         let mut g = grads([3.0, 4.0, 0.0]); // ‖g‖ = 5
         let clip = Clip { norm: Some(1.0), value: None };
-        assert!(clip.apply(&mut g, global_norm(&g)));
+        let norm = global_norm(&g);
+        assert!(clip.apply(&mut g, norm));
         assert!((global_norm(&g) - 1.0).abs() < 1e-15);
         assert!((g.u[[0, 0]] - 0.6).abs() < 1e-15 && (g.w[[0, 0]] - 0.8).abs() < 1e-15);
         let mut small = grads([0.3, 0.4, 0.0]);
-        assert!(!clip.apply(&mut small, global_norm(&small)));
+        let norm = global_norm(&small);
+        assert!(!clip.apply(&mut small, norm));
         assert_eq!(small, grads([0.3, 0.4, 0.0]));
     }
 
     #[test]
     fn value_clip_bounds_each_entry_after_norm_clip() {
-        let mut g = grads([3.0, -4.0, 0.1]);
+        let mut g = grads([3.0, -4.0, 0.0]);
+        g.c[0] = 0.0;
         let clip = Clip { norm: Some(2.5), value: Some(1.0) };
-        assert!(clip.apply(&mut g, global_norm(&g)));
-        // norm clip: (1.5, −2.0, 0.05), then value clip: (1.0, −1.0, 0.05)
-        assert_eq!(g, grads([1.0, -1.0, 0.05]));
+        let norm = global_norm(&g);
+        assert!(clip.apply(&mut g, norm));
+        // norm clip: (1.5, −2.0, 0), then value clip: (1.0, −1.0, 0)
+        assert_eq!(g, grads([1.0, -1.0, 0.0]));
+        let mut small = grads([0.5, -0.2, 0.0]);
+        let clip = Clip { norm: None, value: Some(0.3) };
+        let norm = global_norm(&small);
+        assert!(clip.apply(&mut small, norm));
+        assert_eq!(small, grads([0.3, -0.2, 0.0]));
     }
 
     #[test]

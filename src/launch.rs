@@ -52,7 +52,11 @@ pub struct Outcome {
 impl Outcome {
     /// Exit status: 1 if any run failed or diverged although clipping was on, else 0.
     pub fn exit_code(&self) -> i32 {
-        if self.failed > 0 || self.diverged_unexpected > 0 { 1 } else { 0 }
+        if self.failed > 0 || self.diverged_unexpected > 0 {
+            1
+        } else {
+            0
+        }
     }
 }
 
@@ -75,7 +79,10 @@ pub fn out_dir(spec: &Spec, out: Option<&Path>) -> PathBuf {
 pub fn prepare_out(out: &Path, force: bool) -> Result<(), Error> {
     if out.exists() {
         if !out.is_dir() {
-            return Err(Error::Usage(format!("{} exists and is not a folder; choose another with --out", out.display())));
+            return Err(Error::Usage(format!(
+                "{} exists and is not a folder; choose another with --out",
+                out.display()
+            )));
         }
         let non_empty = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.next().is_some();
         if non_empty && !force {
@@ -85,7 +92,12 @@ pub fn prepare_out(out: &Path, force: bool) -> Result<(), Error> {
             )));
         }
         if non_empty {
-            for f in [output::RUNS_CSV, output::CURVES_CSV, output::DECAY_CSV, output::MANIFEST] {
+            for f in [
+                output::RUNS_CSV,
+                output::CURVES_CSV,
+                output::DECAY_CSV,
+                output::MANIFEST,
+            ] {
                 let p = out.join(f);
                 if p.exists() {
                     std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
@@ -139,7 +151,10 @@ pub fn manifest(spec: &Spec, runs: &[RunConfig], threads: usize) -> Manifest {
     let sweep: Vec<SweepAxis> = spec
         .sweep
         .iter()
-        .map(|(k, v, _)| SweepAxis { key: k.to_string(), values: v.iter().map(Value::to_json).collect() })
+        .map(|(k, v, _)| SweepAxis {
+            key: k.to_string(),
+            values: v.iter().map(Value::to_json).collect(),
+        })
         .collect();
     let hash_input = format!(
         "{}|{}",
@@ -152,7 +167,9 @@ pub fn manifest(spec: &Spec, runs: &[RunConfig], threads: usize) -> Manifest {
         spec_file: spec.file.clone(),
         spec_hash: format!("{:016x}", fnv1a(hash_input.as_bytes())),
         program_version: env!("CARGO_PKG_VERSION").to_string(),
-        git_commit: option_env!("RUNNER_GIT_COMMIT").map(String::from).filter(|s| !s.is_empty()),
+        git_commit: option_env!("RUNNER_GIT_COMMIT")
+            .map(String::from)
+            .filter(|s| !s.is_empty()),
         threads,
         started: output::now_rfc3339(),
         finished: None,
@@ -202,7 +219,13 @@ fn failed_result(cfg: &RunConfig, message: String, seconds: f64) -> RunResult {
 
 /// Runs a whole sweep into `opts.out` (which [`prepare_out`] must have accepted) and writes
 /// every output; charts too when `charts` is set.
-pub fn run_sweep(spec: &Spec, runs: &[RunConfig], opts: &Options, checkpoints: bool, charts: bool) -> Result<Outcome, Error> {
+pub fn run_sweep(
+    spec: &Spec,
+    runs: &[RunConfig],
+    opts: &Options,
+    checkpoints: bool,
+    charts: bool,
+) -> Result<Outcome, Error> {
     let started = Instant::now();
     let out = &opts.out;
     let mut manifest = manifest(spec, runs, opts.jobs);
@@ -211,7 +234,11 @@ pub fn run_sweep(spec: &Spec, runs: &[RunConfig], opts: &Options, checkpoints: b
     let total_steps: u64 = runs.iter().map(|r| r.train.steps).sum();
     let bar = ProgressBar::with_draw_target(
         Some(total_steps),
-        if opts.quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() },
+        if opts.quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        },
     );
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:32}] {percent:>3}% steps, {msg} (eta {eta})")
@@ -257,8 +284,14 @@ pub fn run_sweep(spec: &Spec, runs: &[RunConfig], opts: &Options, checkpoints: b
     let swept_keys: Vec<&str> = spec.sweep.iter().map(|(k, _, _)| *k).collect();
     let rows: Vec<RunRow> = results.iter().map(|r| r.row.clone()).collect();
     output::write_runs(out, &swept_keys, &rows)?;
-    output::write_table(&out.join(output::CURVES_CSV), results.iter().flat_map(|r| r.curve.iter()))?;
-    output::write_table(&out.join(output::DECAY_CSV), results.iter().flat_map(|r| r.decay.iter()))?;
+    output::write_table(
+        &out.join(output::CURVES_CSV),
+        results.iter().flat_map(|r| r.curve.iter()),
+    )?;
+    output::write_table(
+        &out.join(output::DECAY_CSV),
+        results.iter().flat_map(|r| r.decay.iter()),
+    )?;
 
     let mut outcome = Outcome::default();
     for (row, cfg) in rows.iter().zip(runs) {
@@ -281,7 +314,9 @@ pub fn run_sweep(spec: &Spec, runs: &[RunConfig], opts: &Options, checkpoints: b
 }
 
 fn write_checkpoints(out: &Path, cfg: &RunConfig, result: &RunResult) -> Result<(), Error> {
-    let Some(probe) = &result.probe_batch else { return Ok(()) };
+    let Some(probe) = &result.probe_batch else {
+        return Ok(());
+    };
     let dir = output::checkpoint_dir(out, &cfg.id);
     output::create_dir(&dir)?;
     let meta = serde_json::json!({

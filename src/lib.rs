@@ -2,8 +2,8 @@
 //!
 //! The data flow, one module per arrow:
 //! spec.toml → [`spec`] (parse, validate) → [`sweep`] (resolved run configs, stable ids) →
-//! [`launch`] (rayon over runs) → [`run`] (one training run) → [`rnn`] (forward, BPTT, probe)
-//! + [`task`] (data) + [`optim`] (clipping, SGD) → [`record`] (rows) → [`output`] (CSV,
+//! [`launch`] (rayon over runs) → [`run`] (one training run) → [`rnn`] (forward, BPTT, probe),
+//! [`task`] (data) and [`optim`] (clipping, SGD) → [`record`] (rows) → [`output`] (CSV,
 //! manifest, checkpoints) → [`plot`] (charts drawn from the CSV files alone).
 
 pub mod launch;
@@ -64,7 +64,10 @@ pub enum Error {
 impl Error {
     /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_path_buf(), source }
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     /// The process exit code for this error: 2 for bad input found before any work, 1 otherwise.

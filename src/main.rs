@@ -94,7 +94,12 @@ fn run(args: RunArgs) -> Result<i32, Error> {
         .map(usize::from)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let flag = |k: &str| spec.base[k].value == spec::Value::Bool(true);
-    let opts = launch::Options { jobs, out: out.clone(), force: args.force, quiet: args.quiet };
+    let opts = launch::Options {
+        jobs,
+        out: out.clone(),
+        force: args.force,
+        quiet: args.quiet,
+    };
     let outcome = launch::run_sweep(&spec, &runs, &opts, flag("output.checkpoints"), flag("output.charts"))?;
     println!(
         "{} runs in {:.1} s with {jobs} thread{}: {} ok, {} diverged without clipping, {} diverged with clipping, {} failed -> {}",

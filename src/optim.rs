@@ -30,14 +30,14 @@ impl Clip {
     /// whether any rule changed it.
     pub fn apply(&self, g: &mut Params, norm: Float) -> bool {
         let mut acted = false;
-        if let Some(theta) = self.norm {
-            if norm > theta {
-                let k = theta / norm;
-                for t in g.slices_mut() {
-                    t.iter_mut().for_each(|x| *x *= k);
-                }
-                acted = true;
+        if let Some(theta) = self.norm
+            && norm > theta
+        {
+            let k = theta / norm;
+            for t in g.slices_mut() {
+                t.iter_mut().for_each(|x| *x *= k);
             }
+            acted = true;
         }
         if let Some(v) = self.value {
             for t in g.slices_mut() {
@@ -66,7 +66,11 @@ pub struct Sgd {
 impl Sgd {
     /// A new optimiser.
     pub fn new(lr: Float, momentum: Float) -> Self {
-        Self { lr, momentum, velocity: None }
+        Self {
+            lr,
+            momentum,
+            velocity: None,
+        }
     }
 
     /// One update of `p` from gradient `g`.
@@ -105,7 +109,10 @@ mod tests {
     #[test]
     fn norm_clip_rescales_only_above_threshold() {
         let mut g = grads([3.0, 4.0, 0.0]); // ‖g‖ = 5
-        let clip = Clip { norm: Some(1.0), value: None };
+        let clip = Clip {
+            norm: Some(1.0),
+            value: None,
+        };
         let norm = global_norm(&g);
         assert!(clip.apply(&mut g, norm));
         assert!((global_norm(&g) - 1.0).abs() < 1e-15);
@@ -120,13 +127,19 @@ mod tests {
     fn value_clip_bounds_each_entry_after_norm_clip() {
         let mut g = grads([3.0, -4.0, 0.0]);
         g.c[0] = 0.0;
-        let clip = Clip { norm: Some(2.5), value: Some(1.0) };
+        let clip = Clip {
+            norm: Some(2.5),
+            value: Some(1.0),
+        };
         let norm = global_norm(&g);
         assert!(clip.apply(&mut g, norm));
         // norm clip: (1.5, −2.0, 0), then value clip: (1.0, −1.0, 0)
         assert_eq!(g, grads([1.0, -1.0, 0.0]));
         let mut small = grads([0.5, -0.2, 0.0]);
-        let clip = Clip { norm: None, value: Some(0.3) };
+        let clip = Clip {
+            norm: None,
+            value: Some(0.3),
+        };
         let norm = global_norm(&small);
         assert!(clip.apply(&mut small, norm));
         assert_eq!(small, grads([0.3, -0.2, 0.0]));

@@ -28,7 +28,10 @@ pub const MANIFEST: &str = "manifest.json";
 /// renamed over the target.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     let io = |e| Error::io(path, e);
     let mut f = fs::File::create(&tmp).map_err(io)?;
@@ -127,7 +130,11 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, Error> {
 pub fn write_runs(dir: &Path, swept_keys: &[&str], rows: &[RunRow]) -> Result<(), Error> {
     let path = dir.join(RUNS_CSV);
     let mut w = csv::Writer::from_writer(Vec::new());
-    let csv_err = |e: csv::Error| Error::Data { path: path.clone(), line: None, message: e.to_string() };
+    let csv_err = |e: csv::Error| Error::Data {
+        path: path.clone(),
+        line: None,
+        message: e.to_string(),
+    };
     w.write_record(RunRow::header(swept_keys)).map_err(csv_err)?;
     for row in rows {
         w.write_record(row.fields()).map_err(csv_err)?;
@@ -140,7 +147,11 @@ pub fn write_runs(dir: &Path, swept_keys: &[&str], rows: &[RunRow]) -> Result<()
 pub fn write_table<'a, R: Serialize + 'a>(path: &Path, rows: impl IntoIterator<Item = &'a R>) -> Result<(), Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for row in rows {
-        w.serialize(row).map_err(|e| Error::Data { path: path.to_path_buf(), line: None, message: e.to_string() })?;
+        w.serialize(row).map_err(|e| Error::Data {
+            path: path.to_path_buf(),
+            line: None,
+            message: e.to_string(),
+        })?;
     }
     let bytes = w.into_inner().expect("in-memory writer");
     write_atomic(path, &bytes)
@@ -157,15 +168,28 @@ pub struct RunsTable {
 /// Reads `runs.csv`, naming the line of any malformed row.
 pub fn read_runs(dir: &Path) -> Result<RunsTable, Error> {
     let path = dir.join(RUNS_CSV);
-    let data_err = |line: Option<u64>, message: String| Error::Data { path: path.clone(), line, message };
+    let data_err = |line: Option<u64>, message: String| Error::Data {
+        path: path.clone(),
+        line,
+        message,
+    };
     let mut r = csv::Reader::from_path(&path).map_err(|e| match e.into_kind() {
         csv::ErrorKind::Io(io) => Error::io(&path, io),
         other => data_err(None, format!("{other:?}")),
     })?;
-    let header: Vec<String> = r.headers().map_err(|e| data_err(Some(1), e.to_string()))?.iter().map(String::from).collect();
+    let header: Vec<String> = r
+        .headers()
+        .map_err(|e| data_err(Some(1), e.to_string()))?
+        .iter()
+        .map(String::from)
+        .collect();
     let fixed = crate::record::RUN_COLUMNS.len();
-    if header.len() < 1 + fixed || header[0] != "run_id" || header[header.len() - fixed..] != crate::record::RUN_COLUMNS {
-        return Err(data_err(Some(1), "the header is not that of a runs.csv written by runner".into()));
+    if header.len() < 1 + fixed || header[0] != "run_id" || header[header.len() - fixed..] != crate::record::RUN_COLUMNS
+    {
+        return Err(data_err(
+            Some(1),
+            "the header is not that of a runs.csv written by runner".into(),
+        ));
     }
     let n_swept = header.len() - 1 - fixed;
     let mut rows = Vec::new();
@@ -175,14 +199,21 @@ pub fn read_runs(dir: &Path) -> Result<RunsTable, Error> {
         let fields: Vec<&str> = rec.iter().collect();
         rows.push(RunRow::from_fields(&fields, n_swept).map_err(|m| data_err(Some(line), m))?);
     }
-    Ok(RunsTable { swept_keys: header[1..1 + n_swept].to_vec(), rows })
+    Ok(RunsTable {
+        swept_keys: header[1..1 + n_swept].to_vec(),
+        rows,
+    })
 }
 
 /// Reads a table of serde rows, naming the line of any malformed row.
 pub fn read_table<R: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<R>, Error> {
     let mut r = csv::Reader::from_path(path).map_err(|e| match e.into_kind() {
         csv::ErrorKind::Io(io) => Error::io(path, io),
-        other => Error::Data { path: path.to_path_buf(), line: None, message: format!("{other:?}") },
+        other => Error::Data {
+            path: path.to_path_buf(),
+            line: None,
+            message: format!("{other:?}"),
+        },
     })?;
     let mut rows = Vec::new();
     for (i, rec) in r.deserialize().enumerate() {
@@ -230,12 +261,18 @@ pub fn write_checkpoint(path: &Path, p: &Params, probe: &Batch, meta: &serde_jso
     let d = p.u.ncols();
     let x: ArrayD<f64> = match &probe.inputs {
         Inputs::Dense(x) => x.clone().into_dyn(),
-        Inputs::OneHot(idx) => Array3::from_shape_fn((t, bsz, d), |(i, j, k)| f64::from(u8::from(idx[[i, j]] == k))).into_dyn(),
+        Inputs::OneHot(idx) => {
+            Array3::from_shape_fn((t, bsz, d), |(i, j, k)| f64::from(u8::from(idx[[i, j]] == k))).into_dyn()
+        }
     };
     let x = f64_bytes(x.iter());
     let (y, y_shape, y_dtype) = match &probe.targets {
         Targets::Values(y) => (f64_bytes(y.iter()), y.shape().to_vec(), Dtype::F64),
-        Targets::Classes(y) => (y.iter().flat_map(|&k| (k as i64).to_le_bytes()).collect(), y.shape().to_vec(), Dtype::I64),
+        Targets::Classes(y) => (
+            y.iter().flat_map(|&k| (k as i64).to_le_bytes()).collect(),
+            y.shape().to_vec(),
+            Dtype::I64,
+        ),
     };
     let (h, o) = (p.w.nrows(), p.v.nrows());
     fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> TensorView<'_> {
@@ -283,4 +320,87 @@ pub fn now_rfc3339() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Reads a checkpoint written by [`write_checkpoint`] back into parameters and the probe batch
+/// (one-hot probe inputs come back as dense rows). Errors name the missing or malformed tensor.
+pub fn read_checkpoint(bytes: &[u8]) -> Result<(Params, Batch), String> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+    let get = |name: &str, rank: usize| -> Result<(Vec<usize>, Vec<f64>), String> {
+        let t = st.tensor(name).map_err(|_| format!("tensor `{name}` is missing"))?;
+        if t.dtype() != Dtype::F64 || t.shape().len() != rank {
+            return Err(format!(
+                "tensor `{name}` should be float64 of rank {rank}, found {:?} {:?}",
+                t.dtype(),
+                t.shape()
+            ));
+        }
+        let data = t
+            .data()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        Ok((t.shape().to_vec(), data))
+    };
+    let mat = |name: &str| -> Result<ndarray::Array2<f64>, String> {
+        let (shape, data) = get(name, 2)?;
+        ndarray::Array2::from_shape_vec((shape[0], shape[1]), data).map_err(|e| format!("tensor `{name}`: {e}"))
+    };
+    let vec1 = |name: &str| -> Result<ndarray::Array1<f64>, String> { Ok(ndarray::Array1::from(get(name, 1)?.1)) };
+    let params = Params {
+        u: mat("rnn.weight_ih_l0")?,
+        w: mat("rnn.weight_hh_l0")?,
+        b: vec1("rnn.bias_hh_l0")?,
+        v: mat("head.weight")?,
+        c: vec1("head.bias")?,
+    };
+    let (h, d, o) = (params.w.nrows(), params.u.ncols(), params.v.nrows());
+    if params.w.ncols() != h
+        || params.u.nrows() != h
+        || params.b.len() != h
+        || params.v.ncols() != h
+        || params.c.len() != o
+    {
+        return Err("parameter shapes do not agree with each other".into());
+    }
+    let (xs, xd) = get("probe.x", 3)?;
+    if xs[2] != d {
+        return Err(format!("tensor `probe.x` has {} inputs, the network {d}", xs[2]));
+    }
+    let x = Array3::from_shape_vec((xs[0], xs[1], xs[2]), xd).map_err(|e| e.to_string())?;
+    let y = st
+        .tensor("probe.y")
+        .map_err(|_| "tensor `probe.y` is missing".to_string())?;
+    let targets = match (y.dtype(), y.shape().len()) {
+        (Dtype::F64, 3) => {
+            let (ys, yd) = get("probe.y", 3)?;
+            Targets::Values(Array3::from_shape_vec((ys[0], ys[1], ys[2]), yd).map_err(|e| e.to_string())?)
+        }
+        (Dtype::I64, 2) => {
+            let idx: Vec<usize> = y
+                .data()
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as usize)
+                .collect();
+            if idx.iter().any(|&k| k >= o) {
+                return Err("tensor `probe.y` holds a class index beyond the output size".into());
+            }
+            Targets::Classes(
+                ndarray::Array2::from_shape_vec((y.shape()[0], y.shape()[1]), idx).map_err(|e| e.to_string())?,
+            )
+        }
+        (dtype, _) => {
+            return Err(format!(
+                "tensor `probe.y` has unexpected type {dtype:?} {:?}",
+                y.shape()
+            ));
+        }
+    };
+    Ok((
+        params,
+        Batch {
+            inputs: Inputs::Dense(x),
+            targets,
+        },
+    ))
 }

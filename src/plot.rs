@@ -134,7 +134,10 @@ fn grouping(table: &RunsTable, manifest: &Manifest) -> Grouping {
         Some(i) => values_in_order(table, i),
         None => vec![String::new()],
     };
-    let color_values = color_key.as_deref().and_then(|k| col(table, k)).map(|i| values_in_order(table, i));
+    let color_values = color_key
+        .as_deref()
+        .and_then(|k| col(table, k))
+        .map(|i| values_in_order(table, i));
     // Every swept key other than the seed and the panel key identifies a line.
     let line_keys: Vec<usize> = (0..table.swept_keys.len())
         .filter(|&i| table.swept_keys[i] != "train.seed" && Some(&table.swept_keys[i]) != panel_key.as_ref())
@@ -157,7 +160,11 @@ fn grouping(table: &RunsTable, manifest: &Manifest) -> Grouping {
                 styles.len() - 1
             }
         };
-        let panel = panel_key.as_deref().and_then(|k| col(table, k)).map(|i| row.swept[i].clone()).unwrap_or_default();
+        let panel = panel_key
+            .as_deref()
+            .and_then(|k| col(table, k))
+            .map(|i| row.swept[i].clone())
+            .unwrap_or_default();
         let li = match identity.iter().position(|x| *x == id) {
             Some(li) => li,
             None => {
@@ -171,7 +178,13 @@ fn grouping(table: &RunsTable, manifest: &Manifest) -> Grouping {
                     .collect::<Vec<_>>()
                     .join(", ");
                 identity.push(id);
-                lines.push(Line { label, color, dash, runs: BTreeMap::new(), seeds: 0 });
+                lines.push(Line {
+                    label,
+                    color,
+                    dash,
+                    runs: BTreeMap::new(),
+                    seeds: 0,
+                });
                 lines.len() - 1
             }
         };
@@ -180,7 +193,11 @@ fn grouping(table: &RunsTable, manifest: &Manifest) -> Grouping {
     for line in &mut lines {
         line.seeds = line.runs.values().map(Vec::len).max().unwrap_or(0);
     }
-    Grouping { panel_key, panels, lines }
+    Grouping {
+        panel_key,
+        panels,
+        lines,
+    }
 }
 
 /// `model.activation` → `activation`: the section adds nothing in a legend.
@@ -269,7 +286,12 @@ impl Data {
         for row in output::read_decay(dir)? {
             decay.entry(row.run_id.clone()).or_default().push(row);
         }
-        Ok(Self { manifest, table, curves, decay })
+        Ok(Self {
+            manifest,
+            table,
+            curves,
+            decay,
+        })
     }
 
     fn row(&self, i: usize) -> &RunRow {
@@ -295,7 +317,11 @@ impl Data {
             }
         }
         seen.into_iter()
-            .map(|b| HLine { y: b.log10(), label: format!("task baseline, loss {b:.4}"), color: BLACK })
+            .map(|b| HLine {
+                y: b.log10(),
+                label: format!("task baseline, loss {b:.4}"),
+                color: BLACK,
+            })
             .collect()
     }
 }
@@ -304,10 +330,16 @@ impl Data {
 pub fn draw_all(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let data = Data::load(dir)?;
     if data.table.rows.is_empty() {
-        return Err(Error::Data { path: dir.join(output::RUNS_CSV), line: None, message: "no runs to draw".into() });
+        return Err(Error::Data {
+            path: dir.join(output::RUNS_CSV),
+            line: None,
+            message: "no runs to draw".into(),
+        });
     }
-    plotters::style::register_font(FAMILY, FontStyle::Normal, FONT)
-        .map_err(|_| Error::Plot { path: dir.to_path_buf(), message: "the bundled font is invalid".into() })?;
+    plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).map_err(|_| Error::Plot {
+        path: dir.to_path_buf(),
+        message: "the bundled font is invalid".into(),
+    })?;
     let g = grouping(&data.table, &data.manifest);
     let charts = dir.join("charts");
     output::create_dir(&charts)?;
@@ -327,7 +359,10 @@ pub fn draw_all(dir: &Path) -> Result<Vec<PathBuf>, Error> {
 fn decay_figure(data: &Data, g: &Grouping, initial: bool) -> Figure {
     let mut panels = Vec::new();
     for pv in &g.panels {
-        let mut panel = Panel { title: panel_title(g, pv), ..Panel::default() };
+        let mut panel = Panel {
+            title: panel_title(g, pv),
+            ..Panel::default()
+        };
         for line in &g.lines {
             let Some(runs) = line.runs.get(pv) else { continue };
             let per_run: Vec<Vec<(f64, f64)>> = runs
@@ -335,20 +370,35 @@ fn decay_figure(data: &Data, g: &Grouping, initial: bool) -> Figure {
                 .filter_map(|&i| data.decay.get(&data.row(i).run_id))
                 .map(|rows| {
                     // The initial probe, or the last one the run reached.
-                    let step = if initial { 0 } else { rows.iter().map(|r| r.probe_step).max().unwrap_or(0) };
+                    let step = if initial {
+                        0
+                    } else {
+                        rows.iter().map(|r| r.probe_step).max().unwrap_or(0)
+                    };
                     rows.iter()
                         .filter(|r| r.probe_step == step)
                         .filter_map(|r| r.log10_grad_norm.map(|y| (r.distance as f64, y)))
                         .collect()
                 })
                 .collect();
-            panel.series.push(Series { color: line.color, dash: line.dash, points: aggregate(&per_run) });
+            panel.series.push(Series {
+                color: line.color,
+                dash: line.dash,
+                points: aggregate(&per_run),
+            });
         }
         panels.push(panel);
     }
-    let when = if initial { "at initialisation (step 0)" } else { "after training (last probe)" };
+    let when = if initial {
+        "at initialisation (step 0)"
+    } else {
+        "after training (last probe)"
+    };
     Figure {
-        title: format!("{}: gradient reaching back d steps {when}; geometric mean over probe sequences, band = seed range", data.manifest.name),
+        title: format!(
+            "{}: gradient reaching back d steps {when}; geometric mean over probe sequences, band = seed range",
+            data.manifest.name
+        ),
         x_label: "distance d (steps back from the last step)".into(),
         y_label: "‖∂E_T/∂s_(T−d)‖ (log scale)".into(),
         log_y: true,
@@ -370,7 +420,11 @@ fn loss_figure(data: &Data, g: &Grouping) -> Figure {
         .panels
         .iter()
         .map(|pv| {
-            let mut panel = Panel { title: panel_title(g, pv), hlines: data.baselines(), ..Panel::default() };
+            let mut panel = Panel {
+                title: panel_title(g, pv),
+                hlines: data.baselines(),
+                ..Panel::default()
+            };
             for line in &g.lines {
                 let Some(runs) = line.runs.get(pv) else { continue };
                 let per_run: Vec<Vec<(f64, f64)>> = runs
@@ -384,16 +438,32 @@ fn loss_figure(data: &Data, g: &Grouping) -> Figure {
                         smooth(&pts, window)
                     })
                     .collect();
-                panel.series.push(Series { color: line.color, dash: line.dash, points: aggregate(&per_run) });
+                panel.series.push(Series {
+                    color: line.color,
+                    dash: line.dash,
+                    points: aggregate(&per_run),
+                });
             }
             panel
         })
         .collect();
-    let smoothing = if window > 1 { format!(", moving average of log over {window} steps") } else { String::new() };
+    let smoothing = if window > 1 {
+        format!(", moving average of log over {window} steps")
+    } else {
+        String::new()
+    };
     let mut legend = legend(g);
-    legend.push(LegendEntry { label: "task baseline (no memory)".into(), color: BLACK, dash: 1, cross: false });
+    legend.push(LegendEntry {
+        label: "task baseline (no memory)".into(),
+        color: BLACK,
+        dash: 1,
+        cross: false,
+    });
     Figure {
-        title: format!("{}: training loss{smoothing}; line = geometric mean, band = seed range", data.manifest.name),
+        title: format!(
+            "{}: training loss{smoothing}; line = geometric mean, band = seed range",
+            data.manifest.name
+        ),
         x_label: "step".into(),
         y_label: "training loss (log scale)".into(),
         log_y: true,
@@ -424,7 +494,10 @@ fn final_loss_figure(data: &Data, g: &Grouping) -> Figure {
             };
             let mut per_seed: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
             for i in runs {
-                let x = data.value(i, X_KEY).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+                let x = data
+                    .value(i, X_KEY)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(f64::NAN);
                 let row = data.row(i);
                 match (row.status, row.final_loss) {
                     (Status::Ok, Some(l)) => {
@@ -439,17 +512,34 @@ fn final_loss_figure(data: &Data, g: &Grouping) -> Figure {
                 }
             }
             let per_run: Vec<Vec<(f64, f64)>> = per_seed.into_values().collect();
-            panel.series.push(Series { color: line.color, dash: line.dash, points: aggregate(&per_run) });
+            panel.series.push(Series {
+                color: line.color,
+                dash: line.dash,
+                points: aggregate(&per_run),
+            });
         }
         panels.push(panel);
     }
     let mut legend = legend(g);
-    legend.push(LegendEntry { label: "task baseline (no memory)".into(), color: BLACK, dash: 1, cross: false });
+    legend.push(LegendEntry {
+        label: "task baseline (no memory)".into(),
+        color: BLACK,
+        dash: 1,
+        cross: false,
+    });
     if any_diverged {
-        legend.push(LegendEntry { label: "a run that diverged (no final loss)".into(), color: BLACK, dash: 0, cross: true });
+        legend.push(LegendEntry {
+            label: "a run that diverged (no final loss)".into(),
+            color: BLACK,
+            dash: 0,
+            cross: true,
+        });
     }
     Figure {
-        title: format!("{}: evaluation loss after training, by sequence length; line = geometric mean, band = seed range", data.manifest.name),
+        title: format!(
+            "{}: evaluation loss after training, by sequence length; line = geometric mean, band = seed range",
+            data.manifest.name
+        ),
         x_label: "sequence length T".into(),
         y_label: "final evaluation loss (log scale)".into(),
         log_y: true,
@@ -462,12 +552,15 @@ fn final_loss_figure(data: &Data, g: &Grouping) -> Figure {
 fn grad_norm_figure(data: &Data, g: &Grouping) -> Figure {
     let steps = data.table.rows.iter().map(|r| r.steps).max().unwrap_or(1);
     let window = loss_window(steps);
-    let mut clip_lines: Vec<HLine> = Vec::new();
+    let mut any_clip = false;
     let panels = g
         .panels
         .iter()
         .map(|pv| {
-            let mut panel = Panel { title: panel_title(g, pv), ..Panel::default() };
+            let mut panel = Panel {
+                title: panel_title(g, pv),
+                ..Panel::default()
+            };
             for line in &g.lines {
                 let Some(runs) = line.runs.get(pv) else { continue };
                 let per_run: Vec<Vec<(f64, f64)>> = runs
@@ -481,16 +574,21 @@ fn grad_norm_figure(data: &Data, g: &Grouping) -> Figure {
                         smooth(&pts, window)
                     })
                     .collect();
-                panel.series.push(Series { color: line.color, dash: line.dash, points: aggregate(&per_run) });
+                panel.series.push(Series {
+                    color: line.color,
+                    dash: line.dash,
+                    points: aggregate(&per_run),
+                });
                 for &i in runs {
-                    if let Some(theta) = data.value(i, "train.clip").and_then(|v| v.parse::<f64>().ok()) {
-                        if !panel.hlines.iter().any(|h| (h.y - theta.log10()).abs() < 1e-12) {
-                            let h = HLine { y: theta.log10(), label: format!("clip threshold θ = {theta}"), color: RED };
-                            if !clip_lines.iter().any(|c| c.label == h.label) {
-                                clip_lines.push(h.clone());
-                            }
-                            panel.hlines.push(h);
-                        }
+                    if let Some(theta) = data.value(i, "train.clip").and_then(|v| v.parse::<f64>().ok())
+                        && !panel.hlines.iter().any(|h| (h.y - theta.log10()).abs() < 1e-12)
+                    {
+                        any_clip = true;
+                        panel.hlines.push(HLine {
+                            y: theta.log10(),
+                            label: format!("clip threshold θ = {theta}"),
+                            color: RED,
+                        });
                     }
                 }
             }
@@ -498,12 +596,24 @@ fn grad_norm_figure(data: &Data, g: &Grouping) -> Figure {
         })
         .collect();
     let mut legend = legend(g);
-    if !clip_lines.is_empty() {
-        legend.push(LegendEntry { label: "norm-clipping threshold".into(), color: RED, dash: 1, cross: false });
+    if any_clip {
+        legend.push(LegendEntry {
+            label: "norm-clipping threshold".into(),
+            color: RED,
+            dash: 1,
+            cross: false,
+        });
     }
-    let smoothing = if window > 1 { format!(", moving average of log over {window} steps") } else { String::new() };
+    let smoothing = if window > 1 {
+        format!(", moving average of log over {window} steps")
+    } else {
+        String::new()
+    };
     Figure {
-        title: format!("{}: gradient norm before clipping{smoothing}; line = geometric mean, band = seed range", data.manifest.name),
+        title: format!(
+            "{}: gradient norm before clipping{smoothing}; line = geometric mean, band = seed range",
+            data.manifest.name
+        ),
         x_label: "step".into(),
         y_label: "‖g‖₂ before clipping (log scale)".into(),
         log_y: true,
@@ -523,8 +633,14 @@ fn save(fig: &Figure, dir: &Path, name: &str) -> Result<Vec<PathBuf>, Error> {
     let tmp = dir.join(format!(".{name}.tmp.png"));
     {
         let root = BitMapBackend::new(&tmp, size).into_drawing_area();
-        draw(fig, &root, cols, rows).map_err(|message| Error::Plot { path: png.clone(), message })?;
-        root.present().map_err(|e| Error::Plot { path: png.clone(), message: e.to_string() })?;
+        draw(fig, &root, cols, rows).map_err(|message| Error::Plot {
+            path: png.clone(),
+            message,
+        })?;
+        root.present().map_err(|e| Error::Plot {
+            path: png.clone(),
+            message: e.to_string(),
+        })?;
     }
     std::fs::rename(&tmp, &png).map_err(|e| Error::io(&png, e))?;
 
@@ -532,8 +648,14 @@ fn save(fig: &Figure, dir: &Path, name: &str) -> Result<Vec<PathBuf>, Error> {
     let mut text = String::new();
     {
         let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
-        draw(fig, &root, cols, rows).map_err(|message| Error::Plot { path: svg.clone(), message })?;
-        root.present().map_err(|e| Error::Plot { path: svg.clone(), message: e.to_string() })?;
+        draw(fig, &root, cols, rows).map_err(|message| Error::Plot {
+            path: svg.clone(),
+            message,
+        })?;
+        root.present().map_err(|e| Error::Plot {
+            path: svg.clone(),
+            message: e.to_string(),
+        })?;
     }
     output::write_atomic(&svg, text.as_bytes())?;
     Ok(vec![png, svg])
@@ -541,7 +663,9 @@ fn save(fig: &Figure, dir: &Path, name: &str) -> Result<Vec<PathBuf>, Error> {
 
 /// Axis range covering `values` with a small margin; a fixed span around a single value.
 fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     padded(lo, hi)
 }
 
@@ -560,8 +684,16 @@ fn padded(lo: f64, hi: f64) -> (f64, f64) {
 /// upper edges, always including the reference lines. A single exploding run cannot flatten
 /// every other line; values outside are drawn at the edge.
 fn robust_y(panels: &[Panel]) -> (f64, f64) {
-    let mut lows: Vec<f64> = panels.iter().flat_map(|p| p.series.iter().flat_map(|s| s.points.iter().map(|q| q.2))).filter(|v| v.is_finite()).collect();
-    let mut highs: Vec<f64> = panels.iter().flat_map(|p| p.series.iter().flat_map(|s| s.points.iter().map(|q| q.3))).filter(|v| v.is_finite()).collect();
+    let mut lows: Vec<f64> = panels
+        .iter()
+        .flat_map(|p| p.series.iter().flat_map(|s| s.points.iter().map(|q| q.2)))
+        .filter(|v| v.is_finite())
+        .collect();
+    let mut highs: Vec<f64> = panels
+        .iter()
+        .flat_map(|p| p.series.iter().flat_map(|s| s.points.iter().map(|q| q.3)))
+        .filter(|v| v.is_finite())
+        .collect();
     if lows.is_empty() {
         return range(panels.iter().flat_map(|p| p.hlines.iter().map(|h| h.y)));
     }
@@ -586,7 +718,12 @@ fn pow10_label(v: f64) -> String {
     }
 }
 
-fn draw<DB: DrawingBackend>(fig: &Figure, root: &DrawingArea<DB, Shift>, cols: usize, rows: usize) -> Result<(), String> {
+fn draw<DB: DrawingBackend>(
+    fig: &Figure,
+    root: &DrawingArea<DB, Shift>,
+    cols: usize,
+    rows: usize,
+) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(err)?;
     let root = root.titled(&fig.title, (FAMILY, 22)).map_err(err)?;
@@ -594,7 +731,9 @@ fn draw<DB: DrawingBackend>(fig: &Figure, root: &DrawingArea<DB, Shift>, cols: u
 
     // Shared axes so panels compare at a glance, unless the figure asks for its own per panel.
     let axes = |panels: &[Panel]| {
-        let xs = panels.iter().flat_map(|p| p.series.iter().flat_map(|s| s.points.iter().map(|q| q.0)));
+        let xs = panels
+            .iter()
+            .flat_map(|p| p.series.iter().flat_map(|s| s.points.iter().map(|q| q.0)));
         let x = range(xs.chain(panels.iter().flat_map(|p| p.diverged.iter().map(|d| d.0))));
         (x, robust_y(panels))
     };
@@ -602,7 +741,11 @@ fn draw<DB: DrawingBackend>(fig: &Figure, root: &DrawingArea<DB, Shift>, cols: u
 
     let areas = plots.split_evenly((rows, cols));
     for (panel, area) in fig.panels.iter().zip(&areas) {
-        let ((x0, x1), (y0, y1)) = if fig.own_axes { axes(std::slice::from_ref(panel)) } else { shared };
+        let ((x0, x1), (y0, y1)) = if fig.own_axes {
+            axes(std::slice::from_ref(panel))
+        } else {
+            shared
+        };
         let mut chart = ChartBuilder::on(area)
             .caption(&panel.title, (FAMILY, 17))
             .margin(12)
@@ -613,13 +756,27 @@ fn draw<DB: DrawingBackend>(fig: &Figure, root: &DrawingArea<DB, Shift>, cols: u
         let log_y = fig.log_y;
         let y_fmt = move |v: &f64| if log_y { pow10_label(*v) } else { format!("{v}") };
         // Enough ticks that whole powers of ten fall on them.
-        let y_ticks = if log_y { (((y1 - y0) * 2.0).ceil() as usize + 1).clamp(4, 14) } else { 8 };
+        let y_ticks = if log_y {
+            (((y1 - y0) * 2.0).ceil() as usize + 1).clamp(4, 14)
+        } else {
+            8
+        };
         let clamp_y = |y: f64| y.clamp(y0, y1);
-        let x_fmt = |v: &f64| if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") };
+        let x_fmt = |v: &f64| {
+            if v.fract() == 0.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.1}")
+            }
+        };
         chart
             .configure_mesh()
             .x_desc(&fig.x_label)
-            .y_desc(if areas.len() == 1 || std::ptr::eq(area, &areas[0]) { fig.y_label.as_str() } else { "" })
+            .y_desc(if areas.len() == 1 || std::ptr::eq(area, &areas[0]) {
+                fig.y_label.as_str()
+            } else {
+                ""
+            })
             .label_style((FAMILY, 13))
             .axis_desc_style((FAMILY, 14))
             .y_label_formatter(&y_fmt)
@@ -638,25 +795,52 @@ fn draw<DB: DrawingBackend>(fig: &Figure, root: &DrawingArea<DB, Shift>, cols: u
                     .map(|p| (p.0, clamp_y(p.3)))
                     .chain(s.points.iter().rev().map(|p| (p.0, clamp_y(p.2))))
                     .collect();
-                chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15).filled()))).map_err(err)?;
+                chart
+                    .draw_series(std::iter::once(Polygon::new(band, color.mix(0.15).filled())))
+                    .map_err(err)?;
             }
             let line: Vec<(f64, f64)> = s.points.iter().map(|p| (p.0, clamp_y(p.1))).collect();
             let style = color.stroke_width(2);
             match DASHES[s.dash % DASHES.len()] {
-                (0, _) => chart.draw_series(LineSeries::new(line.clone(), style)).map(|_| ()).map_err(err)?,
-                (dash, gap) => chart.draw_series(DashedLineSeries::new(line.clone(), dash, gap, style)).map(|_| ()).map_err(err)?,
+                (0, _) => chart
+                    .draw_series(LineSeries::new(line.clone(), style))
+                    .map(|_| ())
+                    .map_err(err)?,
+                (dash, gap) => chart
+                    .draw_series(DashedLineSeries::new(line.clone(), dash, gap, style))
+                    .map(|_| ())
+                    .map_err(err)?,
             }
             if line.len() <= 12 {
-                chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(err)?;
+                chart
+                    .draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                    .map_err(err)?;
             }
         }
         for h in &panel.hlines {
             let pts = vec![(x0, h.y), (x1, h.y)];
-            chart.draw_series(DashedLineSeries::new(pts, 8, 6, h.color.stroke_width(2))).map_err(err)?;
+            chart
+                .draw_series(DashedLineSeries::new(pts, 8, 6, h.color.stroke_width(2)))
+                .map_err(err)?;
+            // Its label, just above the line at the left edge.
+            let style = TextStyle::from((FAMILY, 12).into_font()).color(&h.color);
+            let at = chart.backend_coord(&(x0, h.y));
+            area.draw(&Text::new(
+                h.label.clone(),
+                (at.0 - area.get_base_pixel().0 + 6, at.1 - area.get_base_pixel().1 - 16),
+                style,
+            ))
+            .map_err(err)?;
         }
         for &(x, c) in &panel.diverged {
             let y = y1 - (y1 - y0) * 0.03;
-            chart.draw_series(std::iter::once(Cross::new((x, y), 6, PALETTE[c % PALETTE.len()].stroke_width(2)))).map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Cross::new(
+                    (x, y),
+                    6,
+                    PALETTE[c % PALETTE.len()].stroke_width(2),
+                )))
+                .map_err(err)?;
         }
     }
 
@@ -666,15 +850,23 @@ fn draw<DB: DrawingBackend>(fig: &Figure, root: &DrawingArea<DB, Shift>, cols: u
     for (i, e) in fig.legend.iter().enumerate() {
         let y = 10 + 24 * i as i32;
         if e.cross {
-            legend.draw(&Cross::new((18, y + 7), 6, e.color.stroke_width(2))).map_err(err)?;
+            legend
+                .draw(&Cross::new((18, y + 7), 6, e.color.stroke_width(2)))
+                .map_err(err)?;
         } else {
             let pts = vec![(0, y + 7), (36, y + 7)];
             match DASHES[e.dash % DASHES.len()] {
-                (0, _) => legend.draw(&PathElement::new(pts, e.color.stroke_width(3))).map_err(err)?,
-                (dash, gap) => legend.draw(&DashedPathElement::new(pts, dash, gap, e.color.stroke_width(3))).map_err(err)?,
+                (0, _) => legend
+                    .draw(&PathElement::new(pts, e.color.stroke_width(3)))
+                    .map_err(err)?,
+                (dash, gap) => legend
+                    .draw(&DashedPathElement::new(pts, dash, gap, e.color.stroke_width(3)))
+                    .map_err(err)?,
             }
         }
-        legend.draw(&Text::new(e.label.clone(), (44, y), style.clone())).map_err(err)?;
+        legend
+            .draw(&Text::new(e.label.clone(), (44, y), style.clone()))
+            .map_err(err)?;
     }
     Ok(())
 }

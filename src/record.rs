@@ -144,7 +144,11 @@ impl RunRow {
     pub fn from_fields(fields: &[&str], n_swept: usize) -> Result<Self, String> {
         let fixed = RUN_COLUMNS.len();
         if fields.len() != 1 + n_swept + fixed {
-            return Err(format!("expected {} fields, found {}", 1 + n_swept + fixed, fields.len()));
+            return Err(format!(
+                "expected {} fields, found {}",
+                1 + n_swept + fixed,
+                fields.len()
+            ));
         }
         let rest = &fields[1 + n_swept..];
         let opt = |i: usize| -> Result<Option<f64>, String> {

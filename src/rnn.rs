@@ -63,7 +63,7 @@ impl Activation {
     #[inline]
     pub fn deriv_from_output(self, s: Float) -> Float {
         match self {
-            Self::Tanh => 1.0 - s * s,     // tanh' = 1 − tanh²
+            Self::Tanh => 1.0 - s * s,      // tanh' = 1 − tanh²
             Self::Sigmoid => s * (1.0 - s), // σ' = σ(1 − σ)
             Self::Relu => {
                 if s > 0.0 {
@@ -131,7 +131,11 @@ impl Init {
                     let norm = q.column(j).dot(&q.column(j)).sqrt();
                     q.column_mut(j).mapv_inplace(|x| x / norm);
                 }
-                if rows >= cols { q } else { q.reversed_axes().as_standard_layout().to_owned() }
+                if rows >= cols {
+                    q
+                } else {
+                    q.reversed_axes().as_standard_layout().to_owned()
+                }
             }
             Self::Identity => Array2::eye(rows),
         }
@@ -345,14 +349,20 @@ pub fn forward(p: &Params, act: Activation, batch: &Batch, tr: &mut Trace) -> Fl
         let mut pre = pre.into_shape_with_order((t_len * b, h)).expect("contiguous");
         match &batch.inputs {
             Inputs::Dense(x) => {
-                let x = x.view().into_shape_with_order((t_len * b, x.dim().2)).expect("contiguous");
+                let x = x
+                    .view()
+                    .into_shape_with_order((t_len * b, x.dim().2))
+                    .expect("contiguous");
                 general_mat_mul(1.0, &x, &p.u.t(), 0.0, &mut pre);
                 pre += &p.b;
             }
             Inputs::OneHot(idx) => {
                 // One-hot input: h_t = U[:, k] + b, a column gather.
                 for (mut row, &k) in pre.rows_mut().into_iter().zip(idx.iter()) {
-                    Zip::from(&mut row).and(p.u.column(k)).and(&p.b).for_each(|r, &u, &bias| *r = u + bias);
+                    Zip::from(&mut row)
+                        .and(p.u.column(k))
+                        .and(&p.b)
+                        .for_each(|r, &u, &bias| *r = u + bias);
                 }
             }
         }
@@ -375,7 +385,9 @@ pub fn forward(p: &Params, act: Activation, batch: &Batch, tr: &mut Trace) -> Fl
     match &batch.targets {
         Targets::Values(y) => {
             let y = y.view().into_shape_with_order((l * b, o)).expect("contiguous");
-            let sq: Float = Zip::from(&tr.out).and(&y).fold(0.0, |acc, &net, &y| acc + (net - y) * (net - y));
+            let sq: Float = Zip::from(&tr.out)
+                .and(&y)
+                .fold(0.0, |acc, &net, &y| acc + (net - y) * (net - y));
             sq / (n * o as Float)
         }
         Targets::Classes(y) => {
@@ -419,7 +431,10 @@ pub fn backward(p: &Params, act: Activation, batch: &Batch, tr: &mut Trace, bptt
         Targets::Values(y) => {
             let y = y.view().into_shape_with_order((l * b, o)).expect("contiguous");
             let k = 2.0 / (n * o as Float);
-            Zip::from(&mut tr.dout).and(&tr.out).and(&y).for_each(|d, &net, &y| *d = k * (net - y)); // back through (net − y)²
+            Zip::from(&mut tr.dout)
+                .and(&tr.out)
+                .and(&y)
+                .for_each(|d, &net, &y| *d = k * (net - y)); // back through (net − y)²
         }
         Targets::Classes(y) => {
             tr.dout.assign(&tr.out);
@@ -468,7 +483,10 @@ pub fn backward(p: &Params, act: Activation, batch: &Batch, tr: &mut Trace, bptt
     g.b += &dh_all.sum_axis(Axis(0)); // db += Σ_t dh_t
     match &batch.inputs {
         Inputs::Dense(x) => {
-            let x = x.view().into_shape_with_order((t_len * b, x.dim().2)).expect("contiguous");
+            let x = x
+                .view()
+                .into_shape_with_order((t_len * b, x.dim().2))
+                .expect("contiguous");
             general_mat_mul(1.0, &dh_all.t(), &x, 1.0, &mut g.u); // dU += Σ_t dh_tᵀ x_t
         }
         Inputs::OneHot(idx) => {
@@ -482,17 +500,19 @@ pub fn backward(p: &Params, act: Activation, batch: &Batch, tr: &mut Trace, bptt
 /// Fraction of loss-carrying (step, sequence) pairs whose arg-max output is the target class,
 /// from the last forward pass; `None` for real-valued targets.
 pub fn accuracy(batch: &Batch, tr: &Trace) -> Option<Float> {
-    let Targets::Classes(y) = &batch.targets else { return None };
+    let Targets::Classes(y) = &batch.targets else {
+        return None;
+    };
     let correct = tr
         .out
         .rows()
         .into_iter()
         .zip(y.iter())
         .filter(|(row, k)| {
-            let best = row
-                .iter()
-                .enumerate()
-                .fold((0, Float::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best });
+            let best = row.iter().enumerate().fold(
+                (0, Float::NEG_INFINITY),
+                |best, (i, &x)| if x > best.1 { (i, x) } else { best },
+            );
             best.0 == **k
         })
         .count();
@@ -517,7 +537,9 @@ pub fn probe(p: &Params, act: Activation, batch: &Batch, tr: &mut Trace) -> Vec<
     match &batch.targets {
         Targets::Values(y) => {
             let y = y.index_axis(Axis(0), l - 1);
-            Zip::from(&mut dnet).and(&y).for_each(|d, &y| *d = 2.0 * (*d - y) / o as Float);
+            Zip::from(&mut dnet)
+                .and(&y)
+                .for_each(|d, &y| *d = 2.0 * (*d - y) / o as Float);
         }
         Targets::Classes(y) => {
             for (mut row, &k) in dnet.rows_mut().into_iter().zip(y.row(l - 1).iter()) {
@@ -639,7 +661,9 @@ mod tests {
         for (r, c) in [(6, 6), (8, 3), (3, 8)] {
             let q = Init::Orthogonal.sample(r, c, 1.0, &mut rng);
             let gram = if r >= c { q.t().dot(&q) } else { q.dot(&q.t()) };
-            let err = (&gram - &Array2::<Float>::eye(r.min(c))).mapv(Float::abs).fold(0.0, |a: Float, &b| a.max(b));
+            let err = (&gram - &Array2::<Float>::eye(r.min(c)))
+                .mapv(Float::abs)
+                .fold(0.0, |a: Float, &b| a.max(b));
             assert!(err < 1e-12, "({r},{c}) maxdiff = {err:e}");
         }
     }

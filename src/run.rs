@@ -70,7 +70,11 @@ pub struct RunConfig {
 impl RunConfig {
     /// "key=value, key=value" of the swept keys, for progress messages and chart legends.
     pub fn label(&self) -> String {
-        self.swept.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+        self.swept
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
 /// A scalar or list value from a spec, already converted to its key's canonical type once
 /// validated (an integer given for a float key becomes a float, so `lr = 1` and `lr = 1.0` are
@@ -155,10 +155,7 @@ impl Kind {
                     let hint = suggest(s, options.iter().copied())
                         .map(|k| format!(" (did you mean \"{k}\"?)"))
                         .unwrap_or_default();
-                    Err(format!(
-                        "unknown value \"{s}\"{hint}: expected {}",
-                        self.describe()
-                    ))
+                    Err(format!("unknown value \"{s}\"{hint}: expected {}", self.describe()))
                 }
             }
             (Kind::OffOrPositive { off, .. } | Kind::OffOrCount { off, .. }, Value::Str(s)) => {
@@ -192,8 +189,7 @@ impl Kind {
                 let ok_chars = s
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-                if !s.is_empty() && s.chars().count() <= max_len && ok_chars && !s.starts_with('.')
-                {
+                if !s.is_empty() && s.chars().count() <= max_len && ok_chars && !s.starts_with('.') {
                     Ok(value.clone())
                 } else {
                     Err(format!("\"{s}\" is not a valid name: expected {}", self.describe()))
@@ -258,64 +254,205 @@ pub const MAX_RUNS: usize = 100_000;
 
 /// Every key the spec understands, in README order.
 pub const KEYS: &[KeyDef] = &[
-    key("name", Kind::Name { max_len: 100 }, "\"<file stem>\"",
-        "Name of the experiment; results go to `<output.dir>/<name>/`."),
-    key("description", Kind::Text { max_len: 10_000 }, "\"\"",
-        "Free text, copied into `manifest.json`."),
-    key("task.kind", Kind::Choice(&["adding", "hello"]), "\"adding\"",
-        "`adding`: sum of two marked values, MSE on the last step (many-to-one). `hello`: next-character prediction on `task.word`, cross-entropy at every step (many-to-many)."),
-    key("task.seq_len", Kind::Int { min: 2, max: MAX_SEQ_LEN }, "50",
-        "Sequence length T of the adding problem. Not used by `hello`, whose length is that of its word minus one."),
-    key("task.word", Kind::Text { max_len: 1000 }, "\"hello\"",
-        "The word the `hello` task learns to spell: input its characters but the last, target its characters but the first. At least 2 characters."),
-    key("task.eval_size", Kind::Int { min: 1, max: MAX_BATCH }, "256",
-        "Sequences in the fixed evaluation set of the adding problem (the same for every seed)."),
-    key("model.cell", Kind::Choice(&["rnn"]), "\"rnn\"",
-        "Recurrent cell. `rnn`: s_t = σ(U x_t + W s_{t-1} + b)."),
-    key("model.hidden", Kind::Int { min: 1, max: MAX_HIDDEN }, "32",
-        "Hidden size H."),
-    key("model.activation", Kind::Choice(&["tanh", "sigmoid", "relu", "identity"]), "\"tanh\"",
-        "σ, the hidden activation."),
-    key("model.init", Kind::Choice(&["xavier", "normal", "orthogonal", "identity"]), "\"xavier\"",
-        "Initialisation of W (hidden→hidden). `xavier`: Glorot uniform; `normal`: N(0, model.std²); `orthogonal`: a random orthogonal matrix; `identity`: W = I (IRNN). Then W is multiplied by `model.scale`."),
-    key("model.init_io", Kind::Choice(&["xavier", "normal", "orthogonal"]), "\"xavier\"",
-        "Initialisation of U (input→hidden) and V (hidden→output)."),
-    key("model.std", Kind::Float { min: 0.0, max: 1e3, open_min: true }, "0.1",
-        "Standard deviation of the `normal` initialisation."),
-    key("model.scale", Kind::Float { min: 0.0, max: 1e3, open_min: false }, "1.0",
-        "Multiplier applied to W after initialisation (>1 pushes towards explosion, <1 towards vanishing)."),
-    key("train.steps", Kind::Int { min: 1, max: MAX_STEPS }, "1000",
-        "Training steps (parameter updates), one fresh batch each."),
-    key("train.batch", Kind::Int { min: 1, max: MAX_BATCH }, "32",
-        "Sequences per training batch B."),
-    key("train.lr", Kind::Float { min: 0.0, max: 1e6, open_min: true }, "0.01",
-        "SGD learning rate."),
-    key("train.momentum", Kind::Float { min: 0.0, max: 0.999_999, open_min: false }, "0.0",
-        "SGD momentum μ (PyTorch convention: v ← μ·v + g; θ ← θ − lr·v)."),
-    key("train.clip", Kind::OffOrPositive { off: "none", max: 1e12 }, "\"none\"",
-        "Global L2-norm clipping threshold θ: if ‖g‖ > θ then g ← θ·g/‖g‖."),
-    key("train.clip_value", Kind::OffOrPositive { off: "none", max: 1e12 }, "\"none\"",
-        "Element-wise clipping of every gradient entry to [−v, v], applied after norm clipping."),
-    key("train.seed", Kind::Int { min: 0, max: i64::MAX }, "0",
-        "Seed of the run's initial weights and training batches. Runs with the same seed see the same batches."),
-    key("train.bptt", Kind::OffOrCount { off: "full", max: MAX_SEQ_LEN }, "\"full\"",
-        "Backpropagation through time: `full`, or truncated to windows of k steps counted back from the last step (the backward recurrence is cut every k steps)."),
-    key("train.eval_every", Kind::Int { min: 1, max: MAX_STEPS }, "50",
-        "Evaluate on the evaluation set at step 0, every this many steps, and at the end."),
-    key("probe.every", Kind::Int { min: 1, max: MAX_STEPS }, "100",
-        "Run the gradient-decay probe at step 0, every this many steps, and at the end."),
-    key("probe.batch", Kind::Int { min: 1, max: 4096 }, "32",
-        "Sequences in the fixed probe batch (the same for every seed)."),
-    key("output.dir", Kind::Name { max_len: 200 }, "\"results\"",
-        "Folder (relative to the working directory) that receives `<name>/`. `--out DIR` replaces `<output.dir>/<name>`."),
-    key("output.checkpoints", Kind::Bool, "true",
-        "Write `checkpoints/<run_id>/{init,final}.safetensors`."),
-    key("output.charts", Kind::Bool, "true",
-        "Draw the charts at the end of the sweep."),
-    key("plot.color", Kind::KeyRef, "\"auto\"",
-        "Swept key whose values colour the lines. `auto`: `model.activation` if swept, else the first swept key that is not the seed or the panel key."),
-    key("plot.panel", Kind::KeyRef, "\"auto\"",
-        "Swept key with one panel per value. `auto`: `task.seq_len` if swept; `none`: a single panel."),
+    key(
+        "name",
+        Kind::Name { max_len: 100 },
+        "\"<file stem>\"",
+        "Name of the experiment; results go to `<output.dir>/<name>/`.",
+    ),
+    key(
+        "description",
+        Kind::Text { max_len: 10_000 },
+        "\"\"",
+        "Free text, copied into `manifest.json`.",
+    ),
+    key(
+        "task.kind",
+        Kind::Choice(&["adding", "hello"]),
+        "\"adding\"",
+        "`adding`: sum of two marked values, MSE on the last step (many-to-one). `hello`: next-character prediction on `task.word`, cross-entropy at every step (many-to-many).",
+    ),
+    key(
+        "task.seq_len",
+        Kind::Int {
+            min: 2,
+            max: MAX_SEQ_LEN,
+        },
+        "50",
+        "Sequence length T of the adding problem. Not used by `hello`, whose length is that of its word minus one.",
+    ),
+    key(
+        "task.word",
+        Kind::Text { max_len: 1000 },
+        "\"hello\"",
+        "The word the `hello` task learns to spell: input its characters but the last, target its characters but the first. At least 2 characters.",
+    ),
+    key(
+        "task.eval_size",
+        Kind::Int { min: 1, max: MAX_BATCH },
+        "256",
+        "Sequences in the fixed evaluation set of the adding problem (the same for every seed).",
+    ),
+    key(
+        "model.cell",
+        Kind::Choice(&["rnn"]),
+        "\"rnn\"",
+        "Recurrent cell. `rnn`: s_t = σ(U x_t + W s_{t-1} + b).",
+    ),
+    key(
+        "model.hidden",
+        Kind::Int {
+            min: 1,
+            max: MAX_HIDDEN,
+        },
+        "32",
+        "Hidden size H.",
+    ),
+    key(
+        "model.activation",
+        Kind::Choice(&["tanh", "sigmoid", "relu", "identity"]),
+        "\"tanh\"",
+        "σ, the hidden activation.",
+    ),
+    key(
+        "model.init",
+        Kind::Choice(&["xavier", "normal", "orthogonal", "identity"]),
+        "\"xavier\"",
+        "Initialisation of W (hidden→hidden). `xavier`: Glorot uniform; `normal`: N(0, model.std²); `orthogonal`: a random orthogonal matrix; `identity`: W = I (IRNN). Then W is multiplied by `model.scale`.",
+    ),
+    key(
+        "model.init_io",
+        Kind::Choice(&["xavier", "normal", "orthogonal"]),
+        "\"xavier\"",
+        "Initialisation of U (input→hidden) and V (hidden→output).",
+    ),
+    key(
+        "model.std",
+        Kind::Float {
+            min: 0.0,
+            max: 1e3,
+            open_min: true,
+        },
+        "0.1",
+        "Standard deviation of the `normal` initialisation.",
+    ),
+    key(
+        "model.scale",
+        Kind::Float {
+            min: 0.0,
+            max: 1e3,
+            open_min: false,
+        },
+        "1.0",
+        "Multiplier applied to W after initialisation (>1 pushes towards explosion, <1 towards vanishing).",
+    ),
+    key(
+        "train.steps",
+        Kind::Int { min: 1, max: MAX_STEPS },
+        "1000",
+        "Training steps (parameter updates), one fresh batch each.",
+    ),
+    key(
+        "train.batch",
+        Kind::Int { min: 1, max: MAX_BATCH },
+        "32",
+        "Sequences per training batch B.",
+    ),
+    key(
+        "train.lr",
+        Kind::Float {
+            min: 0.0,
+            max: 1e6,
+            open_min: true,
+        },
+        "0.01",
+        "SGD learning rate.",
+    ),
+    key(
+        "train.momentum",
+        Kind::Float {
+            min: 0.0,
+            max: 0.999_999,
+            open_min: false,
+        },
+        "0.0",
+        "SGD momentum μ (PyTorch convention: v ← μ·v + g; θ ← θ − lr·v).",
+    ),
+    key(
+        "train.clip",
+        Kind::OffOrPositive { off: "none", max: 1e12 },
+        "\"none\"",
+        "Global L2-norm clipping threshold θ: if ‖g‖ > θ then g ← θ·g/‖g‖.",
+    ),
+    key(
+        "train.clip_value",
+        Kind::OffOrPositive { off: "none", max: 1e12 },
+        "\"none\"",
+        "Element-wise clipping of every gradient entry to [−v, v], applied after norm clipping.",
+    ),
+    key(
+        "train.seed",
+        Kind::Int { min: 0, max: i64::MAX },
+        "0",
+        "Seed of the run's initial weights and training batches. Runs with the same seed see the same batches.",
+    ),
+    key(
+        "train.bptt",
+        Kind::OffOrCount {
+            off: "full",
+            max: MAX_SEQ_LEN,
+        },
+        "\"full\"",
+        "Backpropagation through time: `full`, or truncated to windows of k steps counted back from the last step (the backward recurrence is cut every k steps).",
+    ),
+    key(
+        "train.eval_every",
+        Kind::Int { min: 1, max: MAX_STEPS },
+        "50",
+        "Evaluate on the evaluation set at step 0, every this many steps, and at the end.",
+    ),
+    key(
+        "probe.every",
+        Kind::Int { min: 1, max: MAX_STEPS },
+        "100",
+        "Run the gradient-decay probe at step 0, every this many steps, and at the end.",
+    ),
+    key(
+        "probe.batch",
+        Kind::Int { min: 1, max: 4096 },
+        "32",
+        "Sequences in the fixed probe batch (the same for every seed).",
+    ),
+    key(
+        "output.dir",
+        Kind::Name { max_len: 200 },
+        "\"results\"",
+        "Folder (relative to the working directory) that receives `<name>/`. `--out DIR` replaces `<output.dir>/<name>`.",
+    ),
+    key(
+        "output.checkpoints",
+        Kind::Bool,
+        "true",
+        "Write `checkpoints/<run_id>/{init,final}.safetensors`.",
+    ),
+    key(
+        "output.charts",
+        Kind::Bool,
+        "true",
+        "Draw the charts at the end of the sweep.",
+    ),
+    key(
+        "plot.color",
+        Kind::KeyRef,
+        "\"auto\"",
+        "Swept key whose values colour the lines. `auto`: `model.activation` if swept, else the first swept key that is not the seed or the panel key.",
+    ),
+    key(
+        "plot.panel",
+        Kind::KeyRef,
+        "\"auto\"",
+        "Swept key with one panel per value. `auto`: `task.seq_len` if swept; `none`: a single panel.",
+    ),
 ];
 
 /// Whether `key` may appear in `[sweep]` (everything but the experiment's name, description,
@@ -415,8 +552,7 @@ pub struct Spec {
 impl Spec {
     /// Whether `key` is explicitly set (in the file or by `--set`), not defaulted.
     pub fn is_set(&self, key: &str) -> bool {
-        self.base.get(key).is_some_and(|l| l.origin != Origin::Default)
-            || self.sweep.iter().any(|(k, _, _)| *k == key)
+        self.base.get(key).is_some_and(|l| l.origin != Origin::Default) || self.sweep.iter().any(|(k, _, _)| *k == key)
     }
 }
 
@@ -469,13 +605,16 @@ fn convert(v: &Spanned<DeValue<'_>>, depth: usize) -> Result<Value, (std::ops::R
     }
 }
 
+/// A dotted key, the byte span of its key in the file, and its converted value (or where and
+/// why conversion failed).
+type Flat = (
+    String,
+    std::ops::Range<usize>,
+    Result<Value, (std::ops::Range<usize>, String)>,
+);
+
 /// Flattens a TOML table into dotted keys, keeping each value's byte span.
-fn flatten(
-    prefix: &str,
-    table: &DeTable<'_>,
-    depth: usize,
-    out: &mut Vec<(String, std::ops::Range<usize>, Result<Value, (std::ops::Range<usize>, String)>)>,
-) {
+fn flatten(prefix: &str, table: &DeTable<'_>, depth: usize, out: &mut Vec<Flat>) {
     for (k, v) in table.iter() {
         let name = if prefix.is_empty() {
             k.get_ref().to_string()
@@ -620,7 +759,10 @@ pub fn parse(file: &str, text: &str, stem: &str, sets: &[String]) -> Result<Spec
             problems.push(unknown(&name, origin, false));
             continue;
         };
-        match value.map_err(|(s, m)| (at(s), m)).and_then(|v| def.kind.check(&v).map_err(|m| (origin.clone(), m))) {
+        match value
+            .map_err(|(s, m)| (at(s), m))
+            .and_then(|v| def.kind.check(&v).map_err(|m| (origin.clone(), m)))
+        {
             Ok(value) => {
                 given.insert(def.key, Located { value, origin });
             }
@@ -683,7 +825,10 @@ pub fn parse(file: &str, text: &str, stem: &str, sets: &[String]) -> Result<Spec
             Ok(other) => problems.push(Problem {
                 key: Some(name),
                 origin,
-                message: format!("a sweep entry must be a list of values, got {}; write [{other}]", other.type_name()),
+                message: format!(
+                    "a sweep entry must be a list of values, got {}; write [{other}]",
+                    other.type_name()
+                ),
             }),
         }
     }
@@ -695,7 +840,11 @@ pub fn parse(file: &str, text: &str, stem: &str, sets: &[String]) -> Result<Spec
         let (name, value) = match parse_set(arg) {
             Ok(kv) => kv,
             Err(message) => {
-                problems.push(Problem { key: None, origin, message });
+                problems.push(Problem {
+                    key: None,
+                    origin,
+                    message,
+                });
                 continue;
             }
         };
@@ -726,7 +875,11 @@ pub fn parse(file: &str, text: &str, stem: &str, sets: &[String]) -> Result<Spec
                         None => sweep.push((def.key, items, origin)),
                     }
                 }
-                Err(message) => problems.push(Problem { key: Some(name), origin, message }),
+                Err(message) => problems.push(Problem {
+                    key: Some(name),
+                    origin,
+                    message,
+                }),
             }
             continue;
         }
@@ -739,7 +892,11 @@ pub fn parse(file: &str, text: &str, stem: &str, sets: &[String]) -> Result<Spec
                 sweep.retain(|(k, _, _)| *k != def.key);
                 given.insert(def.key, Located { value, origin });
             }
-            Err(message) => problems.push(Problem { key: Some(name), origin, message }),
+            Err(message) => problems.push(Problem {
+                key: Some(name),
+                origin,
+                message,
+            }),
         }
     }
 
@@ -754,7 +911,10 @@ pub fn parse(file: &str, text: &str, stem: &str, sets: &[String]) -> Result<Spec
                 } else {
                     default_value(def)
                 };
-                Located { value, origin: Origin::Default }
+                Located {
+                    value,
+                    origin: Origin::Default,
+                }
             }
         };
         base.insert(def.key, located);
@@ -767,12 +927,18 @@ pub fn parse(file: &str, text: &str, stem: &str, sets: &[String]) -> Result<Spec
         });
     }
 
-    let runs: usize = sweep.iter().map(|(_, v, _)| v.len()).try_fold(1usize, |acc, n| acc.checked_mul(n)).unwrap_or(usize::MAX);
+    let runs: usize = sweep
+        .iter()
+        .map(|(_, v, _)| v.len())
+        .try_fold(1usize, |acc, n| acc.checked_mul(n))
+        .unwrap_or(usize::MAX);
     if runs > MAX_RUNS {
         problems.push(Problem {
             key: Some("sweep".into()),
             origin: sweep.first().map_or(Origin::Default, |s| s.2.clone()),
-            message: format!("the sweep expands to {runs} runs, more than the limit of {MAX_RUNS}; split it into several specs"),
+            message: format!(
+                "the sweep expands to {runs} runs, more than the limit of {MAX_RUNS}; split it into several specs"
+            ),
         });
     }
 
@@ -791,7 +957,10 @@ pub fn parse(file: &str, text: &str, stem: &str, sets: &[String]) -> Result<Spec
     if problems.is_empty() {
         Ok(spec)
     } else {
-        Err(SpecErrors { file: file.to_string(), problems })
+        Err(SpecErrors {
+            file: file.to_string(),
+            problems,
+        })
     }
 }
 
@@ -821,14 +990,16 @@ fn check_plot_keys(spec: &Spec) -> Vec<Problem> {
     let mut problems = Vec::new();
     for key in ["plot.color", "plot.panel"] {
         let located = &spec.base[key];
-        if let Value::Str(s) = &located.value {
-            if s != "auto" && s != "none" && !spec.sweep.iter().any(|(k, _, _)| k == s) {
-                problems.push(Problem {
-                    key: Some(key.into()),
-                    origin: located.origin.clone(),
-                    message: format!("\"{s}\" is not swept by this spec; use \"auto\" or one of the keys in [sweep]"),
-                });
-            }
+        if let Value::Str(s) = &located.value
+            && s != "auto"
+            && s != "none"
+            && !spec.sweep.iter().any(|(k, _, _)| k == s)
+        {
+            problems.push(Problem {
+                key: Some(key.into()),
+                origin: located.origin.clone(),
+                message: format!("\"{s}\" is not swept by this spec; use \"auto\" or one of the keys in [sweep]"),
+            });
         }
     }
     problems
@@ -849,10 +1020,16 @@ mod tests {
 
     #[test]
     fn set_parses_toml_then_bare_words() {
-        assert_eq!(parse_set("train.steps=200").unwrap(), ("train.steps".into(), Value::Int(200)));
+        assert_eq!(
+            parse_set("train.steps=200").unwrap(),
+            ("train.steps".into(), Value::Int(200))
+        );
         assert_eq!(parse_set("train.lr=0.5").unwrap().1, Value::Float(0.5));
         assert_eq!(parse_set("model.activation=relu").unwrap().1, Value::Str("relu".into()));
-        assert_eq!(parse_set("model.activation=\"relu\"").unwrap().1, Value::Str("relu".into()));
+        assert_eq!(
+            parse_set("model.activation=\"relu\"").unwrap().1,
+            Value::Str("relu".into())
+        );
         assert_eq!(parse_set("output.checkpoints=false").unwrap().1, Value::Bool(false));
         assert_eq!(
             parse_set("sweep.train.seed=[0, 1]").unwrap().1,

@@ -12,7 +12,10 @@ use crate::task::{Task, TaskConfig};
 
 /// Keys that do not change a run's result and so are left out of its identity.
 fn affects_result(key: &str) -> bool {
-    !matches!(key, "name" | "description" | "output.dir" | "output.checkpoints" | "output.charts") && !key.starts_with("plot.")
+    !matches!(
+        key,
+        "name" | "description" | "output.dir" | "output.checkpoints" | "output.charts"
+    ) && !key.starts_with("plot.")
 }
 
 /// FNV-1a, 64 bits: a tiny, fixed hash whose value never changes between versions or
@@ -66,7 +69,10 @@ pub fn expand(spec: &Spec) -> Result<Vec<RunConfig>, SpecErrors> {
     if problems.is_empty() {
         Ok(runs)
     } else {
-        Err(SpecErrors { file: spec.file.clone(), problems })
+        Err(SpecErrors {
+            file: spec.file.clone(),
+            problems,
+        })
     }
 }
 
@@ -84,7 +90,11 @@ fn resolve(
             .map(|(_, _, o)| o.clone())
             .unwrap_or_else(|| spec.base[key].origin.clone())
     };
-    let problem = |key: &str, message: String| Problem { key: Some(key.to_string()), origin: origin_of(key), message };
+    let problem = |key: &str, message: String| Problem {
+        key: Some(key.to_string()),
+        origin: origin_of(key),
+        message,
+    };
     let text = |k: &str| match &settings[k] {
         Value::Str(s) => s.clone(),
         other => other.to_string(),
@@ -103,7 +113,10 @@ fn resolve(
     };
 
     let task = match text("task.kind").as_str() {
-        "adding" => TaskConfig::Adding { seq_len: int("task.seq_len") as usize, eval_size: int("task.eval_size") as usize },
+        "adding" => TaskConfig::Adding {
+            seq_len: int("task.seq_len") as usize,
+            eval_size: int("task.eval_size") as usize,
+        },
         _ => {
             if spec.is_set("task.seq_len") {
                 return Err(problem(
@@ -113,7 +126,10 @@ fn resolve(
             }
             let word = text("task.word");
             if word.chars().count() < 2 {
-                return Err(problem("task.word", format!("\"{word}\" is too short: the hello task needs at least 2 characters")));
+                return Err(problem(
+                    "task.word",
+                    format!("\"{word}\" is too short: the hello task needs at least 2 characters"),
+                ));
             }
             TaskConfig::Hello { word }
         }
@@ -124,13 +140,15 @@ fn resolve(
         Value::Int(k) => Some(k as usize),
         _ => None,
     };
-    if let Some(k) = bptt {
-        if k > seq_len {
-            return Err(problem(
-                "train.bptt",
-                format!("window {k} is longer than the sequence ({seq_len} steps); use \"full\" or a value up to {seq_len}"),
-            ));
-        }
+    if let Some(k) = bptt
+        && k > seq_len
+    {
+        return Err(problem(
+            "train.bptt",
+            format!(
+                "window {k} is longer than the sequence ({seq_len} steps); use \"full\" or a value up to {seq_len}"
+            ),
+        ));
     }
     let init = Init::from_name(&text("model.init")).expect("validated");
     let model = RnnConfig {
@@ -148,17 +166,31 @@ fn resolve(
         batch: int("train.batch") as usize,
         lr: float("train.lr"),
         momentum: float("train.momentum"),
-        clip: Clip { norm: off_or_float("train.clip"), value: off_or_float("train.clip_value") },
+        clip: Clip {
+            norm: off_or_float("train.clip"),
+            value: off_or_float("train.clip_value"),
+        },
         seed: int("train.seed") as u64,
         bptt,
         eval_every: int("train.eval_every") as u64,
     };
-    let probe = ProbeConfig { every: int("probe.every") as u64, batch: int("probe.batch") as usize };
+    let probe = ProbeConfig {
+        every: int("probe.every") as u64,
+        batch: int("probe.batch") as usize,
+    };
 
-    let resolved: BTreeMap<&'static str, Value> =
-        settings.into_iter().filter(|(k, _)| affects_result(k)).collect();
+    let resolved: BTreeMap<&'static str, Value> = settings.into_iter().filter(|(k, _)| affects_result(k)).collect();
     let id = format!("{:016x}", fnv1a(canonical_json(&resolved).as_bytes()));
-    Ok(RunConfig { index, id, swept, resolved, task, model, train, probe })
+    Ok(RunConfig {
+        index,
+        id,
+        swept,
+        resolved,
+        task,
+        model,
+        train,
+        probe,
+    })
 }
 
 #[cfg(test)]
@@ -192,7 +224,16 @@ mod tests {
     #[test]
     fn run_id_depends_on_result_keys_only() {
         let a = expand(&parse("a.toml", "name = \"a\"\n[train]\nlr = 1\n", "a", &[]).unwrap()).unwrap();
-        let b = expand(&parse("b.toml", "name = \"b\"\n[train]\nlr = 1.0\n[plot]\ncolor = \"none\"\n", "b", &[]).unwrap()).unwrap();
+        let b = expand(
+            &parse(
+                "b.toml",
+                "name = \"b\"\n[train]\nlr = 1.0\n[plot]\ncolor = \"none\"\n",
+                "b",
+                &[],
+            )
+            .unwrap(),
+        )
+        .unwrap();
         assert_eq!(a[0].id, b[0].id);
         let c = expand(&parse("c.toml", "[train]\nlr = 0.5\n", "c", &[]).unwrap()).unwrap();
         assert_ne!(a[0].id, c[0].id);
@@ -202,7 +243,8 @@ mod tests {
     fn cross_key_rules_are_checked_before_running() {
         let err = expand(&parse("x.toml", "[task]\nkind = \"hello\"\nseq_len = 9\n", "x", &[]).unwrap()).unwrap_err();
         assert_eq!(err.problems[0].key.as_deref(), Some("task.seq_len"));
-        let err = expand(&parse("x.toml", "[task]\nseq_len = 10\n[train]\nbptt = 20\n", "x", &[]).unwrap()).unwrap_err();
+        let err =
+            expand(&parse("x.toml", "[task]\nseq_len = 10\n[train]\nbptt = 20\n", "x", &[]).unwrap()).unwrap_err();
         assert_eq!(err.problems[0].key.as_deref(), Some("train.bptt"));
     }
 }

@@ -182,7 +182,10 @@ mod tests {
 
     #[test]
     fn adding_has_one_marker_per_half_and_the_right_sum() {
-        let task = Task::new(TaskConfig::Adding { seq_len: 11, eval_size: 4 });
+        let task = Task::new(TaskConfig::Adding {
+            seq_len: 11,
+            eval_size: 4,
+        });
         let batch = task.sample(50, &mut ChaCha8Rng::seed_from_u64(3));
         let (Inputs::Dense(x), Targets::Values(y)) = (&batch.inputs, &batch.targets) else {
             panic!("adding is dense regression")
@@ -198,9 +201,14 @@ mod tests {
     #[test]
     fn adding_baseline_matches_its_empirical_value() {
         // Predicting 1 everywhere: the mean squared error over many draws approaches 1/6.
-        let task = Task::new(TaskConfig::Adding { seq_len: 4, eval_size: 1 });
+        let task = Task::new(TaskConfig::Adding {
+            seq_len: 4,
+            eval_size: 1,
+        });
         let batch = task.sample(200_000, &mut ChaCha8Rng::seed_from_u64(9));
-        let Targets::Values(y) = &batch.targets else { unreachable!() };
+        let Targets::Values(y) = &batch.targets else {
+            unreachable!()
+        };
         let mse = y.mapv(|v| (v - 1.0) * (v - 1.0)).mean().unwrap();
         assert!((mse - task.baseline_loss()).abs() < 2e-3, "mse = {mse}");
     }

@@ -9,12 +9,20 @@
 //! asked of every entry. The denominator of a relative error is floored at 1e-5, so entries
 //! smaller than that (a dead ReLU unit's exact zeros) must agree to 1e-11 in absolute terms.
 
+// The reference is written with index loops on purpose: it should read like the equations.
+#![allow(clippy::needless_range_loop)]
+
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use runner::rnn::{self, Activation, Batch, Init, Inputs, Params, RnnConfig, Targets, Trace};
 
-const ACTIVATIONS: [Activation; 4] = [Activation::Tanh, Activation::Sigmoid, Activation::Relu, Activation::Identity];
+const ACTIVATIONS: [Activation; 4] = [
+    Activation::Tanh,
+    Activation::Sigmoid,
+    Activation::Relu,
+    Activation::Identity,
+];
 const T: usize = 20;
 const B: usize = 3;
 const D: usize = 3;
@@ -44,17 +52,20 @@ fn naive(
                     Inputs::OneHot(x) => z += p.u[[i, x[[t - 1, b]]]],
                 }
                 // The recurrence reads s_{t−1}, or its frozen value where the state is detached.
-                let prev = fixed.iter().find(|(j, _)| *j == t - 1).map_or(&states[t - 1][b], |(_, v)| &v[b]);
+                let prev = fixed
+                    .iter()
+                    .find(|(j, _)| *j == t - 1)
+                    .map_or(&states[t - 1][b], |(_, v)| &v[b]);
                 for j in 0..h {
                     z += p.w[[i, j]] * prev[j];
                 }
                 states[t][b][i] = act.forward(z);
             }
         }
-        if let Some((k, b, i, eps)) = bump {
-            if k == t {
-                states[t][b][i] += eps;
-            }
+        if let Some((k, b, i, eps)) = bump
+            && k == t
+        {
+            states[t][b][i] += eps;
         }
     }
     // Per-sequence loss at each loss-carrying step.
@@ -64,7 +75,9 @@ fn naive(
     for step in 0..l {
         let t = t_len - l + step + 1;
         for b in 0..b_len {
-            let net: Vec<f64> = (0..o).map(|k| p.c[k] + (0..h).map(|j| p.v[[k, j]] * states[t][b][j]).sum::<f64>()).collect();
+            let net: Vec<f64> = (0..o)
+                .map(|k| p.c[k] + (0..h).map(|j| p.v[[k, j]] * states[t][b][j]).sum::<f64>())
+                .collect();
             let loss = match &batch.targets {
                 Targets::Values(y) => (0..o).map(|k| (net[k] - y[[step, b, k]]).powi(2)).sum::<f64>() / o as f64,
                 Targets::Classes(y) => {
@@ -127,6 +140,9 @@ fn step_for(act: Activation) -> f64 {
     if act == Activation::Relu { 1e-5 } else { 1e-4 }
 }
 
+/// states[t][b][i] = s_t of sequence b, unit i.
+type States = Vec<Vec<Vec<f64>>>;
+
 /// Which units are active (s > 0) at every step: for ReLU, the region of parameter space
 /// inside which the loss is smooth.
 type Region = Vec<bool>;
@@ -148,7 +164,7 @@ fn max_rel_error(
     p: &Params,
     analytic: &Params,
     act: Activation,
-    loss: &dyn Fn(&Params) -> (f64, Vec<Vec<Vec<f64>>>),
+    loss: &dyn Fn(&Params) -> (f64, States),
 ) -> (f64, &'static str) {
     let names = ["U", "W", "b", "V", "c"];
     let mut worst = (0.0, "");
@@ -158,15 +174,18 @@ fn max_rel_error(
         for i in 0..p.slices()[ti].len() {
             total += 1;
             let crosses_kink = std::cell::Cell::new(false);
-            let numeric = central_difference(&|eps| {
-                let mut q = p.clone();
-                q.slices_mut()[ti][i] += eps;
-                let (e, states) = loss(&q);
-                if region(act, &states) != base {
-                    crosses_kink.set(true);
-                }
-                e
-            }, step_for(act));
+            let numeric = central_difference(
+                &|eps| {
+                    let mut q = p.clone();
+                    q.slices_mut()[ti][i] += eps;
+                    let (e, states) = loss(&q);
+                    if region(act, &states) != base {
+                        crosses_kink.set(true);
+                    }
+                    e
+                },
+                step_for(act),
+            );
             if crosses_kink.get() {
                 skipped += 1;
                 continue;
@@ -181,7 +200,10 @@ fn max_rel_error(
     if skipped > 0 {
         println!("  ({skipped} of {total} entries straddle a ReLU kink and were skipped)");
     }
-    assert!(skipped * 20 <= total, "{skipped} of {total} entries straddle a ReLU kink");
+    assert!(
+        skipped * 20 <= total,
+        "{skipped} of {total} entries straddle a ReLU kink"
+    );
     worst
 }
 
@@ -192,16 +214,17 @@ fn check(act: Activation, dense: bool, classes: bool, every_step: bool, seed: u6
     let mut tr = Trace::default();
     let e = rnn::forward(&p, act, &batch, &mut tr);
     let (e_ref, _, _) = naive(&p, act, &batch, &[], None);
-    assert!((e - e_ref).abs() <= 1e-12 * e_ref.abs().max(1.0), "forward {act:?}: {e} vs naive {e_ref}");
+    assert!(
+        (e - e_ref).abs() <= 1e-12 * e_ref.abs().max(1.0),
+        "forward {act:?}: {e} vs naive {e_ref}"
+    );
     let mut g = p.zeros_like();
     rnn::backward(&p, act, &batch, &mut tr, None, &mut g);
     let (err, name) = max_rel_error(&p, &g, act, &|q| {
         let (e, states, _) = naive(q, act, &batch, &[], None);
         (e, states)
     });
-    println!(
-        "{act:?} dense={dense} classes={classes} every_step={every_step}: max rel err = {err:.2e} (in {name})"
-    );
+    println!("{act:?} dense={dense} classes={classes} every_step={every_step}: max rel err = {err:.2e} (in {name})");
     assert!(err < 1e-6, "{act:?}: relative error {err:e} in {name}");
     err
 }
@@ -254,8 +277,10 @@ fn truncated_bptt_matches_its_definition() {
             let mut g = p.zeros_like();
             rnn::backward(&p, act, &batch, &mut tr, Some(k), &mut g);
             let (_, states, _) = naive(&p, act, &batch, &[], None);
-            let fixed: Vec<(usize, Vec<Vec<f64>>)> =
-                (1..=T).filter(|j| (T - j) % k == 0).map(|j| (j, states[j].clone())).collect();
+            let fixed: Vec<(usize, Vec<Vec<f64>>)> = (1..=T)
+                .filter(|j| (T - j).is_multiple_of(k))
+                .map(|j| (j, states[j].clone()))
+                .collect();
             let (err, name) = max_rel_error(&p, &g, act, &|q| {
                 let (e, states, _) = naive(q, act, &batch, &fixed, None);
                 (e, states)
@@ -290,7 +315,10 @@ fn probe_matches_finite_differences_of_the_last_step_loss() {
                 for b in 0..B {
                     let mut sq = 0.0;
                     for i in 0..H {
-                        let dk = central_difference(&|eps| naive(&p, act, &batch, &[], Some((k, b, i, eps))).2[b], step_for(act));
+                        let dk = central_difference(
+                            &|eps| naive(&p, act, &batch, &[], Some((k, b, i, eps))).2[b],
+                            step_for(act),
+                        );
                         sq += dk * dk;
                     }
                     mean += sq.sqrt() / B as f64;
@@ -305,7 +333,10 @@ fn probe_matches_finite_differences_of_the_last_step_loss() {
                     checked += 1;
                     assert!(rel < 1e-6, "{act:?} d={d}: probe {probed:e} vs fd {mean:e}");
                 } else {
-                    assert!((probed - mean).abs() < 1e-10, "{act:?} d={d}: probe {probed:e} vs fd {mean:e}");
+                    assert!(
+                        (probed - mean).abs() < 1e-10,
+                        "{act:?} d={d}: probe {probed:e} vs fd {mean:e}"
+                    );
                 }
             }
             println!("{act:?} classes={classes}: probe max rel err = {worst:.2e} over {checked} distances");

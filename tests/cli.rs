@@ -1,0 +1,360 @@
+//! The real binary, end to end, in temporary folders: outputs exist and parse, runs are
+//! byte-identical whatever the thread count, bad specs are refused with exit code 2 before
+//! anything is written, and existing results are never overwritten by accident.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use runner::output;
+use runner::record::Status;
+
+const BIN: &str = env!("CARGO_BIN_EXE_runner");
+
+/// A fresh, empty folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("runner-test-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const SMALL: &str = r#"
+name = "small"
+[task]
+kind = "adding"
+eval_size = 16
+[model]
+hidden = 6
+[train]
+steps = 40
+batch = 4
+lr = 0.05
+momentum = 0.9
+eval_every = 10
+[probe]
+every = 20
+batch = 4
+[sweep]
+"task.seq_len" = [5, 9]
+"model.activation" = ["tanh", "relu"]
+"train.clip" = ["none", 1.0]
+"train.seed" = [0, 1]
+"#;
+
+#[test]
+fn end_to_end_every_output_exists_and_parses() {
+    let dir = scratch("e2e");
+    fs::write(dir.join("small.toml"), SMALL).unwrap();
+    let out = run(&dir, &["small.toml", "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let res = dir.join("results/small");
+
+    let table = output::read_runs(&res).unwrap();
+    assert_eq!(
+        table.swept_keys,
+        ["task.seq_len", "model.activation", "train.clip", "train.seed"]
+    );
+    assert_eq!(table.rows.len(), 16);
+    for row in &table.rows {
+        assert_eq!(row.status, Status::Ok, "{row:?}");
+        assert_eq!(row.steps, 40);
+        assert!(row.final_loss.is_some() && row.w_norm_final.is_some() && row.decay_factor_init.is_some());
+        if row.swept[1] == "tanh" {
+            // (A ReLU network whose units are all off for the probe batch has an exactly zero
+            // gradient beyond d = 0, and so no decay factor.)
+            assert!(row.decay_factor.is_some());
+        }
+        assert!((row.baseline_loss - 1.0 / 6.0).abs() < 1e-15);
+        assert!(row.final_accuracy.is_none(), "adding has no accuracy");
+    }
+    let curves = output::read_curves(&res).unwrap();
+    assert_eq!(
+        curves.len(),
+        16 * 41,
+        "40 training rows and one final evaluation row per run"
+    );
+    let decay = output::read_decay(&res).unwrap();
+    // Probes at steps 0, 20, 40 over T distances: 3·(5 + 9) per (activation, clip, seed).
+    assert_eq!(decay.len(), 8 * 3 * (5 + 9));
+    let manifest = output::read_manifest(&res).unwrap();
+    assert_eq!(manifest.runs.len(), 16);
+    assert!(manifest.finished.is_some());
+    assert_eq!(manifest.plot.panel.as_deref(), Some("task.seq_len"));
+    assert_eq!(manifest.plot.color.as_deref(), Some("model.activation"));
+
+    for row in &table.rows {
+        for f in ["init.safetensors", "final.safetensors"] {
+            let bytes = fs::read(output::checkpoint_dir(&res, &row.run_id).join(f)).unwrap();
+            let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            let mut names = st.names();
+            names.sort();
+            assert_eq!(
+                names,
+                [
+                    "head.bias",
+                    "head.weight",
+                    "probe.x",
+                    "probe.y",
+                    "rnn.bias_hh_l0",
+                    "rnn.bias_ih_l0",
+                    "rnn.weight_hh_l0",
+                    "rnn.weight_ih_l0"
+                ]
+            );
+            assert_eq!(st.tensor("rnn.weight_hh_l0").unwrap().shape(), [6, 6]);
+            assert_eq!(st.tensor("rnn.weight_ih_l0").unwrap().shape(), [6, 2]);
+        }
+    }
+    for chart in ["grad_decay", "grad_decay_init", "loss", "final_loss", "grad_norm"] {
+        let png = fs::read(res.join("charts").join(format!("{chart}.png"))).unwrap();
+        assert_eq!(&png[1..4], b"PNG", "{chart}.png is a PNG");
+        let svg = fs::read_to_string(res.join("charts").join(format!("{chart}.svg"))).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{chart}.svg is an SVG"
+        );
+    }
+
+    // A checkpoint reproduces its run: the probe recomputed from `final.safetensors` (parameters
+    // and probe batch) gives the norms the run recorded at its last probe.
+    let decay_of = |id: &str| -> Vec<f64> {
+        decay
+            .iter()
+            .filter(|r| r.run_id == id && r.probe_step == 40)
+            .map(|r| r.grad_norm.unwrap())
+            .collect()
+    };
+    for row in &table.rows {
+        let bytes = fs::read(output::checkpoint_dir(&res, &row.run_id).join("final.safetensors")).unwrap();
+        let (params, batch) = output::read_checkpoint(&bytes).unwrap();
+        let act = runner::rnn::Activation::from_name(&row.swept[1]).unwrap();
+        let logs = runner::rnn::probe(&params, act, &batch, &mut runner::rnn::Trace::default());
+        let recorded = decay_of(&row.run_id);
+        assert_eq!(logs.len(), recorded.len());
+        for (l, r) in logs.iter().zip(&recorded) {
+            assert_eq!(l.exp(), *r, "run {}", row.run_id);
+        }
+    }
+
+    // `runner plot` redraws the same charts from the CSV files alone.
+    let before = fs::read(res.join("charts/loss.png")).unwrap();
+    fs::remove_dir_all(res.join("charts")).unwrap();
+    let out = run(&dir, &["plot", "results/small"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(fs::read(res.join("charts/loss.png")).unwrap(), before);
+}
+
+/// runs.csv with the `seconds` column blanked, the only field allowed to differ.
+fn runs_without_seconds(res: &Path) -> String {
+    let text = fs::read_to_string(res.join("runs.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "seconds").unwrap();
+    let mut out = header.join(",");
+    for line in lines {
+        let mut f: Vec<&str> = line.split(',').collect();
+        f[col] = "";
+        out.push('\n');
+        out.push_str(&f.join(","));
+    }
+    out
+}
+
+#[test]
+fn identical_bytes_whatever_the_thread_count() {
+    let dir = scratch("determinism");
+    fs::write(dir.join("small.toml"), SMALL).unwrap();
+    for jobs in ["1", "2", "3"] {
+        let out = run(
+            &dir,
+            &["small.toml", "-q", "--jobs", jobs, "--out", &format!("j{jobs}")],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let one = dir.join("j1");
+    for other in ["j2", "j3"] {
+        let other = dir.join(other);
+        assert_eq!(runs_without_seconds(&one), runs_without_seconds(&other));
+        for f in [
+            "curves.csv",
+            "grad_decay.csv",
+            "charts/grad_decay.png",
+            "charts/loss.svg",
+        ] {
+            assert!(
+                fs::read(one.join(f)).unwrap() == fs::read(other.join(f)).unwrap(),
+                "{f} differs"
+            );
+        }
+        let table = output::read_runs(&one).unwrap();
+        for row in &table.rows {
+            let f = format!("checkpoints/{}/final.safetensors", row.run_id);
+            assert!(
+                fs::read(one.join(&f)).unwrap() == fs::read(other.join(&f)).unwrap(),
+                "{f} differs"
+            );
+        }
+    }
+}
+
+/// Each bad spec: exit code 2, a message naming the line and the key, nothing written.
+#[test]
+fn bad_specs_are_refused_before_anything_is_written() {
+    let dir = scratch("bad");
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[model]\nhidden = 8\nactivaton = \"tanh\"\n",
+            ":3:1:",
+            "did you mean `model.activation`",
+        ),
+        ("[train]\nsteps = \"many\"\n", ":2:", "`train.steps`"),
+        ("[sweep]\n\"model.activation\" = []\n", ":2:", "`model.activation`"),
+        ("[task]\nseq_len = 0\n", ":2:", "`task.seq_len`"),
+        ("[train]\nlr = -0.1\n", ":2:", "`train.lr`"),
+        ("[model]\nactivation = \"tahn\"\n", ":2:", "did you mean \"tanh\""),
+        (
+            "[sweep]\n\"model.activation\" = [\"tanh\", \"softplus\"]\n",
+            ":2:",
+            "`model.activation`",
+        ),
+        ("[train\nsteps = 3\n", ":1:", "TOML syntax error"),
+        ("[modle]\nhidden = 3\n", ":2:1:", "did you mean `model.hidden`"),
+        ("[task]\nkind = \"hello\"\nseq_len = 7\n", ":3:", "`task.seq_len`"),
+    ];
+    for (i, (text, place, needle)) in cases.iter().enumerate() {
+        let name = format!("bad{i}.toml");
+        fs::write(dir.join(&name), text).unwrap();
+        let out = run(&dir, &[&name, "-q"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "case {i}: {err}");
+        assert!(
+            err.contains(&format!("{name}{place}")),
+            "case {i} should name {place}: {err}"
+        );
+        assert!(err.contains(needle), "case {i} should mention {needle}: {err}");
+        assert!(!dir.join("results").exists(), "case {i} wrote something");
+    }
+    // A bad --set names the argument and the key.
+    fs::write(dir.join("ok.toml"), "[train]\nsteps = 2\n").unwrap();
+    let out = run(&dir, &["ok.toml", "--set", "train.lr=-1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--set train.lr=-1: `train.lr`"),
+        "{}",
+        stderr(&out)
+    );
+    // A missing spec.
+    let out = run(&dir, &["missing.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("missing.toml"));
+    assert!(!dir.join("results").exists());
+}
+
+#[test]
+fn existing_results_are_not_overwritten_without_force() {
+    let dir = scratch("exists");
+    fs::write(
+        dir.join("tiny.toml"),
+        "[task]\nseq_len = 4\n[train]\nsteps = 3\n[model]\nhidden = 3\n",
+    )
+    .unwrap();
+    assert_eq!(run(&dir, &["tiny.toml", "-q"]).status.code(), Some(0));
+    let runs = dir.join("results/tiny/runs.csv");
+    let before = fs::read(&runs).unwrap();
+    fs::write(dir.join("results/tiny/notes.txt"), "mine").unwrap();
+    let out = run(&dir, &["tiny.toml", "-q", "--set", "train.steps=5"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert_eq!(fs::read(&runs).unwrap(), before);
+    // --force replaces the tool's own files and keeps the user's.
+    let out = run(&dir, &["tiny.toml", "-q", "--force", "--set", "train.steps=5"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(output::read_runs(&dir.join("results/tiny")).unwrap().rows[0].steps, 5);
+    assert_eq!(fs::read_to_string(dir.join("results/tiny/notes.txt")).unwrap(), "mine");
+}
+
+#[test]
+fn exploding_runs_are_recorded_as_diverged_and_set_the_exit_code_only_when_clipped() {
+    let dir = scratch("explode");
+    let spec = "[task]\nseq_len = 20\n[model]\nhidden = 8\nscale = 3.0\nactivation = \"relu\"\n\
+                [train]\nsteps = 200\nlr = 1.0\n[probe]\nevery = 10\n";
+    fs::write(dir.join("boom.toml"), spec).unwrap();
+    let out = run(&dir, &["boom.toml", "-q"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "divergence without clipping is a result: {}",
+        stderr(&out)
+    );
+    let res = dir.join("results/boom");
+    let row = &output::read_runs(&res).unwrap().rows[0];
+    assert_eq!(row.status, Status::Diverged);
+    let at = row.diverged_step.expect("diverged step recorded");
+    assert!(at < 200);
+    assert!(row.final_loss.is_none());
+    // The curve is kept up to the divergence, with no NaN or inf written anywhere.
+    let curves = output::read_curves(&res).unwrap();
+    assert_eq!(curves.last().unwrap().step, at);
+    for f in ["runs.csv", "curves.csv", "grad_decay.csv"] {
+        let text = fs::read_to_string(res.join(f)).unwrap().to_lowercase();
+        assert!(
+            !text.contains("nan") && !text.contains("inf"),
+            "{f} holds a non-finite value"
+        );
+    }
+    assert!(res.join("charts/loss.png").exists());
+
+    // The same explosion with clipping on is unexpected: exit 1.
+    let out = run(
+        &dir,
+        &[
+            "boom.toml",
+            "-q",
+            "--out",
+            "clipped",
+            "--set",
+            "train.clip=1.0",
+            "--set",
+            "train.lr=1e6",
+        ],
+    );
+    let row = &output::read_runs(&dir.join("clipped")).unwrap().rows[0];
+    assert_eq!(row.status, Status::Diverged, "{row:?}");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn hello_reaches_full_accuracy() {
+    let dir = scratch("hello");
+    let spec = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/hello.toml")).unwrap();
+    fs::write(dir.join("hello.toml"), spec).unwrap();
+    let out = run(&dir, &["hello.toml", "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let row = &output::read_runs(&dir.join("results/hello")).unwrap().rows[0];
+    assert_eq!(row.final_accuracy, Some(1.0));
+    assert!(row.final_loss.unwrap() < row.baseline_loss / 10.0, "{row:?}");
+}
+
+#[test]
+fn dry_run_lists_runs_and_writes_nothing() {
+    let dir = scratch("dry");
+    fs::write(dir.join("small.toml"), SMALL).unwrap();
+    let out = run(&dir, &["small.toml", "--dry-run", "--set", "sweep.train.seed=[0,1,2]"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("24 runs"), "{text}");
+    assert!(!dir.join("results").exists());
+}

@@ -36,10 +36,21 @@ fn readme_lists_every_spec_key_with_default_and_range() {
 fn readme_explains_every_csv_column() {
     let text = readme();
     let columns = RUN_COLUMNS.iter().chain(&[
-        "run_id", "step", "train_loss", "grad_norm", "clipped", "eval_loss", "eval_accuracy", "probe_step",
-        "distance", "log10_grad_norm",
+        "run_id",
+        "step",
+        "train_loss",
+        "grad_norm",
+        "clipped",
+        "eval_loss",
+        "eval_accuracy",
+        "probe_step",
+        "distance",
+        "log10_grad_norm",
     ]);
     for c in columns {
-        assert!(text.contains(&format!("| `{c}` |")), "README.md does not explain column `{c}`");
+        assert!(
+            text.contains(&format!("| `{c}` |")),
+            "README.md does not explain column `{c}`"
+        );
     }
 }

@@ -358,3 +358,35 @@ fn dry_run_lists_runs_and_writes_nothing() {
     assert!(text.starts_with("24 runs"), "{text}");
     assert!(!dir.join("results").exists());
 }
+
+/// A run that panics is recorded as `failed` with its message; the others complete and the
+/// sweep's exit status becomes 1. (No valid spec can make a run panic, so the test breaks one
+/// resolved configuration by hand through the library.)
+#[test]
+fn a_panicking_run_is_recorded_as_failed_and_the_others_complete() {
+    let dir = scratch("panic");
+    let spec = runner::spec::parse("p.toml", SMALL, "p", &[]).unwrap();
+    let mut runs = runner::sweep::expand(&spec).unwrap();
+    runs[3].model.input = 7; // U no longer matches the task's 2 inputs: ndarray panics
+    let opts = runner::launch::Options {
+        jobs: 2,
+        out: dir.join("out"),
+        force: false,
+        quiet: true,
+    };
+    runner::launch::prepare_out(&opts.out, false).unwrap();
+    let outcome = runner::launch::run_sweep(&spec, &runs, &opts, true, true).unwrap();
+    assert_eq!((outcome.ok, outcome.failed), (15, 1));
+    assert_eq!(outcome.exit_code(), 1);
+    let table = output::read_runs(&opts.out).unwrap();
+    assert_eq!(table.rows[3].status, Status::Failed);
+    assert!(!table.rows[3].error.is_empty());
+    assert!(
+        table
+            .rows
+            .iter()
+            .enumerate()
+            .all(|(i, r)| i == 3 || r.status == Status::Ok)
+    );
+    assert!(opts.out.join("charts/final_loss.png").exists());
+}

@@ -130,7 +130,9 @@ pub fn plot_choice(spec: &Spec) -> PlotChoice {
         "none" => None,
         "auto" => {
             let free = |k: &&&str| **k != "train.seed" && Some(**k) != panel.as_deref();
-            if swept.contains(&"model.activation") && panel.as_deref() != Some("model.activation") {
+            if !spec.variants.is_empty() {
+                Some("variant".to_string())
+            } else if swept.contains(&"model.activation") && panel.as_deref() != Some("model.activation") {
                 Some("model.activation".to_string())
             } else {
                 swept.iter().find(free).map(|k| k.to_string())
@@ -156,10 +158,23 @@ pub fn manifest(spec: &Spec, runs: &[RunConfig], threads: usize) -> Manifest {
             values: v.iter().map(Value::to_json).collect(),
         })
         .collect();
+    let variants: Vec<serde_json::Value> = spec
+        .variants
+        .iter()
+        .map(|v| {
+            let set: serde_json::Map<String, serde_json::Value> = v
+                .settings
+                .iter()
+                .map(|(k, val)| (k.to_string(), val.to_json()))
+                .collect();
+            serde_json::json!({ "label": v.label, "settings": set })
+        })
+        .collect();
     let hash_input = format!(
-        "{}|{}",
+        "{}|{}|{}",
         canonical_json(&settings),
-        serde_json::to_string(&sweep.iter().map(|a| (&a.key, &a.values)).collect::<Vec<_>>()).expect("json")
+        serde_json::to_string(&sweep.iter().map(|a| (&a.key, &a.values)).collect::<Vec<_>>()).expect("json"),
+        serde_json::to_string(&variants).expect("json")
     );
     Manifest {
         name: spec.name.clone(),
@@ -174,6 +189,7 @@ pub fn manifest(spec: &Spec, runs: &[RunConfig], threads: usize) -> Manifest {
         started: output::now_rfc3339(),
         finished: None,
         settings: json_map(&settings),
+        variants,
         sweep,
         plot: plot_choice(spec),
         runs: runs
@@ -206,6 +222,8 @@ fn failed_result(cfg: &RunConfig, message: String, seconds: f64) -> RunResult {
             bound_factor: None,
             w_norm_init: None,
             w_norm_final: None,
+            w_radius_init: None,
+            w_radius_final: None,
             seconds,
             error: message,
         },
@@ -319,10 +337,14 @@ fn write_checkpoints(out: &Path, cfg: &RunConfig, result: &RunResult) -> Result<
     };
     let dir = output::checkpoint_dir(out, &cfg.id);
     output::create_dir(&dir)?;
+    let task = crate::task::Task::new(cfg.task.clone());
     let meta = serde_json::json!({
         "run_id": cfg.id,
+        "cell": cfg.model.cell.name(),
+        "activation": match cfg.model.cell { crate::rnn::Cell::Rnn(a) => a.name(), _ => "tanh" },
+        "loss": task.loss_name(),
+        "vocab": task.vocab().iter().collect::<String>(),
         "config": json_map(&cfg.resolved),
-        "loss": match cfg.task { crate::task::TaskConfig::Adding { .. } => "mse_last_step", crate::task::TaskConfig::Hello { .. } => "cross_entropy_every_step" },
     });
     if let Some(p) = &result.init {
         output::write_checkpoint(&dir.join("init.safetensors"), p, probe, &meta)?;

@@ -1,4 +1,4 @@
-//! Gradient clipping and the optimiser.
+//! Gradient clipping, the optimisers and the learning-rate schedule.
 //!
 //! Clipping is applied in a fixed order: first the global L2 norm (if ‖g‖ > θ then
 //! g ← θ·g/‖g‖), then the element-wise clip to [−v, v]. The norm a run records is the one
@@ -53,42 +53,164 @@ impl Clip {
     }
 }
 
-/// Stochastic gradient descent with optional momentum, PyTorch's convention:
-/// v ← μ·v + g, θ ← θ − lr·v (plain SGD when μ = 0).
-#[derive(Clone, Debug)]
-pub struct Sgd {
-    lr: Float,
-    momentum: Float,
-    /// Velocity, same shapes as the parameters; `None` until the first step or when μ = 0.
-    velocity: Option<Params>,
+/// The optimiser and its hyper-parameters (PyTorch's update rules and defaults).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OptimConfig {
+    /// v ← μ·v + g (v = g at the first step); θ ← θ − lr·v, or θ ← θ − lr·(g + μ·v) with Nesterov.
+    Sgd {
+        /// μ.
+        momentum: Float,
+        /// Nesterov momentum.
+        nesterov: bool,
+    },
+    /// m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; θ ← θ − lr·m̂/(√v̂ + ε) with bias-corrected m̂, v̂.
+    Adam {
+        /// β₁.
+        beta1: Float,
+        /// β₂.
+        beta2: Float,
+        /// ε.
+        eps: Float,
+    },
+    /// s ← αs + (1−α)g²; θ ← θ − lr·g/(√s + ε).
+    RmsProp {
+        /// α.
+        alpha: Float,
+        /// ε.
+        eps: Float,
+    },
+    /// s ← s + g²; θ ← θ − lr·g/(√s + ε) (the optimiser of the classic character-RNN script).
+    Adagrad {
+        /// ε.
+        eps: Float,
+    },
 }
 
-impl Sgd {
-    /// A new optimiser.
-    pub fn new(lr: Float, momentum: Float) -> Self {
+/// The learning rate as a function of the step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Schedule {
+    /// Peak learning rate.
+    pub lr: Float,
+    /// Shape of the schedule.
+    pub kind: ScheduleKind,
+    /// Linear warm-up steps (0: none).
+    pub warmup: u64,
+    /// Total steps (for the cosine schedule).
+    pub steps: u64,
+}
+
+/// Shape of a learning-rate schedule.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ScheduleKind {
+    /// lr at every step.
+    Constant,
+    /// lr·γ^⌊step / size⌋.
+    Step {
+        /// Steps between decays.
+        size: u64,
+        /// Decay factor.
+        gamma: Float,
+    },
+    /// lr_min + (lr − lr_min)·(1 + cos(π·step/steps))/2.
+    Cosine {
+        /// Final rate.
+        lr_min: Float,
+    },
+}
+
+impl Schedule {
+    /// The learning rate of step `step` (0-based).
+    pub fn lr_at(&self, step: u64) -> Float {
+        let base = match self.kind {
+            ScheduleKind::Constant => self.lr,
+            ScheduleKind::Step { size, gamma } => self.lr * gamma.powi((step / size).min(i32::MAX as u64) as i32),
+            ScheduleKind::Cosine { lr_min } => {
+                let progress = step as Float / self.steps.max(1) as Float;
+                lr_min + (self.lr - lr_min) * 0.5 * (1.0 + (std::f64::consts::PI as Float * progress).cos())
+            }
+        };
+        if self.warmup > 0 && step < self.warmup {
+            base * (step + 1) as Float / self.warmup as Float
+        } else {
+            base
+        }
+    }
+}
+
+/// An optimiser with its state (moment estimates shaped like the parameters).
+#[derive(Clone, Debug)]
+pub struct Optimizer {
+    config: OptimConfig,
+    /// SGD velocity, Adam first moment, RMSprop/Adagrad squared-gradient accumulator.
+    first: Option<Params>,
+    /// Adam second moment.
+    second: Option<Params>,
+    /// Updates made so far.
+    t: u64,
+}
+
+impl Optimizer {
+    /// A fresh optimiser.
+    pub fn new(config: OptimConfig) -> Self {
         Self {
-            lr,
-            momentum,
-            velocity: None,
+            config,
+            first: None,
+            second: None,
+            t: 0,
         }
     }
 
-    /// One update of `p` from gradient `g`.
-    pub fn step(&mut self, p: &mut Params, g: &Params) {
-        let lr = self.lr;
-        if self.momentum == 0.0 {
-            for (pt, gt) in p.slices_mut().into_iter().zip(g.slices()) {
-                pt.iter_mut().zip(gt).for_each(|(p, g)| *p -= lr * g);
+    /// One update of `p` from gradient `g` with learning rate `lr`.
+    pub fn step(&mut self, p: &mut Params, g: &Params, lr: Float) {
+        self.t += 1;
+        let t = self.t;
+        let first = self.first.get_or_insert_with(|| g.zeros_like());
+        let params = p.slices_mut();
+        let grads = g.slices();
+        match self.config {
+            OptimConfig::Sgd { momentum, nesterov } => {
+                for ((pt, vt), gt) in params.into_iter().zip(first.slices_mut()).zip(grads) {
+                    for ((p, v), &g) in pt.iter_mut().zip(vt.iter_mut()).zip(gt) {
+                        if momentum == 0.0 {
+                            *p -= lr * g;
+                            continue;
+                        }
+                        *v = if t == 1 { g } else { momentum * *v + g };
+                        *p -= lr * if nesterov { g + momentum * *v } else { *v };
+                    }
+                }
             }
-            return;
-        }
-        let mu = self.momentum;
-        let first = self.velocity.is_none();
-        let vel = self.velocity.get_or_insert_with(|| g.zeros_like());
-        for ((pt, vt), gt) in p.slices_mut().into_iter().zip(vel.slices_mut()).zip(g.slices()) {
-            for ((p, v), g) in pt.iter_mut().zip(vt.iter_mut()).zip(gt) {
-                *v = if first { *g } else { mu * *v + g };
-                *p -= lr * *v;
+            OptimConfig::Adam { beta1, beta2, eps } => {
+                let second = self.second.get_or_insert_with(|| g.zeros_like());
+                let (c1, c2) = (1.0 - beta1.powi(t as i32), 1.0 - beta2.powi(t as i32));
+                for (((pt, mt), vt), gt) in params
+                    .into_iter()
+                    .zip(first.slices_mut())
+                    .zip(second.slices_mut())
+                    .zip(grads)
+                {
+                    for (((p, m), v), &g) in pt.iter_mut().zip(mt.iter_mut()).zip(vt.iter_mut()).zip(gt) {
+                        *m = beta1 * *m + (1.0 - beta1) * g;
+                        *v = beta2 * *v + (1.0 - beta2) * g * g;
+                        *p -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+                    }
+                }
+            }
+            OptimConfig::RmsProp { alpha, eps } => {
+                for ((pt, st), gt) in params.into_iter().zip(first.slices_mut()).zip(grads) {
+                    for ((p, s), &g) in pt.iter_mut().zip(st.iter_mut()).zip(gt) {
+                        *s = alpha * *s + (1.0 - alpha) * g * g;
+                        *p -= lr * g / (s.sqrt() + eps);
+                    }
+                }
+            }
+            OptimConfig::Adagrad { eps } => {
+                for ((pt, st), gt) in params.into_iter().zip(first.slices_mut()).zip(grads) {
+                    for ((p, s), &g) in pt.iter_mut().zip(st.iter_mut()).zip(gt) {
+                        *s += g * g;
+                        *p -= lr * g / (s.sqrt() + eps);
+                    }
+                }
             }
         }
     }
@@ -97,9 +219,10 @@ impl Sgd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rnn::{Activation, Cell};
 
     fn grads(values: [Float; 3]) -> Params {
-        let mut g = Params::zeros(1, 1, 1);
+        let mut g = Params::zeros(Cell::Rnn(Activation::Tanh), 1, 1, 1);
         g.u[[0, 0]] = values[0];
         g.w[[0, 0]] = values[1];
         g.v[[0, 0]] = values[2];
@@ -145,14 +268,75 @@ mod tests {
         assert_eq!(small, grads([0.3, -0.2, 0.0]));
     }
 
-    #[test]
-    fn momentum_follows_pytorch_convention() {
+    /// Two steps of an optimiser on the scalar u with gradient 1 each time, from u = 1.
+    fn two_steps(config: OptimConfig, lr: Float) -> Float {
         let mut p = grads([1.0, 1.0, 1.0]);
         let g = grads([1.0, 0.0, 0.0]);
-        let mut opt = Sgd::new(0.1, 0.9);
-        opt.step(&mut p, &g); // v = 1, p = 0.9
-        opt.step(&mut p, &g); // v = 1.9, p = 0.71
-        assert!((p.u[[0, 0]] - 0.71).abs() < 1e-15);
-        assert_eq!(p.w[[0, 0]], 1.0);
+        let mut opt = Optimizer::new(config);
+        opt.step(&mut p, &g, lr);
+        opt.step(&mut p, &g, lr);
+        assert_eq!(p.w[[0, 0]], 1.0, "a zero gradient leaves w alone");
+        p.u[[0, 0]]
+    }
+
+    #[test]
+    fn updates_follow_pytorch_rules() {
+        // SGD momentum: v = 1, u = 0.9; v = 1.9, u = 0.71.
+        let u = two_steps(
+            OptimConfig::Sgd {
+                momentum: 0.9,
+                nesterov: false,
+            },
+            0.1,
+        );
+        assert!((u - 0.71).abs() < 1e-15, "{u}");
+        // Nesterov: v = 1, step g + μv = 1.9 → 0.81; v = 1.9, step 1 + 1.71 = 2.71 → 0.539.
+        let u = two_steps(
+            OptimConfig::Sgd {
+                momentum: 0.9,
+                nesterov: true,
+            },
+            0.1,
+        );
+        assert!((u - 0.539).abs() < 1e-15, "{u}");
+        // Adam with a constant gradient: m̂ = v̂ = 1 at every step, so each step moves lr/(1 + ε).
+        let u = two_steps(
+            OptimConfig::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+            0.1,
+        );
+        assert!((u - (1.0 - 0.2 / (1.0 + 1e-8))).abs() < 1e-12, "{u}");
+        // RMSprop α = 0.99: s = 0.01 → step 0.1/0.1 = 1; s = 0.0199 → step 0.1/√0.0199.
+        let u = two_steps(
+            OptimConfig::RmsProp {
+                alpha: 0.99,
+                eps: 1e-300,
+            },
+            0.1,
+        );
+        assert!((u - (1.0 - 1.0 - 0.1 / (0.0199 as Float).sqrt())).abs() < 1e-12, "{u}");
+        // Adagrad: s = 1 → step 0.1; s = 2 → step 0.1/√2.
+        let u = two_steps(OptimConfig::Adagrad { eps: 1e-300 }, 0.1);
+        assert!((u - (0.9 - 0.1 / (2.0 as Float).sqrt())).abs() < 1e-12, "{u}");
+    }
+
+    #[test]
+    fn schedules_and_warmup() {
+        let s = |kind, warmup| Schedule {
+            lr: 1.0,
+            kind,
+            warmup,
+            steps: 100,
+        };
+        let step = s(ScheduleKind::Step { size: 10, gamma: 0.5 }, 0);
+        assert_eq!((step.lr_at(9), step.lr_at(10), step.lr_at(25)), (1.0, 0.5, 0.25));
+        let cos = s(ScheduleKind::Cosine { lr_min: 0.1 }, 0);
+        assert!((cos.lr_at(0) - 1.0).abs() < 1e-15 && (cos.lr_at(50) - 0.55).abs() < 1e-12);
+        assert!((cos.lr_at(100) - 0.1).abs() < 1e-12);
+        let warm = s(ScheduleKind::Constant, 4);
+        assert_eq!((warm.lr_at(0), warm.lr_at(3), warm.lr_at(4)), (0.25, 1.0, 1.0));
     }
 }

@@ -71,6 +71,9 @@ pub struct Manifest {
     pub finished: Option<String>,
     /// Every key's resolved value (swept keys hold their default here).
     pub settings: BTreeMap<String, serde_json::Value>,
+    /// The `[[variant]]` tables (label and the keys each sets), the slowest axis.
+    #[serde(default)]
+    pub variants: Vec<serde_json::Value>,
     /// The swept keys and their values, first varying slowest.
     pub sweep: Vec<SweepAxis>,
     /// Chart grouping chosen for this spec.
@@ -245,18 +248,30 @@ fn f64_bytes<'a>(values: impl IntoIterator<Item = &'a f64>) -> Vec<u8> {
     values.into_iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// Writes a checkpoint under PyTorch's names for `nn.RNN` + `nn.Linear`
-/// (`rnn.weight_ih_l0` = U, `rnn.weight_hh_l0` = W, `rnn.bias_ih_l0` = 0, `rnn.bias_hh_l0` = b,
-/// `head.weight` = V, `head.bias` = c) and the probe batch (`probe.x` (T, B, D) float64,
-/// `probe.y` (L, B, O) float64 or (L, B) int64 class indices). `meta` is stored as one JSON
-/// string under the key `runner` of the header's metadata.
+/// Writes a checkpoint under PyTorch's names for `nn.RNN`/`nn.LSTM`/`nn.GRU` + `nn.Linear`
+/// (`rnn.weight_ih_l0` = U, `rnn.weight_hh_l0` = W; for the plain and LSTM cells
+/// `rnn.bias_hh_l0` = b and `rnn.bias_ih_l0` = 0, for the GRU `rnn.bias_ih_l0` = b and
+/// `rnn.bias_hh_l0` = bh; `head.weight` = V, `head.bias` = c) and the probe batch (`probe.x`
+/// (T, B, D) float64, `probe.y` (L, B, O) float64 or (L, B) int64 class indices). `meta` is
+/// stored as one JSON string under the key `runner` of the header's metadata.
 pub fn write_checkpoint(path: &Path, p: &Params, probe: &Batch, meta: &serde_json::Value) -> Result<(), Error> {
-    let u = f64_bytes(p.u.iter());
-    let w = f64_bytes(p.w.iter());
-    let b = f64_bytes(p.b.iter());
-    let bih = f64_bytes(std::iter::repeat_n(&0.0, p.b.len()));
-    let v = f64_bytes(p.v.iter());
-    let c = f64_bytes(p.c.iter());
+    fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> TensorView<'_> {
+        TensorView::new(dtype, shape, data).expect("shape matches data")
+    }
+    let gru = !p.bh.is_empty();
+    let zeros = vec![0.0; p.b.len()];
+    let (bias_ih, bias_hh): (Vec<&f64>, Vec<&f64>) = if gru {
+        (p.b.iter().collect(), p.bh.iter().collect())
+    } else {
+        (zeros.iter().collect(), p.b.iter().collect())
+    };
+    let (u, w, v, c) = (
+        f64_bytes(p.u.iter()),
+        f64_bytes(p.w.iter()),
+        f64_bytes(p.v.iter()),
+        f64_bytes(p.c.iter()),
+    );
+    let (bih, bhh) = (f64_bytes(bias_ih), f64_bytes(bias_hh));
     let (t, bsz) = probe.inputs.dims();
     let d = p.u.ncols();
     let x: ArrayD<f64> = match &probe.inputs {
@@ -274,19 +289,16 @@ pub fn write_checkpoint(path: &Path, p: &Params, probe: &Batch, meta: &serde_jso
             Dtype::I64,
         ),
     };
-    let (h, o) = (p.w.nrows(), p.v.nrows());
-    fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> TensorView<'_> {
-        TensorView::new(dtype, shape, data).expect("shape matches data")
-    }
+    let (gh, h, o) = (p.w.nrows(), p.w.ncols(), p.v.nrows());
     let tensors = vec![
         ("head.bias", view(Dtype::F64, vec![o], &c)),
         ("head.weight", view(Dtype::F64, vec![o, h], &v)),
         ("probe.x", view(Dtype::F64, vec![t, bsz, d], &x)),
         ("probe.y", view(y_dtype, y_shape, &y)),
-        ("rnn.bias_hh_l0", view(Dtype::F64, vec![h], &b)),
-        ("rnn.bias_ih_l0", view(Dtype::F64, vec![h], &bih)),
-        ("rnn.weight_hh_l0", view(Dtype::F64, vec![h, h], &w)),
-        ("rnn.weight_ih_l0", view(Dtype::F64, vec![h, d], &u)),
+        ("rnn.bias_hh_l0", view(Dtype::F64, vec![gh], &bhh)),
+        ("rnn.bias_ih_l0", view(Dtype::F64, vec![gh], &bih)),
+        ("rnn.weight_hh_l0", view(Dtype::F64, vec![gh, h], &w)),
+        ("rnn.weight_ih_l0", view(Dtype::F64, vec![gh, d], &u)),
     ];
     let info = HashMap::from([("runner".to_string(), meta.to_string())]);
     let bytes = safetensors::serialize(tensors, Some(info)).map_err(|e| Error::Data {
@@ -322,10 +334,21 @@ pub fn now_rfc3339() -> String {
     )
 }
 
-/// Reads a checkpoint written by [`write_checkpoint`] back into parameters and the probe batch
-/// (one-hot probe inputs come back as dense rows). Errors name the missing or malformed tensor.
-pub fn read_checkpoint(bytes: &[u8]) -> Result<(Params, Batch), String> {
-    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+/// A checkpoint read back.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    /// The parameters.
+    pub params: Params,
+    /// The probe batch (one-hot probe inputs come back as dense rows).
+    pub probe: Batch,
+    /// The run's metadata (`runner` key of the header), `null` if absent.
+    pub meta: serde_json::Value,
+}
+
+/// Reads a checkpoint written by [`write_checkpoint`] (or a PyTorch state dict under the same
+/// names). Errors name the missing or malformed tensor.
+pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint, String> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
     let get = |name: &str, rank: usize| -> Result<(Vec<usize>, Vec<f64>), String> {
         let t = st.tensor(name).map_err(|_| format!("tensor `{name}` is missing"))?;
         if t.dtype() != Dtype::F64 || t.shape().len() != rank {
@@ -347,22 +370,41 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<(Params, Batch), String> {
         ndarray::Array2::from_shape_vec((shape[0], shape[1]), data).map_err(|e| format!("tensor `{name}`: {e}"))
     };
     let vec1 = |name: &str| -> Result<ndarray::Array1<f64>, String> { Ok(ndarray::Array1::from(get(name, 1)?.1)) };
-    let params = Params {
-        u: mat("rnn.weight_ih_l0")?,
-        w: mat("rnn.weight_hh_l0")?,
-        b: vec1("rnn.bias_hh_l0")?,
-        v: mat("head.weight")?,
-        c: vec1("head.bias")?,
-    };
-    let (h, d, o) = (params.w.nrows(), params.u.ncols(), params.v.nrows());
-    if params.w.ncols() != h
-        || params.u.nrows() != h
-        || params.b.len() != h
-        || params.v.ncols() != h
-        || params.c.len() != o
-    {
+    let (u, w, v, c) = (
+        mat("rnn.weight_ih_l0")?,
+        mat("rnn.weight_hh_l0")?,
+        mat("head.weight")?,
+        vec1("head.bias")?,
+    );
+    let (bias_ih, bias_hh) = (vec1("rnn.bias_ih_l0")?, vec1("rnn.bias_hh_l0")?);
+    let (gh, h, d, o) = (w.nrows(), w.ncols(), u.ncols(), v.nrows());
+    if h == 0 || !gh.is_multiple_of(h) || ![1, 3, 4].contains(&(gh / h)) {
+        return Err(format!(
+            "tensor `rnn.weight_hh_l0` has shape ({gh}, {h}): not that of an RNN, GRU or LSTM layer"
+        ));
+    }
+    if u.nrows() != gh || bias_ih.len() != gh || bias_hh.len() != gh || v.ncols() != h || c.len() != o {
         return Err("parameter shapes do not agree with each other".into());
     }
+    let params = if gh / h == 3 {
+        Params {
+            u,
+            w,
+            b: bias_ih,
+            bh: bias_hh,
+            v,
+            c,
+        }
+    } else {
+        Params {
+            u,
+            w,
+            b: &bias_ih + &bias_hh,
+            bh: ndarray::Array1::zeros(0),
+            v,
+            c,
+        }
+    };
     let (xs, xd) = get("probe.x", 3)?;
     if xs[2] != d {
         return Err(format!("tensor `probe.x` has {} inputs, the network {d}", xs[2]));
@@ -377,14 +419,15 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<(Params, Batch), String> {
             Targets::Values(Array3::from_shape_vec((ys[0], ys[1], ys[2]), yd).map_err(|e| e.to_string())?)
         }
         (Dtype::I64, 2) => {
-            let idx: Vec<usize> = y
+            let raw: Vec<i64> = y
                 .data()
                 .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as usize)
+                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
                 .collect();
-            if idx.iter().any(|&k| k >= o) {
-                return Err("tensor `probe.y` holds a class index beyond the output size".into());
+            if raw.iter().any(|&k| k < 0 || k as usize >= o) {
+                return Err("tensor `probe.y` holds a class index outside the output size".into());
             }
+            let idx = raw.into_iter().map(|k| k as usize).collect();
             Targets::Classes(
                 ndarray::Array2::from_shape_vec((y.shape()[0], y.shape()[1]), idx).map_err(|e| e.to_string())?,
             )
@@ -396,11 +439,23 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<(Params, Batch), String> {
             ));
         }
     };
-    Ok((
+    let meta = st_meta(bytes);
+    Ok(Checkpoint {
         params,
-        Batch {
+        probe: Batch {
             inputs: Inputs::Dense(x),
             targets,
+            accuracy_from: 0,
         },
-    ))
+        meta,
+    })
+}
+
+/// The `runner` metadata of a safetensors header, parsed as JSON (`null` if absent).
+fn st_meta(bytes: &[u8]) -> serde_json::Value {
+    safetensors::SafeTensors::read_metadata(bytes)
+        .ok()
+        .and_then(|(_, m)| m.metadata().as_ref().and_then(|m| m.get("runner").cloned()))
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(serde_json::Value::Null)
 }

@@ -63,12 +63,16 @@ pub struct RunRow {
     pub decay_factor: Option<f64>,
     /// The same at step 0, before any training.
     pub decay_factor_init: Option<f64>,
-    /// ‖W‖₂·max|σ'| at the end: an upper bound on the per-step factor.
+    /// ‖W‖₂·max|σ'| at the end, plain cell only: an upper bound on the per-step factor.
     pub bound_factor: Option<f64>,
     /// ‖W‖₂ at initialisation.
     pub w_norm_init: Option<f64>,
     /// ‖W‖₂ at the end.
     pub w_norm_final: Option<f64>,
+    /// Spectral radius ρ(W) at initialisation (gated cells: of the candidate block, W_g or W_n).
+    pub w_radius_init: Option<f64>,
+    /// Spectral radius at the end.
+    pub w_radius_final: Option<f64>,
     /// Wall-clock seconds the run took (the only column that differs between identical runs).
     pub seconds: f64,
     /// Panic message of a failed run.
@@ -76,7 +80,7 @@ pub struct RunRow {
 }
 
 /// Column names of `runs.csv` after `run_id` and the swept keys.
-pub const RUN_COLUMNS: [&str; 14] = [
+pub const RUN_COLUMNS: [&str; 16] = [
     "status",
     "steps",
     "final_loss",
@@ -89,6 +93,8 @@ pub const RUN_COLUMNS: [&str; 14] = [
     "bound_factor",
     "w_norm_init",
     "w_norm_final",
+    "w_radius_init",
+    "w_radius_final",
     "seconds",
     "error",
 ];
@@ -133,6 +139,8 @@ impl RunRow {
             fmt_num(self.bound_factor),
             fmt_num(self.w_norm_init),
             fmt_num(self.w_norm_final),
+            fmt_num(self.w_radius_init),
+            fmt_num(self.w_radius_final),
             format!("{:.3}", self.seconds),
             self.error.clone(),
         ]);
@@ -187,8 +195,10 @@ impl RunRow {
             bound_factor: opt(9)?,
             w_norm_init: opt(10)?,
             w_norm_final: opt(11)?,
-            seconds: opt(12)?.unwrap_or(0.0),
-            error: rest[13].to_string(),
+            w_radius_init: opt(12)?,
+            w_radius_final: opt(13)?,
+            seconds: opt(14)?.unwrap_or(0.0),
+            error: rest[15].to_string(),
         })
     }
 }
@@ -207,6 +217,8 @@ pub struct CurveRow {
     pub grad_norm: Option<f64>,
     /// Whether clipping changed this step's gradient (empty on the final evaluation row).
     pub clipped: Option<bool>,
+    /// Learning rate used for this step's update.
+    pub lr: Option<f64>,
     /// Loss on the evaluation set, at evaluation steps only.
     pub eval_loss: Option<f64>,
     /// Accuracy on the evaluation set, at evaluation steps of classification tasks.
@@ -220,7 +232,10 @@ pub struct DecayRow {
     pub run_id: String,
     /// Parameter updates done before the probe.
     pub probe_step: u64,
-    /// d: the gradient is taken with respect to s_{T−d}.
+    /// `h` for ‖∂E_T/∂h_{T−d}‖ (the hidden state, s of the classic derivation), `c` for the
+    /// LSTM's cell state.
+    pub state: String,
+    /// d: the gradient is taken with respect to the state at step T−d.
     pub distance: u64,
     /// Mean over the probe sequences of ‖∂E_T/∂s_{T−d}‖₂; 0 when below the smallest positive
     /// double, empty when not finite.

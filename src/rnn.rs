@@ -1,8 +1,9 @@
-//! The vanilla recurrent network: parameters and their initialisation, the forward pass, exact
-//! backpropagation through time (full or truncated) written beside it, and the gradient-decay
-//! probe that measures ‖∂E_T/∂s_{T−d}‖ for every distance d.
+//! The recurrent core: parameters and their initialisation, the forward pass, exact
+//! backpropagation through time (full or truncated) and the gradient-decay probe, shared by the
+//! three cells (`vanilla`, `lstm`, `gru`), each of which keeps its forward and backward step side
+//! by side in its own file.
 //!
-//! Notation of the classic derivation:
+//! Notation of the classic derivation, for the plain cell:
 //!
 //! ```text
 //! h_t   = U x_t + W s_{t-1} + b        s_0 = 0
@@ -10,12 +11,17 @@
 //! net_t = V s_t + c                   o_t = net_t (MSE head) or softmax(net_t) (cross-entropy head)
 //! ```
 //!
-//! Shapes: T = time steps, B = batch, D = input size, H = hidden size, O = output size,
-//! L = steps that carry a loss (1 for many-to-one tasks, T for many-to-many ones).
-//! Matrices use PyTorch's layout (U is (H, D), W is (H, H), V is (O, H)) so that checkpoints
-//! load into `torch.nn.RNN` unchanged. Everything is batched: the input projection of all steps,
-//! the output projection and the gradients of U, V and W are single matrix products; only the
-//! recurrence itself is one (B, H)·(H, H) product per step.
+//! (In the code the hidden state is `h`, as in PyTorch.) Shapes: T = time steps, B = batch,
+//! D = input size, H = hidden size, O = output size, G = gates (1 plain, 4 LSTM, 3 GRU),
+//! L = steps that carry a loss (1 for many-to-one tasks, T for many-to-many ones). Matrices use
+//! PyTorch's layout (U is (G·H, D), W is (G·H, H), V is (O, H)) so that checkpoints load into
+//! `torch.nn.RNN`/`LSTM`/`GRU`. Everything is batched: the input projection of all steps, the
+//! output projection and the gradients of U, V and W are single matrix products; only the
+//! recurrence itself is one (B, H)·(H, G·H) product per step.
+
+mod gru;
+mod lstm;
+mod vanilla;
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, Zip, s};
@@ -46,6 +52,16 @@ impl Activation {
             "identity" => Self::Identity,
             _ => return None,
         })
+    }
+
+    /// The spec's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tanh => "tanh",
+            Self::Sigmoid => "sigmoid",
+            Self::Relu => "relu",
+            Self::Identity => "identity",
+        }
     }
 
     /// s = σ(h).
@@ -85,8 +101,45 @@ impl Activation {
     }
 }
 
-/// How a weight matrix is initialised.
+/// The recurrent cell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cell {
+    /// h_t = σ(U x_t + W h_{t−1} + b).
+    Rnn(Activation),
+    /// Long short-term memory (gates i, f, g, o).
+    Lstm,
+    /// Gated recurrent unit (gates r, z, n).
+    Gru,
+}
+
+impl Cell {
+    /// G, the number of gate blocks stacked in U and W.
+    pub fn gates(self) -> usize {
+        match self {
+            Cell::Rnn(_) => 1,
+            Cell::Lstm => 4,
+            Cell::Gru => 3,
+        }
+    }
+
+    /// The spec's name of the cell.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cell::Rnn(_) => "rnn",
+            Cell::Lstm => "lstm",
+            Cell::Gru => "gru",
+        }
+    }
+}
+
+/// σ(x) = 1 / (1 + e^{−x}).
+#[inline]
+pub fn sigmoid(x: Float) -> Float {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// How a weight matrix is initialised.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
     /// Glorot uniform: U(−a, a) with a = √(6 / (fan_in + fan_out)).
     Xavier,
@@ -96,16 +149,25 @@ pub enum Init {
     Orthogonal,
     /// The identity matrix (square matrices only; the IRNN recipe for W).
     Identity,
+    /// Pascanu et al. 2013's "smart" initialisation: each row has `nonzero` N(0, 1) entries at
+    /// random columns, then the matrix is rescaled to spectral radius `radius`.
+    Sparse {
+        /// Non-zero inputs per unit.
+        nonzero: usize,
+        /// Target spectral radius.
+        radius: Float,
+    },
 }
 
 impl Init {
-    /// Parses a spec value.
-    pub fn from_name(name: &str) -> Option<Self> {
+    /// Parses a spec value (`sparse` takes its settings from the caller).
+    pub fn from_name(name: &str, nonzero: usize, radius: Float) -> Option<Self> {
         Some(match name {
             "xavier" => Self::Xavier,
             "normal" => Self::Normal,
             "orthogonal" => Self::Orthogonal,
             "identity" => Self::Identity,
+            "sparse" => Self::Sparse { nonzero, radius },
             _ => return None,
         })
     }
@@ -138,6 +200,28 @@ impl Init {
                 }
             }
             Self::Identity => Array2::eye(rows),
+            Self::Sparse { nonzero, radius } => {
+                let mut m = Array2::zeros((rows, cols));
+                let k = nonzero.min(cols);
+                for mut row in m.rows_mut() {
+                    // k distinct columns by a partial Fisher–Yates shuffle.
+                    let mut idx: Vec<usize> = (0..cols).collect();
+                    for i in 0..k {
+                        let j = rng.random_range(i..cols);
+                        idx.swap(i, j);
+                        row[idx[i]] = normal(rng);
+                    }
+                }
+                let rho = if rows == cols {
+                    spectral_radius(&m)
+                } else {
+                    spectral_norm(&m)
+                };
+                if rho > 0.0 {
+                    m *= radius / rho;
+                }
+                m
+            }
         }
     }
 }
@@ -150,7 +234,7 @@ pub fn normal(rng: &mut impl Rng) -> Float {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU as Float * u2).cos()
 }
 
-/// Everything needed to build a network: sizes, activation and initialisation.
+/// Everything needed to build a network: sizes, cell and initialisation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RnnConfig {
     /// D, input size.
@@ -159,43 +243,53 @@ pub struct RnnConfig {
     pub hidden: usize,
     /// O, output size.
     pub output: usize,
-    /// σ.
-    pub activation: Activation,
-    /// Initialisation of W.
+    /// The cell (with σ for the plain one).
+    pub cell: Cell,
+    /// Initialisation of W (each H×H gate block separately).
     pub init: Init,
-    /// Initialisation of U and V.
+    /// Initialisation of U and V (U per gate block).
     pub init_io: Init,
     /// Standard deviation for [`Init::Normal`].
     pub std: Float,
     /// Multiplier applied to W after initialisation.
     pub scale: Float,
+    /// Initial bias of the LSTM forget gate.
+    pub forget_bias: Float,
 }
 
 impl RnnConfig {
-    /// Draws initial parameters; biases start at zero. Draw order (W, U, V) is fixed.
+    /// Draws initial parameters; biases start at zero (but the LSTM forget gate's). Draw order
+    /// (W blocks, U blocks, V) is fixed.
     pub fn init(&self, rng: &mut impl Rng) -> Params {
-        let (d, h, o) = (self.input, self.hidden, self.output);
-        let mut w = self.init.sample(h, h, self.std, rng);
-        w *= self.scale;
-        Params {
-            u: self.init_io.sample(h, d, self.std, rng),
-            w,
-            b: Array1::zeros(h),
-            v: self.init_io.sample(o, h, self.std, rng),
-            c: Array1::zeros(o),
+        let (d, h, o, g) = (self.input, self.hidden, self.output, self.cell.gates());
+        let mut p = Params::zeros(self.cell, d, h, o);
+        for k in 0..g {
+            let block = self.init.sample(h, h, self.std, rng) * self.scale;
+            p.w.slice_mut(s![k * h..(k + 1) * h, ..]).assign(&block);
         }
+        for k in 0..g {
+            let block = self.init_io.sample(h, d, self.std, rng);
+            p.u.slice_mut(s![k * h..(k + 1) * h, ..]).assign(&block);
+        }
+        p.v = self.init_io.sample(o, h, self.std, rng);
+        if self.cell == Cell::Lstm {
+            p.b.slice_mut(s![h..2 * h]).fill(self.forget_bias);
+        }
+        p
     }
 }
 
 /// The network's parameters (also used for their gradients, whose fields mirror these names).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Params {
-    /// (H, D) input→hidden.
+    /// (G·H, D) input→hidden, gate blocks stacked.
     pub u: Array2<Float>,
-    /// (H, H) hidden→hidden.
+    /// (G·H, H) hidden→hidden, gate blocks stacked.
     pub w: Array2<Float>,
-    /// (H) hidden bias.
+    /// (G·H) bias of the gates (input side for the GRU).
     pub b: Array1<Float>,
+    /// (G·H) hidden-side bias of the GRU (b_hn sits inside the reset product); empty otherwise.
+    pub bh: Array1<Float>,
     /// (O, H) hidden→output.
     pub v: Array2<Float>,
     /// (O) output bias.
@@ -204,11 +298,13 @@ pub struct Params {
 
 impl Params {
     /// All-zero parameters of the given sizes (a gradient accumulator).
-    pub fn zeros(d: usize, h: usize, o: usize) -> Self {
+    pub fn zeros(cell: Cell, d: usize, h: usize, o: usize) -> Self {
+        let g = cell.gates();
         Self {
-            u: Array2::zeros((h, d)),
-            w: Array2::zeros((h, h)),
-            b: Array1::zeros(h),
+            u: Array2::zeros((g * h, d)),
+            w: Array2::zeros((g * h, h)),
+            b: Array1::zeros(g * h),
+            bh: Array1::zeros(if cell == Cell::Gru { g * h } else { 0 }),
             v: Array2::zeros((o, h)),
             c: Array1::zeros(o),
         }
@@ -216,27 +312,41 @@ impl Params {
 
     /// Zeros of the same shapes as `self`.
     pub fn zeros_like(&self) -> Self {
-        Self::zeros(self.u.ncols(), self.w.nrows(), self.v.nrows())
+        Self {
+            u: Array2::zeros(self.u.raw_dim()),
+            w: Array2::zeros(self.w.raw_dim()),
+            b: Array1::zeros(self.b.raw_dim()),
+            bh: Array1::zeros(self.bh.raw_dim()),
+            v: Array2::zeros(self.v.raw_dim()),
+            c: Array1::zeros(self.c.raw_dim()),
+        }
     }
 
-    /// The tensors in a fixed order, with the names used in checkpoints' PyTorch mapping.
-    pub fn slices(&self) -> [&[Float]; 5] {
+    /// H, the hidden size.
+    pub fn hidden(&self) -> usize {
+        self.w.ncols()
+    }
+
+    /// The tensors in a fixed order (U, W, b, bh, V, c).
+    pub fn slices(&self) -> [&[Float]; 6] {
         [
             self.u.as_slice().expect("contiguous"),
             self.w.as_slice().expect("contiguous"),
             self.b.as_slice().expect("contiguous"),
+            self.bh.as_slice().expect("contiguous"),
             self.v.as_slice().expect("contiguous"),
             self.c.as_slice().expect("contiguous"),
         ]
     }
 
     /// Mutable access to the tensors, in the order of [`Params::slices`].
-    pub fn slices_mut(&mut self) -> [&mut [Float]; 5] {
-        let Self { u, w, b, v, c } = self;
+    pub fn slices_mut(&mut self) -> [&mut [Float]; 6] {
+        let Self { u, w, b, bh, v, c } = self;
         [
             u.as_slice_mut().expect("contiguous"),
             w.as_slice_mut().expect("contiguous"),
             b.as_slice_mut().expect("contiguous"),
+            bh.as_slice_mut().expect("contiguous"),
             v.as_slice_mut().expect("contiguous"),
             c.as_slice_mut().expect("contiguous"),
         ]
@@ -297,31 +407,71 @@ pub struct Batch {
     pub inputs: Inputs,
     /// Targets, (L, B) or (L, B, O).
     pub targets: Targets,
+    /// Accuracy counts the loss-carrying steps from this one on (0: all; the copy task counts
+    /// only its recall steps).
+    pub accuracy_from: usize,
 }
 
 /// What forward keeps for backward and for the probe, reused across steps so that the time
 /// loop never allocates.
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
-    /// (T+1, B, H) hidden states s_0 … s_T with s_0 = 0; backward reads σ' from s_t and the
-    /// weight gradient from s_{t−1}.
-    s: Array3<Float>,
+    /// (T+1, B, H) hidden states h_0 … h_T with h_0 = 0.
+    h: Array3<Float>,
+    /// (T+1, B, H) LSTM cell states c_0 … c_T with c_0 = 0; empty for other cells.
+    c: Array3<Float>,
+    /// (T, B, G·H) input projections U x_t + b, overwritten by the cells with their activated
+    /// gates (LSTM i, f, g, o; GRU r, z, n).
+    gates: Array3<Float>,
+    /// (T, B, H) LSTM: tanh(c_t); GRU: hn = W_hn h_{t−1} + b_hn; empty for the plain cell.
+    aux: Array3<Float>,
+    /// (B, G·H) GRU: hidden-side projection of the current step.
+    hp: Array2<Float>,
     /// (L·B, O) outputs: net for the MSE head, softmax probabilities for cross-entropy.
     out: Array2<Float>,
     /// (L·B, O) dE/dnet, filled by backward.
     dout: Array2<Float>,
-    /// (T, B, H) dE/dh_t, filled by backward.
-    dh: Array3<Float>,
-    /// (B, H) dE/ds_{t−1} carried from step t to step t−1.
-    carry: Array2<Float>,
+    /// (T, B, H) dE/dh_t arriving from the outputs.
+    dh_out: Array3<Float>,
+    /// (T, B, G·H) dE/d(input-side pre-activations).
+    dgx: Array3<Float>,
+    /// (T, B, G·H) GRU: dE/d(hidden-side pre-activations); empty for other cells, which use dgx.
+    dgh: Array3<Float>,
+    /// (B, H) dE/dh_t of the step being processed (outputs plus what step t+1 carried back).
+    dh: Array2<Float>,
+    /// (B, H) LSTM: the full dE/dc_t of the step being processed.
+    dc: Array2<Float>,
+    /// (B, H) dE/dh_{t−1} carried from step t to step t−1.
+    carry_h: Array2<Float>,
+    /// (B, H) LSTM: dE/dc_{t−1} carried from step t to step t−1.
+    carry_c: Array2<Float>,
 }
 
 impl Trace {
-    fn ensure(&mut self, t: usize, b: usize, h: usize, l: usize, o: usize) {
-        if self.s.dim() != (t + 1, b, h) {
-            self.s = Array3::zeros((t + 1, b, h));
-            self.dh = Array3::zeros((t, b, h));
-            self.carry = Array2::zeros((b, h));
+    fn ensure(&mut self, cell: Cell, t: usize, b: usize, h: usize, l: usize, o: usize) {
+        let g = cell.gates();
+        if self.h.dim() != (t + 1, b, h) || self.gates.dim() != (t, b, g * h) {
+            let lstm = cell == Cell::Lstm;
+            let gru = cell == Cell::Gru;
+            let sized = |on: bool, shape: (usize, usize, usize)| {
+                if on {
+                    Array3::zeros(shape)
+                } else {
+                    Array3::zeros((0, 0, 0))
+                }
+            };
+            self.h = Array3::zeros((t + 1, b, h));
+            self.c = sized(lstm, (t + 1, b, h));
+            self.gates = Array3::zeros((t, b, g * h));
+            self.aux = sized(lstm || gru, (t, b, h));
+            self.hp = Array2::zeros(if gru { (b, g * h) } else { (0, 0) });
+            self.dh_out = Array3::zeros((t, b, h));
+            self.dgx = Array3::zeros((t, b, g * h));
+            self.dgh = sized(gru, (t, b, g * h));
+            self.dh = Array2::zeros((b, h));
+            self.dc = Array2::zeros((b, h));
+            self.carry_h = Array2::zeros((b, h));
+            self.carry_c = Array2::zeros((b, h));
         }
         if self.out.dim() != (l * b, o) {
             self.out = Array2::zeros((l * b, o));
@@ -335,30 +485,48 @@ impl Trace {
     }
 }
 
+fn forward_step(p: &Params, cell: Cell, tr: &mut Trace, t: usize) {
+    match cell {
+        Cell::Rnn(act) => vanilla::forward_step(p, act, tr, t),
+        Cell::Lstm => lstm::forward_step(p, tr, t),
+        Cell::Gru => gru::forward_step(p, tr, t),
+    }
+}
+
+fn backward_step(p: &Params, cell: Cell, tr: &mut Trace, t: usize, carry: bool) {
+    match cell {
+        Cell::Rnn(act) => vanilla::backward_step(p, act, tr, t, carry),
+        Cell::Lstm => lstm::backward_step(p, tr, t, carry),
+        Cell::Gru => gru::backward_step(p, tr, t, carry),
+    }
+}
+
 /// Forward pass over a batch; returns the loss E, averaged over the L·B (step, sequence) pairs
 /// that carry a loss. Squared error is also averaged over the O outputs.
-pub fn forward(p: &Params, act: Activation, batch: &Batch, tr: &mut Trace) -> Float {
+pub fn forward(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace) -> Float {
     let (t_len, b) = batch.inputs.dims();
-    let (h, o, l) = (p.w.nrows(), p.v.nrows(), batch.targets.steps());
-    tr.ensure(t_len, b, h, l, o);
+    let (h, gh, o, l) = (p.hidden(), p.w.nrows(), p.v.nrows(), batch.targets.steps());
+    tr.ensure(cell, t_len, b, h, l, o);
 
-    // Input projection of all steps at once: s[1..] ← X Uᵀ + b, (T·B, H).
-    tr.s.index_axis_mut(Axis(0), 0).fill(0.0);
+    // Input projection of all steps at once: gates ← X Uᵀ + b, (T·B, G·H).
     {
-        let pre = tr.s.slice_mut(s![1.., .., ..]);
-        let mut pre = pre.into_shape_with_order((t_len * b, h)).expect("contiguous");
+        let mut xp = tr
+            .gates
+            .view_mut()
+            .into_shape_with_order((t_len * b, gh))
+            .expect("contiguous");
         match &batch.inputs {
             Inputs::Dense(x) => {
                 let x = x
                     .view()
                     .into_shape_with_order((t_len * b, x.dim().2))
                     .expect("contiguous");
-                general_mat_mul(1.0, &x, &p.u.t(), 0.0, &mut pre);
-                pre += &p.b;
+                general_mat_mul(1.0, &x, &p.u.t(), 0.0, &mut xp);
+                xp += &p.b;
             }
             Inputs::OneHot(idx) => {
-                // One-hot input: h_t = U[:, k] + b, a column gather.
-                for (mut row, &k) in pre.rows_mut().into_iter().zip(idx.iter()) {
+                // One-hot input: U x_t = U[:, k], a column gather.
+                for (mut row, &k) in xp.rows_mut().into_iter().zip(idx.iter()) {
                     Zip::from(&mut row)
                         .and(p.u.column(k))
                         .and(&p.b)
@@ -368,15 +536,17 @@ pub fn forward(p: &Params, act: Activation, batch: &Batch, tr: &mut Trace) -> Fl
         }
     }
 
-    // The recurrence: h_t = (U x_t + b) + s_{t−1} Wᵀ, then s_t = σ(h_t) in place.
+    // The recurrence, one step at a time.
+    tr.h.index_axis_mut(Axis(0), 0).fill(0.0);
+    if cell == Cell::Lstm {
+        tr.c.index_axis_mut(Axis(0), 0).fill(0.0);
+    }
     for t in 1..=t_len {
-        let (prev, mut cur) = tr.s.multi_slice_mut((s![t - 1, .., ..], s![t, .., ..]));
-        general_mat_mul(1.0, &prev, &p.w.t(), 1.0, &mut cur);
-        cur.mapv_inplace(|x| act.forward(x));
+        forward_step(p, cell, tr, t);
     }
 
-    // Output projection of the loss-carrying steps: net = S Vᵀ + c, (L·B, O).
-    let states = tr.s.slice(s![t_len + 1 - l.., .., ..]);
+    // Output projection of the loss-carrying steps: net = H Vᵀ + c, (L·B, O).
+    let states = tr.h.slice(s![t_len + 1 - l.., .., ..]);
     let states = states.into_shape_with_order((l * b, h)).expect("contiguous");
     general_mat_mul(1.0, &states, &p.v.t(), 0.0, &mut tr.out);
     tr.out += &p.c;
@@ -419,11 +589,11 @@ fn softmax_in_place(row: &mut [Float]) {
 /// `bptt = None` is full backpropagation through time. `Some(k)` truncates it: the backward
 /// recurrence is cut every k steps counted back from the last step, so steps T−k+1 … T form
 /// one window, T−2k+1 … T−k the next, and so on; a loss at step t reaches back only to the
-/// start of its window (for a many-to-one task, exactly k steps). Equivalently, the hidden
-/// state entering each window is treated as a constant.
-pub fn backward(p: &Params, act: Activation, batch: &Batch, tr: &mut Trace, bptt: Option<usize>, g: &mut Params) {
+/// start of its window (for a many-to-one task, exactly k steps). Equivalently, the state
+/// entering each window (h, and c for the LSTM) is treated as a constant.
+pub fn backward(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace, bptt: Option<usize>, g: &mut Params) {
     let (t_len, b) = batch.inputs.dims();
-    let (h, o, l) = (p.w.nrows(), p.v.nrows(), batch.targets.steps());
+    let (h, gh, o, l) = (p.hidden(), p.w.nrows(), p.v.nrows(), batch.targets.steps());
     let n = (l * b) as Float;
 
     // dE/dnet, (L·B, O).
@@ -445,69 +615,89 @@ pub fn backward(p: &Params, act: Activation, batch: &Batch, tr: &mut Trace, bptt
         }
     }
 
-    // Head: dV += doutᵀ S_L (O, H); dc += Σ dout.
-    let states = tr.s.slice(s![t_len + 1 - l.., .., ..]);
+    // Head: dV += doutᵀ H_L (O, H); dc += Σ dout.
+    let states = tr.h.slice(s![t_len + 1 - l.., .., ..]);
     let states = states.into_shape_with_order((l * b, h)).expect("contiguous");
     general_mat_mul(1.0, &tr.dout.t(), &states, 1.0, &mut g.v);
     g.c += &tr.dout.sum_axis(Axis(0));
 
-    // dE/ds_t from the outputs, into dh (T, B, H): dout V at the loss-carrying steps, 0 elsewhere.
-    tr.dh.fill(0.0);
+    // dE/dh_t from the outputs, (T, B, H): dout V at the loss-carrying steps, 0 elsewhere.
+    tr.dh_out.fill(0.0);
     {
-        let ds_out = tr.dh.slice_mut(s![t_len - l.., .., ..]);
-        let mut ds_out = ds_out.into_shape_with_order((l * b, h)).expect("contiguous");
-        general_mat_mul(1.0, &tr.dout, &p.v, 0.0, &mut ds_out);
+        let from_out = tr.dh_out.slice_mut(s![t_len - l.., .., ..]);
+        let mut from_out = from_out.into_shape_with_order((l * b, h)).expect("contiguous");
+        general_mat_mul(1.0, &tr.dout, &p.v, 0.0, &mut from_out);
     }
 
-    // Back through time: dh_t = (ds_t + carry) ⊙ σ'(h_t); carry = dh_t W for step t−1.
+    // Back through time.
     let window = bptt.unwrap_or(t_len);
-    tr.carry.fill(0.0);
+    tr.carry_h.fill(0.0);
+    tr.carry_c.fill(0.0);
     for t in (1..=t_len).rev() {
-        let mut dh_t = tr.dh.index_axis_mut(Axis(0), t - 1);
-        Zip::from(&mut dh_t)
-            .and(&tr.carry)
-            .and(tr.s.index_axis(Axis(0), t))
-            .for_each(|d, &c, &s| *d = (*d + c) * act.deriv_from_output(s)); // back through σ
-        if t == 1 || (t_len - t + 1) % window == 0 {
-            tr.carry.fill(0.0); // s_0 is a constant, or the window ends here
-        } else {
-            general_mat_mul(1.0, &dh_t, &p.w, 0.0, &mut tr.carry); // back through W s_{t−1}
+        // dE/dh_t = from the output at t + from step t+1.
+        Zip::from(&mut tr.dh)
+            .and(tr.dh_out.index_axis(Axis(0), t - 1))
+            .and(&tr.carry_h)
+            .for_each(|d, &o, &c| *d = o + c);
+        let cut = t == 1 || (t_len - t + 1).is_multiple_of(window); // h_0 is a constant, or the window ends
+        backward_step(p, cell, tr, t, !cut);
+        if cut {
+            tr.carry_h.fill(0.0);
+            tr.carry_c.fill(0.0);
         }
     }
 
     // Parameter gradients over all steps at once.
-    let dh_all = tr.dh.view().into_shape_with_order((t_len * b, h)).expect("contiguous");
-    let prev = tr.s.slice(s![..t_len, .., ..]);
+    let dgx = tr
+        .dgx
+        .view()
+        .into_shape_with_order((t_len * b, gh))
+        .expect("contiguous");
+    let dgh = if cell == Cell::Gru {
+        tr.dgh
+            .view()
+            .into_shape_with_order((t_len * b, gh))
+            .expect("contiguous")
+    } else {
+        dgx.view()
+    };
+    let prev = tr.h.slice(s![..t_len, .., ..]);
     let prev = prev.into_shape_with_order((t_len * b, h)).expect("contiguous");
-    general_mat_mul(1.0, &dh_all.t(), &prev, 1.0, &mut g.w); // dW += Σ_t dh_tᵀ s_{t−1}
-    g.b += &dh_all.sum_axis(Axis(0)); // db += Σ_t dh_t
+    general_mat_mul(1.0, &dgh.t(), &prev, 1.0, &mut g.w); // dW += Σ_t dgh_tᵀ h_{t−1}
+    g.b += &dgx.sum_axis(Axis(0)); // db += Σ_t dgx_t
+    if cell == Cell::Gru {
+        g.bh += &dgh.sum_axis(Axis(0)); // dbh += Σ_t dgh_t
+    }
     match &batch.inputs {
         Inputs::Dense(x) => {
             let x = x
                 .view()
                 .into_shape_with_order((t_len * b, x.dim().2))
                 .expect("contiguous");
-            general_mat_mul(1.0, &dh_all.t(), &x, 1.0, &mut g.u); // dU += Σ_t dh_tᵀ x_t
+            general_mat_mul(1.0, &dgx.t(), &x, 1.0, &mut g.u); // dU += Σ_t dgx_tᵀ x_t
         }
         Inputs::OneHot(idx) => {
-            for (row, &k) in dh_all.rows().into_iter().zip(idx.iter()) {
+            for (row, &k) in dgx.rows().into_iter().zip(idx.iter()) {
                 g.u.column_mut(k).scaled_add(1.0, &row); // one-hot: scatter-add into column k
             }
         }
     }
 }
 
-/// Fraction of loss-carrying (step, sequence) pairs whose arg-max output is the target class,
-/// from the last forward pass; `None` for real-valued targets.
+/// Fraction of counted (step, sequence) pairs whose arg-max output is the target class, from
+/// the last forward pass; `None` for real-valued targets.
 pub fn accuracy(batch: &Batch, tr: &Trace) -> Option<Float> {
     let Targets::Classes(y) = &batch.targets else {
         return None;
     };
+    let b = y.ncols();
+    let skip = batch.accuracy_from * b;
     let correct = tr
         .out
         .rows()
         .into_iter()
         .zip(y.iter())
+        .skip(skip)
         .filter(|(row, k)| {
             let best = row.iter().enumerate().fold(
                 (0, Float::NEG_INFINITY),
@@ -516,24 +706,32 @@ pub fn accuracy(batch: &Batch, tr: &Trace) -> Option<Float> {
             best.0 == **k
         })
         .count();
-    Some(correct as Float / y.len() as Float)
+    Some(correct as Float / (y.len() - skip) as Float)
 }
 
-/// The gradient-decay probe: for d = 0 … T−1, the natural log of the mean over the batch's
-/// sequences of ‖∂E_T/∂s_{T−d}‖₂, where E_T is one sequence's loss at the last step (not
-/// divided by the batch size). Always exact full backpropagation, whatever `train.bptt` is.
+/// What the probe measured: for d = 0 … T−1, the natural log of the mean over the batch's
+/// sequences of ‖∂E_T/∂h_{T−d}‖₂ (and, for the LSTM, of ‖∂E_T/∂c_{T−d}‖₂).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Probe {
+    /// ln mean ‖∂E_T/∂h_{T−d}‖ by distance d.
+    pub h: Vec<Float>,
+    /// ln mean ‖∂E_T/∂c_{T−d}‖ by distance d (LSTM only).
+    pub c: Option<Vec<Float>>,
+}
+
+/// The gradient-decay probe. E_T is one sequence's loss at the last step (not divided by the
+/// batch size). Always exact full backpropagation, whatever `train.bptt` is.
 ///
 /// Each sequence's gradient is renormalised at every step and its scale kept as a logarithm,
 /// so norms far below the smallest float are still measured; a gradient that becomes exactly
 /// zero (dead ReLU units) gives −∞.
-pub fn probe(p: &Params, act: Activation, batch: &Batch, tr: &mut Trace) -> Vec<Float> {
-    forward(p, act, batch, tr);
+pub fn probe(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace) -> Probe {
+    forward(p, cell, batch, tr);
     let (t_len, b) = batch.inputs.dims();
-    let (h, o, l) = (p.w.nrows(), p.v.nrows(), batch.targets.steps());
+    let (o, l) = (p.v.nrows(), batch.targets.steps());
 
     // dE_T/dnet_T per sequence, (B, O), from the last step's rows of the outputs.
-    let last = tr.out.slice(s![(l - 1) * b.., ..]);
-    let mut dnet = last.to_owned();
+    let mut dnet = tr.out.slice(s![(l - 1) * b.., ..]).to_owned();
     match &batch.targets {
         Targets::Values(y) => {
             let y = y.index_axis(Axis(0), l - 1);
@@ -547,36 +745,50 @@ pub fn probe(p: &Params, act: Activation, batch: &Batch, tr: &mut Trace) -> Vec<
             }
         }
     }
-    let mut grad = dnet.dot(&p.v); // (B, H) dE_T/ds_T
-    let mut next = Array2::<Float>::zeros((b, h));
+    general_mat_mul(1.0, &dnet, &p.v, 0.0, &mut tr.dh); // dE_T/dh_T
+    tr.carry_c.fill(0.0);
+    let lstm = cell == Cell::Lstm;
     let mut log_scale = vec![0.0; b];
-    let mut out = Vec::with_capacity(t_len);
+    let (mut out_h, mut out_c) = (Vec::with_capacity(t_len), Vec::with_capacity(t_len));
+    let row_logs = |m: &Array2<Float>, scale: &[Float]| -> Vec<Float> {
+        m.rows()
+            .into_iter()
+            .zip(scale)
+            .map(|(r, s)| s + r.dot(&r).sqrt().ln())
+            .collect()
+    };
     for d in 0..t_len {
         let t = t_len - d;
-        // Record ln‖g_b‖ and renormalise each row.
-        let mut logs = Vec::with_capacity(b);
-        for (mut row, scale) in grad.rows_mut().into_iter().zip(log_scale.iter_mut()) {
-            let norm = row.dot(&row).sqrt();
-            if norm > 0.0 && norm.is_finite() {
-                *scale += norm.ln();
-                row /= norm;
-            } else {
-                *scale = if norm == 0.0 { Float::NEG_INFINITY } else { Float::NAN };
-                row.fill(0.0);
-            }
-            logs.push(*scale);
+        out_h.push(log_mean_exp(&row_logs(&tr.dh, &log_scale)));
+        backward_step(p, cell, tr, t, t > 1);
+        if lstm {
+            out_c.push(log_mean_exp(&row_logs(&tr.dc, &log_scale)));
         }
-        out.push(log_mean_exp(&logs));
         if t > 1 {
-            // ∂E_T/∂s_{t−1} = (∂E_T/∂s_t ⊙ σ'(h_t)) W
-            Zip::from(&mut grad)
-                .and(tr.s.index_axis(Axis(0), t))
-                .for_each(|g, &s| *g *= act.deriv_from_output(s));
-            general_mat_mul(1.0, &grad, &p.w, 0.0, &mut next);
-            std::mem::swap(&mut grad, &mut next);
+            // Carry to step t−1 and renormalise each sequence's (h, c) gradient jointly.
+            std::mem::swap(&mut tr.dh, &mut tr.carry_h);
+            for (i, scale) in log_scale.iter_mut().enumerate() {
+                let mut sq = tr.dh.row(i).dot(&tr.dh.row(i));
+                if lstm {
+                    sq += tr.carry_c.row(i).dot(&tr.carry_c.row(i));
+                }
+                let norm = sq.sqrt();
+                if norm > 0.0 && norm.is_finite() {
+                    *scale += norm.ln();
+                    tr.dh.row_mut(i).mapv_inplace(|x| x / norm);
+                    if lstm {
+                        tr.carry_c.row_mut(i).mapv_inplace(|x| x / norm);
+                    }
+                } else if !norm.is_finite() {
+                    *scale = Float::NAN;
+                }
+            }
         }
     }
-    out
+    Probe {
+        h: out_h,
+        c: lstm.then_some(out_c),
+    }
 }
 
 /// ln(mean(exp(x))) computed without overflow or underflow; −∞ if every x is −∞, NaN if any is.
@@ -641,6 +853,29 @@ pub fn spectral_norm(w: &Array2<Float>) -> Float {
     sigma
 }
 
+/// ρ(W), the spectral radius (largest |eigenvalue|) of a square matrix, by Gelfand's formula
+/// ρ = lim ‖W^k‖^{1/k} with k = 2^30 reached by 30 renormalised squarings. Unlike power
+/// iteration it needs no real, unique dominant eigenvalue (random matrices have complex pairs).
+pub fn spectral_radius(w: &Array2<Float>) -> Float {
+    let mut m = w.to_owned();
+    let mut log_rho = 0.0; // ln ρ accumulated as Σ ln(s_i) / 2^i
+    let mut weight = 1.0;
+    for _ in 0..30 {
+        let s = m.iter().map(|x| x * x).sum::<Float>().sqrt(); // Frobenius norm
+        if !(s > 0.0 && s.is_finite()) {
+            return if s == 0.0 { 0.0 } else { Float::NAN };
+        }
+        m /= s;
+        log_rho += weight * s.ln();
+        weight /= 2.0;
+        m = m.dot(&m);
+    }
+    let s = m.iter().map(|x| x * x).sum::<Float>().sqrt();
+    if s == 0.0 {
+        return 0.0;
+    }
+    (log_rho + weight * s.ln()).exp()
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -653,6 +888,39 @@ mod tests {
         assert!((spectral_norm(&w) - 5.0).abs() < 1e-9);
         let eye = Array2::<Float>::eye(7) * 0.5;
         assert!((spectral_norm(&eye) - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn spectral_radius_of_known_matrices() {
+        // A rotation by 60° scaled by 0.9 has eigenvalues 0.9·e^{±iπ/3}: a complex pair, which
+        // plain power iteration cannot resolve; its 2-norm is also 0.9.
+        let (c, s) = ((std::f64::consts::PI / 3.0).cos(), (std::f64::consts::PI / 3.0).sin());
+        let rot = Array2::from_shape_vec((2, 2), vec![0.9 * c, -0.9 * s, 0.9 * s, 0.9 * c]).unwrap();
+        assert!((spectral_radius(&rot) - 0.9).abs() < 1e-9, "{}", spectral_radius(&rot));
+        // A non-normal matrix: ‖W‖₂ ≈ 10 but both eigenvalues are 0.5.
+        let shear = Array2::from_shape_vec((2, 2), vec![0.5, 10.0, 0.0, 0.5]).unwrap();
+        assert!(
+            (spectral_radius(&shear) - 0.5).abs() < 1e-6,
+            "{}",
+            spectral_radius(&shear)
+        );
+        assert!(spectral_norm(&shear) > 9.9);
+        let nilpotent = Array2::from_shape_vec((2, 2), vec![0.0, 1.0, 0.0, 0.0]).unwrap();
+        assert_eq!(spectral_radius(&nilpotent), 0.0);
+    }
+
+    #[test]
+    fn sparse_init_has_the_asked_radius_and_sparsity() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let w = Init::Sparse {
+            nonzero: 4,
+            radius: 1.1,
+        }
+        .sample(30, 30, 1.0, &mut rng);
+        for row in w.rows() {
+            assert_eq!(row.iter().filter(|x| **x != 0.0).count(), 4);
+        }
+        assert!((spectral_radius(&w) - 1.1).abs() < 1e-6);
     }
 
     #[test]

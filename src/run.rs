@@ -10,9 +10,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::Float;
-use crate::optim::{Clip, Sgd, global_norm};
+use crate::optim::{Clip, OptimConfig, Optimizer, Schedule, global_norm};
 use crate::record::{CurveRow, DecayRow, RunRow, Status, finite};
-use crate::rnn::{self, Batch, Params, RnnConfig, Trace};
+use crate::rnn::{self, Batch, Cell, Params, RnnConfig, Trace};
 use crate::spec::Value;
 use crate::task::{Task, TaskConfig};
 
@@ -23,10 +23,10 @@ pub struct TrainConfig {
     pub steps: u64,
     /// Sequences per batch.
     pub batch: usize,
-    /// Learning rate.
-    pub lr: Float,
-    /// SGD momentum.
-    pub momentum: Float,
+    /// The optimiser.
+    pub optimizer: OptimConfig,
+    /// The learning-rate schedule.
+    pub schedule: Schedule,
     /// Clipping rules.
     pub clip: Clip,
     /// Seed of the initial weights and the training batches.
@@ -113,7 +113,7 @@ pub fn derive_seed(seed: u64, stream: u64) -> u64 {
 pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() + Sync)) -> RunResult {
     let started = Instant::now();
     let task = Task::new(cfg.task.clone());
-    let act = cfg.model.activation;
+    let cell = cfg.model.cell;
     let mut init_rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.train.seed, INIT_STREAM));
     let mut data_rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.train.seed, DATA_STREAM));
 
@@ -123,7 +123,7 @@ pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() + Sync)) -> RunResult {
     let probe_set = task.probe_set(cfg.probe.batch);
     let (mut tr_train, mut tr_eval, mut tr_probe) = (Trace::default(), Trace::default(), Trace::default());
     let mut grads = params.zeros_like();
-    let mut opt = Sgd::new(cfg.train.lr, cfg.train.momentum);
+    let mut opt = Optimizer::new(cfg.train.optimizer);
 
     let mut curve = Vec::with_capacity(cfg.train.steps as usize + 1);
     let mut decay = Vec::new();
@@ -137,26 +137,29 @@ pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() + Sync)) -> RunResult {
 
     for step in 0..=steps {
         let (eval_loss, eval_accuracy) = if step % cfg.train.eval_every == 0 || step == steps {
-            let loss = rnn::forward(&params, act, &eval_set, &mut tr_eval);
+            let loss = rnn::forward(&params, cell, &eval_set, &mut tr_eval);
             let acc = rnn::accuracy(&eval_set, &tr_eval);
             (finite(loss), acc)
         } else {
             (None, None)
         };
         if step % cfg.probe.every == 0 || step == steps {
-            let logs = rnn::probe(&params, act, &probe_set, &mut tr_probe);
-            let factor = rnn::decay_factor(&logs);
+            let probed = rnn::probe(&params, cell, &probe_set, &mut tr_probe);
+            let factor = rnn::decay_factor(&probed.h);
             if step == 0 {
                 decay_first = factor;
             }
             decay_last = factor;
-            decay.extend(logs.iter().enumerate().map(|(d, &ln)| DecayRow {
-                run_id: cfg.id.clone(),
-                probe_step: step,
-                distance: d as u64,
-                grad_norm: if ln.is_nan() { None } else { Some(ln.exp()) },
-                log10_grad_norm: finite(ln / std::f64::consts::LN_10 as Float),
-            }));
+            for (state, logs) in std::iter::once(("h", &probed.h)).chain(probed.c.as_ref().map(|c| ("c", c))) {
+                decay.extend(logs.iter().enumerate().map(|(d, &ln)| DecayRow {
+                    run_id: cfg.id.clone(),
+                    probe_step: step,
+                    state: state.to_string(),
+                    distance: d as u64,
+                    grad_norm: if ln.is_nan() { None } else { Some(ln.exp()) },
+                    log10_grad_norm: finite(ln / std::f64::consts::LN_10 as Float),
+                }));
+            }
         }
         if step == steps {
             final_eval = (eval_loss, eval_accuracy);
@@ -166,6 +169,7 @@ pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() + Sync)) -> RunResult {
                 train_loss: None,
                 grad_norm: None,
                 clipped: None,
+                lr: None,
                 eval_loss,
                 eval_accuracy,
             });
@@ -177,9 +181,10 @@ pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() + Sync)) -> RunResult {
         }
 
         let batch = task.sample(cfg.train.batch, &mut data_rng);
-        let loss = rnn::forward(&params, act, &batch, &mut tr_train);
+        let loss = rnn::forward(&params, cell, &batch, &mut tr_train);
         grads.fill_zero();
-        rnn::backward(&params, act, &batch, &mut tr_train, cfg.train.bptt, &mut grads);
+        rnn::backward(&params, cell, &batch, &mut tr_train, cfg.train.bptt, &mut grads);
+        let lr = cfg.train.schedule.lr_at(step);
         let norm = global_norm(&grads);
         if !loss.is_finite() || !norm.is_finite() {
             status = Status::Diverged;
@@ -190,6 +195,7 @@ pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() + Sync)) -> RunResult {
                 train_loss: finite(loss),
                 grad_norm: finite(norm),
                 clipped: None,
+                lr: Some(lr),
                 eval_loss,
                 eval_accuracy,
             });
@@ -197,13 +203,14 @@ pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() + Sync)) -> RunResult {
         }
         let clipped = cfg.train.clip.apply(&mut grads, norm);
         clipped_steps += u64::from(clipped);
-        opt.step(&mut params, &grads);
+        opt.step(&mut params, &grads, lr);
         curve.push(CurveRow {
             run_id: cfg.id.clone(),
             step,
             train_loss: Some(loss),
             grad_norm: Some(norm),
             clipped: Some(clipped),
+            lr: Some(lr),
             eval_loss,
             eval_accuracy,
         });
@@ -212,6 +219,20 @@ pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() + Sync)) -> RunResult {
 
     let params_finite = params.slices().iter().all(|t| t.iter().all(|x| x.is_finite()));
     let w_norm_final = params_finite.then(|| rnn::spectral_norm(&params.w));
+    let radius = |p: &Params| {
+        // The block that plays W's role: the whole W, or the candidate block of a gated cell.
+        let h = p.hidden();
+        let block = match cell {
+            Cell::Rnn(_) => 0,
+            Cell::Lstm => 2,
+            Cell::Gru => 2,
+        };
+        rnn::spectral_radius(&p.w.slice(ndarray::s![block * h..(block + 1) * h, ..]).to_owned())
+    };
+    let max_deriv = match cell {
+        Cell::Rnn(act) => Some(act.max_deriv()),
+        _ => None,
+    };
     let row = RunRow {
         run_id: cfg.id.clone(),
         swept: cfg.swept.iter().map(|(_, v)| v.to_string()).collect(),
@@ -224,9 +245,11 @@ pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() + Sync)) -> RunResult {
         clipped_steps,
         decay_factor: decay_last,
         decay_factor_init: decay_first,
-        bound_factor: w_norm_final.map(|n| n * act.max_deriv()).and_then(finite),
+        bound_factor: w_norm_final.zip(max_deriv).map(|(n, m)| n * m).and_then(finite),
         w_norm_init: finite(rnn::spectral_norm(&init.w)),
         w_norm_final: w_norm_final.and_then(finite),
+        w_radius_init: finite(radius(&init)),
+        w_radius_final: params_finite.then(|| radius(&params)).and_then(finite),
         seconds: started.elapsed().as_secs_f64(),
         error: String::new(),
     };

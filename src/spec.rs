@@ -203,7 +203,7 @@ impl Kind {
                 }
             }
             (Kind::KeyRef, Value::Str(s)) => {
-                if s == "auto" || s == "none" || sweepable(s) {
+                if s == "auto" || s == "none" || s == "variant" || sweepable(s) {
                     Ok(value.clone())
                 } else {
                     let hint = suggest(s, KEYS.iter().filter(|k| sweepable(k.key)).map(|k| k.key))
@@ -253,206 +253,96 @@ pub const MAX_STEPS: i64 = 100_000_000;
 pub const MAX_RUNS: usize = 100_000;
 
 /// Every key the spec understands, in README order.
+#[rustfmt::skip]
 pub const KEYS: &[KeyDef] = &[
-    key(
-        "name",
-        Kind::Name { max_len: 100 },
-        "\"<file stem>\"",
-        "Name of the experiment; results go to `<output.dir>/<name>/`.",
-    ),
-    key(
-        "description",
-        Kind::Text { max_len: 10_000 },
-        "\"\"",
-        "Free text, copied into `manifest.json`.",
-    ),
-    key(
-        "task.kind",
-        Kind::Choice(&["adding", "hello"]),
-        "\"adding\"",
-        "`adding`: sum of two marked values, MSE on the last step (many-to-one). `hello`: next-character prediction on `task.word`, cross-entropy at every step (many-to-many).",
-    ),
-    key(
-        "task.seq_len",
-        Kind::Int {
-            min: 2,
-            max: MAX_SEQ_LEN,
-        },
-        "50",
-        "Sequence length T of the adding problem. Not used by `hello`, whose length is that of its word minus one.",
-    ),
-    key(
-        "task.word",
-        Kind::Text { max_len: 1000 },
-        "\"hello\"",
-        "The word the `hello` task learns to spell: input its characters but the last, target its characters but the first. At least 2 characters.",
-    ),
-    key(
-        "task.eval_size",
-        Kind::Int { min: 1, max: MAX_BATCH },
-        "256",
-        "Sequences in the fixed evaluation set of the adding problem (the same for every seed).",
-    ),
-    key(
-        "model.cell",
-        Kind::Choice(&["rnn"]),
-        "\"rnn\"",
-        "Recurrent cell. `rnn`: s_t = σ(U x_t + W s_{t-1} + b).",
-    ),
-    key(
-        "model.hidden",
-        Kind::Int {
-            min: 1,
-            max: MAX_HIDDEN,
-        },
-        "32",
-        "Hidden size H.",
-    ),
-    key(
-        "model.activation",
-        Kind::Choice(&["tanh", "sigmoid", "relu", "identity"]),
-        "\"tanh\"",
-        "σ, the hidden activation.",
-    ),
-    key(
-        "model.init",
-        Kind::Choice(&["xavier", "normal", "orthogonal", "identity"]),
-        "\"xavier\"",
-        "Initialisation of W (hidden→hidden). `xavier`: Glorot uniform; `normal`: N(0, model.std²); `orthogonal`: a random orthogonal matrix; `identity`: W = I (IRNN). Then W is multiplied by `model.scale`.",
-    ),
-    key(
-        "model.init_io",
-        Kind::Choice(&["xavier", "normal", "orthogonal"]),
-        "\"xavier\"",
-        "Initialisation of U (input→hidden) and V (hidden→output).",
-    ),
-    key(
-        "model.std",
-        Kind::Float {
-            min: 0.0,
-            max: 1e3,
-            open_min: true,
-        },
-        "0.1",
-        "Standard deviation of the `normal` initialisation.",
-    ),
-    key(
-        "model.scale",
-        Kind::Float {
-            min: 0.0,
-            max: 1e3,
-            open_min: false,
-        },
-        "1.0",
-        "Multiplier applied to W after initialisation (>1 pushes towards explosion, <1 towards vanishing).",
-    ),
-    key(
-        "train.steps",
-        Kind::Int { min: 1, max: MAX_STEPS },
-        "1000",
-        "Training steps (parameter updates), one fresh batch each.",
-    ),
-    key(
-        "train.batch",
-        Kind::Int { min: 1, max: MAX_BATCH },
-        "32",
-        "Sequences per training batch B.",
-    ),
-    key(
-        "train.lr",
-        Kind::Float {
-            min: 0.0,
-            max: 1e6,
-            open_min: true,
-        },
-        "0.01",
-        "SGD learning rate.",
-    ),
-    key(
-        "train.momentum",
-        Kind::Float {
-            min: 0.0,
-            max: 0.999_999,
-            open_min: false,
-        },
-        "0.0",
-        "SGD momentum μ (PyTorch convention: v ← μ·v + g; θ ← θ − lr·v).",
-    ),
-    key(
-        "train.clip",
-        Kind::OffOrPositive { off: "none", max: 1e12 },
-        "\"none\"",
-        "Global L2-norm clipping threshold θ: if ‖g‖ > θ then g ← θ·g/‖g‖.",
-    ),
-    key(
-        "train.clip_value",
-        Kind::OffOrPositive { off: "none", max: 1e12 },
-        "\"none\"",
-        "Element-wise clipping of every gradient entry to [−v, v], applied after norm clipping.",
-    ),
-    key(
-        "train.seed",
-        Kind::Int { min: 0, max: i64::MAX },
-        "0",
-        "Seed of the run's initial weights and training batches. Runs with the same seed see the same batches.",
-    ),
-    key(
-        "train.bptt",
-        Kind::OffOrCount {
-            off: "full",
-            max: MAX_SEQ_LEN,
-        },
-        "\"full\"",
-        "Backpropagation through time: `full`, or truncated to windows of k steps counted back from the last step (the backward recurrence is cut every k steps).",
-    ),
-    key(
-        "train.eval_every",
-        Kind::Int { min: 1, max: MAX_STEPS },
-        "50",
-        "Evaluate on the evaluation set at step 0, every this many steps, and at the end.",
-    ),
-    key(
-        "probe.every",
-        Kind::Int { min: 1, max: MAX_STEPS },
-        "100",
-        "Run the gradient-decay probe at step 0, every this many steps, and at the end.",
-    ),
-    key(
-        "probe.batch",
-        Kind::Int { min: 1, max: 4096 },
-        "32",
-        "Sequences in the fixed probe batch (the same for every seed).",
-    ),
-    key(
-        "output.dir",
-        Kind::Name { max_len: 200 },
-        "\"results\"",
-        "Folder (relative to the working directory) that receives `<name>/`. `--out DIR` replaces `<output.dir>/<name>`.",
-    ),
-    key(
-        "output.checkpoints",
-        Kind::Bool,
-        "true",
-        "Write `checkpoints/<run_id>/{init,final}.safetensors`.",
-    ),
-    key(
-        "output.charts",
-        Kind::Bool,
-        "true",
-        "Draw the charts at the end of the sweep.",
-    ),
-    key(
-        "plot.color",
-        Kind::KeyRef,
-        "\"auto\"",
-        "Swept key whose values colour the lines. `auto`: `model.activation` if swept, else the first swept key that is not the seed or the panel key.",
-    ),
-    key(
-        "plot.panel",
-        Kind::KeyRef,
-        "\"auto\"",
-        "Swept key with one panel per value. `auto`: `task.seq_len` if swept; `none`: a single panel.",
-    ),
+    key("name", Kind::Name { max_len: 100 }, "\"<file stem>\"",
+        "Name of the experiment; results go to `<output.dir>/<name>/`."),
+    key("description", Kind::Text { max_len: 10_000 }, "\"\"",
+        "Free text, copied into `manifest.json` and the charts' source."),
+    key("task.kind", Kind::Choice(&["adding", "hello", "copy", "temporal_order", "text"]), "\"adding\"",
+        "The task; see the Tasks section for each one's inputs, loss and baseline."),
+    key("task.seq_len", Kind::Int { min: 2, max: MAX_SEQ_LEN }, "50",
+        "T. `adding`, `temporal_order`: the sequence length. `copy`: the delay (T−1 blanks and a delimiter between the 10 symbols and their recall; sequences are T+20 long). `text`: the window length. Not used by `hello`, whose length is that of its word minus one."),
+    key("task.word", Kind::Text { max_len: 1000 }, "\"hello\"",
+        "The word the `hello` task learns to spell: input its characters but the last, target its characters but the first. At least 2 characters."),
+    key("task.path", Kind::Text { max_len: 4096 }, "\"\"",
+        "The UTF-8 text file of the `text` task, relative to the working directory."),
+    key("task.eval_size", Kind::Int { min: 1, max: MAX_BATCH }, "256",
+        "Sequences in the fixed evaluation set (the same for every seed). `text`: at most this many windows of the held-out tail."),
+    key("model.cell", Kind::Choice(&["rnn", "lstm", "gru"]), "\"rnn\"",
+        "Recurrent cell. `rnn`: h_t = σ(U x_t + W h_{t−1} + b); `lstm`, `gru`: PyTorch's `nn.LSTM` and `nn.GRU` equations and gate order."),
+    key("model.hidden", Kind::Int { min: 1, max: MAX_HIDDEN }, "32",
+        "Hidden size H."),
+    key("model.activation", Kind::Choice(&["tanh", "sigmoid", "relu", "identity"]), "\"tanh\"",
+        "σ, the hidden activation of the `rnn` cell (the gated cells have their own and refuse any other value)."),
+    key("model.init", Kind::Choice(&["xavier", "normal", "orthogonal", "identity", "sparse"]), "\"xavier\"",
+        "Initialisation of W, each H×H gate block separately. `xavier`: Glorot uniform; `normal`: N(0, model.std²); `orthogonal`: a random orthogonal matrix; `identity`: W = I (IRNN); `sparse`: Pascanu et al. 2013, `model.sparsity` N(0,1) inputs per unit rescaled to spectral radius `model.spectral_radius`. Then W is multiplied by `model.scale`."),
+    key("model.init_io", Kind::Choice(&["xavier", "normal", "orthogonal"]), "\"xavier\"",
+        "Initialisation of U (input→hidden, per gate block) and V (hidden→output)."),
+    key("model.std", Kind::Float { min: 0.0, max: 1e3, open_min: true }, "0.1",
+        "Standard deviation of the `normal` initialisation."),
+    key("model.scale", Kind::Float { min: 0.0, max: 1e3, open_min: false }, "1.0",
+        "Multiplier applied to W after initialisation (>1 pushes towards explosion, <1 towards vanishing)."),
+    key("model.sparsity", Kind::Int { min: 1, max: MAX_HIDDEN }, "15",
+        "`sparse` initialisation: non-zero incoming weights per unit (capped at H)."),
+    key("model.spectral_radius", Kind::Float { min: 0.0, max: 1e3, open_min: true }, "1.1",
+        "`sparse` initialisation: spectral radius of each W block before `model.scale`."),
+    key("model.forget_bias", Kind::Float { min: -1e3, max: 1e3, open_min: false }, "1.0",
+        "Initial bias of the LSTM forget gate (other biases start at 0)."),
+    key("train.steps", Kind::Int { min: 1, max: MAX_STEPS }, "1000",
+        "Training steps (parameter updates), one fresh batch each."),
+    key("train.batch", Kind::Int { min: 1, max: MAX_BATCH }, "32",
+        "Sequences per training batch B."),
+    key("train.optimizer", Kind::Choice(&["sgd", "adam", "rmsprop", "adagrad"]), "\"sgd\"",
+        "The optimiser, with PyTorch's update rules (see Optimisers)."),
+    key("train.lr", Kind::Float { min: 0.0, max: 1e6, open_min: true }, "0.01",
+        "Learning rate (the peak rate when a schedule or warm-up applies)."),
+    key("train.momentum", Kind::Float { min: 0.0, max: 0.999_999, open_min: false }, "0.0",
+        "SGD momentum μ (v ← μ·v + g; θ ← θ − lr·v)."),
+    key("train.nesterov", Kind::Bool, "false",
+        "SGD with Nesterov momentum (θ ← θ − lr·(g + μ·v)); needs `train.momentum` > 0."),
+    key("train.beta1", Kind::Float { min: 0.0, max: 0.999_999, open_min: false }, "0.9",
+        "Adam: decay of the first-moment estimate."),
+    key("train.beta2", Kind::Float { min: 0.0, max: 0.999_999_999, open_min: false }, "0.999",
+        "Adam: decay of the second-moment estimate."),
+    key("train.alpha", Kind::Float { min: 0.0, max: 0.999_999_999, open_min: false }, "0.99",
+        "RMSprop: decay of the squared-gradient average."),
+    key("train.eps", Kind::Float { min: 0.0, max: 1.0, open_min: true }, "1e-8",
+        "Adam, RMSprop, Adagrad: the ε added to the denominator."),
+    key("train.schedule", Kind::Choice(&["constant", "step", "cosine"]), "\"constant\"",
+        "Learning-rate schedule over the steps: `constant`; `step`: multiply by `train.gamma` every `train.step_size` steps; `cosine`: from `train.lr` down to `train.lr_min` along a half cosine."),
+    key("train.step_size", Kind::Int { min: 1, max: MAX_STEPS }, "1000",
+        "`step` schedule: steps between decays."),
+    key("train.gamma", Kind::Float { min: 0.0, max: 1.0, open_min: true }, "0.1",
+        "`step` schedule: the decay factor."),
+    key("train.lr_min", Kind::Float { min: 0.0, max: 1e6, open_min: false }, "0.0",
+        "`cosine` schedule: the final learning rate."),
+    key("train.warmup", Kind::Int { min: 0, max: MAX_STEPS }, "0",
+        "Linear warm-up: the rate is multiplied by (step+1)/warmup during the first `warmup` steps."),
+    key("train.clip", Kind::OffOrPositive { off: "none", max: 1e12 }, "\"none\"",
+        "Global L2-norm clipping threshold θ: if ‖g‖ > θ then g ← θ·g/‖g‖."),
+    key("train.clip_value", Kind::OffOrPositive { off: "none", max: 1e12 }, "\"none\"",
+        "Element-wise clipping of every gradient entry to [−v, v], applied after norm clipping."),
+    key("train.seed", Kind::Int { min: 0, max: i64::MAX }, "0",
+        "Seed of the run's initial weights and training batches. Runs with the same seed see the same batches."),
+    key("train.bptt", Kind::OffOrCount { off: "full", max: MAX_SEQ_LEN }, "\"full\"",
+        "Backpropagation through time: `full`, or truncated to windows of k steps counted back from the last step (the backward recurrence is cut every k steps)."),
+    key("train.eval_every", Kind::Int { min: 1, max: MAX_STEPS }, "50",
+        "Evaluate on the evaluation set at step 0, every this many steps, and at the end."),
+    key("probe.every", Kind::Int { min: 1, max: MAX_STEPS }, "100",
+        "Run the gradient-decay probe at step 0, every this many steps, and at the end."),
+    key("probe.batch", Kind::Int { min: 1, max: 4096 }, "32",
+        "Sequences in the fixed probe batch (the same for every seed)."),
+    key("output.dir", Kind::Name { max_len: 200 }, "\"results\"",
+        "Folder (relative to the working directory) that receives `<name>/`. `--out DIR` replaces `<output.dir>/<name>`."),
+    key("output.checkpoints", Kind::Bool, "true",
+        "Write `checkpoints/<run_id>/{init,final}.safetensors`."),
+    key("output.charts", Kind::Bool, "true",
+        "Draw the charts at the end of the sweep."),
+    key("plot.color", Kind::KeyRef, "\"auto\"",
+        "Swept key (or `variant`) whose values colour the lines. `auto`: `variant` if the spec has variants, else `model.activation` if swept, else the first swept key that is not the seed or the panel key."),
+    key("plot.panel", Kind::KeyRef, "\"auto\"",
+        "Swept key with one panel per value. `auto`: `task.seq_len` if swept; `none`: a single panel."),
 ];
 
 /// Whether `key` may appear in `[sweep]` (everything but the experiment's name, description,
@@ -547,12 +437,32 @@ pub struct Spec {
     pub base: BTreeMap<&'static str, Located>,
     /// Swept keys and their values, in the order the file lists them (first varies slowest).
     pub sweep: Vec<(&'static str, Vec<Value>, Origin)>,
+    /// Named variants (`[[variant]]` tables), an axis of the product slower than every swept key.
+    pub variants: Vec<Variant>,
+}
+
+/// One `[[variant]]` table: a label and the keys it sets.
+#[derive(Clone, Debug)]
+pub struct Variant {
+    /// Its label (the `variant` column of `runs.csv`).
+    pub label: String,
+    /// Keys it sets, validated, in file order.
+    pub settings: Vec<(&'static str, Value)>,
+    /// Where the table starts.
+    pub origin: Origin,
 }
 
 impl Spec {
     /// Whether `key` is explicitly set (in the file or by `--set`), not defaulted.
     pub fn is_set(&self, key: &str) -> bool {
-        self.base.get(key).is_some_and(|l| l.origin != Origin::Default) || self.sweep.iter().any(|(k, _, _)| *k == key)
+        self.base.get(key).is_some_and(|l| l.origin != Origin::Default)
+            || self.sweep.iter().any(|(k, _, _)| *k == key)
+            || self.variants.iter().any(|v| v.settings.iter().any(|(k, _)| *k == key))
+    }
+
+    /// Number of runs the spec expands to.
+    pub fn run_count(&self) -> usize {
+        self.variants.len().max(1) * self.sweep.iter().map(|(_, v, _)| v.len()).product::<usize>()
     }
 }
 
@@ -723,11 +633,28 @@ pub fn parse(file: &str, text: &str, stem: &str, sets: &[String]) -> Result<Spec
         }
     };
 
-    // Split the document into plain settings and the [sweep] section.
+    // Split the document into plain settings, the [sweep] section and the [[variant]] tables.
     let mut settings = Vec::new();
     let mut sweep_raw = Vec::new();
+    let mut variants_raw = Vec::new();
     for (k, v) in doc.get_ref().iter() {
         match (k.get_ref().as_ref(), v.get_ref()) {
+            ("variant", DeValue::Array(items)) if items.iter().all(|i| i.get_ref().is_table()) => {
+                for item in items.iter() {
+                    let mut flat = Vec::new();
+                    if let DeValue::Table(t) = item.get_ref() {
+                        flatten("", t, 1, &mut flat);
+                    }
+                    variants_raw.push((item.span(), flat));
+                }
+            }
+            ("variant", _) => problems.push(Problem {
+                key: Some("variant".into()),
+                origin: at(k.span()),
+                message:
+                    "must be an array of tables: write `[[variant]]` followed by `label = \"...\"` and the keys it sets"
+                        .into(),
+            }),
             ("sweep", DeValue::Table(t)) => flatten("", t, 1, &mut sweep_raw),
             ("sweep", _) => problems.push(Problem {
                 key: Some("sweep".into()),
@@ -833,6 +760,89 @@ pub fn parse(file: &str, text: &str, stem: &str, sets: &[String]) -> Result<Spec
         }
     }
 
+    // Variants: a label and validated sweepable keys; a key may not be both swept and varied.
+    let mut variants: Vec<Variant> = Vec::new();
+    for (span, flat) in variants_raw {
+        let origin = at(span);
+        let mut label = None;
+        let mut set = Vec::new();
+        for (name, kspan, value) in flat {
+            let korigin = at(kspan);
+            let value = match value {
+                Ok(v) => v,
+                Err((s, m)) => {
+                    problems.push(Problem {
+                        key: Some(name),
+                        origin: at(s),
+                        message: m,
+                    });
+                    continue;
+                }
+            };
+            if name == "label" {
+                match keydef("name").expect("name key").kind.check(&value) {
+                    Ok(Value::Str(l)) => label = Some(l),
+                    _ => problems.push(Problem {
+                        key: Some("variant.label".into()),
+                        origin: korigin,
+                        message: format!(
+                            "{value} is not a valid label: use 1 to 100 characters from A-Z a-z 0-9 _ . -"
+                        ),
+                    }),
+                }
+                continue;
+            }
+            let def = match keydef(&name) {
+                Some(def) if sweepable(def.key) => def,
+                Some(def) => {
+                    problems.push(Problem {
+                        key: Some(def.key.into()),
+                        origin: korigin,
+                        message: "cannot be set by a variant".into(),
+                    });
+                    continue;
+                }
+                None => {
+                    problems.push(unknown(&name, korigin, false));
+                    continue;
+                }
+            };
+            if sweep.iter().any(|(k, _, _)| *k == def.key) {
+                problems.push(Problem {
+                    key: Some(name),
+                    origin: korigin,
+                    message: "is both swept and set by a variant; remove one of the two".into(),
+                });
+                continue;
+            }
+            match def.kind.check(&value) {
+                Ok(v) => set.push((def.key, v)),
+                Err(message) => problems.push(Problem {
+                    key: Some(name),
+                    origin: korigin,
+                    message,
+                }),
+            }
+        }
+        match label {
+            Some(label) if variants.iter().any(|v| v.label == label) => problems.push(Problem {
+                key: Some("variant.label".into()),
+                origin,
+                message: format!("label \"{label}\" is used twice; labels must differ"),
+            }),
+            Some(label) => variants.push(Variant {
+                label,
+                settings: set,
+                origin,
+            }),
+            None => problems.push(Problem {
+                key: Some("variant.label".into()),
+                origin,
+                message: "a [[variant]] needs a `label = \"...\"`".into(),
+            }),
+        }
+    }
+
     // Command-line overrides: `--set key=v` pins a key (and removes it from the sweep);
     // `--set sweep.key=[...]` sweeps it.
     for arg in sets {
@@ -927,9 +937,8 @@ pub fn parse(file: &str, text: &str, stem: &str, sets: &[String]) -> Result<Spec
         });
     }
 
-    let runs: usize = sweep
-        .iter()
-        .map(|(_, v, _)| v.len())
+    let runs: usize = std::iter::once(variants.len().max(1))
+        .chain(sweep.iter().map(|(_, v, _)| v.len()))
         .try_fold(1usize, |acc, n| acc.checked_mul(n))
         .unwrap_or(usize::MAX);
     if runs > MAX_RUNS {
@@ -952,6 +961,7 @@ pub fn parse(file: &str, text: &str, stem: &str, sets: &[String]) -> Result<Spec
         description: text_of("description"),
         base,
         sweep,
+        variants,
     };
     problems.extend(check_plot_keys(&spec));
     if problems.is_empty() {
@@ -994,6 +1004,7 @@ fn check_plot_keys(spec: &Spec) -> Vec<Problem> {
             && s != "auto"
             && s != "none"
             && !spec.sweep.iter().any(|(k, _, _)| k == s)
+            && !(s == "variant" && !spec.variants.is_empty())
         {
             problems.push(Problem {
                 key: Some(key.into()),

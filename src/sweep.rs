@@ -2,13 +2,14 @@
 //! stable order (the Cartesian product of the `[sweep]` lists, first key varying slowest, values
 //! in the order written), each with a stable id hashed from its resolved configuration.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use crate::optim::Clip;
-use crate::rnn::{Activation, Init, RnnConfig};
+use crate::optim::{Clip, OptimConfig, Schedule, ScheduleKind};
+use crate::rnn::{Activation, Cell, Init, RnnConfig};
 use crate::run::{ProbeConfig, RunConfig, TrainConfig};
-use crate::spec::{Origin, Problem, Spec, SpecErrors, Value};
-use crate::task::{Task, TaskConfig};
+use crate::spec::{Origin, Problem, Spec, SpecErrors, Value, Variant};
+use crate::task::{Corpus, Task, TaskConfig};
 
 /// Keys that do not change a run's result and so are left out of its identity.
 fn affects_result(key: &str) -> bool {
@@ -37,14 +38,22 @@ pub fn canonical_json(settings: &BTreeMap<&'static str, Value>) -> String {
 }
 
 /// Expands the sweep. Cross-key rules (those that involve more than one key) are checked here,
-/// for every run, before anything runs.
+/// for every run, before anything runs. Variants are the slowest axis; a `--set` beats a
+/// variant, which beats the spec's sections.
 pub fn expand(spec: &Spec) -> Result<Vec<RunConfig>, SpecErrors> {
     let mut runs = Vec::new();
     let mut problems: Vec<Problem> = Vec::new();
-    let total: usize = spec.sweep.iter().map(|(_, v, _)| v.len()).product();
-    for index in 0..total {
+    let mut corpora: HashMap<(String, usize), Result<Arc<Corpus>, String>> = HashMap::new();
+    let variants: Vec<Option<&Variant>> = if spec.variants.is_empty() {
+        vec![None]
+    } else {
+        spec.variants.iter().map(Some).collect()
+    };
+    let per_variant: usize = spec.sweep.iter().map(|(_, v, _)| v.len()).product();
+    for index in 0..variants.len() * per_variant {
+        let variant = variants[index / per_variant];
         // Mixed-radix decomposition of the index: the last key varies fastest.
-        let mut rest = index;
+        let mut rest = index % per_variant;
         let mut picks = vec![0; spec.sweep.len()];
         for (i, (_, values, _)) in spec.sweep.iter().enumerate().rev() {
             picks[i] = rest % values.len();
@@ -52,12 +61,20 @@ pub fn expand(spec: &Spec) -> Result<Vec<RunConfig>, SpecErrors> {
         }
         let mut settings: BTreeMap<&'static str, Value> =
             spec.base.iter().map(|(k, l)| (*k, l.value.clone())).collect();
-        let mut swept = Vec::with_capacity(spec.sweep.len());
+        let mut swept = Vec::with_capacity(spec.sweep.len() + 1);
+        if let Some(v) = variant {
+            for (key, value) in &v.settings {
+                if !matches!(spec.base[key].origin, Origin::Set(_)) {
+                    settings.insert(key, value.clone());
+                }
+            }
+            swept.push(("variant", Value::Str(v.label.clone())));
+        }
         for ((key, values, _), &pick) in spec.sweep.iter().zip(&picks) {
             settings.insert(key, values[pick].clone());
             swept.push((*key, values[pick].clone()));
         }
-        match resolve(spec, index, swept, settings) {
+        match resolve(spec, variant, index, swept, settings, &mut corpora) {
             Ok(run) => runs.push(run),
             Err(p) => {
                 if !problems.iter().any(|q| q.message == p.message && q.key == p.key) {
@@ -79,16 +96,20 @@ pub fn expand(spec: &Spec) -> Result<Vec<RunConfig>, SpecErrors> {
 /// Builds one run's typed configuration from its flat settings.
 fn resolve(
     spec: &Spec,
+    variant: Option<&Variant>,
     index: usize,
     swept: Vec<(&'static str, Value)>,
-    settings: BTreeMap<&'static str, Value>,
+    mut settings: BTreeMap<&'static str, Value>,
+    corpora: &mut HashMap<(String, usize), Result<Arc<Corpus>, String>>,
 ) -> Result<RunConfig, Problem> {
     let origin_of = |key: &str| -> Origin {
-        spec.sweep
-            .iter()
-            .find(|(k, _, _)| *k == key)
-            .map(|(_, _, o)| o.clone())
-            .unwrap_or_else(|| spec.base[key].origin.clone())
+        if let Some((_, _, o)) = spec.sweep.iter().find(|(k, _, _)| *k == key) {
+            return o.clone();
+        }
+        match variant {
+            Some(v) if v.settings.iter().any(|(k, _)| *k == key) => v.origin.clone(),
+            _ => spec.base[key].origin.clone(),
+        }
     };
     let problem = |key: &str, message: String| Problem {
         key: Some(key.to_string()),
@@ -111,12 +132,41 @@ fn resolve(
         Value::Float(x) => Some(x),
         _ => None,
     };
+    let flag = |k: &str| settings[k] == Value::Bool(true);
 
+    let seq_len = int("task.seq_len") as usize;
+    let eval_size = int("task.eval_size") as usize;
     let task = match text("task.kind").as_str() {
-        "adding" => TaskConfig::Adding {
-            seq_len: int("task.seq_len") as usize,
-            eval_size: int("task.eval_size") as usize,
+        "adding" => TaskConfig::Adding { seq_len, eval_size },
+        "copy" => TaskConfig::Copy {
+            delay: seq_len,
+            eval_size,
         },
+        "temporal_order" => {
+            if seq_len < 10 {
+                return Err(problem(
+                    "task.seq_len",
+                    format!(
+                        "{seq_len} is too short for temporal_order, whose relevant symbols sit at T/10 … 2T/10 and 5T/10 … 6T/10; use 10 or more"
+                    ),
+                ));
+            }
+            TaskConfig::TemporalOrder { seq_len, eval_size }
+        }
+        "text" => {
+            let path = text("task.path");
+            let corpus = corpora
+                .entry((path.clone(), seq_len))
+                .or_insert_with(|| Corpus::load(&path, seq_len).map(Arc::new))
+                .clone()
+                .map_err(|m| problem("task.path", m))?;
+            TaskConfig::Text {
+                path,
+                corpus,
+                seq_len,
+                eval_size,
+            }
+        }
         _ => {
             if spec.is_set("task.seq_len") {
                 return Err(problem(
@@ -150,22 +200,83 @@ fn resolve(
             ),
         ));
     }
-    let init = Init::from_name(&text("model.init")).expect("validated");
+    let activation = Activation::from_name(&text("model.activation")).expect("validated");
+    let cell = match text("model.cell").as_str() {
+        "lstm" => Cell::Lstm,
+        "gru" => Cell::Gru,
+        _ => Cell::Rnn(activation),
+    };
+    if !matches!(cell, Cell::Rnn(_)) && activation != Activation::Tanh {
+        return Err(problem(
+            "model.activation",
+            format!(
+                "applies to the rnn cell only; the {} cell has its own gates and tanh, so remove it or use model.cell = \"rnn\"",
+                cell.name()
+            ),
+        ));
+    }
+    let optimizer = match text("train.optimizer").as_str() {
+        "adam" => OptimConfig::Adam {
+            beta1: float("train.beta1"),
+            beta2: float("train.beta2"),
+            eps: float("train.eps"),
+        },
+        "rmsprop" => OptimConfig::RmsProp {
+            alpha: float("train.alpha"),
+            eps: float("train.eps"),
+        },
+        "adagrad" => OptimConfig::Adagrad {
+            eps: float("train.eps"),
+        },
+        _ => OptimConfig::Sgd {
+            momentum: float("train.momentum"),
+            nesterov: flag("train.nesterov"),
+        },
+    };
+    if flag("train.nesterov") && !matches!(optimizer, OptimConfig::Sgd { momentum, .. } if momentum > 0.0) {
+        return Err(problem(
+            "train.nesterov",
+            "needs train.optimizer = \"sgd\" and train.momentum > 0".into(),
+        ));
+    }
+    let steps = int("train.steps") as u64;
+    let schedule = Schedule {
+        lr: float("train.lr"),
+        kind: match text("train.schedule").as_str() {
+            "step" => ScheduleKind::Step {
+                size: int("train.step_size") as u64,
+                gamma: float("train.gamma"),
+            },
+            "cosine" => ScheduleKind::Cosine {
+                lr_min: float("train.lr_min"),
+            },
+            _ => ScheduleKind::Constant,
+        },
+        warmup: int("train.warmup") as u64,
+        steps,
+    };
+    let init = Init::from_name(
+        &text("model.init"),
+        int("model.sparsity") as usize,
+        float("model.spectral_radius"),
+    )
+    .expect("validated");
     let model = RnnConfig {
         input: shape.input_dim(),
         hidden: int("model.hidden") as usize,
         output: shape.output_dim(),
-        activation: Activation::from_name(&text("model.activation")).expect("validated"),
+        cell,
         init,
-        init_io: Init::from_name(&text("model.init_io")).expect("validated"),
+        init_io: Init::from_name(&text("model.init_io"), 0, 0.0).expect("validated"),
         std: float("model.std"),
         scale: float("model.scale"),
+        forget_bias: float("model.forget_bias"),
     };
     let train = TrainConfig {
-        steps: int("train.steps") as u64,
+        steps,
         batch: int("train.batch") as usize,
-        lr: float("train.lr"),
-        momentum: float("train.momentum"),
+        optimizer,
+        schedule,
         clip: Clip {
             norm: off_or_float("train.clip"),
             value: off_or_float("train.clip_value"),
@@ -179,6 +290,9 @@ fn resolve(
         batch: int("probe.batch") as usize,
     };
 
+    if let Some(v) = variant {
+        settings.insert("variant", Value::Str(v.label.clone()));
+    }
     let resolved: BTreeMap<&'static str, Value> = settings.into_iter().filter(|(k, _)| affects_result(k)).collect();
     let id = format!("{:016x}", fnv1a(canonical_json(&resolved).as_bytes()));
     Ok(RunConfig {

@@ -139,9 +139,10 @@ fn end_to_end_every_output_exists_and_parses() {
     };
     for row in &table.rows {
         let bytes = fs::read(output::checkpoint_dir(&res, &row.run_id).join("final.safetensors")).unwrap();
-        let (params, batch) = output::read_checkpoint(&bytes).unwrap();
-        let act = runner::rnn::Activation::from_name(&row.swept[1]).unwrap();
-        let logs = runner::rnn::probe(&params, act, &batch, &mut runner::rnn::Trace::default());
+        let ck = output::read_checkpoint(&bytes).unwrap();
+        assert_eq!(ck.meta["activation"], row.swept[1].as_str());
+        let cell = runner::rnn::Cell::Rnn(runner::rnn::Activation::from_name(&row.swept[1]).unwrap());
+        let logs = runner::rnn::probe(&ck.params, cell, &ck.probe, &mut runner::rnn::Trace::default()).h;
         let recorded = decay_of(&row.run_id);
         assert_eq!(logs.len(), recorded.len());
         for (l, r) in logs.iter().zip(&recorded) {

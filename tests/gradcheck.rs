@@ -1,13 +1,14 @@
-//! Backpropagation through time checked against central finite differences in f64.
+//! Backpropagation through time checked against central finite differences in f64, for every
+//! cell (plain RNN with each activation, LSTM, GRU), both heads and both loss placements.
 //!
-//! The reference is a deliberately naive scalar implementation of the same equations
-//! (`h_t = U x_t + W s_{t−1} + b`, `s_t = σ(h_t)`, `net = V s + c`), written with plain loops
-//! and sharing no code with the batched core, so a mistake in the core's matrix layout would
-//! show up here. Derivatives are the fourth-order central difference
-//! (−f(x+2ε) + 8f(x+ε) − 8f(x−ε) + f(x−2ε)) / 12ε with ε = 1e-4 (1e-5 for ReLU): truncation
-//! error O(ε⁴) and rounding error O(1e-16/ε) ≈ 1e-12, far below the 1e-6 relative tolerance
-//! asked of every entry. The denominator of a relative error is floored at 1e-5, so entries
-//! smaller than that (a dead ReLU unit's exact zeros) must agree to 1e-11 in absolute terms.
+//! The reference is a deliberately naive scalar implementation of the same equations (PyTorch's
+//! for the gated cells), written with plain loops and sharing no code with the batched core, so
+//! a mistake in the core's matrix layout or gate order would show up here. Derivatives are the
+//! fourth-order central difference (−f(x+2ε) + 8f(x+ε) − 8f(x−ε) + f(x−2ε)) / 12ε with
+//! ε = 1e-4 (1e-5 for ReLU): truncation error O(ε⁴) and rounding error O(1e-16/ε) ≈ 1e-12, far
+//! below the 1e-6 relative tolerance asked of every entry. The denominator of a relative error
+//! is floored at 1e-5, so entries smaller than that (a dead ReLU unit's exact zeros) must agree
+//! to 1e-11 in absolute terms.
 
 // The reference is written with index loops on purpose: it should read like the equations.
 #![allow(clippy::needless_range_loop)]
@@ -15,13 +16,15 @@
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use runner::rnn::{self, Activation, Batch, Init, Inputs, Params, RnnConfig, Targets, Trace};
+use runner::rnn::{self, Activation, Batch, Cell, Init, Inputs, Params, RnnConfig, Targets, Trace};
 
-const ACTIVATIONS: [Activation; 4] = [
-    Activation::Tanh,
-    Activation::Sigmoid,
-    Activation::Relu,
-    Activation::Identity,
+const CELLS: [Cell; 6] = [
+    Cell::Rnn(Activation::Tanh),
+    Cell::Rnn(Activation::Sigmoid),
+    Cell::Rnn(Activation::Relu),
+    Cell::Rnn(Activation::Identity),
+    Cell::Lstm,
+    Cell::Gru,
 ];
 const T: usize = 20;
 const B: usize = 3;
@@ -29,43 +32,107 @@ const D: usize = 3;
 const H: usize = 5;
 const O: usize = 2;
 
-/// Naive forward: per-sequence state vectors, returns (E, states) where states[t][b] = s_t.
-/// `fixed` feeds the recurrence a given value of s_j (a constant: the state is detached there)
-/// at the listed steps, while the output at step j still sees the live s_j;
-/// `bump` adds a perturbation to one component of s_k of one sequence.
+/// states[t][b][i]: unit i of sequence b at step t (t = 0 is the zero initial state).
+type States = Vec<Vec<Vec<f64>>>;
+/// One step's states: [b][i].
+type Step = Vec<Vec<f64>>;
+
+/// Which state a perturbation or a frozen value concerns.
+#[derive(Clone, Copy, PartialEq)]
+enum Which {
+    H,
+    C,
+}
+
+fn sig(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// One step of one sequence: (h_{t−1}, c_{t−1}) and the input → (h_t, c_t), PyTorch's equations.
+/// `c_bump` perturbs one unit of the LSTM's c_t before h_t = o ⊙ tanh(c_t) reads it.
+fn naive_step(
+    p: &Params,
+    cell: Cell,
+    x: &dyn Fn(usize) -> f64,
+    h_prev: &[f64],
+    c_prev: &[f64],
+    c_bump: Option<(usize, f64)>,
+) -> (Vec<f64>, Vec<f64>) {
+    let h = p.w.ncols();
+    // Input side U x + b and hidden side W h (+ bh for the GRU), per gate row.
+    let xs = |row: usize| p.b[row] + (0..p.u.ncols()).map(|d| p.u[[row, d]] * x(d)).sum::<f64>();
+    let hs = |row: usize| {
+        (0..h).map(|j| p.w[[row, j]] * h_prev[j]).sum::<f64>() + if p.bh.is_empty() { 0.0 } else { p.bh[row] }
+    };
+    match cell {
+        Cell::Rnn(act) => ((0..h).map(|i| act.forward(xs(i) + hs(i))).collect(), vec![0.0; h]),
+        Cell::Lstm => {
+            let (mut hn, mut cn) = (vec![0.0; h], vec![0.0; h]);
+            for j in 0..h {
+                let i = sig(xs(j) + hs(j));
+                let f = sig(xs(h + j) + hs(h + j));
+                let g = (xs(2 * h + j) + hs(2 * h + j)).tanh();
+                let o = sig(xs(3 * h + j) + hs(3 * h + j));
+                cn[j] = f * c_prev[j] + i * g;
+                if let Some((unit, eps)) = c_bump
+                    && unit == j
+                {
+                    cn[j] += eps;
+                }
+                hn[j] = o * cn[j].tanh();
+            }
+            (hn, cn)
+        }
+        Cell::Gru => {
+            let mut hn = vec![0.0; h];
+            for j in 0..h {
+                let r = sig(xs(j) + hs(j));
+                let z = sig(xs(h + j) + hs(h + j));
+                let n = (xs(2 * h + j) + r * hs(2 * h + j)).tanh();
+                hn[j] = (1.0 - z) * n + z * h_prev[j];
+            }
+            (hn, vec![0.0; h])
+        }
+    }
+}
+
+/// Naive forward over the batch. Returns (E, h states, c states, each sequence's last-step loss).
+/// `fixed` feeds the recurrence frozen (h, c) values at the listed steps (the state is detached
+/// there: treated as a constant), while the output at that step still sees the live state;
+/// `bump` adds a perturbation to one component of h_k or c_k of one sequence.
 fn naive(
     p: &Params,
-    act: Activation,
+    cell: Cell,
     batch: &Batch,
-    fixed: &[(usize, Vec<Vec<f64>>)],
-    bump: Option<(usize, usize, usize, f64)>,
-) -> (f64, Vec<Vec<Vec<f64>>>, Vec<f64>) {
+    fixed: &[(usize, Step, Step)],
+    bump: Option<(usize, usize, usize, f64, Which)>,
+) -> (f64, States, States, Vec<f64>) {
     let (t_len, b_len) = batch.inputs.dims();
-    let (h, o) = (p.w.nrows(), p.v.nrows());
-    let mut states = vec![vec![vec![0.0; h]; b_len]; t_len + 1];
+    let (h, o) = (p.w.ncols(), p.v.nrows());
+    let mut hs = vec![vec![vec![0.0; h]; b_len]; t_len + 1];
+    let mut cs = vec![vec![vec![0.0; h]; b_len]; t_len + 1];
     for t in 1..=t_len {
         for b in 0..b_len {
-            for i in 0..h {
-                let mut z = p.b[i];
-                match &batch.inputs {
-                    Inputs::Dense(x) => (0..x.dim().2).for_each(|d| z += p.u[[i, d]] * x[[t - 1, b, d]]),
-                    Inputs::OneHot(x) => z += p.u[[i, x[[t - 1, b]]]],
-                }
-                // The recurrence reads s_{t−1}, or its frozen value where the state is detached.
-                let prev = fixed
-                    .iter()
-                    .find(|(j, _)| *j == t - 1)
-                    .map_or(&states[t - 1][b], |(_, v)| &v[b]);
-                for j in 0..h {
-                    z += p.w[[i, j]] * prev[j];
-                }
-                states[t][b][i] = act.forward(z);
-            }
+            let x = |d: usize| match &batch.inputs {
+                Inputs::Dense(x) => x[[t - 1, b, d]],
+                Inputs::OneHot(x) => f64::from(u8::from(x[[t - 1, b]] == d)),
+            };
+            let (h_prev, c_prev) = match fixed.iter().find(|(j, _, _)| *j == t - 1) {
+                Some((_, fh, fc)) => (fh[b].clone(), fc[b].clone()),
+                None => (hs[t - 1][b].clone(), cs[t - 1][b].clone()),
+            };
+            let c_bump = match bump {
+                Some((k, bb, i, eps, Which::C)) if k == t && bb == b => Some((i, eps)),
+                _ => None,
+            };
+            let (hn, cn) = naive_step(p, cell, &x, &h_prev, &c_prev, c_bump);
+            hs[t][b] = hn;
+            cs[t][b] = cn;
         }
-        if let Some((k, b, i, eps)) = bump
+        if let Some((k, b, i, eps, Which::H)) = bump
             && k == t
         {
-            states[t][b][i] += eps;
+            hs[t][b][i] += eps;
         }
     }
     // Per-sequence loss at each loss-carrying step.
@@ -76,7 +143,7 @@ fn naive(
         let t = t_len - l + step + 1;
         for b in 0..b_len {
             let net: Vec<f64> = (0..o)
-                .map(|k| p.c[k] + (0..h).map(|j| p.v[[k, j]] * states[t][b][j]).sum::<f64>())
+                .map(|k| p.c[k] + (0..h).map(|j| p.v[[k, j]] * hs[t][b][j]).sum::<f64>())
                 .collect();
             let loss = match &batch.targets {
                 Targets::Values(y) => (0..o).map(|k| (net[k] - y[[step, b, k]]).powi(2)).sum::<f64>() / o as f64,
@@ -92,24 +159,26 @@ fn naive(
             }
         }
     }
-    (total / (l * b_len) as f64, states, last_per_seq)
+    (total / (l * b_len) as f64, hs, cs, last_per_seq)
 }
 
-fn params(act: Activation, d: usize, o: usize, seed: u64) -> Params {
+fn params(cell: Cell, d: usize, o: usize, seed: u64) -> Params {
     let cfg = RnnConfig {
         input: d,
         hidden: H,
         output: o,
-        activation: act,
+        cell,
         init: Init::Normal,
         init_io: Init::Normal,
-        std: 0.35,
+        std: if matches!(cell, Cell::Rnn(_)) { 0.35 } else { 0.6 },
         scale: 1.0,
+        forget_bias: 1.0,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut p = cfg.init(&mut rng);
     // Non-zero biases so that their gradients are exercised away from the initial point.
-    p.b.mapv_inplace(|_| rng.random_range(-0.3..0.3));
+    p.b.mapv_inplace(|x| x + rng.random_range(-0.3..0.3));
+    p.bh.mapv_inplace(|_| rng.random_range(-0.3..0.3));
     p.c.mapv_inplace(|_| rng.random_range(-0.3..0.3));
     p
 }
@@ -127,7 +196,11 @@ fn batch(dense: bool, classes: bool, every_step: bool, d: usize, o: usize, seed:
     } else {
         Targets::Values(Array3::from_shape_simple_fn((l, B, o), || rng.random_range(-1.0..1.0)))
     };
-    Batch { inputs, targets }
+    Batch {
+        inputs,
+        targets,
+        accuracy_from: 0,
+    }
 }
 
 /// f'(0) by the fourth-order central difference with step `eps`.
@@ -136,19 +209,18 @@ fn central_difference(f: &dyn Fn(f64) -> f64, eps: f64) -> f64 {
 }
 
 /// The difference step: 1e-4, or 1e-5 for ReLU, whose kinks a wider stencil crosses more often.
-fn step_for(act: Activation) -> f64 {
-    if act == Activation::Relu { 1e-5 } else { 1e-4 }
+fn step_for(cell: Cell) -> f64 {
+    if cell == Cell::Rnn(Activation::Relu) {
+        1e-5
+    } else {
+        1e-4
+    }
 }
 
-/// states[t][b][i] = s_t of sequence b, unit i.
-type States = Vec<Vec<Vec<f64>>>;
-
-/// Which units are active (s > 0) at every step: for ReLU, the region of parameter space
+/// Which units are active (h > 0) at every step: for ReLU, the region of parameter space
 /// inside which the loss is smooth.
-type Region = Vec<bool>;
-
-fn region(act: Activation, states: &[Vec<Vec<f64>>]) -> Region {
-    if act != Activation::Relu {
+fn region(cell: Cell, states: &States) -> Vec<bool> {
+    if cell != Cell::Rnn(Activation::Relu) {
         return Vec::new();
     }
     states.iter().flatten().flatten().map(|&s| s > 0.0).collect()
@@ -163,12 +235,12 @@ fn region(act: Activation, states: &[Vec<Vec<f64>>]) -> Region {
 fn max_rel_error(
     p: &Params,
     analytic: &Params,
-    act: Activation,
+    cell: Cell,
     loss: &dyn Fn(&Params) -> (f64, States),
 ) -> (f64, &'static str) {
-    let names = ["U", "W", "b", "V", "c"];
+    let names = ["U", "W", "b", "bh", "V", "c"];
     let mut worst = (0.0, "");
-    let base = region(act, &loss(p).1);
+    let base = region(cell, &loss(p).1);
     let (mut skipped, mut total) = (0, 0);
     for (ti, name) in names.iter().enumerate() {
         for i in 0..p.slices()[ti].len() {
@@ -179,12 +251,12 @@ fn max_rel_error(
                     let mut q = p.clone();
                     q.slices_mut()[ti][i] += eps;
                     let (e, states) = loss(&q);
-                    if region(act, &states) != base {
+                    if region(cell, &states) != base {
                         crosses_kink.set(true);
                     }
                     e
                 },
-                step_for(act),
+                step_for(cell),
             );
             if crosses_kink.get() {
                 skipped += 1;
@@ -207,38 +279,38 @@ fn max_rel_error(
     worst
 }
 
-fn check(act: Activation, dense: bool, classes: bool, every_step: bool, seed: u64) -> f64 {
-    let (d, o) = if classes { (D, 4) } else { (D, O) };
-    let p = params(act, d, o, seed);
-    let batch = batch(dense, classes, every_step, d, o, seed + 100);
+fn check(cell: Cell, dense: bool, classes: bool, every_step: bool, seed: u64) -> f64 {
+    let o = if classes { 4 } else { O };
+    let p = params(cell, D, o, seed);
+    let batch = batch(dense, classes, every_step, D, o, seed + 100);
     let mut tr = Trace::default();
-    let e = rnn::forward(&p, act, &batch, &mut tr);
-    let (e_ref, _, _) = naive(&p, act, &batch, &[], None);
+    let e = rnn::forward(&p, cell, &batch, &mut tr);
+    let (e_ref, ..) = naive(&p, cell, &batch, &[], None);
     assert!(
         (e - e_ref).abs() <= 1e-12 * e_ref.abs().max(1.0),
-        "forward {act:?}: {e} vs naive {e_ref}"
+        "forward {cell:?}: {e} vs naive {e_ref}"
     );
     let mut g = p.zeros_like();
-    rnn::backward(&p, act, &batch, &mut tr, None, &mut g);
-    let (err, name) = max_rel_error(&p, &g, act, &|q| {
-        let (e, states, _) = naive(q, act, &batch, &[], None);
-        (e, states)
+    rnn::backward(&p, cell, &batch, &mut tr, None, &mut g);
+    let (err, name) = max_rel_error(&p, &g, cell, &|q| {
+        let (e, hs, ..) = naive(q, cell, &batch, &[], None);
+        (e, hs)
     });
-    println!("{act:?} dense={dense} classes={classes} every_step={every_step}: max rel err = {err:.2e} (in {name})");
-    assert!(err < 1e-6, "{act:?}: relative error {err:e} in {name}");
+    println!("{cell:?} dense={dense} classes={classes} every_step={every_step}: max rel err = {err:.2e} (in {name})");
+    assert!(err < 1e-6, "{cell:?}: relative error {err:e} in {name}");
     err
 }
 
 #[test]
-fn full_bptt_matches_finite_differences_for_every_activation_head_and_loss_placement() {
+fn full_bptt_matches_finite_differences_for_every_cell_head_and_loss_placement() {
     let mut worst: f64 = 0.0;
-    for (i, act) in ACTIVATIONS.into_iter().enumerate() {
+    for (i, cell) in CELLS.into_iter().enumerate() {
         for classes in [false, true] {
             for every_step in [false, true] {
                 // Dense inputs with the MSE head and one-hot with cross-entropy, plus the
-                // crossed pairs on alternate seeds so all four input/head pairings are covered.
+                // crossed pairs on alternate cells so all four input/head pairings are covered.
                 let dense = !classes ^ (i % 2 == 1);
-                worst = worst.max(check(act, dense, classes, every_step, 7 + i as u64));
+                worst = worst.max(check(cell, dense, classes, every_step, 7 + i as u64));
             }
         }
     }
@@ -247,99 +319,107 @@ fn full_bptt_matches_finite_differences_for_every_activation_head_and_loss_place
 
 #[test]
 fn backward_adds_into_the_gradient() {
-    let act = Activation::Tanh;
-    let p = params(act, D, O, 3);
-    let batch = batch(true, false, true, D, O, 4);
-    let mut tr = Trace::default();
-    rnn::forward(&p, act, &batch, &mut tr);
-    let mut once = p.zeros_like();
-    rnn::backward(&p, act, &batch, &mut tr, None, &mut once);
-    let mut twice = once.clone();
-    rnn::backward(&p, act, &batch, &mut tr, None, &mut twice);
-    for (a, b) in once.slices().iter().zip(twice.slices()) {
-        for (x, y) in a.iter().zip(b) {
-            assert!((2.0 * x - y).abs() <= 1e-15 * x.abs().max(1e-300));
+    for cell in [Cell::Rnn(Activation::Tanh), Cell::Lstm, Cell::Gru] {
+        let p = params(cell, D, O, 3);
+        let batch = batch(true, false, true, D, O, 4);
+        let mut tr = Trace::default();
+        rnn::forward(&p, cell, &batch, &mut tr);
+        let mut once = p.zeros_like();
+        rnn::backward(&p, cell, &batch, &mut tr, None, &mut once);
+        let mut twice = once.clone();
+        rnn::backward(&p, cell, &batch, &mut tr, None, &mut twice);
+        for (a, b) in once.slices().iter().zip(twice.slices()) {
+            for (x, y) in a.iter().zip(b) {
+                assert!((2.0 * x - y).abs() <= 1e-15 * x.abs().max(1e-300));
+            }
         }
     }
 }
 
 /// Truncated BPTT with window k is, by definition, the exact gradient of the loss in which
-/// every state entering a window (s_j with (T − j) divisible by k) is a constant. The reference
-/// holds those states fixed at their unperturbed values while differentiating.
+/// every state entering a window (h_j, and c_j for the LSTM, with (T − j) divisible by k) is a
+/// constant. The reference holds those states fixed at their unperturbed values.
 #[test]
 fn truncated_bptt_matches_its_definition() {
-    for act in ACTIVATIONS {
+    for cell in CELLS {
         for (k, every_step) in [(1, true), (4, true), (7, true), (5, false), (19, false)] {
-            let p = params(act, D, O, 11);
+            let p = params(cell, D, O, 11);
             let batch = batch(true, false, every_step, D, O, 12);
             let mut tr = Trace::default();
-            rnn::forward(&p, act, &batch, &mut tr);
+            rnn::forward(&p, cell, &batch, &mut tr);
             let mut g = p.zeros_like();
-            rnn::backward(&p, act, &batch, &mut tr, Some(k), &mut g);
-            let (_, states, _) = naive(&p, act, &batch, &[], None);
-            let fixed: Vec<(usize, Vec<Vec<f64>>)> = (1..=T)
+            rnn::backward(&p, cell, &batch, &mut tr, Some(k), &mut g);
+            let (_, hs, cs, _) = naive(&p, cell, &batch, &[], None);
+            let fixed: Vec<(usize, Step, Step)> = (1..=T)
                 .filter(|j| (T - j).is_multiple_of(k))
-                .map(|j| (j, states[j].clone()))
+                .map(|j| (j, hs[j].clone(), cs[j].clone()))
                 .collect();
-            let (err, name) = max_rel_error(&p, &g, act, &|q| {
-                let (e, states, _) = naive(q, act, &batch, &fixed, None);
-                (e, states)
+            let (err, name) = max_rel_error(&p, &g, cell, &|q| {
+                let (e, hs2, ..) = naive(q, cell, &batch, &fixed, None);
+                (e, hs2)
             });
-            println!("{act:?} bptt={k} every_step={every_step}: max rel err = {err:.2e} (in {name})");
-            assert!(err < 1e-6, "{act:?} k={k}: relative error {err:e} in {name}");
+            println!("{cell:?} bptt={k} every_step={every_step}: max rel err = {err:.2e} (in {name})");
+            assert!(err < 1e-6, "{cell:?} k={k}: relative error {err:e} in {name}");
             // And it really is a truncation: it differs from the full gradient.
             let mut full = p.zeros_like();
-            rnn::backward(&p, act, &batch, &mut tr, None, &mut full);
+            rnn::backward(&p, cell, &batch, &mut tr, None, &mut full);
             assert_ne!(full.u, g.u);
         }
     }
 }
 
-/// The probe's ‖∂E_T/∂s_k‖, averaged over sequences, against finite differences of each
-/// sequence's last-step loss with respect to its own state s_k.
+/// The probe's ‖∂E_T/∂h_k‖ (and ‖∂E_T/∂c_k‖ for the LSTM), averaged over sequences, against
+/// finite differences of each sequence's last-step loss with respect to its own state.
 #[test]
 fn probe_matches_finite_differences_of_the_last_step_loss() {
-    for act in ACTIVATIONS {
+    for cell in CELLS {
         for (classes, every_step) in [(false, false), (true, true)] {
             let o = if classes { 4 } else { O };
-            let p = params(act, D, o, 21);
+            let p = params(cell, D, o, 21);
             let batch = batch(true, classes, every_step, D, o, 22);
             let mut tr = Trace::default();
-            let logs = rnn::probe(&p, act, &batch, &mut tr);
-            assert_eq!(logs.len(), T);
+            let probed = rnn::probe(&p, cell, &batch, &mut tr);
+            assert_eq!(probed.h.len(), T);
+            assert_eq!(probed.c.is_some(), cell == Cell::Lstm);
             let mut worst: f64 = 0.0;
             let mut checked = 0;
-            for d in 0..T {
-                let k = T - d;
-                let mut mean = 0.0;
-                for b in 0..B {
-                    let mut sq = 0.0;
-                    for i in 0..H {
-                        let dk = central_difference(
-                            &|eps| naive(&p, act, &batch, &[], Some((k, b, i, eps))).2[b],
-                            step_for(act),
-                        );
-                        sq += dk * dk;
+            let mut states = vec![(Which::H, &probed.h)];
+            if let Some(c) = &probed.c {
+                states.push((Which::C, c));
+            }
+            for (which, logs) in states {
+                for d in 0..T {
+                    let k = T - d;
+                    let mut mean = 0.0;
+                    for b in 0..B {
+                        let mut sq = 0.0;
+                        for i in 0..H {
+                            let dk = central_difference(
+                                &|eps| naive(&p, cell, &batch, &[], Some((k, b, i, eps, which))).3[b],
+                                step_for(cell),
+                            );
+                            sq += dk * dk;
+                        }
+                        mean += sq.sqrt() / B as f64;
                     }
-                    mean += sq.sqrt() / B as f64;
-                }
-                let probed = logs[d].exp();
-                // Relative error is meaningful only while the norm is well above the
-                // finite-difference noise (rounding 1e-16/ε per component, about 1e-12);
-                // below 1e-4 the gap must stay under 1e-10 in absolute terms.
-                if mean > 1e-4 {
-                    let rel = (probed - mean).abs() / mean;
-                    worst = worst.max(rel);
-                    checked += 1;
-                    assert!(rel < 1e-6, "{act:?} d={d}: probe {probed:e} vs fd {mean:e}");
-                } else {
-                    assert!(
-                        (probed - mean).abs() < 1e-10,
-                        "{act:?} d={d}: probe {probed:e} vs fd {mean:e}"
-                    );
+                    let probed = logs[d].exp();
+                    // Relative error is meaningful only while the norm is well above the
+                    // finite-difference noise (rounding 1e-16/ε per component, about 1e-12);
+                    // below 1e-4 the gap must stay under 1e-10 in absolute terms.
+                    if mean > 1e-4 {
+                        let rel = (probed - mean).abs() / mean;
+                        worst = worst.max(rel);
+                        checked += 1;
+                        assert!(rel < 1e-6, "{cell:?} d={d}: probe {probed:e} vs fd {mean:e}");
+                    } else {
+                        assert!(
+                            (probed - mean).abs() < 1e-10,
+                            "{cell:?} d={d}: probe {probed:e} vs fd {mean:e}"
+                        );
+                    }
                 }
             }
-            println!("{act:?} classes={classes}: probe max rel err = {worst:.2e} over {checked} distances");
+            println!("{cell:?} classes={classes}: probe max rel err = {worst:.2e} over {checked} distances");
             assert!(checked >= 3, "too few distances above the noise floor to test");
         }
     }

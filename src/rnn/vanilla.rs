@@ -1,0 +1,33 @@
+//! The plain recurrent cell, forward and backward side by side:
+//!
+//! ```text
+//! h_t = σ(U x_t + b + W h_{t−1})        (s_t of the classic derivation)
+//! ```
+//!
+//! The input projection `U x_t + b` arrives precomputed in `gates[t−1]`.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Axis, Zip, s};
+
+use super::{Activation, Params, Trace};
+
+/// Step t (1-based): h_t = σ(gates_t + h_{t−1} Wᵀ).
+pub fn forward_step(p: &Params, act: Activation, tr: &mut Trace, t: usize) {
+    let (prev, mut cur) = tr.h.multi_slice_mut((s![t - 1, .., ..], s![t, .., ..]));
+    cur.assign(&tr.gates.index_axis(Axis(0), t - 1));
+    general_mat_mul(1.0, &prev, &p.w.t(), 1.0, &mut cur);
+    cur.mapv_inplace(|x| act.forward(x));
+}
+
+/// Back through step t. Reads dE/dh_t from `tr.dh`; writes the pre-activation gradient into
+/// `dgx[t−1]` and, when `carry`, dE/dh_{t−1} through the recurrence into `tr.carry_h`.
+pub fn backward_step(p: &Params, act: Activation, tr: &mut Trace, t: usize, carry: bool) {
+    let mut dpre = tr.dgx.index_axis_mut(Axis(0), t - 1);
+    Zip::from(&mut dpre)
+        .and(&tr.dh)
+        .and(tr.h.index_axis(Axis(0), t))
+        .for_each(|d, &dh, &h| *d = dh * act.deriv_from_output(h)); // back through σ
+    if carry {
+        general_mat_mul(1.0, &dpre, &p.w, 0.0, &mut tr.carry_h); // back through W h_{t−1}
+    }
+}

@@ -13,6 +13,7 @@ pub mod plot;
 pub mod record;
 pub mod rnn;
 pub mod run;
+pub mod sample;
 pub mod spec;
 pub mod sweep;
 pub mod task;

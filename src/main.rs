@@ -29,6 +29,26 @@ enum Command {
         /// The results folder, e.g. results/vanishing.
         dir: PathBuf,
     },
+    /// Generate text from a trained character model (a `text` or `hello` run).
+    Sample {
+        /// The results folder, e.g. results/charlm.
+        dir: PathBuf,
+        /// The run's id (from runs.csv), or a unique prefix of it.
+        #[arg(long)]
+        run: String,
+        /// Characters to generate.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+        length: u32,
+        /// Softmax temperature: below 1 sharper, above 1 more random.
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f64,
+        /// Text to continue.
+        #[arg(long, default_value = "")]
+        prime: String,
+        /// Seed of the sampling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -65,6 +85,13 @@ fn main() -> ExitCode {
             println!("drew {} charts in {}", charts.len(), dir.join("charts").display());
             0
         }),
+        Some(Command::Sample { dir, run, length, temperature, prime, seed }) => {
+            let opts = runner::sample::SampleOptions { run, length: length as usize, temperature, prime, seed };
+            runner::sample::sample(&dir, &opts).map(|text| {
+                println!("{text}");
+                0
+            })
+        }
         None => run(cli.run),
     };
     match result {

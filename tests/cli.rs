@@ -391,3 +391,126 @@ fn a_panicking_run_is_recorded_as_failed_and_the_others_complete() {
     );
     assert!(opts.out.join("charts/final_loss.png").exists());
 }
+
+/// Variants put dissimilar models side by side; gated cells write PyTorch-shaped checkpoints
+/// that reproduce their probe (hidden and cell state) when read back.
+#[test]
+fn variants_and_gated_cells_end_to_end() {
+    let dir = scratch("variants");
+    let spec = r#"
+[task]
+kind = "adding"
+seq_len = 8
+eval_size = 8
+[model]
+hidden = 5
+[train]
+steps = 12
+batch = 4
+optimizer = "adam"
+schedule = "cosine"
+warmup = 3
+eval_every = 4
+[probe]
+every = 6
+batch = 3
+[[variant]]
+label = "tanh-rnn"
+[[variant]]
+label = "irnn"
+model.activation = "relu"
+model.init = "identity"
+[[variant]]
+label = "lstm"
+model.cell = "lstm"
+[[variant]]
+label = "gru"
+model.cell = "gru"
+[[variant]]
+label = "smart"
+model.init = "sparse"
+model.sparsity = 3
+model.spectral_radius = 1.2
+[sweep]
+"train.seed" = [0, 1]
+"#;
+    fs::write(dir.join("v.toml"), spec).unwrap();
+    let out = run(&dir, &["v.toml", "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let res = dir.join("results/v");
+    let table = output::read_runs(&res).unwrap();
+    assert_eq!(table.swept_keys, ["variant", "train.seed"]);
+    let labels: Vec<&str> = table.rows.iter().map(|r| r.swept[0].as_str()).collect();
+    assert_eq!(labels, ["tanh-rnn", "tanh-rnn", "irnn", "irnn", "lstm", "lstm", "gru", "gru", "smart", "smart"]);
+    let smart = &table.rows[8];
+    assert!((smart.w_radius_init.unwrap() - 1.2).abs() < 1e-6, "{smart:?}");
+    assert!((table.rows[2].w_radius_init.unwrap() - 1.0).abs() < 1e-9, "identity init has radius 1");
+    assert!(table.rows[4].bound_factor.is_none() && table.rows[0].bound_factor.is_some());
+
+    let decay = output::read_decay(&res).unwrap();
+    let curves = output::read_curves(&res).unwrap();
+    let lr0 = curves[0].lr.unwrap();
+    assert!((lr0 - 0.01 / 3.0).abs() < 1e-15, "warm-up scales the first step's rate: {lr0}");
+    for (row, gates, cell) in [
+        (&table.rows[0], 1, runner::rnn::Cell::Rnn(runner::rnn::Activation::Tanh)),
+        (&table.rows[4], 4, runner::rnn::Cell::Lstm),
+        (&table.rows[6], 3, runner::rnn::Cell::Gru),
+    ] {
+        let bytes = fs::read(output::checkpoint_dir(&res, &row.run_id).join("final.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(st.tensor("rnn.weight_hh_l0").unwrap().shape(), [gates * 5, 5]);
+        assert_eq!(st.tensor("rnn.weight_ih_l0").unwrap().shape(), [gates * 5, 2]);
+        let ck = output::read_checkpoint(&bytes).unwrap();
+        assert_eq!(ck.meta["cell"], cell.name());
+        let probed = runner::rnn::probe(&ck.params, cell, &ck.probe, &mut runner::rnn::Trace::default());
+        for (state, logs) in std::iter::once(("h", &probed.h)).chain(probed.c.as_ref().map(|c| ("c", c))) {
+            let recorded: Vec<f64> = decay
+                .iter()
+                .filter(|r| r.run_id == row.run_id && r.probe_step == 12 && r.state == state)
+                .map(|r| r.grad_norm.unwrap())
+                .collect();
+            assert_eq!(recorded.len(), 8, "{state}");
+            let again: Vec<f64> = logs.iter().map(|l| l.exp()).collect();
+            assert_eq!(again, recorded, "{} {state}", ck.meta["cell"]);
+        }
+    }
+    assert!(decay.iter().any(|r| r.state == "c"), "the LSTM probe measures its cell state");
+}
+
+#[test]
+fn gated_cells_refuse_an_activation_and_text_needs_a_readable_file() {
+    let dir = scratch("refuse");
+    fs::write(dir.join("a.toml"), "[model]\ncell = \"lstm\"\nactivation = \"relu\"\n").unwrap();
+    let out = run(&dir, &["a.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("a.toml:3:1: `model.activation`: applies to the rnn cell only"), "{}", stderr(&out));
+    fs::write(dir.join("t.toml"), "[task]\nkind = \"text\"\npath = \"nowhere.txt\"\n").unwrap();
+    let out = run(&dir, &["t.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("t.toml:3:1: `task.path`: cannot read \"nowhere.txt\""), "{}", stderr(&out));
+    fs::write(dir.join("short.txt"), "abcabc").unwrap();
+    let out = run(&dir, &["t.toml", "--set", "task.path=short.txt", "--set", "task.seq_len=20"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("shorter task.seq_len"), "{}", stderr(&out));
+    fs::write(dir.join("v.toml"), "[[variant]]\nmodel.hidden = 3\n").unwrap();
+    let out = run(&dir, &["v.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("needs a `label"), "{}", stderr(&out));
+    assert!(!dir.join("results").exists());
+}
+
+#[test]
+fn sample_spells_hello_from_a_trained_checkpoint() {
+    let dir = scratch("sample");
+    let spec = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/hello.toml")).unwrap();
+    fs::write(dir.join("hello.toml"), spec).unwrap();
+    assert_eq!(run(&dir, &["hello.toml", "-q"]).status.code(), Some(0));
+    let id = output::read_runs(&dir.join("results/hello")).unwrap().rows[0].run_id.clone();
+    let args = ["sample", "results/hello", "--run", &id[..6], "--prime", "h", "--length", "4", "--temperature", "0.05"];
+    let out = run(&dir, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello");
+    let out = run(&dir, &["sample", "results/hello", "--run", &id, "--prime", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("never saw"), "{}", stderr(&out));
+}

@@ -299,7 +299,10 @@ pub fn run_sweep(
     bar.finish_and_clear();
     let results: Vec<RunResult> = results.into_iter().collect::<Result<_, _>>()?;
 
-    let swept_keys: Vec<&str> = runs.first().map(|r| r.swept.iter().map(|(k, _)| *k).collect()).unwrap_or_default();
+    let swept_keys: Vec<&str> = runs
+        .first()
+        .map(|r| r.swept.iter().map(|(k, _)| *k).collect())
+        .unwrap_or_default();
     let rows: Vec<RunRow> = results.iter().map(|r| r.row.clone()).collect();
     output::write_runs(out, &swept_keys, &rows)?;
     output::write_table(

@@ -85,8 +85,21 @@ fn main() -> ExitCode {
             println!("drew {} charts in {}", charts.len(), dir.join("charts").display());
             0
         }),
-        Some(Command::Sample { dir, run, length, temperature, prime, seed }) => {
-            let opts = runner::sample::SampleOptions { run, length: length as usize, temperature, prime, seed };
+        Some(Command::Sample {
+            dir,
+            run,
+            length,
+            temperature,
+            prime,
+            seed,
+        }) => {
+            let opts = runner::sample::SampleOptions {
+                run,
+                length: length as usize,
+                temperature,
+                prime,
+                seed,
+            };
             runner::sample::sample(&dir, &opts).map(|text| {
                 println!("{text}");
                 0

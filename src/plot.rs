@@ -64,6 +64,8 @@ struct Panel {
     title: String,
     series: Vec<Series>,
     hlines: Vec<HLine>,
+    /// Reference curves (a baseline that depends on x), drawn dashed in black.
+    ref_curves: Vec<Vec<(f64, f64)>>,
     /// x positions of diverged runs, drawn as crosses along the top edge, with their line's colour.
     diverged: Vec<(f64, usize)>,
 }
@@ -309,9 +311,10 @@ impl Data {
         }
     }
 
-    fn baselines(&self) -> Vec<HLine> {
+    /// The distinct baselines of the given runs, as horizontal lines.
+    fn baselines(&self, runs: impl Iterator<Item = usize>) -> Vec<HLine> {
         let mut seen: Vec<f64> = Vec::new();
-        for r in &self.table.rows {
+        for r in runs.map(|i| self.row(i)) {
             if !seen.iter().any(|b| (b - r.baseline_loss).abs() < 1e-12) {
                 seen.push(r.baseline_loss);
             }
@@ -376,7 +379,7 @@ fn decay_figure(data: &Data, g: &Grouping, initial: bool) -> Figure {
                         rows.iter().map(|r| r.probe_step).max().unwrap_or(0)
                     };
                     rows.iter()
-                        .filter(|r| r.probe_step == step)
+                        .filter(|r| r.probe_step == step && r.state == "h")
                         .filter_map(|r| r.log10_grad_norm.map(|y| (r.distance as f64, y)))
                         .collect()
                 })
@@ -400,7 +403,7 @@ fn decay_figure(data: &Data, g: &Grouping, initial: bool) -> Figure {
             data.manifest.name
         ),
         x_label: "distance d (steps back from the last step)".into(),
-        y_label: "‖∂E_T/∂s_(T−d)‖ (log scale)".into(),
+        y_label: "‖∂E_T/∂h_(T−d)‖ (log scale)".into(),
         log_y: true,
         own_axes: true,
         panels,
@@ -420,9 +423,10 @@ fn loss_figure(data: &Data, g: &Grouping) -> Figure {
         .panels
         .iter()
         .map(|pv| {
+            let in_panel = g.lines.iter().filter_map(|l| l.runs.get(pv)).flatten().copied();
             let mut panel = Panel {
                 title: panel_title(g, pv),
-                hlines: data.baselines(),
+                hlines: data.baselines(in_panel),
                 ..Panel::default()
             };
             for line in &g.lines {
@@ -483,9 +487,30 @@ fn final_loss_figure(data: &Data, g: &Grouping) -> Figure {
     for pv in &panel_values {
         let mut panel = Panel {
             title: if split { panel_title(g, pv) } else { String::new() },
-            hlines: data.baselines(),
             ..Panel::default()
         };
+        // The baseline: one line, or a curve when it depends on the sequence length (copy).
+        let mut base_at: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+        for line in &g.lines {
+            let runs: Vec<usize> = if split {
+                line.runs.get(pv).cloned().unwrap_or_default()
+            } else {
+                line.runs.values().flatten().copied().collect()
+            };
+            for i in runs {
+                if let Some(x) = data.value(i, X_KEY).and_then(|v| v.parse::<f64>().ok()) {
+                    base_at.insert(x.to_bits(), (x, data.row(i).baseline_loss.log10()));
+                }
+            }
+        }
+        let mut curve: Vec<(f64, f64)> = base_at.into_values().collect();
+        curve.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if curve.windows(2).all(|w| (w[0].1 - w[1].1).abs() < 1e-12) {
+            let all = g.lines.iter().flat_map(|l| l.runs.values().flatten().copied());
+            panel.hlines = data.baselines(all);
+        } else {
+            panel.ref_curves.push(curve);
+        }
         for line in &g.lines {
             let runs: Vec<usize> = if split {
                 line.runs.get(pv).cloned().unwrap_or_default()
@@ -700,7 +725,12 @@ fn robust_y(panels: &[Panel]) -> (f64, f64) {
     lows.sort_by(f64::total_cmp);
     highs.sort_by(f64::total_cmp);
     let q = |v: &[f64], f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
-    let refs = panels.iter().flat_map(|p| p.hlines.iter().map(|h| h.y));
+    let refs = panels.iter().flat_map(|p| {
+        p.hlines
+            .iter()
+            .map(|h| h.y)
+            .chain(p.ref_curves.iter().flatten().map(|q| q.1))
+    });
     let lo = refs.clone().fold(q(&lows, 0.02), f64::min);
     let hi = refs.fold(q(&highs, 0.98), f64::max);
     padded(lo, hi)
@@ -754,7 +784,16 @@ fn draw<DB: DrawingBackend>(
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(err)?;
         let log_y = fig.log_y;
-        let y_fmt = move |v: &f64| if log_y { pow10_label(*v) } else { format!("{v}") };
+        // Over less than two decades whole powers of ten are too few ticks: label every tick.
+        let narrow = y1 - y0 < 2.0;
+        let y_fmt = move |v: &f64| match (log_y, narrow) {
+            (true, false) => pow10_label(*v),
+            (true, true) => format!("{:.3}", 10f64.powf(*v))
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string(),
+            _ => format!("{v}"),
+        };
         // Enough ticks that whole powers of ten fall on them.
         let y_ticks = if log_y {
             (((y1 - y0) * 2.0).ceil() as usize + 1).clamp(4, 14)
@@ -816,6 +855,11 @@ fn draw<DB: DrawingBackend>(
                     .draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled())))
                     .map_err(err)?;
             }
+        }
+        for curve in &panel.ref_curves {
+            chart
+                .draw_series(DashedLineSeries::new(curve.clone(), 8, 6, BLACK.stroke_width(2)))
+                .map_err(err)?;
         }
         for h in &panel.hlines {
             let pts = vec![(x0, h.y), (x1, h.y)];

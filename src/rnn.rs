@@ -465,9 +465,10 @@ impl Trace {
             self.gates = Array3::zeros((t, b, g * h));
             self.aux = sized(lstm || gru, (t, b, h));
             self.hp = Array2::zeros(if gru { (b, g * h) } else { (0, 0) });
-            self.dh_out = Array3::zeros((t, b, h));
-            self.dgx = Array3::zeros((t, b, g * h));
-            self.dgh = sized(gru, (t, b, g * h));
+            // Backward's buffers are sized on first use: an evaluation-only trace never needs them.
+            self.dh_out = Array3::zeros((0, 0, 0));
+            self.dgx = Array3::zeros((0, 0, 0));
+            self.dgh = Array3::zeros((0, 0, 0));
             self.dh = Array2::zeros((b, h));
             self.dc = Array2::zeros((b, h));
             self.carry_h = Array2::zeros((b, h));
@@ -476,6 +477,21 @@ impl Trace {
         if self.out.dim() != (l * b, o) {
             self.out = Array2::zeros((l * b, o));
             self.dout = Array2::zeros((l * b, o));
+        }
+    }
+
+    /// Sizes the buffers only backward (and the probe) use, for the shapes of the last forward.
+    fn ensure_backward(&mut self, cell: Cell) {
+        let (t, b, gh) = self.gates.dim();
+        let h = self.h.dim().2;
+        if self.dgx.dim() != (t, b, gh) {
+            self.dh_out = Array3::zeros((t, b, h));
+            self.dgx = Array3::zeros((t, b, gh));
+            self.dgh = if cell == Cell::Gru {
+                Array3::zeros((t, b, gh))
+            } else {
+                Array3::zeros((0, 0, 0))
+            };
         }
     }
 
@@ -595,6 +611,7 @@ pub fn backward(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace, bptt: Opt
     let (t_len, b) = batch.inputs.dims();
     let (h, gh, o, l) = (p.hidden(), p.w.nrows(), p.v.nrows(), batch.targets.steps());
     let n = (l * b) as Float;
+    tr.ensure_backward(cell);
 
     // dE/dnet, (L·B, O).
     match &batch.targets {
@@ -727,6 +744,7 @@ pub struct Probe {
 /// zero (dead ReLU units) gives −∞.
 pub fn probe(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace) -> Probe {
     forward(p, cell, batch, tr);
+    tr.ensure_backward(cell);
     let (t_len, b) = batch.inputs.dims();
     let (o, l) = (p.v.nrows(), batch.targets.steps());
 

@@ -30,11 +30,18 @@ pub struct SampleOptions {
 /// Generates text; returns the prime followed by the generated characters.
 pub fn sample(dir: &Path, opts: &SampleOptions) -> Result<String, Error> {
     if !(opts.temperature > 0.0 && opts.temperature.is_finite()) {
-        return Err(Error::Usage(format!("--temperature must be a positive number, got {}", opts.temperature)));
+        return Err(Error::Usage(format!(
+            "--temperature must be a positive number, got {}",
+            opts.temperature
+        )));
     }
     let manifest = output::read_manifest(dir)?;
-    let matches: Vec<&str> =
-        manifest.runs.iter().map(|r| r.run_id.as_str()).filter(|id| id.starts_with(&opts.run)).collect();
+    let matches: Vec<&str> = manifest
+        .runs
+        .iter()
+        .map(|r| r.run_id.as_str())
+        .filter(|id| id.starts_with(&opts.run))
+        .collect();
     let id = match matches.as_slice() {
         [one] => *one,
         [] => {
@@ -44,22 +51,41 @@ pub fn sample(dir: &Path, opts: &SampleOptions) -> Result<String, Error> {
                 dir.display()
             )));
         }
-        _ => return Err(Error::Usage(format!("{} matches {} runs; give more of the id", opts.run, matches.len()))),
+        _ => {
+            return Err(Error::Usage(format!(
+                "{} matches {} runs; give more of the id",
+                opts.run,
+                matches.len()
+            )));
+        }
     };
     let path = output::checkpoint_dir(dir, id).join("final.safetensors");
     let bytes = std::fs::read(&path).map_err(|e| {
-        Error::Usage(format!("{}: {e} (a run that diverged, or a sweep without checkpoints, has none)", path.display()))
+        Error::Usage(format!(
+            "{}: {e} (a run that diverged, or a sweep without checkpoints, has none)",
+            path.display()
+        ))
     })?;
-    let Checkpoint { params, meta, .. } =
-        output::read_checkpoint(&bytes).map_err(|message| Error::Data { path: path.clone(), line: None, message })?;
+    let Checkpoint { params, meta, .. } = output::read_checkpoint(&bytes).map_err(|message| Error::Data {
+        path: path.clone(),
+        line: None,
+        message,
+    })?;
     let vocab: Vec<char> = meta["vocab"].as_str().unwrap_or_default().chars().collect();
     if vocab.is_empty() {
-        return Err(Error::Usage(format!("run {id} was not trained on a character task (text or hello)")));
+        return Err(Error::Usage(format!(
+            "run {id} was not trained on a character task (text or hello)"
+        )));
     }
     let cell = match meta["cell"].as_str() {
         Some("lstm") => Cell::Lstm,
         Some("gru") => Cell::Gru,
-        _ => Cell::Rnn(meta["activation"].as_str().and_then(Activation::from_name).unwrap_or(Activation::Tanh)),
+        _ => Cell::Rnn(
+            meta["activation"]
+                .as_str()
+                .and_then(Activation::from_name)
+                .unwrap_or(Activation::Tanh),
+        ),
     };
     let window = meta["config"]["task.seq_len"].as_u64().unwrap_or(50).max(1) as usize;
     let mut ids = Vec::with_capacity(opts.prime.chars().count() + opts.length);
@@ -104,6 +130,10 @@ pub fn sample(dir: &Path, opts: &SampleOptions) -> Result<String, Error> {
         }
         ids.push(next);
     }
-    let prime: String = if opts.prime.is_empty() { vocab[ids[0]].to_string() } else { opts.prime.clone() };
+    let prime: String = if opts.prime.is_empty() {
+        vocab[ids[0]].to_string()
+    } else {
+        opts.prime.clone()
+    };
     Ok(prime + &ids[first_generated..].iter().map(|&i| vocab[i]).collect::<String>())
 }

@@ -1004,7 +1004,7 @@ fn check_plot_keys(spec: &Spec) -> Vec<Problem> {
             && s != "auto"
             && s != "none"
             && !spec.sweep.iter().any(|(k, _, _)| k == s)
-            && !(s == "variant" && !spec.variants.is_empty())
+            && (s != "variant" || spec.variants.is_empty())
         {
             problems.push(Problem {
                 key: Some(key.into()),

@@ -441,16 +441,27 @@ model.spectral_radius = 1.2
     let table = output::read_runs(&res).unwrap();
     assert_eq!(table.swept_keys, ["variant", "train.seed"]);
     let labels: Vec<&str> = table.rows.iter().map(|r| r.swept[0].as_str()).collect();
-    assert_eq!(labels, ["tanh-rnn", "tanh-rnn", "irnn", "irnn", "lstm", "lstm", "gru", "gru", "smart", "smart"]);
+    assert_eq!(
+        labels,
+        [
+            "tanh-rnn", "tanh-rnn", "irnn", "irnn", "lstm", "lstm", "gru", "gru", "smart", "smart"
+        ]
+    );
     let smart = &table.rows[8];
     assert!((smart.w_radius_init.unwrap() - 1.2).abs() < 1e-6, "{smart:?}");
-    assert!((table.rows[2].w_radius_init.unwrap() - 1.0).abs() < 1e-9, "identity init has radius 1");
+    assert!(
+        (table.rows[2].w_radius_init.unwrap() - 1.0).abs() < 1e-9,
+        "identity init has radius 1"
+    );
     assert!(table.rows[4].bound_factor.is_none() && table.rows[0].bound_factor.is_some());
 
     let decay = output::read_decay(&res).unwrap();
     let curves = output::read_curves(&res).unwrap();
     let lr0 = curves[0].lr.unwrap();
-    assert!((lr0 - 0.01 / 3.0).abs() < 1e-15, "warm-up scales the first step's rate: {lr0}");
+    assert!(
+        (lr0 - 0.01 / 3.0).abs() < 1e-15,
+        "warm-up scales the first step's rate: {lr0}"
+    );
     for (row, gates, cell) in [
         (&table.rows[0], 1, runner::rnn::Cell::Rnn(runner::rnn::Activation::Tanh)),
         (&table.rows[4], 4, runner::rnn::Cell::Lstm),
@@ -474,7 +485,10 @@ model.spectral_radius = 1.2
             assert_eq!(again, recorded, "{} {state}", ck.meta["cell"]);
         }
     }
-    assert!(decay.iter().any(|r| r.state == "c"), "the LSTM probe measures its cell state");
+    assert!(
+        decay.iter().any(|r| r.state == "c"),
+        "the LSTM probe measures its cell state"
+    );
 }
 
 #[test]
@@ -483,13 +497,24 @@ fn gated_cells_refuse_an_activation_and_text_needs_a_readable_file() {
     fs::write(dir.join("a.toml"), "[model]\ncell = \"lstm\"\nactivation = \"relu\"\n").unwrap();
     let out = run(&dir, &["a.toml"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("a.toml:3:1: `model.activation`: applies to the rnn cell only"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("a.toml:3:1: `model.activation`: applies to the rnn cell only"),
+        "{}",
+        stderr(&out)
+    );
     fs::write(dir.join("t.toml"), "[task]\nkind = \"text\"\npath = \"nowhere.txt\"\n").unwrap();
     let out = run(&dir, &["t.toml"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("t.toml:3:1: `task.path`: cannot read \"nowhere.txt\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("t.toml:3:1: `task.path`: cannot read \"nowhere.txt\""),
+        "{}",
+        stderr(&out)
+    );
     fs::write(dir.join("short.txt"), "abcabc").unwrap();
-    let out = run(&dir, &["t.toml", "--set", "task.path=short.txt", "--set", "task.seq_len=20"]);
+    let out = run(
+        &dir,
+        &["t.toml", "--set", "task.path=short.txt", "--set", "task.seq_len=20"],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("shorter task.seq_len"), "{}", stderr(&out));
     fs::write(dir.join("v.toml"), "[[variant]]\nmodel.hidden = 3\n").unwrap();
@@ -505,8 +530,21 @@ fn sample_spells_hello_from_a_trained_checkpoint() {
     let spec = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/hello.toml")).unwrap();
     fs::write(dir.join("hello.toml"), spec).unwrap();
     assert_eq!(run(&dir, &["hello.toml", "-q"]).status.code(), Some(0));
-    let id = output::read_runs(&dir.join("results/hello")).unwrap().rows[0].run_id.clone();
-    let args = ["sample", "results/hello", "--run", &id[..6], "--prime", "h", "--length", "4", "--temperature", "0.05"];
+    let id = output::read_runs(&dir.join("results/hello")).unwrap().rows[0]
+        .run_id
+        .clone();
+    let args = [
+        "sample",
+        "results/hello",
+        "--run",
+        &id[..6],
+        "--prime",
+        "h",
+        "--length",
+        "4",
+        "--temperature",
+        "0.05",
+    ];
     let out = run(&dir, &args);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello");

@@ -1,9 +1,11 @@
-//! "How to run it": prepares the results folder, trains every run of a sweep on a local rayon
-//! pool, writes the tables, manifest, checkpoints and charts, and says which exit status the
-//! sweep deserves.
+//! "How to run it": prepares the results folder, trains the runs of a sweep (all of them, or one
+//! shard of a cluster array) on a local rayon pool, records each completed run atomically so an
+//! interrupted sweep resumes where it stopped, then assembles the tables, summary, report and
+//! charts, and says which exit status the sweep deserves. `merge` joins shard folders.
 //!
-//! Outputs are identical whatever the number of threads: each run is a pure function of its
-//! configuration, results are collected in sweep order, and nothing is summed across runs.
+//! Outputs are identical whatever the number of threads, shards or interruptions: each run is a
+//! pure function of its configuration, its record is written once it is complete, and the final
+//! files are always assembled from the records in sweep order.
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -14,9 +16,12 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 
+use serde::{Deserialize, Serialize};
+
 use crate::Error;
 use crate::output::{self, Manifest, ManifestRun, PlotChoice, SweepAxis};
-use crate::record::{RunRow, Status};
+use crate::record::{CurveRow, DecayRow, RunRow, Status};
+use crate::report::{REPORT_MD, SUMMARY_CSV};
 use crate::run::{self, RunConfig, RunResult};
 use crate::spec::{Spec, Value};
 use crate::sweep::{canonical_json, fnv1a};
@@ -28,10 +33,76 @@ pub struct Options {
     pub jobs: usize,
     /// Results folder.
     pub out: PathBuf,
-    /// Replace results already in `out`.
+    /// Rerun every run, discarding results already in `out`.
     pub force: bool,
     /// No progress bar.
     pub quiet: bool,
+    /// Run only this part of the sweep.
+    pub shard: Option<Shard>,
+}
+
+/// One of `count` disjoint parts of a sweep: the runs whose position in the sweep is congruent
+/// to `index` modulo `count` (interleaved, so each part mixes short and long runs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// 0-based part number.
+    pub index: usize,
+    /// Number of parts.
+    pub count: usize,
+}
+
+impl Shard {
+    /// Parses `i/n` (0 ≤ i < n).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (i, n) = text
+            .split_once('/')
+            .ok_or_else(|| format!("--shard {text}: expected i/n, e.g. 0/4"))?;
+        let index: usize = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("--shard {text}: `{i}` is not a whole number"))?;
+        let count: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("--shard {text}: `{n}` is not a whole number"))?;
+        if count == 0 || index >= count {
+            return Err(format!("--shard {text}: need 0 ≤ i < n"));
+        }
+        Ok(Self { index, count })
+    }
+
+    /// The shard a cluster job array assigns, from `SLURM_ARRAY_TASK_ID` − `SLURM_ARRAY_TASK_MIN`
+    /// of `SLURM_ARRAY_TASK_COUNT`, or Kubernetes' `JOB_COMPLETION_INDEX` of `RUNNER_SHARD_COUNT`.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
+        let num = |name: &str| -> Result<Option<usize>, String> {
+            var(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<usize>()
+                        .map_err(|_| format!("{name}={v} is not a whole number"))
+                })
+                .transpose()
+        };
+        if let (Some(id), Some(count)) = (num("SLURM_ARRAY_TASK_ID")?, num("SLURM_ARRAY_TASK_COUNT")?) {
+            let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+            return Self::parse(&format!("{}/{count}", id.saturating_sub(min))).map(Some);
+        }
+        if let (Some(id), Some(count)) = (num("JOB_COMPLETION_INDEX")?, num("RUNNER_SHARD_COUNT")?) {
+            return Self::parse(&format!("{id}/{count}")).map(Some);
+        }
+        Ok(None)
+    }
+
+    /// Whether the run at sweep position `index` belongs to this shard.
+    pub fn contains(&self, index: usize) -> bool {
+        index % self.count == self.index
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 /// How a sweep went.
@@ -45,6 +116,8 @@ pub struct Outcome {
     pub diverged_unexpected: usize,
     /// Runs that panicked.
     pub failed: usize,
+    /// Runs whose completed record was reused instead of training again.
+    pub reused: usize,
     /// Wall-clock seconds of the whole sweep.
     pub seconds: f64,
 }
@@ -74,44 +147,65 @@ pub fn out_dir(spec: &Spec, out: Option<&Path>) -> PathBuf {
     }
 }
 
-/// Refuses to write into a folder that already holds something, unless `force`; with `force`,
-/// removes only the files this tool writes there.
-pub fn prepare_out(out: &Path, force: bool) -> Result<(), Error> {
-    if out.exists() {
-        if !out.is_dir() {
-            return Err(Error::Usage(format!(
-                "{} exists and is not a folder; choose another with --out",
-                out.display()
-            )));
-        }
-        let non_empty = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.next().is_some();
-        if non_empty && !force {
-            return Err(Error::Usage(format!(
-                "{} already holds results; nothing was changed. Pass --force to replace them, or --out DIR to write elsewhere",
-                out.display()
-            )));
-        }
-        if non_empty {
-            for f in [
-                output::RUNS_CSV,
-                output::CURVES_CSV,
-                output::DECAY_CSV,
-                output::MANIFEST,
-            ] {
-                let p = out.join(f);
-                if p.exists() {
-                    std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-                }
-            }
-            for d in ["checkpoints", "charts"] {
-                let p = out.join(d);
-                if p.exists() {
-                    std::fs::remove_dir_all(&p).map_err(|e| Error::io(&p, e))?;
-                }
-            }
-        }
+/// Folder of the per-run completion records.
+pub const RECORDS: &str = "records";
+
+/// Checks the results folder before any work and says whether it resumes: an absent or empty
+/// folder starts afresh; a folder whose manifest lists exactly these runs (same spec, same
+/// shard) resumes; anything else is refused, unless `force`, which removes the files this tool
+/// writes there (and nothing else) and starts afresh.
+pub fn prepare_out(out: &Path, force: bool, run_ids: &[String], shard: Option<Shard>) -> Result<bool, Error> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::Usage(format!(
+            "{} exists and is not a folder; choose another with --out",
+            out.display()
+        )));
     }
-    output::create_dir(out)
+    let non_empty = out.exists() && std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.next().is_some();
+    if non_empty && force {
+        for f in [
+            output::RUNS_CSV,
+            output::CURVES_CSV,
+            output::DECAY_CSV,
+            output::MANIFEST,
+            SUMMARY_CSV,
+            REPORT_MD,
+        ] {
+            let p = out.join(f);
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
+        }
+        for d in ["checkpoints", "charts", RECORDS] {
+            let p = out.join(d);
+            if p.exists() {
+                std::fs::remove_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+            }
+        }
+    } else if non_empty {
+        let same = match output::read_manifest(out) {
+            Ok(m) => {
+                let ids: Vec<&str> = m.runs.iter().map(|r| r.run_id.as_str()).collect();
+                ids == run_ids.iter().map(String::as_str).collect::<Vec<_>>() && m.shard == shard.map(|s| s.to_string())
+            }
+            Err(_) if !out.join(output::MANIFEST).exists() => {
+                return Err(Error::Usage(format!(
+                    "{} is not empty and holds no runner results; nothing was changed. Choose another folder with --out, or pass --force",
+                    out.display()
+                )));
+            }
+            Err(e) => return Err(Error::Usage(format!("{e}; pass --force to start afresh, or --out DIR"))),
+        };
+        if !same {
+            return Err(Error::Usage(format!(
+                "{} holds results of a different spec or shard; nothing was changed. Use --out DIR to write elsewhere, or --force to replace them",
+                out.display()
+            )));
+        }
+        return Ok(true);
+    }
+    output::create_dir(out)?;
+    Ok(false)
 }
 
 /// Chooses the chart grouping from `plot.color` and `plot.panel` (see the README).
@@ -192,6 +286,7 @@ pub fn manifest(spec: &Spec, runs: &[RunConfig], threads: usize) -> Manifest {
         variants,
         sweep,
         plot: plot_choice(spec),
+        shard: None,
         runs: runs
             .iter()
             .map(|r| ManifestRun {
@@ -235,8 +330,32 @@ fn failed_result(cfg: &RunConfig, message: String, seconds: f64) -> RunResult {
     }
 }
 
-/// Runs a whole sweep into `opts.out` (which [`prepare_out`] must have accepted) and writes
-/// every output; charts too when `charts` is set.
+/// A completed run's record: what `runs/<id>.json` holds and the final files are built from.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Its `runs.csv` row.
+    pub row: RunRow,
+    /// Its `curves.csv` rows.
+    pub curve: Vec<CurveRow>,
+    /// Its `grad_decay.csv` rows.
+    pub decay: Vec<DecayRow>,
+}
+
+fn record_path(out: &Path, id: &str) -> PathBuf {
+    out.join(RECORDS).join(format!("{id}.json"))
+}
+
+/// Reads a run's completion record; `None` if absent or unreadable (the run is then redone).
+fn read_record(out: &Path, id: &str) -> Option<RunRecord> {
+    let text = std::fs::read_to_string(record_path(out, id)).ok()?;
+    serde_json::from_str::<RunRecord>(&text)
+        .ok()
+        .filter(|r| r.row.run_id == id)
+}
+
+/// Runs a sweep (or this process's shard of it) into `opts.out`, which [`prepare_out`] must have
+/// accepted, reusing the runs already recorded there; then writes every output (charts too when
+/// `charts` is set).
 pub fn run_sweep(
     spec: &Spec,
     runs: &[RunConfig],
@@ -247,9 +366,24 @@ pub fn run_sweep(
     let started = Instant::now();
     let out = &opts.out;
     let mut manifest = manifest(spec, runs, opts.jobs);
+    manifest.shard = opts.shard.map(|s| s.to_string());
     output::write_manifest(out, &manifest)?;
+    output::create_dir(&out.join(RECORDS))?;
 
-    let total_steps: u64 = runs.iter().map(|r| r.train.steps).sum();
+    let mine: Vec<&RunConfig> = runs
+        .iter()
+        .filter(|r| opts.shard.is_none_or(|s| s.contains(r.index)))
+        .collect();
+    let mut done: BTreeMap<usize, RunRecord> = BTreeMap::new();
+    for cfg in &mine {
+        if let Some(rec) = read_record(out, &cfg.id) {
+            done.insert(cfg.index, rec);
+        }
+    }
+    let reused = done.len();
+    let todo: Vec<&RunConfig> = mine.iter().copied().filter(|r| !done.contains_key(&r.index)).collect();
+
+    let total_steps: u64 = todo.iter().map(|r| r.train.steps).sum();
     let bar = ProgressBar::with_draw_target(
         Some(total_steps),
         if opts.quiet {
@@ -263,19 +397,19 @@ pub fn run_sweep(
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let done = AtomicUsize::new(0);
-    bar.set_message(format!("runs 0/{}", runs.len()));
+    let finished_runs = AtomicUsize::new(0);
+    bar.set_message(format!("runs 0/{}", todo.len()));
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs)
         .build()
         .map_err(|e| Error::Usage(format!("cannot start {} worker threads: {e}", opts.jobs)))?;
-    let results: Vec<Result<RunResult, Error>> = pool.install(|| {
-        runs.par_iter()
+    let results: Vec<Result<(usize, RunRecord), Error>> = pool.install(|| {
+        todo.par_iter()
             .map(|cfg| {
                 let t0 = Instant::now();
                 let on_step = || bar.inc(1);
-                let mut result = catch_unwind(AssertUnwindSafe(|| run::train(cfg, &on_step))).unwrap_or_else(|panic| {
+                let result = catch_unwind(AssertUnwindSafe(|| run::train(cfg, &on_step))).unwrap_or_else(|panic| {
                     let message = panic
                         .downcast_ref::<String>()
                         .cloned()
@@ -286,37 +420,34 @@ pub fn run_sweep(
                 if checkpoints {
                     write_checkpoints(out, cfg, &result)?;
                 }
-                // Parameters are on disk now; free them.
-                result.init = None;
-                result.last = None;
-                result.probe_batch = None;
-                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                bar.set_message(format!("runs {n}/{}", runs.len()));
-                Ok(result)
+                let record = RunRecord {
+                    row: result.row,
+                    curve: result.curve,
+                    decay: result.decay,
+                };
+                // The record marks the run complete; a failed run gets none, so a rerun redoes it.
+                if record.row.status != Status::Failed {
+                    let json = serde_json::to_vec(&record).expect("records serialise");
+                    output::write_atomic(&record_path(out, &cfg.id), &json)?;
+                }
+                let n = finished_runs.fetch_add(1, Ordering::Relaxed) + 1;
+                bar.set_message(format!("runs {n}/{}", todo.len()));
+                Ok((cfg.index, record))
             })
             .collect()
     });
     bar.finish_and_clear();
-    let results: Vec<RunResult> = results.into_iter().collect::<Result<_, _>>()?;
+    for r in results {
+        let (index, record) = r?;
+        done.insert(index, record);
+    }
 
-    let swept_keys: Vec<&str> = runs
-        .first()
-        .map(|r| r.swept.iter().map(|(k, _)| *k).collect())
-        .unwrap_or_default();
-    let rows: Vec<RunRow> = results.iter().map(|r| r.row.clone()).collect();
-    output::write_runs(out, &swept_keys, &rows)?;
-    output::write_table(
-        &out.join(output::CURVES_CSV),
-        results.iter().flat_map(|r| r.curve.iter()),
-    )?;
-    output::write_table(
-        &out.join(output::DECAY_CSV),
-        results.iter().flat_map(|r| r.decay.iter()),
-    )?;
-
-    let mut outcome = Outcome::default();
-    for (row, cfg) in rows.iter().zip(runs) {
-        match row.status {
+    let mut outcome = Outcome {
+        reused,
+        ..Outcome::default()
+    };
+    for cfg in &mine {
+        match done[&cfg.index].row.status {
             Status::Ok => outcome.ok += 1,
             Status::Failed => outcome.failed += 1,
             Status::Diverged if cfg.train.clip.norm.is_none() && cfg.train.clip.value.is_none() => {
@@ -325,13 +456,121 @@ pub fn run_sweep(
             Status::Diverged => outcome.diverged_unexpected += 1,
         }
     }
+    let records: Vec<RunRecord> = done.into_values().collect();
+    finish(out, &mut manifest, &records, charts)?;
+    outcome.seconds = started.elapsed().as_secs_f64();
+    Ok(outcome)
+}
+
+/// Writes the final files of a results folder from the records of its runs (in sweep order):
+/// the three tables, `summary.csv`, `report.md`, the charts, and the manifest with its end time.
+pub fn finish(out: &Path, manifest: &mut Manifest, records: &[RunRecord], charts: bool) -> Result<(), Error> {
+    let swept_keys: Vec<String> = manifest
+        .runs
+        .first()
+        .map(|r| swept_order(manifest, r))
+        .unwrap_or_default();
+    let keys: Vec<&str> = swept_keys.iter().map(String::as_str).collect();
+    let rows: Vec<RunRow> = records.iter().map(|r| r.row.clone()).collect();
+    output::write_runs(out, &keys, &rows)?;
+    output::write_table(
+        &out.join(output::CURVES_CSV),
+        records.iter().flat_map(|r| r.curve.iter()),
+    )?;
+    output::write_table(
+        &out.join(output::DECAY_CSV),
+        records.iter().flat_map(|r| r.decay.iter()),
+    )?;
+    crate::report::write_summary(out, &keys, &rows)?;
     if charts {
         crate::plot::draw_all(out)?;
     }
     manifest.finished = Some(output::now_rfc3339());
+    output::write_manifest(out, manifest)?;
+    crate::report::write_report(out, manifest, charts)
+}
+
+/// The swept keys of a run in column order: `variant` first when present, then the sweep.
+fn swept_order(manifest: &Manifest, run: &ManifestRun) -> Vec<String> {
+    let mut keys = Vec::new();
+    if run.swept.contains_key("variant") {
+        keys.push("variant".to_string());
+    }
+    keys.extend(manifest.sweep.iter().map(|a| a.key.clone()));
+    keys
+}
+
+/// Joins shard folders into `out`: every shard must come from the same spec; every run must be
+/// recorded in one of them (missing runs are named and nothing is written); checkpoints are
+/// copied. The result is the folder an unsharded run would have written (but for timing).
+pub fn merge(shards: &[PathBuf], out: &Path, force: bool, charts: bool) -> Result<usize, Error> {
+    let first = shards
+        .first()
+        .ok_or_else(|| Error::Usage("merge needs at least one shard folder".into()))?;
+    let mut manifest = output::read_manifest(first)?;
+    let ids: Vec<String> = manifest.runs.iter().map(|r| r.run_id.clone()).collect();
+    let mut records: BTreeMap<String, (RunRecord, PathBuf)> = BTreeMap::new();
+    for dir in shards {
+        let m = output::read_manifest(dir)?;
+        if m.runs.iter().map(|r| &r.run_id).ne(ids.iter()) {
+            return Err(Error::Usage(format!(
+                "{} holds a different sweep than {}; merge only shards of one spec",
+                dir.display(),
+                first.display()
+            )));
+        }
+        manifest.threads = manifest.threads.max(m.threads);
+        if m.started < manifest.started {
+            manifest.started = m.started.clone();
+        }
+        for id in &ids {
+            if !records.contains_key(id)
+                && let Some(rec) = read_record(dir, id)
+            {
+                records.insert(id.clone(), (rec, dir.clone()));
+            }
+        }
+    }
+    let missing: Vec<&str> = ids
+        .iter()
+        .filter(|id| !records.contains_key(*id))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        let list = missing.iter().take(20).copied().collect::<Vec<_>>().join(", ");
+        return Err(Error::Usage(format!(
+            "{} of {} runs are in none of the shard folders: {list}{}; run the missing shards (or rerun them to finish interrupted runs), then merge again",
+            missing.len(),
+            ids.len(),
+            if missing.len() > 20 { ", …" } else { "" }
+        )));
+    }
+    manifest.shard = None;
+    prepare_out(out, force, &ids, None)?;
     output::write_manifest(out, &manifest)?;
-    outcome.seconds = started.elapsed().as_secs_f64();
-    Ok(outcome)
+    output::create_dir(&out.join(RECORDS))?;
+    let mut ordered = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let (rec, dir) = records.remove(id).expect("checked above");
+        let from = output::checkpoint_dir(dir.as_path(), id);
+        if from.is_dir() {
+            let to = output::checkpoint_dir(out, id);
+            output::create_dir(&to)?;
+            for f in ["init.safetensors", "final.safetensors"] {
+                if from.join(f).exists() {
+                    let bytes = std::fs::read(from.join(f)).map_err(|e| Error::io(&from.join(f), e))?;
+                    output::write_atomic(&to.join(f), &bytes)?;
+                }
+            }
+        }
+        output::write_atomic(
+            &record_path(out, id),
+            &serde_json::to_vec(&rec).expect("records serialise"),
+        )?;
+        ordered.push(rec);
+    }
+    finish(out, &mut manifest, &ordered, charts)?;
+    Ok(ordered.len())
 }
 
 fn write_checkpoints(out: &Path, cfg: &RunConfig, result: &RunResult) -> Result<(), Error> {

@@ -6,11 +6,13 @@
 //! [`task`] (data) and [`optim`] (clipping, SGD) → [`record`] (rows) → [`output`] (CSV,
 //! manifest, checkpoints) → [`plot`] (charts drawn from the CSV files alone).
 
+pub mod check;
 pub mod launch;
 pub mod optim;
 pub mod output;
 pub mod plot;
 pub mod record;
+pub mod report;
 pub mod rnn;
 pub mod run;
 pub mod sample;

@@ -1,6 +1,6 @@
 //! Command line: parses arguments, calls the library, maps errors to exit codes
-//! (0 success, 1 a run failed or diverged despite clipping or a file could not be written,
-//! 2 bad input found before any work started).
+//! (0 success, 1 a run failed or diverged despite clipping, a regression check failed or a file
+//! could not be written, 2 bad input found before any work started).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +28,36 @@ enum Command {
     Plot {
         /// The results folder, e.g. results/vanishing.
         dir: PathBuf,
+    },
+    /// Join shard folders (from `--shard` runs) into one results folder.
+    Merge {
+        /// The shard folders.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// The merged results folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace results already in --out.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run a spec (or reuse its completed results) and compare each run's final loss with a
+    /// baseline file; exit 1 on any regression or missing run.
+    Check {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The baseline file (CSV: config, final_loss).
+        #[arg(long, value_name = "FILE")]
+        baseline: PathBuf,
+        /// Relative tolerance: a run regresses when now > baseline + atol + rtol·|baseline|.
+        #[arg(long, default_value_t = runner::check::RTOL)]
+        rtol: f64,
+        /// Absolute tolerance.
+        #[arg(long, default_value_t = runner::check::ATOL)]
+        atol: f64,
+        /// Write (or replace) the baseline file from the results instead of comparing.
+        #[arg(long)]
+        bless: bool,
     },
     /// Generate text from a trained character model (a `text` or `hello` run).
     Sample {
@@ -67,9 +97,15 @@ struct RunArgs {
     /// Results folder (default: <output.dir>/<name>, i.e. results/<name>).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Replace results already in the results folder.
+    /// Rerun every run, replacing results already in the results folder (by default a rerun
+    /// into the same folder resumes: completed runs are kept, the others are run).
     #[arg(long)]
     force: bool,
+    /// Run only part i of n of the sweep (0 ≤ i < n), e.g. 0/4. Without it, a Slurm job array
+    /// (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT) or a Kubernetes indexed job
+    /// (JOB_COMPLETION_INDEX with RUNNER_SHARD_COUNT) chooses the part.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
     /// No progress bar.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -105,6 +141,21 @@ fn main() -> ExitCode {
                 0
             })
         }
+        Some(Command::Merge { shards, out, force }) => runner::launch::merge(&shards, &out, force, true).map(|n| {
+            println!(
+                "merged {n} runs from {} shard folders into {}",
+                shards.len(),
+                out.display()
+            );
+            0
+        }),
+        Some(Command::Check {
+            run: args,
+            baseline,
+            rtol,
+            atol,
+            bless,
+        }) => check(args, &baseline, rtol, atol, bless),
         None => run(cli.run),
     };
     match result {
@@ -116,41 +167,126 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: RunArgs) -> Result<i32, Error> {
+/// What a sweep needs before it can run: its runs, folder and options, all validated.
+struct Prepared {
+    spec: spec::Spec,
+    runs: Vec<runner::run::RunConfig>,
+    opts: launch::Options,
+    resuming: bool,
+}
+
+/// Parses and validates everything, then checks the results folder; `None` for a dry run.
+fn prepare(args: RunArgs) -> Result<Option<Prepared>, Error> {
     let path = args.spec.expect("clap requires the spec");
     let spec = spec::load(&path, &args.sets)?;
     let runs = sweep::expand(&spec)?;
-    let out = launch::out_dir(&spec, args.out.as_deref());
+    let shard = match &args.shard {
+        Some(text) => Some(launch::Shard::parse(text).map_err(Error::Usage)?),
+        None => launch::Shard::from_env(|k| std::env::var(k).ok()).map_err(Error::Usage)?,
+    };
+    let out = match (&args.out, shard) {
+        (Some(out), _) => out.clone(),
+        (None, Some(s)) => launch::out_dir(&spec, None).join(format!("shard-{}-of-{}", s.index, s.count)),
+        (None, None) => launch::out_dir(&spec, None),
+    };
     if args.dry_run {
-        println!("{} runs, results would go to {}", runs.len(), out.display());
-        for r in &runs {
+        let mine = runs
+            .iter()
+            .filter(|r| shard.is_none_or(|s| s.contains(r.index)))
+            .count();
+        println!("{mine} runs, results would go to {}", out.display());
+        for r in runs.iter().filter(|r| shard.is_none_or(|s| s.contains(r.index))) {
             println!("{}  {}", r.id, r.label());
         }
-        return Ok(0);
+        return Ok(None);
     }
-    launch::prepare_out(&out, args.force)?;
+    let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+    let resuming = launch::prepare_out(&out, args.force, &ids, shard)?;
     let jobs = args
         .jobs
         .map(usize::from)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let flag = |k: &str| spec.base[k].value == spec::Value::Bool(true);
     let opts = launch::Options {
         jobs,
-        out: out.clone(),
+        out,
         force: args.force,
         quiet: args.quiet,
+        shard,
     };
-    let outcome = launch::run_sweep(&spec, &runs, &opts, flag("output.checkpoints"), flag("output.charts"))?;
+    Ok(Some(Prepared {
+        spec,
+        runs,
+        opts,
+        resuming,
+    }))
+}
+
+fn execute(p: &Prepared) -> Result<launch::Outcome, Error> {
+    let flag = |k: &str| p.spec.base[k].value == spec::Value::Bool(true);
+    let outcome = launch::run_sweep(
+        &p.spec,
+        &p.runs,
+        &p.opts,
+        flag("output.checkpoints"),
+        flag("output.charts"),
+    )?;
+    let jobs = p.opts.jobs;
     println!(
-        "{} runs in {:.1} s with {jobs} thread{}: {} ok, {} diverged without clipping, {} diverged with clipping, {} failed -> {}",
-        runs.len(),
+        "{} runs in {:.1} s with {jobs} thread{}{}: {} ok, {} diverged without clipping, {} diverged with clipping, {} failed{} -> {}",
+        outcome.ok + outcome.diverged_expected + outcome.diverged_unexpected + outcome.failed,
         outcome.seconds,
         if jobs == 1 { "" } else { "s" },
+        p.opts.shard.map(|s| format!(" (shard {s})")).unwrap_or_default(),
         outcome.ok,
         outcome.diverged_expected,
         outcome.diverged_unexpected,
         outcome.failed,
-        out.display()
+        if p.resuming {
+            format!(", {} reused from an earlier run", outcome.reused)
+        } else {
+            String::new()
+        },
+        p.opts.out.display()
     );
+    Ok(outcome)
+}
+
+fn run(args: RunArgs) -> Result<i32, Error> {
+    let Some(p) = prepare(args)? else { return Ok(0) };
+    let outcome = execute(&p)?;
     Ok(outcome.exit_code())
+}
+
+fn check(args: RunArgs, baseline: &std::path::Path, rtol: f64, atol: f64, bless: bool) -> Result<i32, Error> {
+    if !(rtol >= 0.0 && atol >= 0.0) {
+        return Err(Error::Usage("--rtol and --atol must be non-negative".into()));
+    }
+    if !bless && !baseline.exists() {
+        return Err(Error::Usage(format!(
+            "baseline {} does not exist; create it with --bless",
+            baseline.display()
+        )));
+    }
+    let Some(p) = prepare(args)? else { return Ok(0) };
+    execute(&p)?;
+    if bless {
+        let n = runner::check::bless(&p.opts.out, baseline)?;
+        println!("wrote {n} final losses to {}", baseline.display());
+        return Ok(0);
+    }
+    let base = runner::check::read_baseline(baseline)?;
+    let now = runner::check::final_losses(&p.opts.out)?;
+    let lines = runner::check::compare(&now, &base, rtol, atol);
+    print!("{}", runner::check::table(&lines));
+    let failed = lines.iter().filter(|l| l.verdict.fails()).count();
+    let improved = lines
+        .iter()
+        .filter(|l| l.verdict == runner::check::Verdict::Improved)
+        .count();
+    println!(
+        "{} configurations: {failed} failing, {improved} improved (rtol {rtol}, atol {atol}; baseline {})",
+        lines.len(),
+        baseline.display()
+    );
+    Ok(if failed > 0 { 1 } else { 0 })
 }

@@ -78,6 +78,9 @@ pub struct Manifest {
     pub sweep: Vec<SweepAxis>,
     /// Chart grouping chosen for this spec.
     pub plot: PlotChoice,
+    /// The part of the sweep this folder holds (`i/n`), absent for a whole sweep.
+    #[serde(default)]
+    pub shard: Option<String>,
     /// Every run, in sweep order.
     pub runs: Vec<ManifestRun>,
 }

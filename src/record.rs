@@ -39,7 +39,7 @@ impl Status {
 
 /// One row of `runs.csv`: one run's summary. Between `run_id` and `status` the file has one
 /// column per swept key, named by its dotted key, holding this run's value.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRow {
     /// Stable identifier: a hash of the run's resolved configuration (16 hex digits).
     pub run_id: String,

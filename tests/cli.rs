@@ -374,8 +374,10 @@ fn a_panicking_run_is_recorded_as_failed_and_the_others_complete() {
         out: dir.join("out"),
         force: false,
         quiet: true,
+        shard: None,
     };
-    runner::launch::prepare_out(&opts.out, false).unwrap();
+    let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+    assert!(!runner::launch::prepare_out(&opts.out, false, &ids, None).unwrap());
     let outcome = runner::launch::run_sweep(&spec, &runs, &opts, true, true).unwrap();
     assert_eq!((outcome.ok, outcome.failed), (15, 1));
     assert_eq!(outcome.exit_code(), 1);

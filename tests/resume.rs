@@ -1,0 +1,330 @@
+//! Sweeps that survive interruption, split across a cluster, and guard CI: the real binary in
+//! temporary folders, killed with SIGKILL, sharded, merged and checked against a baseline.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_runner");
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("runner-resume-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Twelve runs of a few hundred milliseconds each.
+const SPEC: &str = r#"
+name = "sweep"
+[task]
+kind = "adding"
+eval_size = 32
+[model]
+hidden = 24
+[train]
+steps = 150
+batch = 16
+lr = 0.05
+momentum = 0.9
+eval_every = 25
+[probe]
+every = 50
+[sweep]
+"task.seq_len" = [30, 60]
+"model.activation" = ["tanh", "relu"]
+"train.seed" = [0, 1, 2]
+"#;
+
+/// A file with the `seconds` column of runs.csv blanked (the only field allowed to differ).
+fn comparable(dir: &Path, file: &str) -> String {
+    let text = fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()));
+    if file != "runs.csv" {
+        return text;
+    }
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "seconds").unwrap();
+    let mut out = header.join(",");
+    for line in lines {
+        let mut f: Vec<&str> = line.split(',').collect();
+        f[col] = "";
+        out.push('\n');
+        out.push_str(&f.join(","));
+    }
+    out
+}
+
+fn assert_same_results(a: &Path, b: &Path) {
+    for f in ["runs.csv", "curves.csv", "grad_decay.csv", "summary.csv"] {
+        assert!(
+            comparable(a, f) == comparable(b, f),
+            "{f} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+    for entry in fs::read_dir(a.join("checkpoints")).unwrap() {
+        let id = entry.unwrap().file_name();
+        for f in ["init.safetensors", "final.safetensors"] {
+            let (x, y) = (
+                a.join("checkpoints").join(&id).join(f),
+                b.join("checkpoints").join(&id).join(f),
+            );
+            assert!(
+                fs::read(&x).unwrap() == fs::read(&y).unwrap(),
+                "{} differs",
+                x.display()
+            );
+        }
+    }
+}
+
+fn records(dir: &Path) -> usize {
+    fs::read_dir(dir.join("records"))
+        .map(|d| {
+            d.filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".json"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_killed_sweep_resumes_to_the_results_of_an_uninterrupted_one() {
+    let dir = scratch("kill");
+    fs::write(dir.join("s.toml"), SPEC).unwrap();
+    let full = run(&dir, &["s.toml", "-q", "-j", "1", "--out", "full"]);
+    assert_eq!(full.status.code(), Some(0), "{}", text(&full));
+    assert_eq!(records(&dir.join("full")), 12);
+
+    // Start the same sweep, SIGKILL it once a few runs are recorded, then run it again.
+    let mut child = Command::new(BIN)
+        .args(["s.toml", "-q", "-j", "1", "--out", "killed"])
+        .current_dir(&dir)
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while records(&dir.join("killed")) < 3 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let done_before = records(&dir.join("killed"));
+    assert!((3..12).contains(&done_before), "killed after {done_before} of 12 runs");
+    assert!(
+        !dir.join("killed/runs.csv").exists(),
+        "the final tables are written only at the end"
+    );
+
+    let again = run(&dir, &["s.toml", "-q", "-j", "2", "--out", "killed"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(
+        text(&again).contains(&format!("{done_before} reused")),
+        "{}",
+        text(&again)
+    );
+    assert_same_results(&dir.join("full"), &dir.join("killed"));
+
+    // Running once more reuses everything and changes nothing but timing.
+    let before = comparable(&dir.join("full"), "curves.csv");
+    let third = run(&dir, &["s.toml", "-q", "--out", "full"]);
+    assert!(text(&third).contains("12 reused"), "{}", text(&third));
+    assert_eq!(comparable(&dir.join("full"), "curves.csv"), before);
+
+    // A different spec is refused, and nothing is touched; --force reruns everything.
+    let other = run(&dir, &["s.toml", "-q", "--out", "full", "--set", "train.steps=20"]);
+    assert_eq!(other.status.code(), Some(2));
+    assert!(text(&other).contains("different spec"), "{}", text(&other));
+    assert_eq!(comparable(&dir.join("full"), "curves.csv"), before);
+    let forced = run(&dir, &["s.toml", "-q", "--out", "full", "--force"]);
+    assert!(text(&forced).contains("12 ok"), "{}", text(&forced));
+    assert!(!text(&forced).contains("reused"));
+}
+
+#[test]
+fn shards_merge_into_the_unsharded_results() {
+    let dir = scratch("shards");
+    fs::write(dir.join("s.toml"), SPEC).unwrap();
+    assert_eq!(run(&dir, &["s.toml", "-q", "--out", "whole"]).status.code(), Some(0));
+    for i in 0..3 {
+        let out = run(
+            &dir,
+            &[
+                "s.toml",
+                "-q",
+                "--shard",
+                &format!("{i}/3"),
+                "--out",
+                &format!("part{i}"),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(
+            text(&out).contains("4 runs") && text(&out).contains(&format!("(shard {i}/3)")),
+            "{}",
+            text(&out)
+        );
+    }
+    // With a shard missing, merge names the missing runs and writes nothing.
+    let partial = run(&dir, &["merge", "part0", "part1", "--out", "merged"]);
+    assert_eq!(partial.status.code(), Some(2));
+    assert!(
+        text(&partial).contains("4 of 12 runs are in none of the shard folders"),
+        "{}",
+        text(&partial)
+    );
+    assert!(!dir.join("merged").exists());
+    let merged = run(&dir, &["merge", "part0", "part1", "part2", "--out", "merged"]);
+    assert_eq!(merged.status.code(), Some(0), "{}", text(&merged));
+    assert_same_results(&dir.join("whole"), &dir.join("merged"));
+    assert!(dir.join("merged/charts/grad_decay.png").exists() && dir.join("merged/report.md").exists());
+
+    // A Slurm job array picks the shard from its environment.
+    let out = Command::new(BIN)
+        .args(["s.toml", "-q"])
+        .env("SLURM_ARRAY_TASK_ID", "5")
+        .env("SLURM_ARRAY_TASK_MIN", "4")
+        .env("SLURM_ARRAY_TASK_COUNT", "3")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let manifest = fs::read_to_string(dir.join("results/sweep/shard-1-of-3/manifest.json")).unwrap();
+    assert!(manifest.contains("\"shard\": \"1/3\""));
+    assert_eq!(
+        comparable(&dir.join("results/sweep/shard-1-of-3"), "curves.csv"),
+        comparable(&dir.join("part1"), "curves.csv")
+    );
+}
+
+#[test]
+fn check_passes_within_tolerance_and_fails_on_a_regression_or_a_missing_run() {
+    let dir = scratch("check");
+    fs::write(dir.join("s.toml"), SPEC).unwrap();
+    let bless = run(
+        &dir,
+        &[
+            "check",
+            "s.toml",
+            "--baseline",
+            "base.csv",
+            "--bless",
+            "-q",
+            "--out",
+            "r",
+        ],
+    );
+    assert_eq!(bless.status.code(), Some(0), "{}", text(&bless));
+    let base = fs::read_to_string(dir.join("base.csv")).unwrap();
+    assert_eq!(base.lines().count(), 13);
+    assert!(
+        base.lines()
+            .any(|l| l.starts_with("task.seq_len=30; model.activation=tanh; train.seed=0,")),
+        "{base}"
+    );
+
+    let same = run(&dir, &["check", "s.toml", "--baseline", "base.csv", "-q", "--out", "r"]);
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same));
+    assert!(text(&same).contains("0 failing, 0 improved"), "{}", text(&same));
+
+    // Make one baseline value 10 % lower (the run now looks worse) and another 10 % higher.
+    let edit = |line: &str, factor: f64| {
+        let (config, loss) = line.rsplit_once(',').unwrap();
+        format!("{config},{}", loss.parse::<f64>().unwrap() * factor)
+    };
+    let lines: Vec<&str> = base.lines().collect();
+    let mut worse: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    worse[1] = edit(lines[1], 0.9);
+    worse[2] = edit(lines[2], 1.1);
+    fs::write(dir.join("edited.csv"), worse.join("\n") + "\n").unwrap();
+    let out = run(
+        &dir,
+        &["check", "s.toml", "--baseline", "edited.csv", "-q", "--out", "r"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("REGRESSED") && text(&out).contains("1 failing, 1 improved"),
+        "{}",
+        text(&out)
+    );
+    // The same with a looser tolerance passes.
+    let loose = run(
+        &dir,
+        &[
+            "check",
+            "s.toml",
+            "--baseline",
+            "edited.csv",
+            "-q",
+            "--out",
+            "r",
+            "--rtol",
+            "0.2",
+        ],
+    );
+    assert_eq!(loose.status.code(), Some(0), "{}", text(&loose));
+
+    // A run missing from the baseline fails too.
+    fs::write(dir.join("short.csv"), lines[..12].join("\n") + "\n").unwrap();
+    let out = run(
+        &dir,
+        &["check", "s.toml", "--baseline", "short.csv", "-q", "--out", "r"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("MISSING (not in baseline)"), "{}", text(&out));
+
+    // A malformed baseline names its line.
+    fs::write(dir.join("bad.csv"), "config,final_loss\na=1,zero\n").unwrap();
+    let out = run(&dir, &["check", "s.toml", "--baseline", "bad.csv", "-q", "--out", "r"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("bad.csv:2: final_loss `zero` is not a finite number"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn summary_and_report_describe_every_configuration() {
+    let dir = scratch("report");
+    fs::write(dir.join("s.toml"), SPEC).unwrap();
+    assert_eq!(run(&dir, &["s.toml", "-q", "--out", "r"]).status.code(), Some(0));
+    let summary = fs::read_to_string(dir.join("r/summary.csv")).unwrap();
+    let mut rows = csv::Reader::from_reader(summary.as_bytes());
+    let header: Vec<String> = rows.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(&header[..4], ["task.seq_len", "model.activation", "runs", "runs_ok"]);
+    assert!(header.contains(&"final_loss_std".to_string()) && header.last().unwrap() == "beats_baseline");
+    let records: Vec<csv::StringRecord> = rows.records().map(|r| r.unwrap()).collect();
+    assert_eq!(records.len(), 4, "2 lengths × 2 activations, seeds summarised");
+    for r in &records {
+        assert_eq!(&r[2], "3");
+    }
+    let report = fs::read_to_string(dir.join("r/report.md")).unwrap();
+    assert!(report.starts_with("# sweep\n"));
+    assert!(report.contains("![Gradient reaching back d steps, after training](charts/grad_decay.png)"));
+    assert_eq!(
+        report
+            .lines()
+            .filter(|l| l.starts_with("| 30 |") || l.starts_with("| 60 |"))
+            .count(),
+        4
+    );
+}

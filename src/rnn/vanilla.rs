@@ -11,12 +11,13 @@ use ndarray::{Axis, Zip, s};
 
 use super::{Activation, Params, Trace};
 
-/// Step t (1-based): h_t = σ(gates_t + h_{t−1} Wᵀ).
+/// Step t (1-based): h_t = σ(gates_t + h_{t−1} Wᵀ); the pre-activation is formed in place in
+/// `gates[t−1]` (backward needs only h_t).
 pub fn forward_step(p: &Params, act: Activation, tr: &mut Trace, t: usize) {
     let (prev, mut cur) = tr.h.multi_slice_mut((s![t - 1, .., ..], s![t, .., ..]));
-    cur.assign(&tr.gates.index_axis(Axis(0), t - 1));
-    general_mat_mul(1.0, &prev, &p.w.t(), 1.0, &mut cur);
-    cur.mapv_inplace(|x| act.forward(x));
+    let mut pre = tr.gates.index_axis_mut(Axis(0), t - 1);
+    general_mat_mul(1.0, &prev, &p.w.t(), 1.0, &mut pre);
+    Zip::from(&mut cur).and(&pre).for_each(|h, &z| *h = act.forward(z));
 }
 
 /// Back through step t. Reads dE/dh_t from `tr.dh`; writes the pre-activation gradient into

@@ -89,7 +89,7 @@ pub struct RunResult {
     pub decay: Vec<DecayRow>,
     /// Parameters at initialisation.
     pub init: Option<Params>,
-    /// Parameters at the end (absent if they are not finite).
+    /// Parameters at the end (absent unless the run completed with finite parameters).
     pub last: Option<Params>,
     /// The probe batch, saved beside the parameters so another framework can reproduce the
     /// probe.
@@ -258,7 +258,7 @@ pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() + Sync)) -> RunResult {
         curve,
         decay,
         init: Some(init),
-        last: params_finite.then_some(params),
+        last: (status == Status::Ok && params_finite).then_some(params),
         probe_batch: Some(probe_set),
     }
 }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -39,6 +39,9 @@ pub struct Options {
     pub quiet: bool,
     /// Run only this part of the sweep.
     pub shard: Option<Shard>,
+    /// Set (by a SIGINT handler) to stop: no new run starts and runs in flight are abandoned at
+    /// their next step; what is complete is written.
+    pub stop: Option<&'static AtomicBool>,
 }
 
 /// One of `count` disjoint parts of a sweep: the runs whose position in the sweep is congruent
@@ -118,14 +121,19 @@ pub struct Outcome {
     pub failed: usize,
     /// Runs whose completed record was reused instead of training again.
     pub reused: usize,
+    /// Runs not completed because the sweep was interrupted (0 unless it was).
+    pub interrupted: usize,
     /// Wall-clock seconds of the whole sweep.
     pub seconds: f64,
 }
 
 impl Outcome {
-    /// Exit status: 1 if any run failed or diverged although clipping was on, else 0.
+    /// Exit status: 130 if interrupted, 1 if any run failed or diverged although clipping was
+    /// on, else 0.
     pub fn exit_code(&self) -> i32 {
-        if self.failed > 0 || self.diverged_unexpected > 0 {
+        if self.interrupted > 0 {
+            130
+        } else if self.failed > 0 || self.diverged_unexpected > 0 {
             1
         } else {
             0
@@ -404,19 +412,30 @@ pub fn run_sweep(
         .num_threads(opts.jobs)
         .build()
         .map_err(|e| Error::Usage(format!("cannot start {} worker threads: {e}", opts.jobs)))?;
-    let results: Vec<Result<(usize, RunRecord), Error>> = pool.install(|| {
+    let stopped = || opts.stop.is_some_and(|s| s.load(Ordering::Relaxed));
+    let results: Vec<Result<Option<(usize, RunRecord)>, Error>> = pool.install(|| {
         todo.par_iter()
             .map(|cfg| {
+                if stopped() {
+                    return Ok(None); // interrupted: do not start
+                }
                 let t0 = Instant::now();
-                let on_step = || bar.inc(1);
-                let result = catch_unwind(AssertUnwindSafe(|| run::train(cfg, &on_step))).unwrap_or_else(|panic| {
-                    let message = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "panic without a message".to_string());
-                    failed_result(cfg, message, t0.elapsed().as_secs_f64())
-                });
+                let on_step = || {
+                    bar.inc(1);
+                    !stopped()
+                };
+                let result = match catch_unwind(AssertUnwindSafe(|| run::train(cfg, &on_step))) {
+                    Ok(Some(result)) => result,
+                    Ok(None) => return Ok(None), // abandoned mid-run: nothing recorded
+                    Err(panic) => {
+                        let message = panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "panic without a message".to_string());
+                        failed_result(cfg, message, t0.elapsed().as_secs_f64())
+                    }
+                };
                 if checkpoints {
                     write_checkpoints(out, cfg, &result)?;
                 }
@@ -432,14 +451,15 @@ pub fn run_sweep(
                 }
                 let n = finished_runs.fetch_add(1, Ordering::Relaxed) + 1;
                 bar.set_message(format!("runs {n}/{}", todo.len()));
-                Ok((cfg.index, record))
+                Ok(Some((cfg.index, record)))
             })
             .collect()
     });
     bar.finish_and_clear();
     for r in results {
-        let (index, record) = r?;
-        done.insert(index, record);
+        if let Some((index, record)) = r? {
+            done.insert(index, record);
+        }
     }
 
     let mut outcome = Outcome {
@@ -447,7 +467,11 @@ pub fn run_sweep(
         ..Outcome::default()
     };
     for cfg in &mine {
-        match done[&cfg.index].row.status {
+        let Some(record) = done.get(&cfg.index) else {
+            outcome.interrupted += 1;
+            continue;
+        };
+        match record.row.status {
             Status::Ok => outcome.ok += 1,
             Status::Failed => outcome.failed += 1,
             Status::Diverged if cfg.train.clip.norm.is_none() && cfg.train.clip.value.is_none() => {

@@ -6,6 +6,7 @@
 //! [`task`] (data) and [`optim`] (clipping, SGD) → [`record`] (rows) → [`output`] (CSV,
 //! manifest, checkpoints) → [`plot`] (charts drawn from the CSV files alone).
 
+pub mod budget;
 pub mod check;
 pub mod launch;
 pub mod optim;

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -106,6 +107,10 @@ struct RunArgs {
     /// (JOB_COMPLETION_INDEX with RUNNER_SHARD_COUNT) chooses the part.
     #[arg(long, value_name = "I/N")]
     shard: Option<String>,
+    /// Refuse the sweep if its estimated peak memory exceeds this (e.g. 512M, 8G; default: the
+    /// memory available on this machine).
+    #[arg(long, value_name = "SIZE")]
+    max_memory: Option<String>,
     /// No progress bar.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -114,7 +119,32 @@ struct RunArgs {
     dry_run: bool,
 }
 
+/// Set by SIGINT or SIGTERM: stop starting runs, abandon those in flight, write what is complete.
+/// A process-wide flag is the one piece of global state here: a signal handler can reach
+/// nothing else.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+    // A second Ctrl-C gets the default action: it kills the process at once.
+    // SAFETY: signal() is async-signal-safe, and SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+    }
+}
+
+fn install_signal_handlers() {
+    // SAFETY: on_signal only stores to an atomic and calls signal(), both async-signal-safe.
+    // SIGPIPE gets its default action back so that `runner ... | head` ends quietly.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    install_signal_handlers();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Plot { dir }) => runner::plot::draw_all(&dir).map(|charts| {
@@ -189,29 +219,43 @@ fn prepare(args: RunArgs) -> Result<Option<Prepared>, Error> {
         (None, Some(s)) => launch::out_dir(&spec, None).join(format!("shard-{}-of-{}", s.index, s.count)),
         (None, None) => launch::out_dir(&spec, None),
     };
-    if args.dry_run {
-        let mine = runs
-            .iter()
-            .filter(|r| shard.is_none_or(|s| s.contains(r.index)))
-            .count();
-        println!("{mine} runs, results would go to {}", out.display());
-        for r in runs.iter().filter(|r| shard.is_none_or(|s| s.contains(r.index))) {
-            println!("{}  {}", r.id, r.label());
-        }
-        return Ok(None);
-    }
-    let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
-    let resuming = launch::prepare_out(&out, args.force, &ids, shard)?;
     let jobs = args
         .jobs
         .map(usize::from)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mine: Vec<&runner::run::RunConfig> = runs
+        .iter()
+        .filter(|r| shard.is_none_or(|s| s.contains(r.index)))
+        .collect();
+    if args.dry_run {
+        println!(
+            "{} runs, results would go to {}, estimated peak memory {} with {jobs} jobs",
+            mine.len(),
+            out.display(),
+            runner::budget::human(runner::budget::sweep_bytes(&mine, jobs))
+        );
+        for r in &mine {
+            println!("{}  {}", r.id, r.label());
+        }
+        return Ok(None);
+    }
+    // Resource guard, before anything is written or allocated.
+    let limit = args
+        .max_memory
+        .as_deref()
+        .map(runner::budget::parse_size)
+        .transpose()
+        .map_err(Error::Usage)?;
+    runner::budget::check(&mine, jobs, limit).map_err(Error::Usage)?;
+    let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+    let resuming = launch::prepare_out(&out, args.force, &ids, shard)?;
     let opts = launch::Options {
         jobs,
         out,
         force: args.force,
         quiet: args.quiet,
         shard,
+        stop: Some(&STOP),
     };
     Ok(Some(Prepared {
         spec,
@@ -254,6 +298,13 @@ fn execute(p: &Prepared) -> Result<launch::Outcome, Error> {
 fn run(args: RunArgs) -> Result<i32, Error> {
     let Some(p) = prepare(args)? else { return Ok(0) };
     let outcome = execute(&p)?;
+    if outcome.interrupted > 0 {
+        eprintln!(
+            "interrupted: {} runs not complete; the completed ones are recorded in {}. Run the same command again to resume.",
+            outcome.interrupted,
+            p.opts.out.display()
+        );
+    }
     Ok(outcome.exit_code())
 }
 
@@ -268,7 +319,13 @@ fn check(args: RunArgs, baseline: &std::path::Path, rtol: f64, atol: f64, bless:
         )));
     }
     let Some(p) = prepare(args)? else { return Ok(0) };
-    execute(&p)?;
+    let outcome = execute(&p)?;
+    if outcome.interrupted > 0 {
+        eprintln!(
+            "interrupted before every run completed; nothing was compared. Run the same command again to resume."
+        );
+        return Ok(outcome.exit_code());
+    }
     if bless {
         let n = runner::check::bless(&p.opts.out, baseline)?;
         println!("wrote {n} final losses to {}", baseline.display());

@@ -109,8 +109,9 @@ pub fn derive_seed(seed: u64, stream: u64) -> u64 {
 }
 
 /// Trains one run to completion or divergence. `on_step` is called after every update (for
-/// progress display only).
-pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() + Sync)) -> RunResult {
+/// progress display) and says whether to go on: `false` abandons the run, which returns `None`
+/// (an interrupted sweep).
+pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Option<RunResult> {
     let started = Instant::now();
     let task = Task::new(cfg.task.clone());
     let cell = cfg.model.cell;
@@ -214,7 +215,9 @@ pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() + Sync)) -> RunResult {
             eval_loss,
             eval_accuracy,
         });
-        on_step();
+        if !on_step() {
+            return None;
+        }
     }
 
     let params_finite = params.slices().iter().all(|t| t.iter().all(|x| x.is_finite()));
@@ -253,12 +256,12 @@ pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() + Sync)) -> RunResult {
         seconds: started.elapsed().as_secs_f64(),
         error: String::new(),
     };
-    RunResult {
+    Some(RunResult {
         row,
         curve,
         decay,
         init: Some(init),
         last: (status == Status::Ok && params_finite).then_some(params),
         probe_batch: Some(probe_set),
-    }
+    })
 }

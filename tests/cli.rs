@@ -375,6 +375,7 @@ fn a_panicking_run_is_recorded_as_failed_and_the_others_complete() {
         force: false,
         quiet: true,
         shard: None,
+        stop: None,
     };
     let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
     assert!(!runner::launch::prepare_out(&opts.out, false, &ids, None).unwrap());

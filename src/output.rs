@@ -232,14 +232,51 @@ pub fn read_table<R: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<R>, E
     Ok(rows)
 }
 
-/// Reads `curves.csv`.
-pub fn read_curves(dir: &Path) -> Result<Vec<CurveRow>, Error> {
-    read_table(&dir.join(CURVES_CSV))
+/// The first row (1-based line number, counting the header) holding a number that is not
+/// finite, which no file written by runner does.
+fn first_non_finite(values: impl Iterator<Item = Vec<Option<f64>>>) -> Option<u64> {
+    values
+        .enumerate()
+        .find(|(_, v)| v.iter().flatten().any(|x| !x.is_finite()))
+        .map(|(i, _)| i as u64 + 2)
 }
 
-/// Reads `grad_decay.csv`.
+/// Reads `curves.csv`, refusing non-finite numbers.
+pub fn read_curves(dir: &Path) -> Result<Vec<CurveRow>, Error> {
+    let path = dir.join(CURVES_CSV);
+    let rows: Vec<CurveRow> = read_table(&path)?;
+    let nums = rows
+        .iter()
+        .map(|r| vec![r.train_loss, r.grad_norm, r.lr, r.eval_loss, r.eval_accuracy]);
+    match first_non_finite(nums) {
+        Some(line) => Err(Error::Data {
+            path,
+            line: Some(line),
+            message: "a number is not finite".into(),
+        }),
+        None => Ok(rows),
+    }
+}
+
+/// Reads `grad_decay.csv`, refusing non-finite numbers and unknown states.
 pub fn read_decay(dir: &Path) -> Result<Vec<DecayRow>, Error> {
-    read_table(&dir.join(DECAY_CSV))
+    let path = dir.join(DECAY_CSV);
+    let rows: Vec<DecayRow> = read_table(&path)?;
+    if let Some(line) = first_non_finite(rows.iter().map(|r| vec![r.grad_norm, r.log10_grad_norm])) {
+        return Err(Error::Data {
+            path,
+            line: Some(line),
+            message: "a number is not finite".into(),
+        });
+    }
+    if let Some(i) = rows.iter().position(|r| r.state != "h" && r.state != "c") {
+        return Err(Error::Data {
+            path,
+            line: Some(i as u64 + 2),
+            message: format!("unknown state `{}`", rows[i].state),
+        });
+    }
+    Ok(rows)
 }
 
 /// Folder of one run's checkpoints.

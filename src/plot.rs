@@ -280,12 +280,37 @@ impl Data {
     fn load(dir: &Path) -> Result<Self, Error> {
         let manifest = output::read_manifest(dir)?;
         let table = output::read_runs(dir)?;
+        // The files must describe the same runs: a chart drawn from mismatched files would be
+        // silently wrong.
+        let known: std::collections::HashSet<&str> = manifest.runs.iter().map(|r| r.run_id.as_str()).collect();
+        if let Some(i) = table.rows.iter().position(|r| !known.contains(r.run_id.as_str())) {
+            return Err(Error::Data {
+                path: dir.join(output::RUNS_CSV),
+                line: Some(i as u64 + 2),
+                message: format!(
+                    "run {} is not in manifest.json: the files come from different sweeps",
+                    table.rows[i].run_id
+                ),
+            });
+        }
+        let in_table: std::collections::HashSet<&str> = table.rows.iter().map(|r| r.run_id.as_str()).collect();
+        let unknown = |file: &str, i: usize, id: &str| Error::Data {
+            path: dir.join(file),
+            line: Some(i as u64 + 2),
+            message: format!("run {id} is not in runs.csv: the files come from different sweeps"),
+        };
         let mut curves: BTreeMap<String, Vec<CurveRow>> = BTreeMap::new();
-        for row in output::read_curves(dir)? {
+        for (i, row) in output::read_curves(dir)?.into_iter().enumerate() {
+            if !in_table.contains(row.run_id.as_str()) {
+                return Err(unknown(output::CURVES_CSV, i, &row.run_id));
+            }
             curves.entry(row.run_id.clone()).or_default().push(row);
         }
         let mut decay: BTreeMap<String, Vec<DecayRow>> = BTreeMap::new();
-        for row in output::read_decay(dir)? {
+        for (i, row) in output::read_decay(dir)?.into_iter().enumerate() {
+            if !in_table.contains(row.run_id.as_str()) {
+                return Err(unknown(output::DECAY_CSV, i, &row.run_id));
+            }
             decay.entry(row.run_id.clone()).or_default().push(row);
         }
         Ok(Self {
@@ -656,16 +681,23 @@ fn save(fig: &Figure, dir: &Path, name: &str) -> Result<Vec<PathBuf>, Error> {
 
     let png = dir.join(format!("{name}.png"));
     let tmp = dir.join(format!(".{name}.tmp.png"));
-    {
+    let drawn = {
         let root = BitMapBackend::new(&tmp, size).into_drawing_area();
-        draw(fig, &root, cols, rows).map_err(|message| Error::Plot {
-            path: png.clone(),
-            message,
-        })?;
-        root.present().map_err(|e| Error::Plot {
-            path: png.clone(),
-            message: e.to_string(),
-        })?;
+        draw(fig, &root, cols, rows)
+            .map_err(|message| Error::Plot {
+                path: png.clone(),
+                message,
+            })
+            .and_then(|_| {
+                root.present().map_err(|e| Error::Plot {
+                    path: png.clone(),
+                    message: e.to_string(),
+                })
+            })
+    };
+    if let Err(e) = drawn {
+        let _ = std::fs::remove_file(&tmp); // never leave a half-written image behind
+        return Err(e);
     }
     std::fs::rename(&tmp, &png).map_err(|e| Error::io(&png, e))?;
 

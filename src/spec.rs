@@ -250,7 +250,7 @@ pub const MAX_BATCH: i64 = 65_536;
 /// Largest number of training steps.
 pub const MAX_STEPS: i64 = 100_000_000;
 /// Largest number of runs one sweep may expand to.
-pub const MAX_RUNS: usize = 100_000;
+pub const MAX_RUNS: usize = 20_000;
 
 /// Every key the spec understands, in README order.
 #[rustfmt::skip]
@@ -850,11 +850,12 @@ pub fn parse(file: &str, text: &str, stem: &str, sets: &[String]) -> Result<Spec
         let (name, value) = match parse_set(arg) {
             Ok(kv) => kv,
             Err(message) => {
-                problems.push(Problem {
-                    key: None,
-                    origin,
-                    message,
-                });
+                // Name the key whenever the argument has one.
+                let key = arg
+                    .split_once('=')
+                    .map(|(k, _)| k.trim().to_string())
+                    .filter(|k| !k.is_empty());
+                problems.push(Problem { key, origin, message });
                 continue;
             }
         };
@@ -1058,6 +1059,14 @@ mod tests {
         assert_eq!(p.origin, Origin::File { line: 3, col: 1 });
         assert_eq!(p.key.as_deref(), Some("model.activaton"));
         assert!(p.message.contains("did you mean `model.activation`"), "{}", p.message);
+    }
+
+    #[test]
+    fn a_set_whose_value_cannot_convert_names_its_key() {
+        // Found by the fuzzer: a date given to --set was refused without naming the key.
+        let err = parse("x.toml", "", "x", &["description=1979-05-27".into()]).unwrap_err();
+        assert_eq!(err.problems[0].key.as_deref(), Some("description"));
+        assert!(err.problems[0].message.contains("dates are not accepted"));
     }
 
     #[test]

@@ -234,6 +234,18 @@ fn bad_specs_are_refused_before_anything_is_written() {
         ("[train\nsteps = 3\n", ":1:", "TOML syntax error"),
         ("[modle]\nhidden = 3\n", ":2:1:", "did you mean `model.hidden`"),
         ("[task]\nkind = \"hello\"\nseq_len = 7\n", ":3:", "`task.seq_len`"),
+        // A spec cannot write outside its results folder.
+        (
+            "name = \"../escape\"\n",
+            ":1:1:",
+            "`name`: \"../escape\" is not a valid name",
+        ),
+        (
+            "[output]\ndir = \"/tmp\"\n",
+            ":2:1:",
+            "`output.dir`: \"/tmp\" is not a valid name",
+        ),
+        ("[output]\ndir = \"..\"\n", ":2:1:", "`output.dir`"),
     ];
     for (i, (text, place, needle)) in cases.iter().enumerate() {
         let name = format!("bad{i}.toml");
@@ -554,4 +566,119 @@ fn sample_spells_hello_from_a_trained_checkpoint() {
     let out = run(&dir, &["sample", "results/hello", "--run", &id, "--prime", "x"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("never saw"), "{}", stderr(&out));
+}
+
+/// Files read back (`plot`, `merge`, `sample`) are validated: a truncated, malformed or
+/// mismatched file gives an error naming the file and its line (or tensor), never a panic and
+/// never a silently wrong chart.
+#[test]
+fn damaged_files_read_back_are_named_with_their_line() {
+    let dir = scratch("damaged");
+    fs::write(dir.join("small.toml"), SMALL).unwrap();
+    assert_eq!(run(&dir, &["small.toml", "-q", "--out", "good"]).status.code(), Some(0));
+    let copy = |name: &str| {
+        let to = dir.join(name);
+        let _ = fs::remove_dir_all(&to);
+        fs::create_dir_all(&to).unwrap();
+        for f in ["runs.csv", "curves.csv", "grad_decay.csv", "manifest.json"] {
+            fs::copy(dir.join("good").join(f), to.join(f)).unwrap();
+        }
+        to
+    };
+    let plot_error = |name: &str| {
+        let out = run(&dir, &["plot", name]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+        stderr(&out)
+    };
+
+    // runs.csv cut in the middle of a row.
+    let d = copy("truncated");
+    let text = fs::read_to_string(d.join("runs.csv")).unwrap();
+    fs::write(d.join("runs.csv"), &text[..text.len() - 40]).unwrap();
+    let e = plot_error("truncated");
+    assert!(e.contains("truncated/runs.csv:17"), "{e}");
+
+    // A word where curves.csv has a number, and a NaN.
+    let d = copy("malformed");
+    let text = fs::read_to_string(d.join("curves.csv")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines[5] = lines[5].replacen(",0.", ",zero", 1);
+    fs::write(d.join("curves.csv"), lines.join("\n")).unwrap();
+    assert!(plot_error("malformed").contains("malformed/curves.csv:6"));
+    lines = text.lines().map(String::from).collect();
+    let fields: Vec<&str> = lines[7].split(',').collect();
+    lines[7] = format!("{},{},NaN,{}", fields[0], fields[1], fields[3..].join(","));
+    fs::write(d.join("curves.csv"), lines.join("\n")).unwrap();
+    let e = plot_error("malformed");
+    assert!(e.contains("malformed/curves.csv:8: a number is not finite"), "{e}");
+
+    // grad_decay.csv from another sweep.
+    let d = copy("mismatched");
+    let text = fs::read_to_string(d.join("grad_decay.csv")).unwrap();
+    let swapped = text.replacen(&text.lines().nth(1).unwrap()[..16], "ffffffffffffffff", 1);
+    fs::write(d.join("grad_decay.csv"), swapped).unwrap();
+    let e = plot_error("mismatched");
+    assert!(
+        e.contains("mismatched/grad_decay.csv:2: run ffffffffffffffff is not in runs.csv"),
+        "{e}"
+    );
+
+    // A manifest cut short.
+    let d = copy("manifest");
+    let text = fs::read_to_string(d.join("manifest.json")).unwrap();
+    fs::write(d.join("manifest.json"), &text[..text.len() / 2]).unwrap();
+    assert!(plot_error("manifest").contains("manifest/manifest.json:"));
+
+    // A truncated checkpoint, read back by `sample` (and a checkpoint missing a tensor).
+    let table = runner::output::read_runs(&dir.join("good")).unwrap();
+    let ck = runner::output::checkpoint_dir(&dir.join("good"), &table.rows[0].run_id).join("final.safetensors");
+    let bytes = fs::read(&ck).unwrap();
+    fs::write(&ck, &bytes[..bytes.len() / 3]).unwrap();
+    let out = run(&dir, &["sample", "good", "--run", &table.rows[0].run_id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("final.safetensors: not a safetensors file"),
+        "{}",
+        stderr(&out)
+    );
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView)> =
+        st.tensors().into_iter().filter(|(name, _)| name != "probe.y").collect();
+    let without = safetensors::serialize(kept, None).unwrap();
+    let err = runner::output::read_checkpoint(&without).err().unwrap();
+    assert_eq!(err, "tensor `probe.y` is missing");
+}
+
+/// No spec can make the tool try to allocate more than the machine has: the sweep's peak memory
+/// is estimated from the spec and a sweep that would not fit is refused before anything starts.
+#[test]
+fn a_sweep_too_big_for_memory_is_refused_before_it_starts() {
+    let dir = scratch("memory");
+    let huge = "[task]\nseq_len = 100000\neval_size = 65536\n[model]\nhidden = 4096\ncell = \"lstm\"\n[train]\nbatch = 65536\n";
+    fs::write(dir.join("huge.toml"), huge).unwrap();
+    let t0 = std::time::Instant::now();
+    let out = run(&dir, &["huge.toml", "-q"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("the sweep would need about"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("more than the memory available on this machine"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(5),
+        "refused without allocating"
+    );
+    fs::write(dir.join("small.toml"), SMALL).unwrap();
+    let out = run(&dir, &["small.toml", "-q", "--max-memory", "4M"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("more than the --max-memory limit (4 MiB)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.join("results").exists());
+    let out = run(&dir, &["small.toml", "-q", "--max-memory", "1G"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }

@@ -468,3 +468,56 @@ fn ctrl_c_writes_what_is_complete_and_says_how_to_resume() {
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
     assert_same_results(&dir.join("full"), &stopped);
 }
+
+/// A full disk: a small tmpfs as the results folder. The sweep fails with a clear error naming
+/// the file and exit code 1; every file it leaves parses; with space, the same command completes
+/// the sweep to the results of an undisturbed one. Needs permission to mount (root); skipped with
+/// a message otherwise.
+#[test]
+fn a_full_disk_gives_a_clear_error_and_a_rerun_with_space_completes() {
+    let dir = scratch("disk");
+    fs::write(dir.join("s.toml"), SPEC).unwrap();
+    assert_eq!(
+        run(&dir, &["s.toml", "-q", "--out", "reference"]).status.code(),
+        Some(0)
+    );
+    let mnt = dir.join("small");
+    fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=600k", "tmpfs"])
+        .arg(&mnt)
+        .output();
+    if !mounted.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root): {mounted:?}");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+
+    let out = run(&dir, &["s.toml", "-q", "--out", "small/r"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("No space left on device"), "{}", text(&out));
+    assert!(
+        text(&out).contains("small/r/"),
+        "the error names the file: {}",
+        text(&out)
+    );
+    assert_every_file_parses(&mnt.join("r"));
+    let partial = records(&mnt.join("r"));
+    assert!(partial < 12, "{partial} records fit in 600 kB");
+
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    let again = run(&dir, &["s.toml", "-q", "--out", "small/r"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_same_results(&dir.join("reference"), &mnt.join("r"));
+}

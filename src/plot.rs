@@ -436,6 +436,28 @@ fn decay_figure(data: &Data, g: &Grouping, initial: bool) -> Figure {
     }
 }
 
+/// One line of a per-step chart: log₁₀ of a positive `curves.csv` column, smoothed over
+/// `window` steps in each run, then aggregated over the runs (seeds).
+fn curve_series(
+    data: &Data,
+    runs: &[usize],
+    window: usize,
+    field: impl Fn(&CurveRow) -> Option<f64>,
+) -> Vec<(f64, f64, f64, f64)> {
+    let per_run: Vec<Vec<(f64, f64)>> = runs
+        .iter()
+        .filter_map(|&i| data.curves.get(&data.row(i).run_id))
+        .map(|rows| {
+            let pts: Vec<(f64, f64)> = rows
+                .iter()
+                .filter_map(|r| field(r).filter(|v| *v > 0.0).map(|v| (r.step as f64, v.log10())))
+                .collect();
+            smooth(&pts, window)
+        })
+        .collect();
+    aggregate(&per_run)
+}
+
 /// Moving-average window for training-loss curves.
 fn loss_window(steps: u64) -> usize {
     (steps / 50).clamp(1, 50) as usize
@@ -456,21 +478,10 @@ fn loss_figure(data: &Data, g: &Grouping) -> Figure {
             };
             for line in &g.lines {
                 let Some(runs) = line.runs.get(pv) else { continue };
-                let per_run: Vec<Vec<(f64, f64)>> = runs
-                    .iter()
-                    .filter_map(|&i| data.curves.get(&data.row(i).run_id))
-                    .map(|rows| {
-                        let pts: Vec<(f64, f64)> = rows
-                            .iter()
-                            .filter_map(|r| r.train_loss.filter(|l| *l > 0.0).map(|l| (r.step as f64, l.log10())))
-                            .collect();
-                        smooth(&pts, window)
-                    })
-                    .collect();
                 panel.series.push(Series {
                     color: line.color,
                     dash: line.dash,
-                    points: aggregate(&per_run),
+                    points: curve_series(data, runs, window, |r| r.train_loss),
                 });
             }
             panel
@@ -613,21 +624,10 @@ fn grad_norm_figure(data: &Data, g: &Grouping) -> Figure {
             };
             for line in &g.lines {
                 let Some(runs) = line.runs.get(pv) else { continue };
-                let per_run: Vec<Vec<(f64, f64)>> = runs
-                    .iter()
-                    .filter_map(|&i| data.curves.get(&data.row(i).run_id))
-                    .map(|rows| {
-                        let pts: Vec<(f64, f64)> = rows
-                            .iter()
-                            .filter_map(|r| r.grad_norm.filter(|n| *n > 0.0).map(|n| (r.step as f64, n.log10())))
-                            .collect();
-                        smooth(&pts, window)
-                    })
-                    .collect();
                 panel.series.push(Series {
                     color: line.color,
                     dash: line.dash,
-                    points: aggregate(&per_run),
+                    points: curve_series(data, runs, window, |r| r.grad_norm),
                 });
                 for &i in runs {
                     if let Some(theta) = data.value(i, "train.clip").and_then(|v| v.parse::<f64>().ok())

@@ -589,26 +589,36 @@ pub fn parse_set(arg: &str) -> Result<(String, Value), String> {
 /// Every problem is collected (not just the first), so a user fixes them in one go.
 pub fn load(path: &Path, sets: &[String]) -> Result<Spec, SpecErrors> {
     let file = path.display().to_string();
-    let fail = |message: String| SpecErrors {
+    let bytes = std::fs::read(path).map_err(|e| SpecErrors {
         file: file.clone(),
         problems: vec![Problem {
             key: None,
             origin: Origin::Default,
-            message,
+            message: format!("cannot read the spec: {e}"),
         }],
-    };
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read the spec: {e}")))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        fail(format!(
-            "the spec is not valid UTF-8 (first bad byte at offset {})",
-            e.utf8_error().valid_up_to()
-        ))
     })?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "experiment".to_string());
-    parse(&file, &text, &stem, sets)
+    parse_bytes(&file, &bytes, &stem, sets)
+}
+
+/// Parses and validates the raw bytes of a spec file (see [`load`]): refuses invalid UTF-8, then
+/// [`parse`]s. The fuzz target enters here.
+pub fn parse_bytes(file: &str, bytes: &[u8], stem: &str, sets: &[String]) -> Result<Spec, SpecErrors> {
+    let text = std::str::from_utf8(bytes).map_err(|e| SpecErrors {
+        file: file.to_string(),
+        problems: vec![Problem {
+            key: None,
+            origin: Origin::Default,
+            message: format!(
+                "the spec is not valid UTF-8 (first bad byte at offset {})",
+                e.valid_up_to()
+            ),
+        }],
+    })?;
+    parse(file, text, stem, sets)
 }
 
 /// Parses and validates spec text (see [`load`]); `stem` is the default experiment name.

@@ -9,7 +9,7 @@ use runner::output;
 use runner::record::Status;
 
 mod common;
-use common::{run, scratch, stderr};
+use common::{run, runs_without_seconds, scratch, stderr};
 
 const SMALL: &str = r#"
 name = "small"
@@ -136,22 +136,6 @@ fn end_to_end_every_output_exists_and_parses() {
     let out = run(&dir, &["plot", "results/small"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(fs::read(res.join("charts/loss.png")).unwrap(), before);
-}
-
-/// runs.csv with the `seconds` column blanked, the only field allowed to differ.
-fn runs_without_seconds(res: &Path) -> String {
-    let text = fs::read_to_string(res.join("runs.csv")).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let col = header.iter().position(|h| *h == "seconds").unwrap();
-    let mut out = header.join(",");
-    for line in lines {
-        let mut f: Vec<&str> = line.split(',').collect();
-        f[col] = "";
-        out.push('\n');
-        out.push_str(&f.join(","));
-    }
-    out
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{BIN, run, scratch, text};
+use common::{BIN, run, runs_without_seconds, scratch, text};
 
 /// Twelve runs of a few hundred milliseconds each.
 const SPEC: &str = r#"
@@ -31,23 +31,13 @@ every = 50
 "train.seed" = [0, 1, 2]
 "#;
 
-/// A file with the `seconds` column of runs.csv blanked (the only field allowed to differ).
+/// A file as text, with the `seconds` column of runs.csv blanked (the only field allowed to
+/// differ).
 fn comparable(dir: &Path, file: &str) -> String {
-    let text = fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()));
-    if file != "runs.csv" {
-        return text;
+    if file == "runs.csv" {
+        return runs_without_seconds(dir);
     }
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let col = header.iter().position(|h| *h == "seconds").unwrap();
-    let mut out = header.join(",");
-    for line in lines {
-        let mut f: Vec<&str> = line.split(',').collect();
-        f[col] = "";
-        out.push('\n');
-        out.push_str(&f.join(","));
-    }
-    out
+    fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()))
 }
 
 fn assert_same_results(a: &Path, b: &Path) {

@@ -38,3 +38,20 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// runs.csv with the `seconds` column blanked: the only field that may differ between two
+/// sweeps of the same spec.
+pub fn runs_without_seconds(dir: &Path) -> String {
+    let text = fs::read_to_string(dir.join("runs.csv")).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "seconds").unwrap();
+    let mut out = header.join(",");
+    for line in lines {
+        let mut f: Vec<&str> = line.split(',').collect();
+        f[col] = "";
+        out.push('\n');
+        out.push_str(&f.join(","));
+    }
+    out
+}

@@ -1,0 +1,110 @@
+//! Time one training step of the core (forward, full BPTT, global-norm clipping, SGD) on the
+//! adding problem, over a grid of hidden sizes, lengths and batches, with a same-run
+//! matrix-multiply measurement for reference. A benchmark, not a test.
+//!
+//!     cargo run --release --example step_time [-- --cell rnn|lstm|gru]
+//!
+//! Prints, per configuration, the median and 10th-percentile milliseconds per step over at least
+//! 1 s of steps, and GFLOP/s by the model FLOP count 6·B·T·G·(H² + H·D + H·O) (forward 2×,
+//! backward 4×; G gates).
+
+use std::time::{Duration, Instant};
+
+use ndarray::Array2;
+use ndarray::linalg::general_mat_mul;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use runner::optim::{Clip, OptimConfig, Optimizer, global_norm};
+use runner::rnn::{self, Activation, Cell, Init, RnnConfig, Trace};
+use runner::task::{Task, TaskConfig};
+
+fn time_steps(mut step: impl FnMut(), budget: Duration) -> (f64, f64) {
+    for _ in 0..3 {
+        step();
+    }
+    let mut times = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < budget || times.len() < 5 {
+        let s = Instant::now();
+        step();
+        times.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], times[times.len() / 10])
+}
+
+fn matmul_gflops(n: usize) -> f64 {
+    let a = Array2::<f64>::from_shape_fn((n, n), |(i, j)| ((i * 7 + j * 3) % 11) as f64 * 0.1);
+    let b = a.t().to_owned();
+    let mut c = Array2::<f64>::zeros((n, n));
+    let (median, _) = time_steps(|| general_mat_mul(1.0, &a, &b, 0.0, &mut c), Duration::from_millis(500));
+    2.0 * (n * n * n) as f64 / (median / 1e3) / 1e9
+}
+
+fn main() {
+    let cell = match std::env::args().skip_while(|a| a != "--cell").nth(1).as_deref() {
+        Some("lstm") => Cell::Lstm,
+        Some("gru") => Cell::Gru,
+        _ => Cell::Rnn(Activation::Tanh),
+    };
+    println!(
+        "cell {}, f64, one thread; matrix multiply 512×512×512: {:.1} GFLOP/s",
+        cell.name(),
+        matmul_gflops(512)
+    );
+    println!("| H | T | B | median ms/step | p10 ms | GFLOP/s |\n|---|---|---|---|---|---|");
+    for h in [32, 128, 512] {
+        for t in [50, 200, 1000] {
+            for b in [1, 32] {
+                let task = Task::new(TaskConfig::Adding {
+                    seq_len: t,
+                    eval_size: 1,
+                });
+                let cfg = RnnConfig {
+                    input: 2,
+                    hidden: h,
+                    output: 1,
+                    cell,
+                    init: Init::Xavier,
+                    init_io: Init::Xavier,
+                    std: 0.1,
+                    scale: 1.0,
+                    forget_bias: 1.0,
+                };
+                let mut rng = ChaCha8Rng::seed_from_u64(0);
+                let mut p = cfg.init(&mut rng);
+                let batches: Vec<_> = (0..8).map(|_| task.sample(b, &mut rng)).collect();
+                let mut g = p.zeros_like();
+                let mut tr = Trace::default();
+                let mut opt = Optimizer::new(OptimConfig::Sgd {
+                    momentum: 0.0,
+                    nesterov: false,
+                });
+                let clip = Clip {
+                    norm: Some(1.0),
+                    value: None,
+                };
+                let mut i = 0;
+                let (median, p10) = time_steps(
+                    || {
+                        let batch = &batches[i % batches.len()];
+                        i += 1;
+                        rnn::forward(&p, cell, batch, &mut tr);
+                        g.fill_zero();
+                        rnn::backward(&p, cell, batch, &mut tr, None, &mut g);
+                        let n = global_norm(&g);
+                        clip.apply(&mut g, n);
+                        opt.step(&mut p, &g, 1e-3);
+                    },
+                    Duration::from_secs(1),
+                );
+                let gates = cell.gates() as f64;
+                let flops = 6.0 * (b * t) as f64 * gates * (h * h + h * 2 + h) as f64;
+                println!(
+                    "| {h} | {t} | {b} | {median:.3} | {p10:.3} | {:.2} |",
+                    flops / (median / 1e3) / 1e9
+                );
+            }
+        }
+    }
+}

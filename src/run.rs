@@ -126,7 +126,7 @@ pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Option<Run
     let mut grads = params.zeros_like();
     let mut opt = Optimizer::new(cfg.train.optimizer);
 
-    let mut curve = Vec::with_capacity(cfg.train.steps as usize + 1);
+    let mut curve = Vec::with_capacity((cfg.train.steps as usize + 1).min(1 << 20));
     let mut decay = Vec::new();
     let mut decay_first = None;
     let mut decay_last = None;

@@ -59,7 +59,7 @@ pub struct RunRow {
     pub diverged_step: Option<u64>,
     /// Steps at which clipping changed the gradient.
     pub clipped_steps: u64,
-    /// Measured per-step decay factor of ‖∂E_T/∂s_{T−d}‖ at the last probe.
+    /// Measured per-step decay factor of ‖∂E_T/∂h_{T−d}‖ at the last probe.
     pub decay_factor: Option<f64>,
     /// The same at step 0, before any training.
     pub decay_factor_init: Option<f64>,
@@ -237,7 +237,7 @@ pub struct DecayRow {
     pub state: String,
     /// d: the gradient is taken with respect to the state at step T−d.
     pub distance: u64,
-    /// Mean over the probe sequences of ‖∂E_T/∂s_{T−d}‖₂; 0 when below the smallest positive
+    /// Mean over the probe sequences of ‖∂E_T/∂h_{T−d}‖₂ (or of c); 0 when below the smallest positive
     /// double, empty when not finite.
     pub grad_norm: Option<f64>,
     /// log₁₀ of `grad_norm`, computed without underflow (so it is exact even where

@@ -2,7 +2,8 @@
 //! adding problem, over a grid of hidden sizes, lengths and batches, with a same-run
 //! matrix-multiply measurement for reference. A benchmark, not a test.
 //!
-//!     cargo run --release --example step_time [-- --cell rnn|lstm|gru]
+//!     cargo run --release --example step_time [-- --cell rnn|relu|lstm|gru] [--H 32,128] [--T 200]
+//!         [--B 1,32] [--seconds 1] [--json]
 //!
 //! Prints, per configuration, the median and 10th-percentile milliseconds per step over at least
 //! 1 s of steps, and GFLOP/s by the model FLOP count 6·B·T·G·(H² + H·D + H·O) (forward 2×,
@@ -41,21 +42,40 @@ fn matmul_gflops(n: usize) -> f64 {
     2.0 * (n * n * n) as f64 / (median / 1e3) / 1e9
 }
 
+/// `--name value` from the command line.
+fn arg(name: &str) -> Option<String> {
+    std::env::args().skip_while(|a| a != name).nth(1)
+}
+
+/// Comma-separated sizes from `--name`, or the default grid.
+fn sizes(name: &str, default: &[usize]) -> Vec<usize> {
+    arg(name)
+        .map(|v| v.split(',').map(|x| x.trim().parse().expect("a size")).collect())
+        .unwrap_or(default.to_vec())
+}
+
 fn main() {
-    let cell = match std::env::args().skip_while(|a| a != "--cell").nth(1).as_deref() {
+    let cell = match arg("--cell").as_deref() {
         Some("lstm") => Cell::Lstm,
         Some("gru") => Cell::Gru,
+        Some("relu") => Cell::Rnn(Activation::Relu),
         _ => Cell::Rnn(Activation::Tanh),
     };
-    println!(
-        "cell {}, f64, one thread; matrix multiply 512×512×512: {:.1} GFLOP/s",
-        cell.name(),
-        matmul_gflops(512)
-    );
-    println!("| H | T | B | median ms/step | p10 ms | GFLOP/s |\n|---|---|---|---|---|---|");
-    for h in [32, 128, 512] {
-        for t in [50, 200, 1000] {
-            for b in [1, 32] {
+    let seconds: f64 = arg("--seconds").map(|s| s.parse().expect("seconds")).unwrap_or(1.0);
+    let json = std::env::args().any(|a| a == "--json");
+    let matmul = matmul_gflops(512);
+    if json {
+        println!("{{\"impl\": \"runner\", \"matmul_gflops\": {matmul:.3}}}");
+    } else {
+        println!(
+            "cell {}, f64, one thread; matrix multiply 512×512×512: {matmul:.1} GFLOP/s",
+            cell.name()
+        );
+        println!("| H | T | B | median ms/step | p10 ms | GFLOP/s |\n|---|---|---|---|---|---|");
+    }
+    for h in sizes("--H", &[32, 128, 512]) {
+        for t in sizes("--T", &[50, 200, 1000]) {
+            for b in sizes("--B", &[1, 32]) {
                 let task = Task::new(TaskConfig::Adding {
                     seq_len: t,
                     eval_size: 1,
@@ -96,14 +116,18 @@ fn main() {
                         clip.apply(&mut g, n);
                         opt.step(&mut p, &g, 1e-3);
                     },
-                    Duration::from_secs(1),
+                    Duration::from_secs_f64(seconds),
                 );
                 let gates = cell.gates() as f64;
                 let flops = 6.0 * (b * t) as f64 * gates * (h * h + h * 2 + h) as f64;
-                println!(
-                    "| {h} | {t} | {b} | {median:.3} | {p10:.3} | {:.2} |",
-                    flops / (median / 1e3) / 1e9
-                );
+                let gflops = flops / (median / 1e3) / 1e9;
+                if json {
+                    println!(
+                        "{{\"impl\": \"runner\", \"H\": {h}, \"T\": {t}, \"B\": {b}, \"median_ms\": {median:.4}, \"p10_ms\": {p10:.4}, \"gflops\": {gflops:.3}}}"
+                    );
+                } else {
+                    println!("| {h} | {t} | {b} | {median:.3} | {p10:.3} | {gflops:.2} |");
+                }
             }
         }
     }

@@ -95,16 +95,7 @@ pub fn read_baseline(path: &Path) -> Result<BTreeMap<String, Option<f64>>, Error
         line,
         message,
     };
-    let mut r = csv::Reader::from_path(path).map_err(|e| match e.into_kind() {
-        csv::ErrorKind::Io(io) => Error::io(path, io),
-        other => data(None, format!("{other:?}")),
-    })?;
-    let header: Vec<String> = r
-        .headers()
-        .map_err(|e| data(Some(1), e.to_string()))?
-        .iter()
-        .map(String::from)
-        .collect();
+    let (mut r, header) = output::open_csv(path)?;
     if header != ["config", "final_loss"] {
         return Err(data(Some(1), "expected the header `config,final_loss`".into()));
     }

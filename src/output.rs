@@ -171,6 +171,27 @@ pub struct RunsTable {
     pub rows: Vec<RunRow>,
 }
 
+/// Opens a CSV file this tool reads back and reads its header; errors name the file (and line 1
+/// for a malformed header).
+pub fn open_csv(path: &Path) -> Result<(csv::Reader<std::fs::File>, Vec<String>), Error> {
+    let data_err = |line: Option<u64>, message: String| Error::Data {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let mut r = csv::Reader::from_path(path).map_err(|e| match e.into_kind() {
+        csv::ErrorKind::Io(io) => Error::io(path, io),
+        other => data_err(None, format!("{other:?}")),
+    })?;
+    let header = r
+        .headers()
+        .map_err(|e| data_err(Some(1), e.to_string()))?
+        .iter()
+        .map(String::from)
+        .collect();
+    Ok((r, header))
+}
+
 /// Reads `runs.csv`, naming the line of any malformed row.
 pub fn read_runs(dir: &Path) -> Result<RunsTable, Error> {
     let path = dir.join(RUNS_CSV);
@@ -179,16 +200,7 @@ pub fn read_runs(dir: &Path) -> Result<RunsTable, Error> {
         line,
         message,
     };
-    let mut r = csv::Reader::from_path(&path).map_err(|e| match e.into_kind() {
-        csv::ErrorKind::Io(io) => Error::io(&path, io),
-        other => data_err(None, format!("{other:?}")),
-    })?;
-    let header: Vec<String> = r
-        .headers()
-        .map_err(|e| data_err(Some(1), e.to_string()))?
-        .iter()
-        .map(String::from)
-        .collect();
+    let (mut r, header) = open_csv(&path)?;
     let fixed = crate::record::RUN_COLUMNS.len();
     if header.len() < 1 + fixed || header[0] != "run_id" || header[header.len() - fixed..] != crate::record::RUN_COLUMNS
     {
@@ -213,14 +225,7 @@ pub fn read_runs(dir: &Path) -> Result<RunsTable, Error> {
 
 /// Reads a table of serde rows, naming the line of any malformed row.
 pub fn read_table<R: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<R>, Error> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| match e.into_kind() {
-        csv::ErrorKind::Io(io) => Error::io(path, io),
-        other => Error::Data {
-            path: path.to_path_buf(),
-            line: None,
-            message: format!("{other:?}"),
-        },
-    })?;
+    let (mut r, _) = open_csv(path)?;
     let mut rows = Vec::new();
     for (i, rec) in r.deserialize().enumerate() {
         rows.push(rec.map_err(|e: csv::Error| Error::Data {

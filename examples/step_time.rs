@@ -16,6 +16,7 @@ use ndarray::linalg::general_mat_mul;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use runner::optim::{Clip, OptimConfig, Optimizer, global_norm};
+use runner::real::Dtype;
 use runner::rnn::{self, Activation, Cell, Init, RnnConfig, Trace};
 use runner::task::{Task, TaskConfig};
 
@@ -90,6 +91,7 @@ fn main() {
                     std: 0.1,
                     scale: 1.0,
                     forget_bias: 1.0,
+                    dtype: Dtype::F64,
                 };
                 let mut rng = ChaCha8Rng::seed_from_u64(0);
                 let mut p = cfg.init(&mut rng);

@@ -2,15 +2,17 @@
 //! is allocated, so that no spec can make the tool try to allocate more than the machine has.
 //!
 //! A run holds, at its peak, three traces (training batch with backward buffers, evaluation set
-//! forward-only, probe batch with backward buffers), the data of those three batches, its
-//! parameters five times over (parameters, gradients, two optimiser moments, the initial copy),
-//! and the rows it records. The rows of every run stay in memory until the sweep's files are
+//! forward-only, probe batch with backward buffers), the data of those three batches (drawn in
+//! f64, then converted to the run's element type), its parameters five times over (parameters,
+//! gradients, two optimiser moments in the run's type, the initial copy in f64), and the rows it
+//! records. The rows of every run stay in memory until the sweep's files are
 //! written, so they count for the whole sweep; the rest counts once per run in flight.
 
 use crate::run::RunConfig;
 use crate::task::{Task, TaskConfig};
 
-const F: u64 = std::mem::size_of::<crate::Float>() as u64;
+/// Bytes of an f64, in which data and the initial parameters are drawn.
+const F64: u64 = 8;
 /// Bytes of one recorded row (curves or decay): the row itself with its strings (about 160),
 /// plus its share of the final CSV text and of the copy the charts read back, which coexist
 /// while the sweep's files are written.
@@ -22,9 +24,11 @@ pub const BASE: u64 = 8 << 20;
 fn trace_bytes(cfg: &RunConfig, t: u64, b: u64, l: u64, backward: bool) -> u64 {
     let (h, o) = (cfg.model.hidden as u64, cfg.model.output as u64);
     let g = cfg.model.cell.gates() as u64;
+    let e = cfg.model.dtype.size() as u64;
     let lstm = matches!(cfg.model.cell, crate::rnn::Cell::Lstm) as u64;
     let gru = matches!(cfg.model.cell, crate::rnn::Cell::Gru) as u64;
-    let forward = (t + 1) * b * h // h
+    let forward = g * h * h // wt
+        + (t + 1) * b * h // h
         + lstm * (t + 1) * b * h // c
         + t * b * g * h // gates
         + (lstm + gru) * t * b * h // aux
@@ -36,14 +40,15 @@ fn trace_bytes(cfg: &RunConfig, t: u64, b: u64, l: u64, backward: bool) -> u64 {
     } else {
         0
     }; // dh_out, dgx, dgh
-    (forward + back) * F
+    (forward + back) * e
 }
 
 /// Bytes of a batch of `b` sequences: inputs and targets.
 fn batch_bytes(cfg: &RunConfig, t: u64, b: u64, l: u64) -> u64 {
     let (d, o) = (cfg.model.input as u64, cfg.model.output as u64);
+    let e = cfg.model.dtype.size() as u64;
     match cfg.task {
-        TaskConfig::Adding { .. } => t * b * d * F + l * b * o * F,
+        TaskConfig::Adding { .. } => (t * b * d + l * b * o) * (F64 + e),
         _ => t * b * 8 + l * b * 8,
     }
 }
@@ -69,14 +74,15 @@ pub fn run_bytes(cfg: &RunConfig) -> u64 {
     );
     let (d, h, o) = (cfg.model.input as u64, cfg.model.hidden as u64, cfg.model.output as u64);
     let g = cfg.model.cell.gates() as u64;
-    let params = (g * h * d + g * h * h + 2 * g * h + o * h + o) * F;
+    let size = cfg.model.dtype.size() as u64;
+    let params = (g * h * d + g * h * h + 2 * g * h + o * h + o) * (4 * size + F64);
     trace_bytes(cfg, t, b, l, true)
         + trace_bytes(cfg, t, e, l, false)
         + trace_bytes(cfg, t, p, l, true)
         + batch_bytes(cfg, t, b, l)
         + batch_bytes(cfg, t, e, l)
         + batch_bytes(cfg, t, p, l)
-        + 5 * params
+        + params
 }
 
 /// Bytes of the rows a run records (kept until the sweep's files are written).

@@ -608,15 +608,16 @@ fn write_checkpoints(out: &Path, cfg: &RunConfig, result: &RunResult) -> Result<
         "run_id": cfg.id,
         "cell": cfg.model.cell.name(),
         "activation": match cfg.model.cell { crate::rnn::Cell::Rnn(a) => a.name(), _ => "tanh" },
+        "dtype": cfg.model.dtype.name(),
         "loss": task.loss_name(),
         "vocab": task.vocab().iter().collect::<String>(),
         "config": json_map(&cfg.resolved),
     });
     if let Some(p) = &result.init {
-        output::write_checkpoint(&dir.join("init.safetensors"), p, probe, &meta)?;
+        output::write_checkpoint(&dir.join("init.safetensors"), p, probe, &meta, cfg.model.dtype)?;
     }
     if let Some(p) = &result.last {
-        output::write_checkpoint(&dir.join("final.safetensors"), p, probe, &meta)?;
+        output::write_checkpoint(&dir.join("final.safetensors"), p, probe, &meta, cfg.model.dtype)?;
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod launch;
 pub mod optim;
 pub mod output;
 pub mod plot;
+pub mod real;
 pub mod record;
 pub mod report;
 pub mod rnn;

@@ -5,6 +5,7 @@
 //! measured before either acts.
 
 use crate::Float;
+use crate::real::Real;
 use crate::rnn::Params;
 
 /// Which clipping rules are active.
@@ -16,11 +17,11 @@ pub struct Clip {
     pub value: Option<Float>,
 }
 
-/// ‖g‖₂ over every parameter tensor, summed in a fixed order.
-pub fn global_norm(g: &Params) -> Float {
+/// ‖g‖₂ over every parameter tensor, summed in a fixed order, in f64 whatever F is.
+pub fn global_norm<F: Real>(g: &Params<F>) -> Float {
     g.slices()
         .iter()
-        .map(|t| t.iter().map(|x| x * x).sum::<Float>())
+        .map(|t| t.iter().map(|x| x.f64() * x.f64()).sum::<Float>())
         .sum::<Float>()
         .sqrt()
 }
@@ -28,18 +29,19 @@ pub fn global_norm(g: &Params) -> Float {
 impl Clip {
     /// Clips `g` in place given its norm (measured by the caller before clipping); returns
     /// whether any rule changed it.
-    pub fn apply(&self, g: &mut Params, norm: Float) -> bool {
+    pub fn apply<F: Real>(&self, g: &mut Params<F>, norm: Float) -> bool {
         let mut acted = false;
         if let Some(theta) = self.norm
             && norm > theta
         {
-            let k = theta / norm;
+            let k = F::of(theta / norm);
             for t in g.slices_mut() {
                 t.iter_mut().for_each(|x| *x *= k);
             }
             acted = true;
         }
         if let Some(v) = self.value {
+            let v = F::of(v);
             for t in g.slices_mut() {
                 for x in t.iter_mut() {
                     if x.abs() > v {
@@ -139,17 +141,17 @@ impl Schedule {
 
 /// An optimiser with its state (moment estimates shaped like the parameters).
 #[derive(Clone, Debug)]
-pub struct Optimizer {
+pub struct Optimizer<F: Real = f64> {
     config: OptimConfig,
     /// SGD velocity, Adam first moment, RMSprop/Adagrad squared-gradient accumulator.
-    first: Option<Params>,
+    first: Option<Params<F>>,
     /// Adam second moment.
-    second: Option<Params>,
+    second: Option<Params<F>>,
     /// Updates made so far.
     t: u64,
 }
 
-impl Optimizer {
+impl<F: Real> Optimizer<F> {
     /// A fresh optimiser.
     pub fn new(config: OptimConfig) -> Self {
         Self {
@@ -161,17 +163,19 @@ impl Optimizer {
     }
 
     /// One update of `p` from gradient `g` with learning rate `lr`.
-    pub fn step(&mut self, p: &mut Params, g: &Params, lr: Float) {
+    pub fn step(&mut self, p: &mut Params<F>, g: &Params<F>, lr: Float) {
         self.t += 1;
+        let (lr, one) = (F::of(lr), F::one());
         let t = self.t;
         let first = self.first.get_or_insert_with(|| g.zeros_like());
         let params = p.slices_mut();
         let grads = g.slices();
         match self.config {
             OptimConfig::Sgd { momentum, nesterov } => {
+                let momentum = F::of(momentum);
                 for ((pt, vt), gt) in params.into_iter().zip(first.slices_mut()).zip(grads) {
                     for ((p, v), &g) in pt.iter_mut().zip(vt.iter_mut()).zip(gt) {
-                        if momentum == 0.0 {
+                        if momentum == F::zero() {
                             *p -= lr * g;
                             continue;
                         }
@@ -183,6 +187,7 @@ impl Optimizer {
             OptimConfig::Adam { beta1, beta2, eps } => {
                 let second = self.second.get_or_insert_with(|| g.zeros_like());
                 let (c1, c2) = (1.0 - beta1.powi(t as i32), 1.0 - beta2.powi(t as i32));
+                let (beta1, beta2, eps, c1, c2) = (F::of(beta1), F::of(beta2), F::of(eps), F::of(c1), F::of(c2));
                 for (((pt, mt), vt), gt) in params
                     .into_iter()
                     .zip(first.slices_mut())
@@ -190,21 +195,23 @@ impl Optimizer {
                     .zip(grads)
                 {
                     for (((p, m), v), &g) in pt.iter_mut().zip(mt.iter_mut()).zip(vt.iter_mut()).zip(gt) {
-                        *m = beta1 * *m + (1.0 - beta1) * g;
-                        *v = beta2 * *v + (1.0 - beta2) * g * g;
+                        *m = beta1 * *m + (one - beta1) * g;
+                        *v = beta2 * *v + (one - beta2) * g * g;
                         *p -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
                     }
                 }
             }
             OptimConfig::RmsProp { alpha, eps } => {
+                let (alpha, eps) = (F::of(alpha), F::of(eps));
                 for ((pt, st), gt) in params.into_iter().zip(first.slices_mut()).zip(grads) {
                     for ((p, s), &g) in pt.iter_mut().zip(st.iter_mut()).zip(gt) {
-                        *s = alpha * *s + (1.0 - alpha) * g * g;
+                        *s = alpha * *s + (one - alpha) * g * g;
                         *p -= lr * g / (s.sqrt() + eps);
                     }
                 }
             }
             OptimConfig::Adagrad { eps } => {
+                let eps = F::of(eps);
                 for ((pt, st), gt) in params.into_iter().zip(first.slices_mut()).zip(grads) {
                     for ((p, s), &g) in pt.iter_mut().zip(st.iter_mut()).zip(gt) {
                         *s += g * g;

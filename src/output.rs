@@ -12,6 +12,7 @@ use safetensors::{Dtype, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::real;
 use crate::record::{CurveRow, DecayRow, RunRow};
 use crate::rnn::{Batch, Inputs, Params, Targets};
 
@@ -289,17 +290,32 @@ pub fn checkpoint_dir(dir: &Path, run_id: &str) -> PathBuf {
     dir.join("checkpoints").join(run_id)
 }
 
-fn f64_bytes<'a>(values: impl IntoIterator<Item = &'a f64>) -> Vec<u8> {
-    values.into_iter().flat_map(|x| x.to_le_bytes()).collect()
+/// Little-endian bytes of `values` in `dtype` (rounded to nearest for f32).
+fn float_bytes<'a>(values: impl IntoIterator<Item = &'a f64>, dtype: real::Dtype) -> Vec<u8> {
+    match dtype {
+        real::Dtype::F64 => values.into_iter().flat_map(|x| x.to_le_bytes()).collect(),
+        real::Dtype::F32 => values.into_iter().flat_map(|&x| (x as f32).to_le_bytes()).collect(),
+    }
 }
 
 /// Writes a checkpoint under PyTorch's names for `nn.RNN`/`nn.LSTM`/`nn.GRU` + `nn.Linear`
 /// (`rnn.weight_ih_l0` = U, `rnn.weight_hh_l0` = W; for the plain and LSTM cells
 /// `rnn.bias_hh_l0` = b and `rnn.bias_ih_l0` = 0, for the GRU `rnn.bias_ih_l0` = b and
 /// `rnn.bias_hh_l0` = bh; `head.weight` = V, `head.bias` = c) and the probe batch (`probe.x`
-/// (T, B, D) float64, `probe.y` (L, B, O) float64 or (L, B) int64 class indices). `meta` is
-/// stored as one JSON string under the key `runner` of the header's metadata.
-pub fn write_checkpoint(path: &Path, p: &Params, probe: &Batch, meta: &serde_json::Value) -> Result<(), Error> {
+/// (T, B, D), `probe.y` (L, B, O) or (L, B) int64 class indices). Floats are stored in the
+/// run's `dtype` (float32 or float64). `meta` is stored as one JSON string under the key
+/// `runner` of the header's metadata.
+pub fn write_checkpoint(
+    path: &Path,
+    p: &Params,
+    probe: &Batch,
+    meta: &serde_json::Value,
+    dtype: real::Dtype,
+) -> Result<(), Error> {
+    let float = match dtype {
+        real::Dtype::F64 => Dtype::F64,
+        real::Dtype::F32 => Dtype::F32,
+    };
     fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> TensorView<'_> {
         TensorView::new(dtype, shape, data).expect("shape matches data")
     }
@@ -311,12 +327,15 @@ pub fn write_checkpoint(path: &Path, p: &Params, probe: &Batch, meta: &serde_jso
         (zeros.iter().collect(), p.b.iter().collect())
     };
     let (u, w, v, c) = (
-        f64_bytes(p.u.iter()),
-        f64_bytes(p.w.iter()),
-        f64_bytes(p.v.iter()),
-        f64_bytes(p.c.iter()),
+        float_bytes(p.u.iter(), dtype),
+        float_bytes(p.w.iter(), dtype),
+        float_bytes(p.v.iter(), dtype),
+        float_bytes(p.c.iter(), dtype),
     );
-    let (bih, bhh) = (f64_bytes(bias_ih), f64_bytes(bias_hh));
+    let (bih, bhh) = (
+        float_bytes(bias_ih.into_iter(), dtype),
+        float_bytes(bias_hh.into_iter(), dtype),
+    );
     let (t, bsz) = probe.inputs.dims();
     let d = p.u.ncols();
     let x: ArrayD<f64> = match &probe.inputs {
@@ -325,9 +344,9 @@ pub fn write_checkpoint(path: &Path, p: &Params, probe: &Batch, meta: &serde_jso
             Array3::from_shape_fn((t, bsz, d), |(i, j, k)| f64::from(u8::from(idx[[i, j]] == k))).into_dyn()
         }
     };
-    let x = f64_bytes(x.iter());
+    let x = float_bytes(x.iter(), dtype);
     let (y, y_shape, y_dtype) = match &probe.targets {
-        Targets::Values(y) => (f64_bytes(y.iter()), y.shape().to_vec(), Dtype::F64),
+        Targets::Values(y) => (float_bytes(y.iter(), dtype), y.shape().to_vec(), float),
         Targets::Classes(y) => (
             y.iter().flat_map(|&k| (k as i64).to_le_bytes()).collect(),
             y.shape().to_vec(),
@@ -336,14 +355,14 @@ pub fn write_checkpoint(path: &Path, p: &Params, probe: &Batch, meta: &serde_jso
     };
     let (gh, h, o) = (p.w.nrows(), p.w.ncols(), p.v.nrows());
     let tensors = vec![
-        ("head.bias", view(Dtype::F64, vec![o], &c)),
-        ("head.weight", view(Dtype::F64, vec![o, h], &v)),
-        ("probe.x", view(Dtype::F64, vec![t, bsz, d], &x)),
+        ("head.bias", view(float, vec![o], &c)),
+        ("head.weight", view(float, vec![o, h], &v)),
+        ("probe.x", view(float, vec![t, bsz, d], &x)),
         ("probe.y", view(y_dtype, y_shape, &y)),
-        ("rnn.bias_hh_l0", view(Dtype::F64, vec![gh], &bhh)),
-        ("rnn.bias_ih_l0", view(Dtype::F64, vec![gh], &bih)),
-        ("rnn.weight_hh_l0", view(Dtype::F64, vec![gh, h], &w)),
-        ("rnn.weight_ih_l0", view(Dtype::F64, vec![gh, d], &u)),
+        ("rnn.bias_hh_l0", view(float, vec![gh], &bhh)),
+        ("rnn.bias_ih_l0", view(float, vec![gh], &bih)),
+        ("rnn.weight_hh_l0", view(float, vec![gh, h], &w)),
+        ("rnn.weight_ih_l0", view(float, vec![gh, d], &u)),
     ];
     let info = HashMap::from([("runner".to_string(), meta.to_string())]);
     let bytes = safetensors::serialize(tensors, Some(info)).map_err(|e| Error::Data {
@@ -396,18 +415,29 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint, String> {
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
     let get = |name: &str, rank: usize| -> Result<(Vec<usize>, Vec<f64>), String> {
         let t = st.tensor(name).map_err(|_| format!("tensor `{name}` is missing"))?;
-        if t.dtype() != Dtype::F64 || t.shape().len() != rank {
+        let data = match t.dtype() {
+            _ if t.shape().len() != rank => None,
+            Dtype::F64 => Some(
+                t.data()
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect(),
+            ),
+            Dtype::F32 => Some(
+                t.data()
+                    .chunks_exact(4)
+                    .map(|c| f64::from(f32::from_le_bytes(c.try_into().expect("4 bytes"))))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let Some(data) = data else {
             return Err(format!(
-                "tensor `{name}` should be float64 of rank {rank}, found {:?} {:?}",
+                "tensor `{name}` should be float64 or float32 of rank {rank}, found {:?} {:?}",
                 t.dtype(),
                 t.shape()
             ));
-        }
-        let data = t
-            .data()
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect();
+        };
         Ok((t.shape().to_vec(), data))
     };
     let mat = |name: &str| -> Result<ndarray::Array2<f64>, String> {
@@ -459,7 +489,7 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint, String> {
         .tensor("probe.y")
         .map_err(|_| "tensor `probe.y` is missing".to_string())?;
     let targets = match (y.dtype(), y.shape().len()) {
-        (Dtype::F64, 3) => {
+        (Dtype::F64 | Dtype::F32, 3) => {
             let (ys, yd) = get("probe.y", 3)?;
             Targets::Values(Array3::from_shape_vec((ys[0], ys[1], ys[2]), yd).map_err(|e| e.to_string())?)
         }

@@ -28,6 +28,7 @@ use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, Zip, s};
 use rand::Rng;
 
 use crate::Float;
+use crate::real::{Dtype, Real};
 
 /// The hidden activation σ, with its derivative written from the saved output s = σ(h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,29 +67,30 @@ impl Activation {
 
     /// s = σ(h).
     #[inline]
-    pub fn forward(self, h: Float) -> Float {
+    pub fn forward<F: Real>(self, h: F) -> F {
         match self {
             Self::Tanh => h.tanh(),
-            Self::Sigmoid => 1.0 / (1.0 + (-h).exp()),
-            Self::Relu => h.max(0.0),
+            Self::Sigmoid => sigmoid(h),
+            Self::Relu => h.max(F::zero()),
             Self::Identity => h,
         }
     }
 
     /// σ'(h), computed from the output s = σ(h) that forward saved.
     #[inline]
-    pub fn deriv_from_output(self, s: Float) -> Float {
+    pub fn deriv_from_output<F: Real>(self, s: F) -> F {
+        let one = F::one();
         match self {
-            Self::Tanh => 1.0 - s * s,      // tanh' = 1 − tanh²
-            Self::Sigmoid => s * (1.0 - s), // σ' = σ(1 − σ)
+            Self::Tanh => one - s * s,      // tanh' = 1 − tanh²
+            Self::Sigmoid => s * (one - s), // σ' = σ(1 − σ)
             Self::Relu => {
-                if s > 0.0 {
-                    1.0
+                if s > F::zero() {
+                    one
                 } else {
-                    0.0
+                    F::zero()
                 }
             }
-            Self::Identity => 1.0,
+            Self::Identity => one,
         }
     }
 
@@ -134,8 +136,8 @@ impl Cell {
 
 /// σ(x) = 1 / (1 + e^{−x}).
 #[inline]
-pub fn sigmoid(x: Float) -> Float {
-    1.0 / (1.0 + (-x).exp())
+pub fn sigmoid<F: Real>(x: F) -> F {
+    F::one() / (F::one() + (-x).exp())
 }
 
 /// How a weight matrix is initialised.
@@ -255,6 +257,8 @@ pub struct RnnConfig {
     pub scale: Float,
     /// Initial bias of the LSTM forget gate.
     pub forget_bias: Float,
+    /// Element type of training (initialisation is drawn in f64 either way, then rounded).
+    pub dtype: Dtype,
 }
 
 impl RnnConfig {
@@ -279,24 +283,25 @@ impl RnnConfig {
     }
 }
 
-/// The network's parameters (also used for their gradients, whose fields mirror these names).
+/// The network's parameters (also used for their gradients, whose fields mirror these names),
+/// in element type F (f64 unless `model.dtype = "f32"`).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Params {
+pub struct Params<F: Real = f64> {
     /// (G·H, D) input→hidden, gate blocks stacked.
-    pub u: Array2<Float>,
+    pub u: Array2<F>,
     /// (G·H, H) hidden→hidden, gate blocks stacked.
-    pub w: Array2<Float>,
+    pub w: Array2<F>,
     /// (G·H) bias of the gates (input side for the GRU).
-    pub b: Array1<Float>,
+    pub b: Array1<F>,
     /// (G·H) hidden-side bias of the GRU (b_hn sits inside the reset product); empty otherwise.
-    pub bh: Array1<Float>,
+    pub bh: Array1<F>,
     /// (O, H) hidden→output.
-    pub v: Array2<Float>,
+    pub v: Array2<F>,
     /// (O) output bias.
-    pub c: Array1<Float>,
+    pub c: Array1<F>,
 }
 
-impl Params {
+impl<F: Real> Params<F> {
     /// All-zero parameters of the given sizes (a gradient accumulator).
     pub fn zeros(cell: Cell, d: usize, h: usize, o: usize) -> Self {
         let g = cell.gates();
@@ -322,13 +327,26 @@ impl Params {
         }
     }
 
+    /// The same parameters in element type G (exact from f32 to f64, rounded the other way).
+    pub fn cast<G: Real>(&self) -> Params<G> {
+        let f = |x: &F| G::of(x.f64());
+        Params {
+            u: self.u.map(f),
+            w: self.w.map(f),
+            b: self.b.map(f),
+            bh: self.bh.map(f),
+            v: self.v.map(f),
+            c: self.c.map(f),
+        }
+    }
+
     /// H, the hidden size.
     pub fn hidden(&self) -> usize {
         self.w.ncols()
     }
 
     /// The tensors in a fixed order (U, W, b, bh, V, c).
-    pub fn slices(&self) -> [&[Float]; 6] {
+    pub fn slices(&self) -> [&[F]; 6] {
         [
             self.u.as_slice().expect("contiguous"),
             self.w.as_slice().expect("contiguous"),
@@ -340,7 +358,7 @@ impl Params {
     }
 
     /// Mutable access to the tensors, in the order of [`Params::slices`].
-    pub fn slices_mut(&mut self) -> [&mut [Float]; 6] {
+    pub fn slices_mut(&mut self) -> [&mut [F]; 6] {
         let Self { u, w, b, bh, v, c } = self;
         [
             u.as_slice_mut().expect("contiguous"),
@@ -355,22 +373,22 @@ impl Params {
     /// Sets every entry to zero, keeping the allocation.
     pub fn fill_zero(&mut self) {
         for t in self.slices_mut() {
-            t.fill(0.0);
+            t.fill(F::zero());
         }
     }
 }
 
 /// Inputs of a batch.
 #[derive(Clone, Debug)]
-pub enum Inputs {
+pub enum Inputs<F: Real = f64> {
     /// (T, B) symbol indices into a vocabulary of size D, fed as one-hot vectors (row gathers,
     /// never multiplied out).
     OneHot(Array2<usize>),
     /// (T, B, D) real-valued inputs.
-    Dense(Array3<Float>),
+    Dense(Array3<F>),
 }
 
-impl Inputs {
+impl<F: Real> Inputs<F> {
     /// (T, B).
     pub fn dims(&self) -> (usize, usize) {
         match self {
@@ -383,14 +401,14 @@ impl Inputs {
 /// Targets of a batch; their first axis L says where the loss is taken: L = 1 is the last step
 /// only (many-to-one), L = T is every step (many-to-many).
 #[derive(Clone, Debug)]
-pub enum Targets {
+pub enum Targets<F: Real = f64> {
     /// (L, B) class indices: softmax output, cross-entropy loss.
     Classes(Array2<usize>),
     /// (L, B, O) real targets: identity output, squared-error loss.
-    Values(Array3<Float>),
+    Values(Array3<F>),
 }
 
-impl Targets {
+impl<F: Real> Targets<F> {
     /// L, the number of steps carrying a loss.
     pub fn steps(&self) -> usize {
         match self {
@@ -402,52 +420,97 @@ impl Targets {
 
 /// A batch of sequences.
 #[derive(Clone, Debug)]
-pub struct Batch {
+pub struct Batch<F: Real = f64> {
     /// Inputs, (T, B) or (T, B, D).
-    pub inputs: Inputs,
+    pub inputs: Inputs<F>,
     /// Targets, (L, B) or (L, B, O).
-    pub targets: Targets,
+    pub targets: Targets<F>,
     /// Accuracy counts the loss-carrying steps from this one on (0: all; the copy task counts
     /// only its recall steps).
     pub accuracy_from: usize,
 }
 
-/// What forward keeps for backward and for the probe, reused across steps so that the time
-/// loop never allocates.
-#[derive(Clone, Debug, Default)]
-pub struct Trace {
-    /// (T+1, B, H) hidden states h_0 … h_T with h_0 = 0.
-    h: Array3<Float>,
-    /// (T+1, B, H) LSTM cell states c_0 … c_T with c_0 = 0; empty for other cells.
-    c: Array3<Float>,
-    /// (T, B, G·H) input projections U x_t + b, overwritten by the cells with their activated
-    /// gates (LSTM i, f, g, o; GRU r, z, n).
-    gates: Array3<Float>,
-    /// (T, B, H) LSTM: tanh(c_t); GRU: hn = W_hn h_{t−1} + b_hn; empty for the plain cell.
-    aux: Array3<Float>,
-    /// (B, G·H) GRU: hidden-side projection of the current step.
-    hp: Array2<Float>,
-    /// (L·B, O) outputs: net for the MSE head, softmax probabilities for cross-entropy.
-    out: Array2<Float>,
-    /// (L·B, O) dE/dnet, filled by backward.
-    dout: Array2<Float>,
-    /// (T, B, H) dE/dh_t arriving from the outputs.
-    dh_out: Array3<Float>,
-    /// (T, B, G·H) dE/d(input-side pre-activations).
-    dgx: Array3<Float>,
-    /// (T, B, G·H) GRU: dE/d(hidden-side pre-activations); empty for other cells, which use dgx.
-    dgh: Array3<Float>,
-    /// (B, H) dE/dh_t of the step being processed (outputs plus what step t+1 carried back).
-    dh: Array2<Float>,
-    /// (B, H) LSTM: the full dE/dc_t of the step being processed.
-    dc: Array2<Float>,
-    /// (B, H) dE/dh_{t−1} carried from step t to step t−1.
-    carry_h: Array2<Float>,
-    /// (B, H) LSTM: dE/dc_{t−1} carried from step t to step t−1.
-    carry_c: Array2<Float>,
+impl Batch {
+    /// The same batch in element type F (tasks draw their data in f64, so runs in either
+    /// precision see the same sequences).
+    pub fn cast<F: Real>(&self) -> Batch<F> {
+        let f = |x: &f64| F::of(*x);
+        Batch {
+            inputs: match &self.inputs {
+                Inputs::OneHot(x) => Inputs::OneHot(x.clone()),
+                Inputs::Dense(x) => Inputs::Dense(x.map(f)),
+            },
+            targets: match &self.targets {
+                Targets::Classes(y) => Targets::Classes(y.clone()),
+                Targets::Values(y) => Targets::Values(y.map(f)),
+            },
+            accuracy_from: self.accuracy_from,
+        }
+    }
 }
 
-impl Trace {
+/// What forward keeps for backward and for the probe, reused across steps so that the time
+/// loop never allocates.
+#[derive(Clone, Debug)]
+pub struct Trace<F: Real = f64> {
+    /// (H, G·H) Wᵀ, refreshed by every forward pass so the recurrence's product reads its
+    /// rows contiguously.
+    wt: Array2<F>,
+    /// (T+1, B, H) hidden states h_0 … h_T with h_0 = 0.
+    h: Array3<F>,
+    /// (T+1, B, H) LSTM cell states c_0 … c_T with c_0 = 0; empty for other cells.
+    c: Array3<F>,
+    /// (T, B, G·H) input projections U x_t + b, overwritten by the cells with their activated
+    /// gates (LSTM i, f, g, o; GRU r, z, n).
+    gates: Array3<F>,
+    /// (T, B, H) LSTM: tanh(c_t); GRU: hn = W_hn h_{t−1} + b_hn; empty for the plain cell.
+    aux: Array3<F>,
+    /// (B, G·H) GRU: hidden-side projection of the current step.
+    hp: Array2<F>,
+    /// (L·B, O) outputs: net for the MSE head, softmax probabilities for cross-entropy.
+    out: Array2<F>,
+    /// (L·B, O) dE/dnet, filled by backward.
+    dout: Array2<F>,
+    /// (T, B, H) dE/dh_t arriving from the outputs.
+    dh_out: Array3<F>,
+    /// (T, B, G·H) dE/d(input-side pre-activations).
+    dgx: Array3<F>,
+    /// (T, B, G·H) GRU: dE/d(hidden-side pre-activations); empty for other cells, which use dgx.
+    dgh: Array3<F>,
+    /// (B, H) dE/dh_t of the step being processed (outputs plus what step t+1 carried back).
+    dh: Array2<F>,
+    /// (B, H) LSTM: the full dE/dc_t of the step being processed.
+    dc: Array2<F>,
+    /// (B, H) dE/dh_{t−1} carried from step t to step t−1.
+    carry_h: Array2<F>,
+    /// (B, H) LSTM: dE/dc_{t−1} carried from step t to step t−1.
+    carry_c: Array2<F>,
+}
+
+impl<F: Real> Default for Trace<F> {
+    fn default() -> Self {
+        let (e2, e3) = (Array2::zeros((0, 0)), Array3::zeros((0, 0, 0)));
+        Self {
+            wt: e2.clone(),
+            h: e3.clone(),
+            c: e3.clone(),
+            gates: e3.clone(),
+            aux: e3.clone(),
+            hp: e2.clone(),
+            out: e2.clone(),
+            dout: e2.clone(),
+            dh_out: e3.clone(),
+            dgx: e3.clone(),
+            dgh: e3,
+            dh: e2.clone(),
+            dc: e2.clone(),
+            carry_h: e2.clone(),
+            carry_c: e2,
+        }
+    }
+}
+
+impl<F: Real> Trace<F> {
     fn ensure(&mut self, cell: Cell, t: usize, b: usize, h: usize, l: usize, o: usize) {
         let g = cell.gates();
         if self.h.dim() != (t + 1, b, h) || self.gates.dim() != (t, b, g * h) {
@@ -465,6 +528,7 @@ impl Trace {
             self.gates = Array3::zeros((t, b, g * h));
             self.aux = sized(lstm || gru, (t, b, h));
             self.hp = Array2::zeros(if gru { (b, g * h) } else { (0, 0) });
+            self.wt = Array2::zeros((h, g * h));
             // Backward's buffers are sized on first use: an evaluation-only trace never needs them.
             self.dh_out = Array3::zeros((0, 0, 0));
             self.dgx = Array3::zeros((0, 0, 0));
@@ -496,12 +560,12 @@ impl Trace {
     }
 
     /// (L·B, O) outputs of the last forward pass (probabilities for the cross-entropy head).
-    pub fn outputs(&self) -> ArrayView2<'_, Float> {
+    pub fn outputs(&self) -> ArrayView2<'_, F> {
         self.out.view()
     }
 }
 
-fn forward_step(p: &Params, cell: Cell, tr: &mut Trace, t: usize) {
+fn forward_step<F: Real>(p: &Params<F>, cell: Cell, tr: &mut Trace<F>, t: usize) {
     match cell {
         Cell::Rnn(act) => vanilla::forward_step(p, act, tr, t),
         Cell::Lstm => lstm::forward_step(p, tr, t),
@@ -509,7 +573,7 @@ fn forward_step(p: &Params, cell: Cell, tr: &mut Trace, t: usize) {
     }
 }
 
-fn backward_step(p: &Params, cell: Cell, tr: &mut Trace, t: usize, carry: bool) {
+fn backward_step<F: Real>(p: &Params<F>, cell: Cell, tr: &mut Trace<F>, t: usize, carry: bool) {
     match cell {
         Cell::Rnn(act) => vanilla::backward_step(p, act, tr, t, carry),
         Cell::Lstm => lstm::backward_step(p, tr, t, carry),
@@ -519,7 +583,7 @@ fn backward_step(p: &Params, cell: Cell, tr: &mut Trace, t: usize, carry: bool) 
 
 /// Forward pass over a batch; returns the loss E, averaged over the L·B (step, sequence) pairs
 /// that carry a loss. Squared error is also averaged over the O outputs.
-pub fn forward(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace) -> Float {
+pub fn forward<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>) -> f64 {
     let (t_len, b) = batch.inputs.dims();
     let (h, gh, o, l) = (p.hidden(), p.w.nrows(), p.v.nrows(), batch.targets.steps());
     tr.ensure(cell, t_len, b, h, l, o);
@@ -537,7 +601,7 @@ pub fn forward(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace) -> Float {
                     .view()
                     .into_shape_with_order((t_len * b, x.dim().2))
                     .expect("contiguous");
-                general_mat_mul(1.0, &x, &p.u.t(), 0.0, &mut xp);
+                general_mat_mul(F::one(), &x, &p.u.t(), F::zero(), &mut xp);
                 xp += &p.b;
             }
             Inputs::OneHot(idx) => {
@@ -552,10 +616,11 @@ pub fn forward(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace) -> Float {
         }
     }
 
-    // The recurrence, one step at a time.
-    tr.h.index_axis_mut(Axis(0), 0).fill(0.0);
+    // The recurrence, one step at a time, reading Wᵀ row by row.
+    tr.wt.assign(&p.w.t());
+    tr.h.index_axis_mut(Axis(0), 0).fill(F::zero());
     if cell == Cell::Lstm {
-        tr.c.index_axis_mut(Axis(0), 0).fill(0.0);
+        tr.c.index_axis_mut(Axis(0), 0).fill(F::zero());
     }
     for t in 1..=t_len {
         forward_step(p, cell, tr, t);
@@ -564,23 +629,25 @@ pub fn forward(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace) -> Float {
     // Output projection of the loss-carrying steps: net = H Vᵀ + c, (L·B, O).
     let states = tr.h.slice(s![t_len + 1 - l.., .., ..]);
     let states = states.into_shape_with_order((l * b, h)).expect("contiguous");
-    general_mat_mul(1.0, &states, &p.v.t(), 0.0, &mut tr.out);
+    general_mat_mul(F::one(), &states, &p.v.t(), F::zero(), &mut tr.out);
     tr.out += &p.c;
 
-    let n = (l * b) as Float;
+    // The loss is summed in f64 whatever F is: it is reported, not differentiated.
+    let n = (l * b) as f64;
     match &batch.targets {
         Targets::Values(y) => {
             let y = y.view().into_shape_with_order((l * b, o)).expect("contiguous");
-            let sq: Float = Zip::from(&tr.out)
-                .and(&y)
-                .fold(0.0, |acc, &net, &y| acc + (net - y) * (net - y));
-            sq / (n * o as Float)
+            let sq: f64 = Zip::from(&tr.out).and(&y).fold(0.0, |acc, &net, &y| {
+                let e = (net - y).f64();
+                acc + e * e
+            });
+            sq / (n * o as f64)
         }
         Targets::Classes(y) => {
             let mut nll = 0.0;
             for (mut row, &k) in tr.out.rows_mut().into_iter().zip(y.iter()) {
                 softmax_in_place(row.as_slice_mut().expect("contiguous"));
-                nll -= row[k].ln();
+                nll -= row[k].f64().ln();
             }
             nll / n
         }
@@ -588,9 +655,9 @@ pub fn forward(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace) -> Float {
 }
 
 /// Numerically stable softmax of one row, in place.
-fn softmax_in_place(row: &mut [Float]) {
-    let max = row.iter().copied().fold(Float::NEG_INFINITY, Float::max);
-    let mut sum = 0.0;
+fn softmax_in_place<F: Real>(row: &mut [F]) {
+    let max = row.iter().copied().fold(F::neg_infinity(), F::max);
+    let mut sum = F::zero();
     for x in row.iter_mut() {
         *x = (*x - max).exp();
         sum += *x;
@@ -607,17 +674,24 @@ fn softmax_in_place(row: &mut [Float]) {
 /// one window, T−2k+1 … T−k the next, and so on; a loss at step t reaches back only to the
 /// start of its window (for a many-to-one task, exactly k steps). Equivalently, the state
 /// entering each window (h, and c for the LSTM) is treated as a constant.
-pub fn backward(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace, bptt: Option<usize>, g: &mut Params) {
+pub fn backward<F: Real>(
+    p: &Params<F>,
+    cell: Cell,
+    batch: &Batch<F>,
+    tr: &mut Trace<F>,
+    bptt: Option<usize>,
+    g: &mut Params<F>,
+) {
     let (t_len, b) = batch.inputs.dims();
     let (h, gh, o, l) = (p.hidden(), p.w.nrows(), p.v.nrows(), batch.targets.steps());
-    let n = (l * b) as Float;
+    let n = F::of((l * b) as f64);
     tr.ensure_backward(cell);
 
     // dE/dnet, (L·B, O).
     match &batch.targets {
         Targets::Values(y) => {
             let y = y.view().into_shape_with_order((l * b, o)).expect("contiguous");
-            let k = 2.0 / (n * o as Float);
+            let k = F::of(2.0) / (n * F::of(o as f64));
             Zip::from(&mut tr.dout)
                 .and(&tr.out)
                 .and(&y)
@@ -626,30 +700,30 @@ pub fn backward(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace, bptt: Opt
         Targets::Classes(y) => {
             tr.dout.assign(&tr.out);
             for (mut row, &k) in tr.dout.rows_mut().into_iter().zip(y.iter()) {
-                row[k] -= 1.0; // back through softmax + cross-entropy: p − onehot(y)
+                row[k] -= F::one(); // back through softmax + cross-entropy: p − onehot(y)
             }
-            tr.dout /= n;
+            tr.dout.mapv_inplace(|x| x / n);
         }
     }
 
     // Head: dV += doutᵀ H_L (O, H); dc += Σ dout.
     let states = tr.h.slice(s![t_len + 1 - l.., .., ..]);
     let states = states.into_shape_with_order((l * b, h)).expect("contiguous");
-    general_mat_mul(1.0, &tr.dout.t(), &states, 1.0, &mut g.v);
+    general_mat_mul(F::one(), &tr.dout.t(), &states, F::one(), &mut g.v);
     g.c += &tr.dout.sum_axis(Axis(0));
 
     // dE/dh_t from the outputs, (T, B, H): dout V at the loss-carrying steps, 0 elsewhere.
-    tr.dh_out.fill(0.0);
+    tr.dh_out.fill(F::zero());
     {
         let from_out = tr.dh_out.slice_mut(s![t_len - l.., .., ..]);
         let mut from_out = from_out.into_shape_with_order((l * b, h)).expect("contiguous");
-        general_mat_mul(1.0, &tr.dout, &p.v, 0.0, &mut from_out);
+        general_mat_mul(F::one(), &tr.dout, &p.v, F::zero(), &mut from_out);
     }
 
     // Back through time.
     let window = bptt.unwrap_or(t_len);
-    tr.carry_h.fill(0.0);
-    tr.carry_c.fill(0.0);
+    tr.carry_h.fill(F::zero());
+    tr.carry_c.fill(F::zero());
     for t in (1..=t_len).rev() {
         // dE/dh_t = from the output at t + from step t+1.
         Zip::from(&mut tr.dh)
@@ -659,8 +733,8 @@ pub fn backward(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace, bptt: Opt
         let cut = t == 1 || (t_len - t + 1).is_multiple_of(window); // h_0 is a constant, or the window ends
         backward_step(p, cell, tr, t, !cut);
         if cut {
-            tr.carry_h.fill(0.0);
-            tr.carry_c.fill(0.0);
+            tr.carry_h.fill(F::zero());
+            tr.carry_c.fill(F::zero());
         }
     }
 
@@ -680,7 +754,7 @@ pub fn backward(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace, bptt: Opt
     };
     let prev = tr.h.slice(s![..t_len, .., ..]);
     let prev = prev.into_shape_with_order((t_len * b, h)).expect("contiguous");
-    general_mat_mul(1.0, &dgh.t(), &prev, 1.0, &mut g.w); // dW += Σ_t dgh_tᵀ h_{t−1}
+    general_mat_mul(F::one(), &dgh.t(), &prev, F::one(), &mut g.w); // dW += Σ_t dgh_tᵀ h_{t−1}
     g.b += &dgx.sum_axis(Axis(0)); // db += Σ_t dgx_t
     if cell == Cell::Gru {
         g.bh += &dgh.sum_axis(Axis(0)); // dbh += Σ_t dgh_t
@@ -691,11 +765,11 @@ pub fn backward(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace, bptt: Opt
                 .view()
                 .into_shape_with_order((t_len * b, x.dim().2))
                 .expect("contiguous");
-            general_mat_mul(1.0, &dgx.t(), &x, 1.0, &mut g.u); // dU += Σ_t dgx_tᵀ x_t
+            general_mat_mul(F::one(), &dgx.t(), &x, F::one(), &mut g.u); // dU += Σ_t dgx_tᵀ x_t
         }
         Inputs::OneHot(idx) => {
             for (row, &k) in dgx.rows().into_iter().zip(idx.iter()) {
-                g.u.column_mut(k).scaled_add(1.0, &row); // one-hot: scatter-add into column k
+                g.u.column_mut(k).scaled_add(F::one(), &row); // one-hot: scatter-add into column k
             }
         }
     }
@@ -703,7 +777,7 @@ pub fn backward(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace, bptt: Opt
 
 /// Fraction of counted (step, sequence) pairs whose arg-max output is the target class, from
 /// the last forward pass; `None` for real-valued targets.
-pub fn accuracy(batch: &Batch, tr: &Trace) -> Option<Float> {
+pub fn accuracy<F: Real>(batch: &Batch<F>, tr: &Trace<F>) -> Option<f64> {
     let Targets::Classes(y) = &batch.targets else {
         return None;
     };
@@ -717,13 +791,13 @@ pub fn accuracy(batch: &Batch, tr: &Trace) -> Option<Float> {
         .skip(skip)
         .filter(|(row, k)| {
             let best = row.iter().enumerate().fold(
-                (0, Float::NEG_INFINITY),
+                (0, F::neg_infinity()),
                 |best, (i, &x)| if x > best.1 { (i, x) } else { best },
             );
             best.0 == **k
         })
         .count();
-    Some(correct as Float / (y.len() - skip) as Float)
+    Some(correct as f64 / (y.len() - skip) as f64)
 }
 
 /// What the probe measured: for d = 0 … T−1, the natural log of the mean over the batch's
@@ -731,9 +805,9 @@ pub fn accuracy(batch: &Batch, tr: &Trace) -> Option<Float> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Probe {
     /// ln mean ‖∂E_T/∂h_{T−d}‖ by distance d.
-    pub h: Vec<Float>,
+    pub h: Vec<f64>,
     /// ln mean ‖∂E_T/∂c_{T−d}‖ by distance d (LSTM only).
-    pub c: Option<Vec<Float>>,
+    pub c: Option<Vec<f64>>,
 }
 
 /// The gradient-decay probe. E_T is one sequence's loss at the last step (not divided by the
@@ -742,7 +816,7 @@ pub struct Probe {
 /// Each sequence's gradient is renormalised at every step and its scale kept as a logarithm,
 /// so norms far below the smallest float are still measured; a gradient that becomes exactly
 /// zero (dead ReLU units) gives −∞.
-pub fn probe(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace) -> Probe {
+pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>) -> Probe {
     forward(p, cell, batch, tr);
     tr.ensure_backward(cell);
     let (t_len, b) = batch.inputs.dims();
@@ -755,32 +829,33 @@ pub fn probe(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace) -> Probe {
             let y = y.index_axis(Axis(0), l - 1);
             Zip::from(&mut dnet)
                 .and(&y)
-                .for_each(|d, &y| *d = 2.0 * (*d - y) / o as Float);
+                .for_each(|d, &y| *d = F::of(2.0) * (*d - y) / F::of(o as f64));
         }
         Targets::Classes(y) => {
             for (mut row, &k) in dnet.rows_mut().into_iter().zip(y.row(l - 1).iter()) {
-                row[k] -= 1.0;
+                row[k] -= F::one();
             }
         }
     }
-    general_mat_mul(1.0, &dnet, &p.v, 0.0, &mut tr.dh); // dE_T/dh_T
-    tr.carry_c.fill(0.0);
+    general_mat_mul(F::one(), &dnet, &p.v, F::zero(), &mut tr.dh); // dE_T/dh_T
+    tr.carry_c.fill(F::zero());
     let lstm = cell == Cell::Lstm;
-    let mut log_scale = vec![0.0; b];
+    let mut log_scale = vec![0.0; b]; // ln of each sequence's accumulated rescaling
+    let mut logs = vec![0.0; b]; // ln‖·‖ per sequence at the distance being measured
     let (mut out_h, mut out_c) = (Vec::with_capacity(t_len), Vec::with_capacity(t_len));
-    let row_logs = |m: &Array2<Float>, scale: &[Float]| -> Vec<Float> {
-        m.rows()
-            .into_iter()
-            .zip(scale)
-            .map(|(r, s)| s + r.dot(&r).sqrt().ln())
-            .collect()
+    let row_logs = |m: &Array2<F>, scale: &[f64], logs: &mut [f64]| {
+        for ((r, s), out) in m.rows().into_iter().zip(scale).zip(logs.iter_mut()) {
+            *out = s + r.dot(&r).f64().sqrt().ln();
+        }
     };
     for d in 0..t_len {
         let t = t_len - d;
-        out_h.push(log_mean_exp(&row_logs(&tr.dh, &log_scale)));
+        row_logs(&tr.dh, &log_scale, &mut logs);
+        out_h.push(log_mean_exp(&logs));
         backward_step(p, cell, tr, t, t > 1);
         if lstm {
-            out_c.push(log_mean_exp(&row_logs(&tr.dc, &log_scale)));
+            row_logs(&tr.dc, &log_scale, &mut logs);
+            out_c.push(log_mean_exp(&logs));
         }
         if t > 1 {
             // Carry to step t−1 and renormalise each sequence's (h, c) gradient jointly.
@@ -791,14 +866,14 @@ pub fn probe(p: &Params, cell: Cell, batch: &Batch, tr: &mut Trace) -> Probe {
                     sq += tr.carry_c.row(i).dot(&tr.carry_c.row(i));
                 }
                 let norm = sq.sqrt();
-                if norm > 0.0 && norm.is_finite() {
-                    *scale += norm.ln();
+                if norm > F::zero() && norm.is_finite() {
+                    *scale += norm.f64().ln();
                     tr.dh.row_mut(i).mapv_inplace(|x| x / norm);
                     if lstm {
                         tr.carry_c.row_mut(i).mapv_inplace(|x| x / norm);
                     }
                 } else if !norm.is_finite() {
-                    *scale = Float::NAN;
+                    *scale = f64::NAN;
                 }
             }
         }

@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::Float;
 use crate::optim::{Clip, OptimConfig, Optimizer, Schedule, global_norm};
+use crate::real::{Dtype, Real};
 use crate::record::{CurveRow, DecayRow, RunRow, Status, finite};
 use crate::rnn::{self, Batch, Cell, Params, RnnConfig, Trace};
 use crate::spec::Value;
@@ -87,12 +88,12 @@ pub struct RunResult {
     pub curve: Vec<CurveRow>,
     /// Its `grad_decay.csv` rows.
     pub decay: Vec<DecayRow>,
-    /// Parameters at initialisation.
+    /// Parameters at initialisation (in f64; exact for an f32 run).
     pub init: Option<Params>,
     /// Parameters at the end (absent unless the run completed with finite parameters).
     pub last: Option<Params>,
     /// The probe batch, saved beside the parameters so another framework can reproduce the
-    /// probe.
+    /// probe (drawn in f64; an f32 run saw it rounded, as its checkpoint stores it).
     pub probe_batch: Option<Batch>,
 }
 
@@ -112,19 +113,29 @@ pub fn derive_seed(seed: u64, stream: u64) -> u64 {
 /// progress display) and says whether to go on: `false` abandons the run, which returns `None`
 /// (an interrupted sweep).
 pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Option<RunResult> {
+    match cfg.model.dtype {
+        Dtype::F64 => train_as::<f64>(cfg, on_step),
+        Dtype::F32 => train_as::<f32>(cfg, on_step),
+    }
+}
+
+/// [`train`] in element type F. Data and initial weights are drawn in f64 and rounded to F, so
+/// both precisions start from the same network and see the same sequences.
+fn train_as<F: Real>(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Option<RunResult> {
     let started = Instant::now();
     let task = Task::new(cfg.task.clone());
     let cell = cfg.model.cell;
     let mut init_rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.train.seed, INIT_STREAM));
     let mut data_rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.train.seed, DATA_STREAM));
 
-    let mut params = cfg.model.init(&mut init_rng);
-    let init = params.clone();
-    let eval_set = task.eval_set();
-    let probe_set = task.probe_set(cfg.probe.batch);
+    let init = cfg.model.init(&mut init_rng).cast::<F>().cast::<f64>();
+    let mut params: Params<F> = init.cast();
+    let eval_set: Batch<F> = task.eval_set().cast();
+    let probe_batch = task.probe_set(cfg.probe.batch);
+    let probe_set: Batch<F> = probe_batch.cast();
     let (mut tr_train, mut tr_eval, mut tr_probe) = (Trace::default(), Trace::default(), Trace::default());
     let mut grads = params.zeros_like();
-    let mut opt = Optimizer::new(cfg.train.optimizer);
+    let mut opt = Optimizer::<F>::new(cfg.train.optimizer);
 
     let mut curve = Vec::with_capacity((cfg.train.steps as usize + 1).min(1 << 20));
     let mut decay = Vec::new();
@@ -181,7 +192,7 @@ pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Option<Run
             break;
         }
 
-        let batch = task.sample(cfg.train.batch, &mut data_rng);
+        let batch: Batch<F> = task.sample(cfg.train.batch, &mut data_rng).cast();
         let loss = rnn::forward(&params, cell, &batch, &mut tr_train);
         grads.fill_zero();
         rnn::backward(&params, cell, &batch, &mut tr_train, cfg.train.bptt, &mut grads);
@@ -220,6 +231,7 @@ pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Option<Run
         }
     }
 
+    let params = params.cast::<f64>();
     let params_finite = params.slices().iter().all(|t| t.iter().all(|x| x.is_finite()));
     let w_norm_final = params_finite.then(|| rnn::spectral_norm(&params.w));
     let radius = |p: &Params| {
@@ -262,6 +274,6 @@ pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Option<Run
         decay,
         init: Some(init),
         last: (status == Status::Ok && params_finite).then_some(params),
-        probe_batch: Some(probe_set),
+        probe_batch: Some(probe_batch),
     })
 }

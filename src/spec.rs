@@ -271,6 +271,8 @@ pub const KEYS: &[KeyDef] = &[
         "Sequences in the fixed evaluation set (the same for every seed). `text`: at most this many windows of the held-out tail."),
     key("model.cell", Kind::Choice(&["rnn", "lstm", "gru"]), "\"rnn\"",
         "Recurrent cell. `rnn`: h_t = σ(U x_t + W h_{t−1} + b); `lstm`, `gru`: PyTorch's `nn.LSTM` and `nn.GRU` equations and gate order."),
+    key("model.dtype", Kind::Choice(&["f64", "f32"]), "\"f64\"",
+        "Element type of the training core. `f64`: the fidelity default; `f32`: faster (measured ratios under Performance), about 7 significant digits. The probe keeps its range in both (it rescales every step); checkpoints are written in this type."),
     key("model.hidden", Kind::Int { min: 1, max: MAX_HIDDEN }, "32",
         "Hidden size H."),
     key("model.activation", Kind::Choice(&["tanh", "sigmoid", "relu", "identity"]), "\"tanh\"",

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::optim::{Clip, OptimConfig, Schedule, ScheduleKind};
+use crate::real::Dtype;
 use crate::rnn::{Activation, Cell, Init, RnnConfig};
 use crate::run::{ProbeConfig, RunConfig, TrainConfig};
 use crate::spec::{Origin, Problem, Spec, SpecErrors, Value, Variant};
@@ -271,6 +272,7 @@ fn resolve(
         std: float("model.std"),
         scale: float("model.scale"),
         forget_bias: float("model.forget_bias"),
+        dtype: Dtype::from_name(&text("model.dtype")).expect("validated"),
     };
     let train = TrainConfig {
         steps,

@@ -173,6 +173,7 @@ fn params(cell: Cell, d: usize, o: usize, seed: u64) -> Params {
         std: if matches!(cell, Cell::Rnn(_)) { 0.35 } else { 0.6 },
         scale: 1.0,
         forget_bias: 1.0,
+        dtype: runner::real::Dtype::F64,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut p = cfg.init(&mut rng);

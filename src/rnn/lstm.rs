@@ -10,17 +10,16 @@
 //!
 //! Forward keeps the activated gates (in `gates`), c_t (in `c`) and tanh(c_t) (in `aux`).
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Axis, s};
 
 use super::{Params, Trace, sigmoid};
-use crate::Float;
+use crate::real::{Real, matmul};
 
 /// Step t (1-based).
-pub fn forward_step(p: &Params, tr: &mut Trace, t: usize) {
+pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize) {
     let h = p.w.ncols();
     let mut gates = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, 4H), holds U x_t + b
-    general_mat_mul(1.0, &tr.h.index_axis(Axis(0), t - 1), &p.w.t(), 1.0, &mut gates);
+    matmul(tr.h.index_axis(Axis(0), t - 1), tr.wt.view(), gates.view_mut(), true); // += h_{t−1} Wᵀ
     let (c_prev, mut c_cur) = tr.c.multi_slice_mut((s![t - 1, .., ..], s![t, .., ..]));
     let mut h_cur = tr.h.index_axis_mut(Axis(0), t);
     let mut tanh_c = tr.aux.index_axis_mut(Axis(0), t - 1);
@@ -44,8 +43,8 @@ pub fn forward_step(p: &Params, tr: &mut Trace, t: usize) {
 /// Back through step t. Reads dE/dh_t from `tr.dh` and dE/dc_t arriving from step t+1 from
 /// `tr.carry_c`; writes the gate pre-activation gradients into `dgx[t−1]`, the full dE/dc_t into
 /// `tr.dc`, dE/dc_{t−1} into `tr.carry_c` and, when `carry`, dE/dh_{t−1} into `tr.carry_h`.
-pub fn backward_step(p: &Params, tr: &mut Trace, t: usize, carry: bool) {
-    let h = p.w.ncols();
+pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize, carry: bool) {
+    let (h, one) = (p.w.ncols(), F::one());
     let gates = tr.gates.index_axis(Axis(0), t - 1);
     let tanh_c = tr.aux.index_axis(Axis(0), t - 1);
     let c_prev = tr.c.index_axis(Axis(0), t - 1);
@@ -56,16 +55,16 @@ pub fn backward_step(p: &Params, tr: &mut Trace, t: usize, carry: bool) {
         for j in 0..h {
             let (i, f, cand, o) = (g[j], g[h + j], g[2 * h + j], g[3 * h + j]);
             let (dh, tc) = (tr.dh[[b, j]], tanh_c[[b, j]]);
-            let dc: Float = tr.carry_c[[b, j]] + dh * o * (1.0 - tc * tc); // back through h = o·tanh(c)
+            let dc = tr.carry_c[[b, j]] + dh * o * (one - tc * tc); // back through h = o·tanh(c)
             tr.dc[[b, j]] = dc;
             tr.carry_c[[b, j]] = dc * f; // back through c_t = f·c_{t−1} + …
-            d[j] = dc * cand * i * (1.0 - i); // di, back through σ
-            d[h + j] = dc * c_prev[[b, j]] * f * (1.0 - f); // df, back through σ
-            d[2 * h + j] = dc * i * (1.0 - cand * cand); // dg, back through tanh
-            d[3 * h + j] = dh * tc * o * (1.0 - o); // do, back through σ
+            d[j] = dc * cand * i * (one - i); // di, back through σ
+            d[h + j] = dc * c_prev[[b, j]] * f * (one - f); // df, back through σ
+            d[2 * h + j] = dc * i * (one - cand * cand); // dg, back through tanh
+            d[3 * h + j] = dh * tc * o * (one - o); // do, back through σ
         }
     }
     if carry {
-        general_mat_mul(1.0, &dpre, &p.w, 0.0, &mut tr.carry_h); // back through W h_{t−1}
+        matmul(dpre.view(), p.w.view(), tr.carry_h.view_mut(), false); // back through W h_{t−1}
     }
 }

@@ -6,29 +6,29 @@
 //!
 //! The input projection `U x_t + b` arrives precomputed in `gates[t−1]`.
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Axis, Zip, s};
 
 use super::{Activation, Params, Trace};
+use crate::real::{Real, matmul};
 
 /// Step t (1-based): h_t = σ(gates_t + h_{t−1} Wᵀ); the pre-activation is formed in place in
-/// `gates[t−1]` (backward needs only h_t).
-pub fn forward_step(p: &Params, act: Activation, tr: &mut Trace, t: usize) {
+/// `gates[t−1]` (backward needs only h_t). W arrives transposed, in `tr.wt`.
+pub fn forward_step<F: Real>(_p: &Params<F>, act: Activation, tr: &mut Trace<F>, t: usize) {
     let (prev, mut cur) = tr.h.multi_slice_mut((s![t - 1, .., ..], s![t, .., ..]));
     let mut pre = tr.gates.index_axis_mut(Axis(0), t - 1);
-    general_mat_mul(1.0, &prev, &p.w.t(), 1.0, &mut pre);
+    matmul(prev.view(), tr.wt.view(), pre.view_mut(), true); // pre += h_{t−1} Wᵀ
     Zip::from(&mut cur).and(&pre).for_each(|h, &z| *h = act.forward(z));
 }
 
 /// Back through step t. Reads dE/dh_t from `tr.dh`; writes the pre-activation gradient into
 /// `dgx[t−1]` and, when `carry`, dE/dh_{t−1} through the recurrence into `tr.carry_h`.
-pub fn backward_step(p: &Params, act: Activation, tr: &mut Trace, t: usize, carry: bool) {
+pub fn backward_step<F: Real>(p: &Params<F>, act: Activation, tr: &mut Trace<F>, t: usize, carry: bool) {
     let mut dpre = tr.dgx.index_axis_mut(Axis(0), t - 1);
     Zip::from(&mut dpre)
         .and(&tr.dh)
         .and(tr.h.index_axis(Axis(0), t))
         .for_each(|d, &dh, &h| *d = dh * act.deriv_from_output(h)); // back through σ
     if carry {
-        general_mat_mul(1.0, &dpre, &p.w, 0.0, &mut tr.carry_h); // back through W h_{t−1}
+        matmul(dpre.view(), p.w.view(), tr.carry_h.view_mut(), false); // back through W h_{t−1}
     }
 }

@@ -333,8 +333,8 @@ pub fn write_checkpoint(
         float_bytes(p.c.iter(), dtype),
     );
     let (bih, bhh) = (
-        float_bytes(bias_ih.into_iter(), dtype),
-        float_bytes(bias_hh.into_iter(), dtype),
+        float_bytes(bias_ih, dtype),
+        float_bytes(bias_hh, dtype),
     );
     let (t, bsz) = probe.inputs.dims();
     let d = p.u.ncols();

@@ -332,10 +332,7 @@ pub fn write_checkpoint(
         float_bytes(p.v.iter(), dtype),
         float_bytes(p.c.iter(), dtype),
     );
-    let (bih, bhh) = (
-        float_bytes(bias_ih, dtype),
-        float_bytes(bias_hh, dtype),
-    );
+    let (bih, bhh) = (float_bytes(bias_ih, dtype), float_bytes(bias_hh, dtype));
     let (t, bsz) = probe.inputs.dims();
     let d = p.u.ncols();
     let x: ArrayD<f64> = match &probe.inputs {

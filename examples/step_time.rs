@@ -16,8 +16,8 @@ use ndarray::linalg::general_mat_mul;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use runner::optim::{Clip, OptimConfig, Optimizer, global_norm};
-use runner::real::Dtype;
-use runner::rnn::{self, Activation, Cell, Init, RnnConfig, Trace};
+use runner::real::{Dtype, Real};
+use runner::rnn::{self, Activation, Batch, Cell, Init, Params, RnnConfig, Trace};
 use runner::task::{Task, TaskConfig};
 
 fn time_steps(mut step: impl FnMut(), budget: Duration) -> (f64, f64) {
@@ -35,11 +35,14 @@ fn time_steps(mut step: impl FnMut(), budget: Duration) -> (f64, f64) {
     (times[times.len() / 2], times[times.len() / 10])
 }
 
-fn matmul_gflops(n: usize) -> f64 {
-    let a = Array2::<f64>::from_shape_fn((n, n), |(i, j)| ((i * 7 + j * 3) % 11) as f64 * 0.1);
+fn matmul_gflops<F: Real>(n: usize) -> f64 {
+    let a = Array2::<F>::from_shape_fn((n, n), |(i, j)| F::of(((i * 7 + j * 3) % 11) as f64 * 0.1));
     let b = a.t().to_owned();
-    let mut c = Array2::<f64>::zeros((n, n));
-    let (median, _) = time_steps(|| general_mat_mul(1.0, &a, &b, 0.0, &mut c), Duration::from_millis(500));
+    let mut c = Array2::<F>::zeros((n, n));
+    let (median, _) = time_steps(
+        || general_mat_mul(F::one(), &a, &b, F::zero(), &mut c),
+        Duration::from_millis(500),
+    );
     2.0 * (n * n * n) as f64 / (median / 1e3) / 1e9
 }
 
@@ -55,6 +58,53 @@ fn sizes(name: &str, default: &[usize]) -> Vec<usize> {
         .unwrap_or(default.to_vec())
 }
 
+/// Median and 10th-percentile milliseconds of one training step in element type F.
+fn step_ms<F: Real>(cell: Cell, (h, t, b): (usize, usize, usize), seconds: f64) -> (f64, f64) {
+    let task = Task::new(TaskConfig::Adding {
+        seq_len: t,
+        eval_size: 1,
+    });
+    let cfg = RnnConfig {
+        input: 2,
+        hidden: h,
+        output: 1,
+        cell,
+        init: Init::Xavier,
+        init_io: Init::Xavier,
+        std: 0.1,
+        scale: 1.0,
+        forget_bias: 1.0,
+        dtype: F::DTYPE,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut p: Params<F> = cfg.init(&mut rng).cast();
+    let batches: Vec<Batch<F>> = (0..8).map(|_| task.sample(b, &mut rng).cast()).collect();
+    let mut g = p.zeros_like();
+    let mut tr = Trace::default();
+    let mut opt = Optimizer::new(OptimConfig::Sgd {
+        momentum: 0.0,
+        nesterov: false,
+    });
+    let clip = Clip {
+        norm: Some(1.0),
+        value: None,
+    };
+    let mut i = 0;
+    time_steps(
+        || {
+            let batch = &batches[i % batches.len()];
+            i += 1;
+            rnn::forward(&p, cell, batch, &mut tr);
+            g.fill_zero();
+            rnn::backward(&p, cell, batch, &mut tr, None, &mut g);
+            let n = global_norm(&g);
+            clip.apply(&mut g, n);
+            opt.step(&mut p, &g, 1e-3);
+        },
+        Duration::from_secs_f64(seconds),
+    )
+}
+
 fn main() {
     let cell = match arg("--cell").as_deref() {
         Some("lstm") => Cell::Lstm,
@@ -62,14 +112,21 @@ fn main() {
         Some("relu") => Cell::Rnn(Activation::Relu),
         _ => Cell::Rnn(Activation::Tanh),
     };
+    let dtype = arg("--dtype")
+        .map(|d| Dtype::from_name(&d).expect("f32 or f64"))
+        .unwrap_or(Dtype::F64);
     let seconds: f64 = arg("--seconds").map(|s| s.parse().expect("seconds")).unwrap_or(1.0);
     let json = std::env::args().any(|a| a == "--json");
-    let matmul = matmul_gflops(512);
+    let matmul = match dtype {
+        Dtype::F32 => matmul_gflops::<f32>(512),
+        Dtype::F64 => matmul_gflops::<f64>(512),
+    };
+    let name = dtype.name();
     if json {
-        println!("{{\"impl\": \"runner\", \"matmul_gflops\": {matmul:.3}}}");
+        println!("{{\"impl\": \"runner\", \"dtype\": \"{name}\", \"matmul_gflops\": {matmul:.3}}}");
     } else {
         println!(
-            "cell {}, f64, one thread; matrix multiply 512×512×512: {matmul:.1} GFLOP/s",
+            "cell {}, {name}, one thread; matrix multiply 512×512×512: {matmul:.1} GFLOP/s",
             cell.name()
         );
         println!("| H | T | B | median ms/step | p10 ms | GFLOP/s |\n|---|---|---|---|---|---|");
@@ -77,49 +134,10 @@ fn main() {
     for h in sizes("--H", &[32, 128, 512]) {
         for t in sizes("--T", &[50, 200, 1000]) {
             for b in sizes("--B", &[1, 32]) {
-                let task = Task::new(TaskConfig::Adding {
-                    seq_len: t,
-                    eval_size: 1,
-                });
-                let cfg = RnnConfig {
-                    input: 2,
-                    hidden: h,
-                    output: 1,
-                    cell,
-                    init: Init::Xavier,
-                    init_io: Init::Xavier,
-                    std: 0.1,
-                    scale: 1.0,
-                    forget_bias: 1.0,
-                    dtype: Dtype::F64,
+                let (median, p10) = match dtype {
+                    Dtype::F32 => step_ms::<f32>(cell, (h, t, b), seconds),
+                    Dtype::F64 => step_ms::<f64>(cell, (h, t, b), seconds),
                 };
-                let mut rng = ChaCha8Rng::seed_from_u64(0);
-                let mut p = cfg.init(&mut rng);
-                let batches: Vec<_> = (0..8).map(|_| task.sample(b, &mut rng)).collect();
-                let mut g = p.zeros_like();
-                let mut tr = Trace::default();
-                let mut opt = Optimizer::new(OptimConfig::Sgd {
-                    momentum: 0.0,
-                    nesterov: false,
-                });
-                let clip = Clip {
-                    norm: Some(1.0),
-                    value: None,
-                };
-                let mut i = 0;
-                let (median, p10) = time_steps(
-                    || {
-                        let batch = &batches[i % batches.len()];
-                        i += 1;
-                        rnn::forward(&p, cell, batch, &mut tr);
-                        g.fill_zero();
-                        rnn::backward(&p, cell, batch, &mut tr, None, &mut g);
-                        let n = global_norm(&g);
-                        clip.apply(&mut g, n);
-                        opt.step(&mut p, &g, 1e-3);
-                    },
-                    Duration::from_secs_f64(seconds),
-                );
                 let gates = cell.gates() as f64;
                 let flops = 6.0 * (b * t) as f64 * gates * (h * h + h * 2 + h) as f64;
                 let gflops = flops / (median / 1e3) / 1e9;

@@ -69,7 +69,7 @@ impl Activation {
     #[inline]
     pub fn forward<F: Real>(self, h: F) -> F {
         match self {
-            Self::Tanh => h.tanh(),
+            Self::Tanh => F::act_tanh(h),
             Self::Sigmoid => sigmoid(h),
             Self::Relu => h.max(F::zero()),
             Self::Identity => h,
@@ -91,6 +91,34 @@ impl Activation {
                 }
             }
             Self::Identity => one,
+        }
+    }
+
+    /// out = σ(pre), element-wise, one loop per activation so that it vectorises.
+    pub fn forward_slice<F: Real>(self, pre: &[F], out: &mut [F]) {
+        assert_eq!(pre.len(), out.len());
+        match self {
+            Self::Tanh => out.iter_mut().zip(pre).for_each(|(s, &h)| *s = F::act_tanh(h)),
+            Self::Sigmoid => out.iter_mut().zip(pre).for_each(|(s, &h)| *s = sigmoid(h)),
+            Self::Relu => out.iter_mut().zip(pre).for_each(|(s, &h)| *s = h.max(F::zero())),
+            Self::Identity => out.copy_from_slice(pre),
+        }
+    }
+
+    /// dpre = ds ⊙ σ'(h) with σ' written from the saved output s, element-wise.
+    pub fn backward_slice<F: Real>(self, ds: &[F], s: &[F], dpre: &mut [F]) {
+        assert!(ds.len() == s.len() && s.len() == dpre.len());
+        match self {
+            Self::Tanh => dpre.iter_mut().zip(ds.iter().zip(s)).for_each(|(d, (&g, &s))| {
+                *d = g * (F::one() - s * s); // back through tanh
+            }),
+            Self::Sigmoid => dpre.iter_mut().zip(ds.iter().zip(s)).for_each(|(d, (&g, &s))| {
+                *d = g * s * (F::one() - s); // back through σ
+            }),
+            Self::Relu => dpre.iter_mut().zip(ds.iter().zip(s)).for_each(|(d, (&g, &s))| {
+                *d = if s > F::zero() { g } else { F::zero() }; // back through max(0, ·)
+            }),
+            Self::Identity => dpre.copy_from_slice(ds),
         }
     }
 
@@ -137,7 +165,7 @@ impl Cell {
 /// σ(x) = 1 / (1 + e^{−x}).
 #[inline]
 pub fn sigmoid<F: Real>(x: F) -> F {
-    F::one() / (F::one() + (-x).exp())
+    F::act_sigmoid(x)
 }
 
 /// How a weight matrix is initialised.

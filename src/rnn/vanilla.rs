@@ -6,7 +6,7 @@
 //!
 //! The input projection `U x_t + b` arrives precomputed in `gates[t−1]`.
 
-use ndarray::{Axis, Zip, s};
+use ndarray::{Axis, s};
 
 use super::{Activation, Params, Trace};
 use crate::real::{Real, matmul};
@@ -15,19 +15,23 @@ use crate::real::{Real, matmul};
 /// `gates[t−1]` (backward needs only h_t). W arrives transposed, in `tr.wt`.
 pub fn forward_step<F: Real>(_p: &Params<F>, act: Activation, tr: &mut Trace<F>, t: usize) {
     let (prev, mut cur) = tr.h.multi_slice_mut((s![t - 1, .., ..], s![t, .., ..]));
-    let mut pre = tr.gates.index_axis_mut(Axis(0), t - 1);
+    let mut pre = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, H)
     matmul(prev.view(), tr.wt.view(), pre.view_mut(), true); // pre += h_{t−1} Wᵀ
-    Zip::from(&mut cur).and(&pre).for_each(|h, &z| *h = act.forward(z));
+    act.forward_slice(
+        pre.as_slice().expect("contiguous"),
+        cur.as_slice_mut().expect("contiguous"),
+    );
 }
 
 /// Back through step t. Reads dE/dh_t from `tr.dh`; writes the pre-activation gradient into
 /// `dgx[t−1]` and, when `carry`, dE/dh_{t−1} through the recurrence into `tr.carry_h`.
 pub fn backward_step<F: Real>(p: &Params<F>, act: Activation, tr: &mut Trace<F>, t: usize, carry: bool) {
-    let mut dpre = tr.dgx.index_axis_mut(Axis(0), t - 1);
-    Zip::from(&mut dpre)
-        .and(&tr.dh)
-        .and(tr.h.index_axis(Axis(0), t))
-        .for_each(|d, &dh, &h| *d = dh * act.deriv_from_output(h)); // back through σ
+    let mut dpre = tr.dgx.index_axis_mut(Axis(0), t - 1); // (B, H)
+    act.backward_slice(
+        tr.dh.as_slice().expect("contiguous"),
+        tr.h.index_axis(Axis(0), t).to_slice().expect("contiguous"),
+        dpre.as_slice_mut().expect("contiguous"),
+    ); // back through σ
     if carry {
         matmul(dpre.view(), p.w.view(), tr.carry_h.view_mut(), false); // back through W h_{t−1}
     }

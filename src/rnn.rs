@@ -28,7 +28,7 @@ use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, Zip, s};
 use rand::Rng;
 
 use crate::Float;
-use crate::real::{Dtype, Real};
+use crate::real::{Dtype, Real, matmul};
 
 /// The hidden activation σ, with its derivative written from the saved output s = σ(h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -488,8 +488,10 @@ pub struct Trace<F: Real = f64> {
     h: Array3<F>,
     /// (T+1, B, H) LSTM cell states c_0 … c_T with c_0 = 0; empty for other cells.
     c: Array3<F>,
-    /// (T, B, G·H) input projections U x_t + b, overwritten by the cells with their activated
-    /// gates (LSTM i, f, g, o; GRU r, z, n).
+    /// (T, B, G·H) input projections U x_t + b, overwritten by forward with the pre-activation
+    /// (plain cell) or the activated gates (LSTM i, f, g, o; GRU r, z, n), then by backward,
+    /// step by step once a step's gates have been read, with dE/d(input-side pre-activations):
+    /// BPTT stores no second (T, B, G·H) tensor.
     gates: Array3<F>,
     /// (T, B, H) LSTM: tanh(c_t); GRU: hn = W_hn h_{t−1} + b_hn; empty for the plain cell.
     aux: Array3<F>,
@@ -499,11 +501,8 @@ pub struct Trace<F: Real = f64> {
     out: Array2<F>,
     /// (L·B, O) dE/dnet, filled by backward.
     dout: Array2<F>,
-    /// (T, B, H) dE/dh_t arriving from the outputs.
-    dh_out: Array3<F>,
-    /// (T, B, G·H) dE/d(input-side pre-activations).
-    dgx: Array3<F>,
-    /// (T, B, G·H) GRU: dE/d(hidden-side pre-activations); empty for other cells, which use dgx.
+    /// (T, B, G·H) GRU: dE/d(hidden-side pre-activations), which differ from the input side's
+    /// in the n block; empty for other cells.
     dgh: Array3<F>,
     /// (B, H) dE/dh_t of the step being processed (outputs plus what step t+1 carried back).
     dh: Array2<F>,
@@ -527,8 +526,6 @@ impl<F: Real> Default for Trace<F> {
             hp: e2.clone(),
             out: e2.clone(),
             dout: e2.clone(),
-            dh_out: e3.clone(),
-            dgx: e3.clone(),
             dgh: e3,
             dh: e2.clone(),
             dc: e2.clone(),
@@ -558,8 +555,6 @@ impl<F: Real> Trace<F> {
             self.hp = Array2::zeros(if gru { (b, g * h) } else { (0, 0) });
             self.wt = Array2::zeros((h, g * h));
             // Backward's buffers are sized on first use: an evaluation-only trace never needs them.
-            self.dh_out = Array3::zeros((0, 0, 0));
-            self.dgx = Array3::zeros((0, 0, 0));
             self.dgh = Array3::zeros((0, 0, 0));
             self.dh = Array2::zeros((b, h));
             self.dc = Array2::zeros((b, h));
@@ -574,16 +569,9 @@ impl<F: Real> Trace<F> {
 
     /// Sizes the buffers only backward (and the probe) use, for the shapes of the last forward.
     fn ensure_backward(&mut self, cell: Cell) {
-        let (t, b, gh) = self.gates.dim();
-        let h = self.h.dim().2;
-        if self.dgx.dim() != (t, b, gh) {
-            self.dh_out = Array3::zeros((t, b, h));
-            self.dgx = Array3::zeros((t, b, gh));
-            self.dgh = if cell == Cell::Gru {
-                Array3::zeros((t, b, gh))
-            } else {
-                Array3::zeros((0, 0, 0))
-            };
+        let shape = self.gates.dim();
+        if cell == Cell::Gru && self.dgh.dim() != shape {
+            self.dgh = Array3::zeros(shape);
         }
     }
 
@@ -696,6 +684,8 @@ fn softmax_in_place<F: Real>(row: &mut [F]) {
 }
 
 /// Backward pass through the batch that the last [`forward`] saw; **adds** dE/dθ into `g`.
+/// It consumes the trace (the gate buffer is reused for the gradients): run [`forward`] again
+/// before another backward.
 ///
 /// `bptt = None` is full backpropagation through time. `Some(k)` truncates it: the backward
 /// recurrence is cut every k steps counted back from the last step, so steps T−k+1 … T form
@@ -740,24 +730,20 @@ pub fn backward<F: Real>(
     general_mat_mul(F::one(), &tr.dout.t(), &states, F::one(), &mut g.v);
     g.c += &tr.dout.sum_axis(Axis(0));
 
-    // dE/dh_t from the outputs, (T, B, H): dout V at the loss-carrying steps, 0 elsewhere.
-    tr.dh_out.fill(F::zero());
-    {
-        let from_out = tr.dh_out.slice_mut(s![t_len - l.., .., ..]);
-        let mut from_out = from_out.into_shape_with_order((l * b, h)).expect("contiguous");
-        general_mat_mul(F::one(), &tr.dout, &p.v, F::zero(), &mut from_out);
-    }
-
     // Back through time.
     let window = bptt.unwrap_or(t_len);
+    let first_loss = t_len + 1 - l; // steps first_loss ..= T carry a loss
     tr.carry_h.fill(F::zero());
     tr.carry_c.fill(F::zero());
     for t in (1..=t_len).rev() {
-        // dE/dh_t = from the output at t + from step t+1.
-        Zip::from(&mut tr.dh)
-            .and(tr.dh_out.index_axis(Axis(0), t - 1))
-            .and(&tr.carry_h)
-            .for_each(|d, &o, &c| *d = o + c);
+        // dE/dh_t = from the output at t (dout_t V, at a loss-carrying step) + from step t+1.
+        if t >= first_loss {
+            let rows = (t - first_loss) * b..(t - first_loss + 1) * b;
+            matmul(tr.dout.slice(s![rows, ..]), p.v.view(), tr.dh.view_mut(), false);
+            Zip::from(&mut tr.dh).and(&tr.carry_h).for_each(|d, &c| *d = *d + c);
+        } else {
+            tr.dh.assign(&tr.carry_h);
+        }
         let cut = t == 1 || (t_len - t + 1).is_multiple_of(window); // h_0 is a constant, or the window ends
         backward_step(p, cell, tr, t, !cut);
         if cut {
@@ -766,9 +752,9 @@ pub fn backward<F: Real>(
         }
     }
 
-    // Parameter gradients over all steps at once.
+    // Parameter gradients over all steps at once (the gates buffer now holds dgx).
     let dgx = tr
-        .dgx
+        .gates
         .view()
         .into_shape_with_order((t_len * b, gh))
         .expect("contiguous");

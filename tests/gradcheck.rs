@@ -328,6 +328,7 @@ fn backward_adds_into_the_gradient() {
         let mut once = p.zeros_like();
         rnn::backward(&p, cell, &batch, &mut tr, None, &mut once);
         let mut twice = once.clone();
+        rnn::forward(&p, cell, &batch, &mut tr); // backward consumes the trace
         rnn::backward(&p, cell, &batch, &mut tr, None, &mut twice);
         for (a, b) in once.slices().iter().zip(twice.slices()) {
             for (x, y) in a.iter().zip(b) {
@@ -366,6 +367,7 @@ fn truncated_bptt_matches_its_definition() {
             // below f64's resolution of it.)
             if !(cell == Cell::Rnn(Activation::Sigmoid) && k == 19) {
                 let mut full = p.zeros_like();
+                rnn::forward(&p, cell, &batch, &mut tr);
                 rnn::backward(&p, cell, &batch, &mut tr, None, &mut full);
                 assert_ne!(full.u, g.u, "{cell:?} k={k}");
             }

@@ -11,7 +11,7 @@
 //! Forward keeps r, z, n (in `gates`) and hn (in `aux`). Because r multiplies hn, the input-side
 //! and hidden-side pre-activation gradients differ in the n block: both are kept (`dgx`, `dgh`).
 
-use ndarray::{Axis, Zip, s};
+use ndarray::{Axis, s};
 
 use super::{Params, Trace, sigmoid};
 use crate::real::{Real, matmul};
@@ -60,23 +60,19 @@ fn forward_row<F: Real>([gr, gz, gn]: [&mut [F]; 3], [hr, hz, hpn, h_prev]: [&[F
     }
 }
 
-/// Back through step t. Reads dE/dh_t from `tr.dh`; writes the input-side pre-activation
-/// gradients into `dgx[t−1]`, the hidden-side ones into `dgh[t−1]` and, when `carry`,
-/// dE/dh_{t−1} (through z and through W) into `tr.carry_h`.
+/// Back through step t. Reads dE/dh_t from `tr.dh`; overwrites r, z, n in `gates[t−1]` with
+/// the input-side pre-activation gradients, writes the hidden-side ones into `dgh[t−1]` and
+/// dE/dh_{t−1} (through z and, when `carry`, through W) into `tr.carry_h`.
 pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize, carry: bool) {
     let h = p.w.ncols();
-    let gates = tr.gates.index_axis(Axis(0), t - 1);
+    let mut gates = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, 3H): gates in, gradients out
     let hn = tr.aux.index_axis(Axis(0), t - 1);
     let h_prev = tr.h.index_axis(Axis(0), t - 1);
-    let mut dgx = tr.dgx.index_axis_mut(Axis(0), t - 1);
     let mut dgh = tr.dgh.index_axis_mut(Axis(0), t - 1);
     for b in 0..gates.nrows() {
-        let g = gates.row(b).to_slice().expect("contiguous");
-        let (gr, g) = g.split_at(h);
-        let (gz, gn) = g.split_at(h);
-        let dx = dgx.row_mut(b).into_slice().expect("contiguous");
-        let (dxr, dx) = dx.split_at_mut(h);
-        let (dxz, dxn) = dx.split_at_mut(h);
+        let g = gates.row_mut(b).into_slice().expect("contiguous");
+        let (gr, g) = g.split_at_mut(h);
+        let (gz, gn) = g.split_at_mut(h);
         let dhid = dgh.row_mut(b).into_slice().expect("contiguous");
         let (dhr, dhid) = dhid.split_at_mut(h);
         let (dhz, dhn) = dhid.split_at_mut(h);
@@ -87,46 +83,36 @@ pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize, carry:
                 h_prev.row(b).to_slice().expect("contiguous"),
                 tr.dh.row(b).to_slice().expect("contiguous"),
             ],
-            [dxr, dxz, dxn],
             [dhr, dhz, dhn],
+            tr.carry_h.row_mut(b).into_slice().expect("contiguous"),
         );
     }
     if carry {
-        // dE/dh_{t−1} = dh ⊙ z (the direct path) + dgh W.
-        Zip::from(&mut tr.carry_h)
-            .and(&tr.dh)
-            .and(gates.slice(s![.., h..2 * h]))
-            .for_each(|c, &dh, &z| *c = dh * z);
-        matmul(dgh.view(), p.w.view(), tr.carry_h.view_mut(), true);
+        matmul(dgh.view(), p.w.view(), tr.carry_h.view_mut(), true); // + back through W h_{t−1}
     }
 }
 
-/// The element-wise part of backward step t for one sequence, (H) each: from the saved r, z, n,
-/// hn, h_{t−1} and dE/dh_t, the input-side and hidden-side pre-activation gradients. Never
-/// inlined, as [`forward_row`].
+/// The element-wise part of backward step t for one sequence, (H) each: from the saved r, z, n
+/// (overwritten, once read, by the input-side pre-activation gradients), hn, h_{t−1} and
+/// dE/dh_t, the hidden-side gradients and the direct path dE/dh_{t−1} = dh ⊙ z. Never inlined,
+/// as [`forward_row`].
 #[inline(never)]
 fn backward_row<F: Real>(
-    [gr, gz, gn]: [&[F]; 3],
+    [gr, gz, gn]: [&mut [F]; 3],
     [hn, h_prev, dh]: [&[F]; 3],
-    [dxr, dxz, dxn]: [&mut [F]; 3],
     [dhr, dhz, dhn]: [&mut [F]; 3],
+    carry_h: &mut [F],
 ) {
     let (h, one) = (gr.len(), F::one());
-    let (gz, gn, hn, h_prev, dh) = (&gz[..h], &gn[..h], &hn[..h], &h_prev[..h], &dh[..h]);
-    let (dxr, dxz, dxn, dhr, dhz, dhn) = (
-        &mut dxr[..h],
-        &mut dxz[..h],
-        &mut dxn[..h],
-        &mut dhr[..h],
-        &mut dhz[..h],
-        &mut dhn[..h],
-    );
+    let (gz, gn, hn, h_prev, dh) = (&mut gz[..h], &mut gn[..h], &hn[..h], &h_prev[..h], &dh[..h]);
+    let (dhr, dhz, dhn, carry_h) = (&mut dhr[..h], &mut dhz[..h], &mut dhn[..h], &mut carry_h[..h]);
     for j in 0..h {
         let (r, z, n) = (gr[j], gz[j], gn[j]);
         let dn = dh[j] * (one - z) * (one - n * n); // back through (1 − z)·n and tanh
         let dz = dh[j] * (h_prev[j] - n) * z * (one - z); // back through z and σ
         let dr = dn * hn[j] * r * (one - r); // back through r ⊙ hn and σ
-        (dxr[j], dxz[j], dxn[j]) = (dr, dz, dn);
+        (gr[j], gz[j], gn[j]) = (dr, dz, dn);
         (dhr[j], dhz[j], dhn[j]) = (dr, dz, dn * r); // hn enters through r ⊙ hn
+        carry_h[j] = dh[j] * z; // back through z ⊙ h_{t−1}
     }
 }

@@ -64,23 +64,19 @@ fn forward_row<F: Real>(
 }
 
 /// Back through step t. Reads dE/dh_t from `tr.dh` and dE/dc_t arriving from step t+1 from
-/// `tr.carry_c`; writes the gate pre-activation gradients into `dgx[t−1]`, the full dE/dc_t into
+/// `tr.carry_c`; overwrites the gates in `gates[t−1]` with their pre-activation gradients,
+/// writes the full dE/dc_t into
 /// `tr.dc`, dE/dc_{t−1} into `tr.carry_c` and, when `carry`, dE/dh_{t−1} into `tr.carry_h`.
 pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize, carry: bool) {
     let h = p.w.ncols();
-    let gates = tr.gates.index_axis(Axis(0), t - 1);
+    let mut gates = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, 4H): gates in, gradients out
     let tanh_c = tr.aux.index_axis(Axis(0), t - 1);
     let c_prev = tr.c.index_axis(Axis(0), t - 1);
-    let mut dpre = tr.dgx.index_axis_mut(Axis(0), t - 1);
     for b in 0..gates.nrows() {
-        let g = gates.row(b).to_slice().expect("contiguous");
-        let (gi, g) = g.split_at(h);
-        let (gf, g) = g.split_at(h);
-        let (gg, go) = g.split_at(h);
-        let d = dpre.row_mut(b).into_slice().expect("contiguous");
-        let (di, d) = d.split_at_mut(h);
-        let (df, d) = d.split_at_mut(h);
-        let (dg, d_o) = d.split_at_mut(h);
+        let g = gates.row_mut(b).into_slice().expect("contiguous");
+        let (gi, g) = g.split_at_mut(h);
+        let (gf, g) = g.split_at_mut(h);
+        let (gg, go) = g.split_at_mut(h);
         backward_row(
             [gi, gf, gg, go],
             [
@@ -88,30 +84,29 @@ pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize, carry:
                 c_prev.row(b).to_slice().expect("contiguous"),
                 tr.dh.row(b).to_slice().expect("contiguous"),
             ],
-            [di, df, dg, d_o],
             tr.dc.row_mut(b).into_slice().expect("contiguous"),
             tr.carry_c.row_mut(b).into_slice().expect("contiguous"),
         );
     }
     if carry {
-        matmul(dpre.view(), p.w.view(), tr.carry_h.view_mut(), false); // back through W h_{t−1}
+        matmul(gates.view(), p.w.view(), tr.carry_h.view_mut(), false); // back through W h_{t−1}
     }
 }
 
-/// The element-wise part of backward step t for one sequence, (H) each: from the saved gates,
-/// tanh(c_t), c_{t−1} and dE/dh_t, the gate gradients, the full dE/dc_t, and dE/dc_{t−1}
-/// (replacing the dE/dc_t that step t+1 left in `carry_c`). Never inlined, as [`forward_row`].
+/// The element-wise part of backward step t for one sequence, (H) each: from the saved gates
+/// (overwritten, once read, by their pre-activation gradients), tanh(c_t), c_{t−1} and dE/dh_t,
+/// the full dE/dc_t and dE/dc_{t−1} (replacing the dE/dc_t that step t+1 left in `carry_c`).
+/// Never inlined, as [`forward_row`].
 #[inline(never)]
 fn backward_row<F: Real>(
-    [gi, gf, gg, go]: [&[F]; 4],
+    [gi, gf, gg, go]: [&mut [F]; 4],
     [tanh_c, c_prev, dh]: [&[F]; 3],
-    [di, df, dg, d_o]: [&mut [F]; 4],
     dc_full: &mut [F],
     carry_c: &mut [F],
 ) {
     let (h, one) = (gi.len(), F::one());
-    let (gf, gg, go, tanh_c, c_prev, dh) = (&gf[..h], &gg[..h], &go[..h], &tanh_c[..h], &c_prev[..h], &dh[..h]);
-    let (di, df, dg, d_o) = (&mut di[..h], &mut df[..h], &mut dg[..h], &mut d_o[..h]);
+    let (gf, gg, go) = (&mut gf[..h], &mut gg[..h], &mut go[..h]);
+    let (tanh_c, c_prev, dh) = (&tanh_c[..h], &c_prev[..h], &dh[..h]);
     let (dc_full, carry_c) = (&mut dc_full[..h], &mut carry_c[..h]);
     for j in 0..h {
         let (i, f, cand, o) = (gi[j], gf[j], gg[j], go[j]);
@@ -119,9 +114,9 @@ fn backward_row<F: Real>(
         let dc = carry_c[j] + dh[j] * o * (one - tc * tc); // back through h = o·tanh(c)
         dc_full[j] = dc;
         carry_c[j] = dc * f; // back through c_t = f·c_{t−1} + …
-        di[j] = dc * cand * i * (one - i); // di, back through σ
-        df[j] = dc * c_prev[j] * f * (one - f); // df, back through σ
-        dg[j] = dc * i * (one - cand * cand); // dg, back through tanh
-        d_o[j] = dh[j] * tc * o * (one - o); // do, back through σ
+        gi[j] = dc * cand * i * (one - i); // di, back through σ
+        gf[j] = dc * c_prev[j] * f * (one - f); // df, back through σ
+        gg[j] = dc * i * (one - cand * cand); // dg, back through tanh
+        go[j] = dh[j] * tc * o * (one - o); // do, back through σ
     }
 }

@@ -23,10 +23,11 @@ pub fn forward_step<F: Real>(_p: &Params<F>, act: Activation, tr: &mut Trace<F>,
     );
 }
 
-/// Back through step t. Reads dE/dh_t from `tr.dh`; writes the pre-activation gradient into
-/// `dgx[t−1]` and, when `carry`, dE/dh_{t−1} through the recurrence into `tr.carry_h`.
+/// Back through step t. Reads dE/dh_t from `tr.dh`; writes the pre-activation gradient over the
+/// pre-activation in `gates[t−1]` (σ' is written from h_t) and, when `carry`, dE/dh_{t−1}
+/// through the recurrence into `tr.carry_h`.
 pub fn backward_step<F: Real>(p: &Params<F>, act: Activation, tr: &mut Trace<F>, t: usize, carry: bool) {
-    let mut dpre = tr.dgx.index_axis_mut(Axis(0), t - 1); // (B, H)
+    let mut dpre = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, H)
     act.backward_slice(
         tr.dh.as_slice().expect("contiguous"),
         tr.h.index_axis(Axis(0), t).to_slice().expect("contiguous"),

@@ -1,8 +1,9 @@
 //! Resource guards: the memory a run needs, estimated from its configuration before anything
 //! is allocated, so that no spec can make the tool try to allocate more than the machine has.
 //!
-//! A run holds, at its peak, three traces (training batch with backward buffers, evaluation set
-//! forward-only, probe batch with backward buffers), the data of those three batches (drawn in
+//! A run holds, at its peak, one trace of a training batch (the evaluation and probe sets pass
+//! through it a training batch at a time; a smaller last part has a trace of its own), the
+//! data of the training, evaluation and probe batches (drawn in
 //! f64, then converted to the run's element type), its parameters five times over (parameters,
 //! gradients, two optimiser moments in the run's type, the initial copy in f64), and the rows it
 //! records. The rows of every run stay in memory until the sweep's files are
@@ -35,11 +36,7 @@ fn trace_bytes(cfg: &RunConfig, t: u64, b: u64, l: u64, backward: bool) -> u64 {
         + gru * b * g * h // hp
         + 2 * l * b * o // out, dout
         + 4 * b * h; // dh, dc, carry_h, carry_c
-    let back = if backward {
-        t * b * h + t * b * g * h + gru * t * b * g * h
-    } else {
-        0
-    }; // dh_out, dgx, dgh
+    let back = if backward { gru * t * b * g * h } else { 0 }; // dgh
     (forward + back) * e
 }
 
@@ -76,9 +73,9 @@ pub fn run_bytes(cfg: &RunConfig) -> u64 {
     let g = cfg.model.cell.gates() as u64;
     let size = cfg.model.dtype.size() as u64;
     let params = (g * h * d + g * h * h + 2 * g * h + o * h + o) * (4 * size + F64);
+    let rest = |n: u64| if n < b { n } else { n % b }; // the last part's sequences (0: none)
     trace_bytes(cfg, t, b, l, true)
-        + trace_bytes(cfg, t, e, l, false)
-        + trace_bytes(cfg, t, p, l, true)
+        + trace_bytes(cfg, t, rest(e).max(rest(p)), l, true)
         + batch_bytes(cfg, t, b, l)
         + batch_bytes(cfg, t, e, l)
         + batch_bytes(cfg, t, p, l)

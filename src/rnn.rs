@@ -458,6 +458,36 @@ pub struct Batch<F: Real = f64> {
     pub accuracy_from: usize,
 }
 
+impl<F: Real> Batch<F> {
+    /// (T, B).
+    pub fn dims(&self) -> (usize, usize) {
+        self.inputs.dims()
+    }
+
+    /// The batch cut into consecutive batches of at most `n` sequences (n ≥ 1), so that a large
+    /// set can go through a trace sized for `n`.
+    pub fn split(&self, n: usize) -> Vec<Batch<F>> {
+        let b = self.dims().1;
+        (0..b)
+            .step_by(n.max(1))
+            .map(|start| {
+                let r = start..(start + n).min(b);
+                Batch {
+                    inputs: match &self.inputs {
+                        Inputs::OneHot(x) => Inputs::OneHot(x.slice(s![.., r.clone()]).to_owned()),
+                        Inputs::Dense(x) => Inputs::Dense(x.slice(s![.., r.clone(), ..]).to_owned()),
+                    },
+                    targets: match &self.targets {
+                        Targets::Classes(y) => Targets::Classes(y.slice(s![.., r]).to_owned()),
+                        Targets::Values(y) => Targets::Values(y.slice(s![.., r, ..]).to_owned()),
+                    },
+                    accuracy_from: self.accuracy_from,
+                }
+            })
+            .collect()
+    }
+}
+
 impl Batch {
     /// The same batch in element type F (tasks draw their data in f64, so runs in either
     /// precision see the same sequences).
@@ -895,6 +925,36 @@ pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trac
     Probe {
         h: out_h,
         c: lstm.then_some(out_c),
+    }
+}
+
+/// Joins the probes of consecutive parts of one probe batch (part i holding `sizes[i]`
+/// sequences) into the probe of the whole: at each distance, ln of the size-weighted mean of the
+/// parts' means. One part is returned as it is.
+pub fn join_probes(parts: &[Probe], sizes: &[usize]) -> Probe {
+    if parts.len() == 1 {
+        return parts[0].clone();
+    }
+    let total: usize = sizes.iter().sum();
+    let join = |pick: &dyn Fn(&Probe) -> &[f64]| -> Vec<f64> {
+        (0..pick(&parts[0]).len())
+            .map(|d| {
+                // ln Σ (n_i/N)·e^{x_i} = log_mean_exp over the parts with ln(n_i·P/N) added.
+                let x: Vec<f64> = parts
+                    .iter()
+                    .zip(sizes)
+                    .map(|(p, &n)| pick(p)[d] + (n as f64 * parts.len() as f64 / total as f64).ln())
+                    .collect();
+                log_mean_exp(&x)
+            })
+            .collect()
+    };
+    Probe {
+        h: join(&|p| &p.h),
+        c: parts[0]
+            .c
+            .is_some()
+            .then(|| join(&|p| p.c.as_deref().expect("every part is an LSTM's"))),
     }
 }
 

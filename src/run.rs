@@ -130,10 +130,15 @@ fn train_as<F: Real>(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Op
 
     let init = cfg.model.init(&mut init_rng).cast::<F>().cast::<f64>();
     let mut params: Params<F> = init.cast();
-    let eval_set: Batch<F> = task.eval_set().cast();
+    // The evaluation and probe sets go through the training trace a training batch at a time,
+    // so that a run's memory is that of its training batch's BPTT, whatever their sizes.
+    let b = cfg.train.batch;
+    let eval_parts: Vec<Batch<F>> = task.eval_set().cast().split(b);
     let probe_batch = task.probe_set(cfg.probe.batch);
-    let probe_set: Batch<F> = probe_batch.cast();
-    let (mut tr_train, mut tr_eval, mut tr_probe) = (Trace::default(), Trace::default(), Trace::default());
+    let probe_parts: Vec<Batch<F>> = probe_batch.cast().split(b);
+    let probe_sizes: Vec<usize> = probe_parts.iter().map(|p| p.dims().1).collect();
+    // The trace of B sequences, and one for a last, smaller part.
+    let (mut tr_train, mut tr_rest) = (Trace::default(), Trace::default());
     let mut grads = params.zeros_like();
     let mut opt = Optimizer::<F>::new(cfg.train.optimizer);
 
@@ -149,14 +154,31 @@ fn train_as<F: Real>(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Op
 
     for step in 0..=steps {
         let (eval_loss, eval_accuracy) = if step % cfg.train.eval_every == 0 || step == steps {
-            let loss = rnn::forward(&params, cell, &eval_set, &mut tr_eval);
-            let acc = rnn::accuracy(&eval_set, &tr_eval);
-            (finite(loss), acc)
+            let (mut loss, mut acc, mut n) = (0.0, None, 0);
+            for part in &eval_parts {
+                let size = part.dims().1;
+                let tr = if size == b { &mut tr_train } else { &mut tr_rest };
+                loss += rnn::forward(&params, cell, part, tr) * size as Float;
+                acc = rnn::accuracy(part, tr).map(|a| acc.unwrap_or(0.0) + a * size as Float);
+                n += size;
+            }
+            (finite(loss / n as Float), acc.map(|a| a / n as Float))
         } else {
             (None, None)
         };
         if step % cfg.probe.every == 0 || step == steps {
-            let probed = rnn::probe(&params, cell, &probe_set, &mut tr_probe);
+            let parts: Vec<_> = probe_parts
+                .iter()
+                .map(|part| {
+                    let tr = if part.dims().1 == b {
+                        &mut tr_train
+                    } else {
+                        &mut tr_rest
+                    };
+                    rnn::probe(&params, cell, part, tr)
+                })
+                .collect();
+            let probed = rnn::join_probes(&parts, &probe_sizes);
             let factor = rnn::decay_factor(&probed.h);
             if step == 0 {
                 decay_first = factor;

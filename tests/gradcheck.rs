@@ -532,3 +532,43 @@ fn f32_probe_measures_norms_below_the_smallest_f32() {
     assert!(deepest.is_finite() && deepest < (1e-45f64).ln(), "{deepest}");
     assert!(diff < 1e-3, "{diff:e}");
 }
+
+/// A set evaluated or probed in parts (as runs do, a training batch at a time) gives what one
+/// pass over the whole set gives, to rounding: the size-weighted mean of the parts' losses, and
+/// the joined probe.
+#[test]
+fn evaluating_and_probing_in_parts_equals_one_pass() {
+    for cell in [Cell::Rnn(Activation::Tanh), Cell::Lstm, Cell::Gru] {
+        let p = params(cell, D, 4, 31);
+        let whole = batch(false, true, true, D, 4, 32); // B = 3 sequences, many-to-many
+        let mut tr = Trace::default();
+        let loss = rnn::forward(&p, cell, &whole, &mut tr);
+        let probe = rnn::probe(&p, cell, &whole, &mut tr);
+        let parts = whole.split(2); // sizes 2 and 1
+        let sizes: Vec<usize> = parts.iter().map(|b| b.dims().1).collect();
+        assert_eq!(sizes, [2, 1]);
+        let joined_loss: f64 = parts
+            .iter()
+            .map(|b| rnn::forward(&p, cell, b, &mut Trace::default()) * b.dims().1 as f64)
+            .sum::<f64>()
+            / 3.0;
+        let probes: Vec<_> = parts
+            .iter()
+            .map(|b| rnn::probe(&p, cell, b, &mut Trace::default()))
+            .collect();
+        let joined = rnn::join_probes(&probes, &sizes);
+        let gap = probe
+            .h
+            .iter()
+            .chain(probe.c.iter().flatten())
+            .zip(joined.h.iter().chain(joined.c.iter().flatten()))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        println!(
+            "{cell:?}: loss gap {:.1e}, probe ln-norm gap {gap:.1e}",
+            (loss - joined_loss).abs()
+        );
+        assert!((loss - joined_loss).abs() <= 1e-14 * loss);
+        assert!(gap <= 1e-12, "{gap:e}");
+    }
+}

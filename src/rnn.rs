@@ -770,7 +770,7 @@ pub fn backward<F: Real>(
         if t >= first_loss {
             let rows = (t - first_loss) * b..(t - first_loss + 1) * b;
             matmul(tr.dout.slice(s![rows, ..]), p.v.view(), tr.dh.view_mut(), false);
-            Zip::from(&mut tr.dh).and(&tr.carry_h).for_each(|d, &c| *d = *d + c);
+            Zip::from(&mut tr.dh).and(&tr.carry_h).for_each(|d, &c| *d += c);
         } else {
             tr.dh.assign(&tr.carry_h);
         }

@@ -96,7 +96,7 @@ fn step_ms<F: Real>(cell: Cell, (h, t, b): (usize, usize, usize), seconds: f64) 
             i += 1;
             rnn::forward(&p, cell, batch, &mut tr);
             g.fill_zero();
-            rnn::backward(&p, cell, batch, &mut tr, None, &mut g);
+            rnn::backward(&p, cell, batch, &mut tr, &mut g);
             let n = global_norm(&g);
             clip.apply(&mut g, n);
             opt.step(&mut p, &g, 1e-3);

@@ -74,8 +74,21 @@ pub fn run_bytes(cfg: &RunConfig) -> u64 {
     let size = cfg.model.dtype.size() as u64;
     let params = (g * h * d + g * h * h + 2 * g * h + o * h + o) * (4 * size + F64);
     let rest = |n: u64| if n < b { n } else { n % b }; // the last part's sequences (0: none)
-    trace_bytes(cfg, t, b, l, true)
-        + trace_bytes(cfg, t, rest(e).max(rest(p)), l, true)
+    // Truncated BPTT runs (and evaluates and probes) a window of k steps at a time; the probe
+    // also keeps the (B, H) state entering each window.
+    let (tw, lw) = match cfg.train.bptt {
+        Some(k) if (k as u64) < t => (k as u64, l.min(k as u64)),
+        _ => (t, l),
+    };
+    let lstm = matches!(cfg.model.cell, crate::rnn::Cell::Lstm) as u64;
+    let entries = if tw < t {
+        t.div_ceil(tw) * b.max(p) * h * (1 + lstm) * size
+    } else {
+        0
+    };
+    trace_bytes(cfg, tw, b, lw, true)
+        + trace_bytes(cfg, tw, rest(e).max(rest(p)), lw, true)
+        + entries
         + batch_bytes(cfg, t, b, l)
         + batch_bytes(cfg, t, e, l)
         + batch_bytes(cfg, t, p, l)

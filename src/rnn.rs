@@ -630,28 +630,143 @@ fn backward_step<F: Real>(p: &Params<F>, cell: Cell, tr: &mut Trace<F>, t: usize
 /// Forward pass over a batch; returns the loss E, averaged over the L·B (step, sequence) pairs
 /// that carry a loss. Squared error is also averaged over the O outputs.
 pub fn forward<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>) -> f64 {
-    let (t_len, b) = batch.inputs.dims();
-    let (h, gh, o, l) = (p.hidden(), p.w.nrows(), p.v.nrows(), batch.targets.steps());
-    tr.ensure(cell, t_len, b, h, l, o);
+    let (t_len, b) = batch.dims();
+    let l = batch.targets.steps();
+    tr.ensure(cell, t_len, b, p.hidden(), l, p.v.nrows());
+    tr.wt.assign(&p.w.t());
+    zero_state(cell, tr);
+    forward_window(p, cell, batch, tr, (1, t_len)) / loss_count(batch)
+}
 
-    // Input projection of all steps at once: gates ← X Uᵀ + b, (T·B, G·H).
+/// Backward pass through the batch that the last [`forward`] saw, full backpropagation through
+/// time; **adds** dE/dθ into `g`. It consumes the trace (the gate buffer is reused for the
+/// gradients): run [`forward`] again before another backward.
+pub fn backward<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>, g: &mut Params<F>) {
+    let t_len = batch.dims().0;
+    backward_window(p, cell, batch, tr, (1, t_len), g);
+}
+
+/// One training step's forward and backward passes: returns the loss E (as [`forward`]) and
+/// **adds** dE/dθ into `g`.
+///
+/// `bptt = None` is full backpropagation through time. `Some(k)` truncates it: the backward
+/// recurrence is cut every k steps counted back from the last step, so steps T−k+1 … T form
+/// one window, T−2k+1 … T−k the next, and so on; a loss at step t reaches back only to the
+/// start of its window (for a many-to-one task, exactly k steps). Equivalently, the state
+/// entering each window (h, and c for the LSTM) is treated as a constant. The windows are run
+/// one after the other, forward then backward, through a trace of k steps: memory is bounded by
+/// the window, not the sequence.
+pub fn train_step<F: Real>(
+    p: &Params<F>,
+    cell: Cell,
+    batch: &Batch<F>,
+    tr: &mut Trace<F>,
+    bptt: Option<usize>,
+    g: &mut Params<F>,
+) -> f64 {
+    let (t_len, b) = batch.dims();
+    let k = bptt.unwrap_or(t_len).min(t_len);
+    if k == t_len {
+        let loss = forward(p, cell, batch, tr);
+        backward(p, cell, batch, tr, g);
+        return loss;
+    }
+    let l = batch.targets.steps();
+    tr.ensure(cell, k, b, p.hidden(), l.min(k), p.v.nrows());
+    tr.wt.assign(&p.w.t());
+    zero_state(cell, tr);
+    let mut sum = 0.0;
+    let mut last_len = 0;
+    for (start, end) in windows(t_len, k) {
+        carry_state(cell, tr, last_len); // the state entering this window, left by the last one
+        sum += forward_window(p, cell, batch, tr, (start, end));
+        if end > t_len - l {
+            backward_window(p, cell, batch, tr, (start, end), g); // the window carries a loss
+        }
+        last_len = end + 1 - start;
+    }
+    sum / loss_count(batch)
+}
+
+/// The windows (start, end) of truncated BPTT with window k, 1-based and in time order: the
+/// last ends at step T, each starts k − 1 steps before its end, the first at step 1.
+fn windows(t_len: usize, k: usize) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = (0..t_len.div_ceil(k))
+        .map(|i| {
+            let end = t_len - i * k;
+            (end.saturating_sub(k) + 1, end)
+        })
+        .collect();
+    out.reverse();
+    out
+}
+
+/// The number the summed loss is divided by: L·B pairs, times O for squared error.
+fn loss_count<F: Real>(batch: &Batch<F>) -> f64 {
+    let n = (batch.targets.steps() * batch.dims().1) as f64;
+    match &batch.targets {
+        Targets::Values(y) => n * y.dim().2 as f64,
+        Targets::Classes(_) => n,
+    }
+}
+
+/// h_0 = 0 (and c_0 = 0).
+fn zero_state<F: Real>(cell: Cell, tr: &mut Trace<F>) {
+    tr.h.index_axis_mut(Axis(0), 0).fill(F::zero());
+    if cell == Cell::Lstm {
+        tr.c.index_axis_mut(Axis(0), 0).fill(F::zero());
+    }
+}
+
+/// Moves the state after the last window (its `len` steps) to the trace's entry; nothing for
+/// the first window (len = 0), whose entry is the zero state.
+fn carry_state<F: Real>(cell: Cell, tr: &mut Trace<F>, len: usize) {
+    if len > 0 {
+        let (mut first, last) = tr.h.multi_slice_mut((s![0, .., ..], s![len, .., ..]));
+        first.assign(&last);
+        if cell == Cell::Lstm {
+            let (mut first, last) = tr.c.multi_slice_mut((s![0, .., ..], s![len, .., ..]));
+            first.assign(&last);
+        }
+    }
+}
+
+/// The loss-carrying steps of window (start, end), as (first step, count); count 0 if none.
+/// Loss steps are T−L+1 … T, targets row i being step T−L+1+i.
+fn window_losses<F: Real>(batch: &Batch<F>, (start, end): (usize, usize)) -> (usize, usize) {
+    let first_loss = batch.dims().0 + 1 - batch.targets.steps();
+    let first = start.max(first_loss);
+    (first, (end + 1).saturating_sub(first))
+}
+
+/// Forward over steps start ..= end of `batch` from the state the trace holds at its index 0
+/// (trace index i is step start − 1 + i); fills the outputs of the window's loss-carrying
+/// steps and returns their loss summed (not averaged) over (step, sequence) pairs and outputs.
+fn forward_window<F: Real>(
+    p: &Params<F>,
+    cell: Cell,
+    batch: &Batch<F>,
+    tr: &mut Trace<F>,
+    (start, end): (usize, usize),
+) -> f64 {
+    let b = batch.dims().1;
+    let (h, gh, o) = (p.hidden(), p.w.nrows(), p.v.nrows());
+    let len = end + 1 - start;
+
+    // Input projection of the window's steps at once: gates ← X Uᵀ + b, (len·B, G·H).
     {
-        let mut xp = tr
-            .gates
-            .view_mut()
-            .into_shape_with_order((t_len * b, gh))
-            .expect("contiguous");
+        let gates = tr.gates.slice_mut(s![..len, .., ..]);
+        let mut xp = gates.into_shape_with_order((len * b, gh)).expect("contiguous");
         match &batch.inputs {
             Inputs::Dense(x) => {
-                let x = x
-                    .view()
-                    .into_shape_with_order((t_len * b, x.dim().2))
-                    .expect("contiguous");
+                let x = x.slice(s![start - 1..end, .., ..]);
+                let x = x.into_shape_with_order((len * b, x.dim().2)).expect("contiguous");
                 general_mat_mul(F::one(), &x, &p.u.t(), F::zero(), &mut xp);
                 xp += &p.b;
             }
             Inputs::OneHot(idx) => {
                 // One-hot input: U x_t = U[:, k], a column gather.
+                let idx = idx.slice(s![start - 1..end, ..]);
                 for (mut row, &k) in xp.rows_mut().into_iter().zip(idx.iter()) {
                     Zip::from(&mut row)
                         .and(p.u.column(k))
@@ -662,40 +777,42 @@ pub fn forward<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Tr
         }
     }
 
-    // The recurrence, one step at a time, reading Wᵀ row by row.
-    tr.wt.assign(&p.w.t());
-    tr.h.index_axis_mut(Axis(0), 0).fill(F::zero());
-    if cell == Cell::Lstm {
-        tr.c.index_axis_mut(Axis(0), 0).fill(F::zero());
-    }
-    for t in 1..=t_len {
+    // The recurrence, one step at a time, reading Wᵀ (which the caller refreshed) row by row.
+    for t in 1..=len {
         forward_step(p, cell, tr, t);
     }
 
-    // Output projection of the loss-carrying steps: net = H Vᵀ + c, (L·B, O).
-    let states = tr.h.slice(s![t_len + 1 - l.., .., ..]);
-    let states = states.into_shape_with_order((l * b, h)).expect("contiguous");
-    general_mat_mul(F::one(), &states, &p.v.t(), F::zero(), &mut tr.out);
-    tr.out += &p.c;
+    // Output projection of the loss-carrying steps: net = H Vᵀ + c, (Lw·B, O).
+    let (first, lw) = window_losses(batch, (start, end));
+    if lw == 0 {
+        return 0.0;
+    }
+    let rows = lw * b;
+    let states = tr.h.slice(s![len + 1 - lw..len + 1, .., ..]);
+    let states = states.into_shape_with_order((rows, h)).expect("contiguous");
+    let mut out = tr.out.slice_mut(s![..rows, ..]);
+    general_mat_mul(F::one(), &states, &p.v.t(), F::zero(), &mut out);
+    out += &p.c;
 
     // The loss is summed in f64 whatever F is: it is reported, not differentiated.
-    let n = (l * b) as f64;
+    let target_rows = first + batch.targets.steps() - batch.dims().0 - 1; // targets row of `first`
     match &batch.targets {
         Targets::Values(y) => {
-            let y = y.view().into_shape_with_order((l * b, o)).expect("contiguous");
-            let sq: f64 = Zip::from(&tr.out).and(&y).fold(0.0, |acc, &net, &y| {
+            let y = y.slice(s![target_rows..target_rows + lw, .., ..]);
+            let y = y.into_shape_with_order((rows, o)).expect("contiguous");
+            Zip::from(&out).and(&y).fold(0.0, |acc, &net, &y| {
                 let e = (net - y).f64();
                 acc + e * e
-            });
-            sq / (n * o as f64)
+            })
         }
         Targets::Classes(y) => {
+            let y = y.slice(s![target_rows..target_rows + lw, ..]);
             let mut nll = 0.0;
-            for (mut row, &k) in tr.out.rows_mut().into_iter().zip(y.iter()) {
+            for (mut row, &k) in out.rows_mut().into_iter().zip(y.iter()) {
                 softmax_in_place(row.as_slice_mut().expect("contiguous"));
                 nll -= row[k].f64().ln();
             }
-            nll / n
+            nll
         }
     }
 }
@@ -713,91 +830,83 @@ fn softmax_in_place<F: Real>(row: &mut [F]) {
     }
 }
 
-/// Backward pass through the batch that the last [`forward`] saw; **adds** dE/dθ into `g`.
-/// It consumes the trace (the gate buffer is reused for the gradients): run [`forward`] again
-/// before another backward.
-///
-/// `bptt = None` is full backpropagation through time. `Some(k)` truncates it: the backward
-/// recurrence is cut every k steps counted back from the last step, so steps T−k+1 … T form
-/// one window, T−2k+1 … T−k the next, and so on; a loss at step t reaches back only to the
-/// start of its window (for a many-to-one task, exactly k steps). Equivalently, the state
-/// entering each window (h, and c for the LSTM) is treated as a constant.
-pub fn backward<F: Real>(
+/// Backward through window (start, end), whose forward pass the trace holds; the state entering
+/// the window is a constant (for the whole sequence, h_0 = 0 is). **Adds** the window's
+/// contribution to dE/dθ into `g`, E being the whole batch's loss (averaged over all its L·B
+/// pairs).
+fn backward_window<F: Real>(
     p: &Params<F>,
     cell: Cell,
     batch: &Batch<F>,
     tr: &mut Trace<F>,
-    bptt: Option<usize>,
+    (start, end): (usize, usize),
     g: &mut Params<F>,
 ) {
-    let (t_len, b) = batch.inputs.dims();
+    let b = batch.dims().1;
     let (h, gh, o, l) = (p.hidden(), p.w.nrows(), p.v.nrows(), batch.targets.steps());
     let n = F::of((l * b) as f64);
+    let len = end + 1 - start;
+    let (first, lw) = window_losses(batch, (start, end));
+    let target_rows = first + l - batch.dims().0 - 1;
+    let rows = lw * b;
     tr.ensure_backward(cell);
 
-    // dE/dnet, (L·B, O).
+    // dE/dnet of the window's loss-carrying steps, (Lw·B, O).
+    let out = tr.out.slice(s![..rows, ..]);
+    let mut dout = tr.dout.slice_mut(s![..rows, ..]);
     match &batch.targets {
         Targets::Values(y) => {
-            let y = y.view().into_shape_with_order((l * b, o)).expect("contiguous");
+            let y = y.slice(s![target_rows..target_rows + lw, .., ..]);
+            let y = y.into_shape_with_order((rows, o)).expect("contiguous");
             let k = F::of(2.0) / (n * F::of(o as f64));
-            Zip::from(&mut tr.dout)
-                .and(&tr.out)
+            Zip::from(&mut dout)
+                .and(&out)
                 .and(&y)
                 .for_each(|d, &net, &y| *d = k * (net - y)); // back through (net − y)²
         }
         Targets::Classes(y) => {
-            tr.dout.assign(&tr.out);
-            for (mut row, &k) in tr.dout.rows_mut().into_iter().zip(y.iter()) {
+            let y = y.slice(s![target_rows..target_rows + lw, ..]);
+            dout.assign(&out);
+            for (mut row, &k) in dout.rows_mut().into_iter().zip(y.iter()) {
                 row[k] -= F::one(); // back through softmax + cross-entropy: p − onehot(y)
             }
-            tr.dout.mapv_inplace(|x| x / n);
+            dout.mapv_inplace(|x| x / n);
         }
     }
 
     // Head: dV += doutᵀ H_L (O, H); dc += Σ dout.
-    let states = tr.h.slice(s![t_len + 1 - l.., .., ..]);
-    let states = states.into_shape_with_order((l * b, h)).expect("contiguous");
-    general_mat_mul(F::one(), &tr.dout.t(), &states, F::one(), &mut g.v);
-    g.c += &tr.dout.sum_axis(Axis(0));
+    let states = tr.h.slice(s![len + 1 - lw..len + 1, .., ..]);
+    let states = states.into_shape_with_order((rows, h)).expect("contiguous");
+    general_mat_mul(F::one(), &dout.t(), &states, F::one(), &mut g.v);
+    g.c += &dout.sum_axis(Axis(0));
 
-    // Back through time.
-    let window = bptt.unwrap_or(t_len);
-    let first_loss = t_len + 1 - l; // steps first_loss ..= T carry a loss
+    // Back through time: trace index t is step start − 1 + t.
+    let first_local = first + 1 - start; // trace index of the first loss-carrying step
     tr.carry_h.fill(F::zero());
     tr.carry_c.fill(F::zero());
-    for t in (1..=t_len).rev() {
+    for t in (1..=len).rev() {
         // dE/dh_t = from the output at t (dout_t V, at a loss-carrying step) + from step t+1.
-        if t >= first_loss {
-            let rows = (t - first_loss) * b..(t - first_loss + 1) * b;
-            matmul(tr.dout.slice(s![rows, ..]), p.v.view(), tr.dh.view_mut(), false);
+        if lw > 0 && t >= first_local {
+            let r = (t - first_local) * b..(t - first_local + 1) * b;
+            matmul(tr.dout.slice(s![r, ..]), p.v.view(), tr.dh.view_mut(), false);
             Zip::from(&mut tr.dh).and(&tr.carry_h).for_each(|d, &c| *d += c);
         } else {
             tr.dh.assign(&tr.carry_h);
         }
-        let cut = t == 1 || (t_len - t + 1).is_multiple_of(window); // h_0 is a constant, or the window ends
-        backward_step(p, cell, tr, t, !cut);
-        if cut {
-            tr.carry_h.fill(F::zero());
-            tr.carry_c.fill(F::zero());
-        }
+        backward_step(p, cell, tr, t, t > 1); // the window's entering state is a constant
     }
 
-    // Parameter gradients over all steps at once (the gates buffer now holds dgx).
-    let dgx = tr
-        .gates
-        .view()
-        .into_shape_with_order((t_len * b, gh))
-        .expect("contiguous");
+    // Parameter gradients over the window's steps at once (the gates buffer now holds dgx).
+    let dgx = tr.gates.slice(s![..len, .., ..]);
+    let dgx = dgx.into_shape_with_order((len * b, gh)).expect("contiguous");
     let dgh = if cell == Cell::Gru {
-        tr.dgh
-            .view()
-            .into_shape_with_order((t_len * b, gh))
-            .expect("contiguous")
+        let dgh = tr.dgh.slice(s![..len, .., ..]);
+        dgh.into_shape_with_order((len * b, gh)).expect("contiguous")
     } else {
         dgx.view()
     };
-    let prev = tr.h.slice(s![..t_len, .., ..]);
-    let prev = prev.into_shape_with_order((t_len * b, h)).expect("contiguous");
+    let prev = tr.h.slice(s![..len, .., ..]);
+    let prev = prev.into_shape_with_order((len * b, h)).expect("contiguous");
     general_mat_mul(F::one(), &dgh.t(), &prev, F::one(), &mut g.w); // dW += Σ_t dgh_tᵀ h_{t−1}
     g.b += &dgx.sum_axis(Axis(0)); // db += Σ_t dgx_t
     if cell == Cell::Gru {
@@ -805,13 +914,12 @@ pub fn backward<F: Real>(
     }
     match &batch.inputs {
         Inputs::Dense(x) => {
-            let x = x
-                .view()
-                .into_shape_with_order((t_len * b, x.dim().2))
-                .expect("contiguous");
+            let x = x.slice(s![start - 1..end, .., ..]);
+            let x = x.into_shape_with_order((len * b, x.dim().2)).expect("contiguous");
             general_mat_mul(F::one(), &dgx.t(), &x, F::one(), &mut g.u); // dU += Σ_t dgx_tᵀ x_t
         }
         Inputs::OneHot(idx) => {
+            let idx = idx.slice(s![start - 1..end, ..]);
             for (row, &k) in dgx.rows().into_iter().zip(idx.iter()) {
                 g.u.column_mut(k).scaled_add(F::one(), &row); // one-hot: scatter-add into column k
             }
@@ -820,16 +928,19 @@ pub fn backward<F: Real>(
 }
 
 /// Fraction of counted (step, sequence) pairs whose arg-max output is the target class, from
-/// the last forward pass; `None` for real-valued targets.
+/// the last [`forward`] pass; `None` for real-valued targets.
 pub fn accuracy<F: Real>(batch: &Batch<F>, tr: &Trace<F>) -> Option<f64> {
     let Targets::Classes(y) = &batch.targets else {
         return None;
     };
-    let b = y.ncols();
-    let skip = batch.accuracy_from * b;
-    let correct = tr
-        .out
-        .rows()
+    let skip = batch.accuracy_from * y.ncols();
+    Some(count_correct(tr.out.view(), y.view(), skip) as f64 / (y.len() - skip) as f64)
+}
+
+/// How many rows of `out` have their arg-max at the class of the matching entry of `y` (read in
+/// row-major order), the first `skip` pairs not counted.
+fn count_correct<F: Real>(out: ArrayView2<'_, F>, y: ndarray::ArrayView2<'_, usize>, skip: usize) -> usize {
+    out.rows()
         .into_iter()
         .zip(y.iter())
         .skip(skip)
@@ -840,8 +951,48 @@ pub fn accuracy<F: Real>(batch: &Batch<F>, tr: &Trace<F>) -> Option<f64> {
             );
             best.0 == **k
         })
-        .count();
-    Some(correct as f64 / (y.len() - skip) as f64)
+        .count()
+}
+
+/// Loss (as [`forward`]) and accuracy (as [`accuracy`]) of a batch. With `window = Some(k)`
+/// shorter than the sequence the forward pass runs k steps at a time through a trace of k steps
+/// (the state carried from window to window), so evaluating needs no more memory than training
+/// with truncated BPTT.
+pub fn evaluate<F: Real>(
+    p: &Params<F>,
+    cell: Cell,
+    batch: &Batch<F>,
+    tr: &mut Trace<F>,
+    window: Option<usize>,
+) -> (f64, Option<f64>) {
+    let (t_len, b) = batch.dims();
+    let k = window.unwrap_or(t_len).min(t_len);
+    if k == t_len {
+        let loss = forward(p, cell, batch, tr);
+        return (loss, accuracy(batch, tr));
+    }
+    let l = batch.targets.steps();
+    tr.ensure(cell, k, b, p.hidden(), l.min(k), p.v.nrows());
+    tr.wt.assign(&p.w.t());
+    zero_state(cell, tr);
+    let (mut sum, mut correct, mut last_len) = (0.0, 0, 0);
+    for (start, end) in windows(t_len, k) {
+        carry_state(cell, tr, last_len);
+        sum += forward_window(p, cell, batch, tr, (start, end));
+        if let Targets::Classes(y) = &batch.targets {
+            let (first, lw) = window_losses(batch, (start, end));
+            let row = first + l - t_len - 1; // targets row of the window's first loss step
+            let y = y.slice(s![row..row + lw, ..]);
+            let skip = batch.accuracy_from.saturating_sub(row) * b;
+            correct += count_correct(tr.out.slice(s![..lw * b, ..]), y, skip);
+        }
+        last_len = end + 1 - start;
+    }
+    let acc = match &batch.targets {
+        Targets::Classes(y) => Some(correct as f64 / (y.len() - batch.accuracy_from * b) as f64),
+        Targets::Values(_) => None,
+    };
+    (sum / loss_count(batch), acc)
 }
 
 /// What the probe measured: for d = 0 … T−1, the natural log of the mean over the batch's
@@ -855,19 +1006,46 @@ pub struct Probe {
 }
 
 /// The gradient-decay probe. E_T is one sequence's loss at the last step (not divided by the
-/// batch size). Always exact full backpropagation, whatever `train.bptt` is.
+/// batch size). Always exact full backpropagation, whatever `train.bptt` is; with `window =
+/// Some(k)` shorter than the sequence it runs through a trace of k steps, keeping only the
+/// state entering each window and recomputing that window's forward pass on the way back.
 ///
 /// Each sequence's gradient is renormalised at every step and its scale kept as a logarithm,
 /// so norms far below the smallest float are still measured; a gradient that becomes exactly
 /// zero (dead ReLU units) gives −∞.
-pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>) -> Probe {
-    forward(p, cell, batch, tr);
-    tr.ensure_backward(cell);
-    let (t_len, b) = batch.inputs.dims();
+pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>, window: Option<usize>) -> Probe {
+    let (t_len, b) = batch.dims();
     let (o, l) = (p.v.nrows(), batch.targets.steps());
+    let k = window.unwrap_or(t_len).min(t_len);
+    let wins = windows(t_len, k);
+    let lstm = cell == Cell::Lstm;
+
+    // Forward, keeping the (B, H) state entering each window (h, and c for the LSTM).
+    let mut entries: Vec<(Array2<F>, Array2<F>)> = Vec::with_capacity(wins.len());
+    if k == t_len {
+        forward(p, cell, batch, tr);
+    } else {
+        tr.ensure(cell, k, b, p.hidden(), l.min(k), o);
+        tr.wt.assign(&p.w.t());
+        zero_state(cell, tr);
+        let mut last_len = 0;
+        for &(start, end) in &wins {
+            carry_state(cell, tr, last_len);
+            let c0 = if lstm {
+                tr.c.index_axis(Axis(0), 0).to_owned()
+            } else {
+                Array2::zeros((0, 0))
+            };
+            entries.push((tr.h.index_axis(Axis(0), 0).to_owned(), c0));
+            forward_window(p, cell, batch, tr, (start, end));
+            last_len = end + 1 - start;
+        }
+    }
+    tr.ensure_backward(cell);
 
     // dE_T/dnet_T per sequence, (B, O), from the last step's rows of the outputs.
-    let mut dnet = tr.out.slice(s![(l - 1) * b.., ..]).to_owned();
+    let (_, lw_last) = window_losses(batch, *wins.last().expect("T ≥ 1"));
+    let mut dnet = tr.out.slice(s![(lw_last - 1) * b..lw_last * b, ..]).to_owned();
     match &batch.targets {
         Targets::Values(y) => {
             let y = y.index_axis(Axis(0), l - 1);
@@ -883,7 +1061,6 @@ pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trac
     }
     general_mat_mul(F::one(), &dnet, &p.v, F::zero(), &mut tr.dh); // dE_T/dh_T
     tr.carry_c.fill(F::zero());
-    let lstm = cell == Cell::Lstm;
     let mut log_scale = vec![0.0; b]; // ln of each sequence's accumulated rescaling
     let mut logs = vec![0.0; b]; // ln‖·‖ per sequence at the distance being measured
     let (mut out_h, mut out_c) = (Vec::with_capacity(t_len), Vec::with_capacity(t_len));
@@ -892,32 +1069,42 @@ pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trac
             *out = s + r.dot(&r).f64().sqrt().ln();
         }
     };
-    for d in 0..t_len {
-        let t = t_len - d;
-        row_logs(&tr.dh, &log_scale, &mut logs);
-        out_h.push(log_mean_exp(&logs));
-        backward_step(p, cell, tr, t, t > 1);
-        if lstm {
-            row_logs(&tr.dc, &log_scale, &mut logs);
-            out_c.push(log_mean_exp(&logs));
+    for (wi, &(start, end)) in wins.iter().enumerate().rev() {
+        if wi + 1 < wins.len() {
+            // Recompute this window's forward pass from the state that entered it.
+            tr.h.index_axis_mut(Axis(0), 0).assign(&entries[wi].0);
+            if lstm {
+                tr.c.index_axis_mut(Axis(0), 0).assign(&entries[wi].1);
+            }
+            forward_window(p, cell, batch, tr, (start, end));
         }
-        if t > 1 {
-            // Carry to step t−1 and renormalise each sequence's (h, c) gradient jointly.
-            std::mem::swap(&mut tr.dh, &mut tr.carry_h);
-            for (i, scale) in log_scale.iter_mut().enumerate() {
-                let mut sq = tr.dh.row(i).dot(&tr.dh.row(i));
-                if lstm {
-                    sq += tr.carry_c.row(i).dot(&tr.carry_c.row(i));
-                }
-                let norm = sq.sqrt();
-                if norm > F::zero() && norm.is_finite() {
-                    *scale += norm.f64().ln();
-                    tr.dh.row_mut(i).mapv_inplace(|x| x / norm);
+        for t in (1..=end + 1 - start).rev() {
+            let step = start - 1 + t; // trace index t is this step of the sequence
+            row_logs(&tr.dh, &log_scale, &mut logs);
+            out_h.push(log_mean_exp(&logs));
+            backward_step(p, cell, tr, t, step > 1);
+            if lstm {
+                row_logs(&tr.dc, &log_scale, &mut logs);
+                out_c.push(log_mean_exp(&logs));
+            }
+            if step > 1 {
+                // Carry to step t−1 and renormalise each sequence's (h, c) gradient jointly.
+                std::mem::swap(&mut tr.dh, &mut tr.carry_h);
+                for (i, scale) in log_scale.iter_mut().enumerate() {
+                    let mut sq = tr.dh.row(i).dot(&tr.dh.row(i));
                     if lstm {
-                        tr.carry_c.row_mut(i).mapv_inplace(|x| x / norm);
+                        sq += tr.carry_c.row(i).dot(&tr.carry_c.row(i));
                     }
-                } else if !norm.is_finite() {
-                    *scale = f64::NAN;
+                    let norm = sq.sqrt();
+                    if norm > F::zero() && norm.is_finite() {
+                        *scale += norm.f64().ln();
+                        tr.dh.row_mut(i).mapv_inplace(|x| x / norm);
+                        if lstm {
+                            tr.carry_c.row_mut(i).mapv_inplace(|x| x / norm);
+                        }
+                    } else if !norm.is_finite() {
+                        *scale = f64::NAN;
+                    }
                 }
             }
         }

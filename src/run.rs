@@ -158,8 +158,9 @@ fn train_as<F: Real>(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Op
             for part in &eval_parts {
                 let size = part.dims().1;
                 let tr = if size == b { &mut tr_train } else { &mut tr_rest };
-                loss += rnn::forward(&params, cell, part, tr) * size as Float;
-                acc = rnn::accuracy(part, tr).map(|a| acc.unwrap_or(0.0) + a * size as Float);
+                let (part_loss, part_acc) = rnn::evaluate(&params, cell, part, tr, cfg.train.bptt);
+                loss += part_loss * size as Float;
+                acc = part_acc.map(|a| acc.unwrap_or(0.0) + a * size as Float);
                 n += size;
             }
             (finite(loss / n as Float), acc.map(|a| a / n as Float))
@@ -175,7 +176,7 @@ fn train_as<F: Real>(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Op
                     } else {
                         &mut tr_rest
                     };
-                    rnn::probe(&params, cell, part, tr)
+                    rnn::probe(&params, cell, part, tr, cfg.train.bptt)
                 })
                 .collect();
             let probed = rnn::join_probes(&parts, &probe_sizes);
@@ -215,9 +216,8 @@ fn train_as<F: Real>(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Op
         }
 
         let batch: Batch<F> = task.sample(cfg.train.batch, &mut data_rng).cast();
-        let loss = rnn::forward(&params, cell, &batch, &mut tr_train);
         grads.fill_zero();
-        rnn::backward(&params, cell, &batch, &mut tr_train, cfg.train.bptt, &mut grads);
+        let loss = rnn::train_step(&params, cell, &batch, &mut tr_train, cfg.train.bptt, &mut grads);
         let lr = cfg.train.schedule.lr_at(step);
         let norm = global_norm(&grads);
         if !loss.is_finite() || !norm.is_finite() {

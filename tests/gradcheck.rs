@@ -292,7 +292,7 @@ fn check(cell: Cell, dense: bool, classes: bool, every_step: bool, seed: u64) ->
         "forward {cell:?}: {e} vs naive {e_ref}"
     );
     let mut g = p.zeros_like();
-    rnn::backward(&p, cell, &batch, &mut tr, None, &mut g);
+    rnn::backward(&p, cell, &batch, &mut tr, &mut g);
     let (err, name) = max_rel_error(&p, &g, cell, &|q| {
         let (e, hs, ..) = naive(q, cell, &batch, &[], None);
         (e, hs)
@@ -326,10 +326,10 @@ fn backward_adds_into_the_gradient() {
         let mut tr = Trace::default();
         rnn::forward(&p, cell, &batch, &mut tr);
         let mut once = p.zeros_like();
-        rnn::backward(&p, cell, &batch, &mut tr, None, &mut once);
+        rnn::backward(&p, cell, &batch, &mut tr, &mut once);
         let mut twice = once.clone();
         rnn::forward(&p, cell, &batch, &mut tr); // backward consumes the trace
-        rnn::backward(&p, cell, &batch, &mut tr, None, &mut twice);
+        rnn::backward(&p, cell, &batch, &mut tr, &mut twice);
         for (a, b) in once.slices().iter().zip(twice.slices()) {
             for (x, y) in a.iter().zip(b) {
                 assert!((2.0 * x - y).abs() <= 1e-15 * x.abs().max(1e-300));
@@ -348,9 +348,8 @@ fn truncated_bptt_matches_its_definition() {
             let p = params(cell, D, O, 11);
             let batch = batch(true, false, every_step, D, O, 12);
             let mut tr = Trace::default();
-            rnn::forward(&p, cell, &batch, &mut tr);
             let mut g = p.zeros_like();
-            rnn::backward(&p, cell, &batch, &mut tr, Some(k), &mut g);
+            rnn::train_step(&p, cell, &batch, &mut tr, Some(k), &mut g);
             let (_, hs, cs, _) = naive(&p, cell, &batch, &[], None);
             let fixed: Vec<(usize, Step, Step)> = (1..=T)
                 .filter(|j| (T - j).is_multiple_of(k))
@@ -368,7 +367,7 @@ fn truncated_bptt_matches_its_definition() {
             if !(cell == Cell::Rnn(Activation::Sigmoid) && k == 19) {
                 let mut full = p.zeros_like();
                 rnn::forward(&p, cell, &batch, &mut tr);
-                rnn::backward(&p, cell, &batch, &mut tr, None, &mut full);
+                rnn::backward(&p, cell, &batch, &mut tr, &mut full);
                 assert_ne!(full.u, g.u, "{cell:?} k={k}");
             }
         }
@@ -385,7 +384,7 @@ fn probe_matches_finite_differences_of_the_last_step_loss() {
             let p = params(cell, D, o, 21);
             let batch = batch(true, classes, every_step, D, o, 22);
             let mut tr = Trace::default();
-            let probed = rnn::probe(&p, cell, &batch, &mut tr);
+            let probed = rnn::probe(&p, cell, &batch, &mut tr, None);
             assert_eq!(probed.h.len(), T);
             assert_eq!(probed.c.is_some(), cell == Cell::Lstm);
             let mut worst: f64 = 0.0;
@@ -454,8 +453,8 @@ fn f32_core_agrees_with_f64() {
                 rnn::forward(&p32, cell, &b32, &mut t32),
             );
             let (mut g64, mut g32) = (p64.zeros_like(), p32.zeros_like());
-            rnn::backward(&p64, cell, &b64, &mut t64, None, &mut g64);
-            rnn::backward(&p32, cell, &b32, &mut t32, None, &mut g32);
+            rnn::backward(&p64, cell, &b64, &mut t64, &mut g64);
+            rnn::backward(&p32, cell, &b32, &mut t32, &mut g32);
             let g32 = g32.cast::<f64>();
             let scale = g64
                 .slices()
@@ -469,8 +468,8 @@ fn f32_core_agrees_with_f64() {
                 }
             }
             let (q64, q32) = (
-                rnn::probe(&p64, cell, &b64, &mut t64),
-                rnn::probe(&p32, cell, &b32, &mut t32),
+                rnn::probe(&p64, cell, &b64, &mut t64, None),
+                rnn::probe(&p32, cell, &b32, &mut t32, None),
             );
             let probe_err = q64
                 .h
@@ -520,8 +519,8 @@ fn f32_probe_measures_norms_below_the_smallest_f32() {
     let b32 = task.probe_set(4).cast::<f32>();
     let b64 = b32_to_f64(&b32);
     let cell = Cell::Rnn(Activation::Sigmoid);
-    let q64 = rnn::probe(&p64, cell, &b64, &mut Trace::default());
-    let q32 = rnn::probe(&p64.cast::<f32>(), cell, &b32, &mut Trace::default());
+    let q64 = rnn::probe(&p64, cell, &b64, &mut Trace::default(), None);
+    let q32 = rnn::probe(&p64.cast::<f32>(), cell, &b32, &mut Trace::default(), None);
     let deepest = *q32.h.last().unwrap();
     let diff = q64.h.iter().zip(&q32.h).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     println!(
@@ -543,7 +542,7 @@ fn evaluating_and_probing_in_parts_equals_one_pass() {
         let whole = batch(false, true, true, D, 4, 32); // B = 3 sequences, many-to-many
         let mut tr = Trace::default();
         let loss = rnn::forward(&p, cell, &whole, &mut tr);
-        let probe = rnn::probe(&p, cell, &whole, &mut tr);
+        let probe = rnn::probe(&p, cell, &whole, &mut tr, None);
         let parts = whole.split(2); // sizes 2 and 1
         let sizes: Vec<usize> = parts.iter().map(|b| b.dims().1).collect();
         assert_eq!(sizes, [2, 1]);
@@ -554,7 +553,7 @@ fn evaluating_and_probing_in_parts_equals_one_pass() {
             / 3.0;
         let probes: Vec<_> = parts
             .iter()
-            .map(|b| rnn::probe(&p, cell, b, &mut Trace::default()))
+            .map(|b| rnn::probe(&p, cell, b, &mut Trace::default(), None))
             .collect();
         let joined = rnn::join_probes(&probes, &sizes);
         let gap = probe
@@ -570,5 +569,38 @@ fn evaluating_and_probing_in_parts_equals_one_pass() {
         );
         assert!((loss - joined_loss).abs() <= 1e-14 * loss);
         assert!(gap <= 1e-12, "{gap:e}");
+    }
+}
+
+/// Runs with truncated BPTT evaluate and probe window by window, through a trace of k steps
+/// (the probe recomputing each window's forward pass from the state that entered it): the
+/// results are those of one pass over the whole sequence.
+#[test]
+fn windowed_evaluation_and_probe_equal_one_pass() {
+    for cell in CELLS {
+        for (classes, every_step) in [(false, false), (true, true)] {
+            let o = if classes { 4 } else { O };
+            let p = params(cell, D, o, 41);
+            let batch = batch(!classes, classes, every_step, D, o, 42);
+            let mut tr = Trace::default();
+            let loss = rnn::forward(&p, cell, &batch, &mut tr);
+            let acc = rnn::accuracy(&batch, &tr);
+            let whole = rnn::probe(&p, cell, &batch, &mut tr, None);
+            for k in [1, 4, 7, 19] {
+                let mut tr = Trace::default();
+                let (wl, wacc) = rnn::evaluate(&p, cell, &batch, &mut tr, Some(k));
+                let windowed = rnn::probe(&p, cell, &batch, &mut tr, Some(k));
+                let gap = whole
+                    .h
+                    .iter()
+                    .chain(whole.c.iter().flatten())
+                    .zip(windowed.h.iter().chain(windowed.c.iter().flatten()))
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max);
+                assert!((wl - loss).abs() <= 1e-14 * loss, "{cell:?} k={k}: loss {wl} vs {loss}");
+                assert_eq!(wacc, acc, "{cell:?} k={k}");
+                assert!(gap <= 1e-12, "{cell:?} k={k}: probe differs by {gap:e}");
+            }
+        }
     }
 }

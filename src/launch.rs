@@ -389,7 +389,10 @@ pub fn run_sweep(
         }
     }
     let reused = done.len();
-    let todo: Vec<&RunConfig> = mine.iter().copied().filter(|r| !done.contains_key(&r.index)).collect();
+    let mut todo: Vec<&RunConfig> = mine.iter().copied().filter(|r| !done.contains_key(&r.index)).collect();
+    // Longest runs first, one run per rayon task: the workers take the next run as they free
+    // up, so a sweep over lengths does not leave one worker with all the long runs.
+    todo.sort_by_key(|r| std::cmp::Reverse(run_cost(r)));
 
     let total_steps: u64 = todo.iter().map(|r| r.train.steps).sum();
     let bar = ProgressBar::with_draw_target(
@@ -415,6 +418,7 @@ pub fn run_sweep(
     let stopped = || opts.stop.is_some_and(|s| s.load(Ordering::Relaxed));
     let results: Vec<Result<Option<(usize, RunRecord)>, Error>> = pool.install(|| {
         todo.par_iter()
+            .with_max_len(1)
             .map(|cfg| {
                 if stopped() {
                     return Ok(None); // interrupted: do not start
@@ -595,6 +599,19 @@ pub fn merge(shards: &[PathBuf], out: &Path, force: bool, charts: bool) -> Resul
     }
     finish(out, &mut manifest, &ordered, charts)?;
     Ok(ordered.len())
+}
+
+/// A run's training work in multiply–adds, for ordering runs longest first:
+/// steps · T · B · G·H · (H + D + O).
+fn run_cost(cfg: &RunConfig) -> u128 {
+    let t = crate::task::Task::new(cfg.task.clone()).seq_len() as u128;
+    let (d, h, o) = (
+        cfg.model.input as u128,
+        cfg.model.hidden as u128,
+        cfg.model.output as u128,
+    );
+    let g = cfg.model.cell.gates() as u128;
+    u128::from(cfg.train.steps) * t * cfg.train.batch as u128 * g * h * (h + d + o)
 }
 
 fn write_checkpoints(out: &Path, cfg: &RunConfig, result: &RunResult) -> Result<(), Error> {

@@ -236,6 +236,38 @@ pub fn sigmoid<F: Real>(x: F) -> F {
     if x >= F::zero() { one / (one + z) } else { z / (one + z) }
 }
 
+/// Defines `fn name<F: Real>(args)` whose body, an element-wise loop, is compiled twice: for
+/// AVX-512, used when the processor has it (16 f32 lanes), and for the baseline target (SSE2,
+/// 4 lanes). Both copies are out-of-line functions taking the slices as arguments, which tells
+/// the compiler they do not overlap, so the loop vectorises (inlined into its caller, it ran
+/// scalar). The arithmetic is the same IEEE operations in either copy: the bits do not depend
+/// on which one runs.
+macro_rules! simd_fn {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident<F: Real>($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        $vis fn $name<F: Real>($($arg: $ty),*) {
+            #[inline(always)]
+            fn body<F: Real>($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn wide<F: Real>($($arg: $ty),*) {
+                body::<F>($($arg),*)
+            }
+            #[inline(never)]
+            fn narrow<F: Real>($($arg: $ty),*) {
+                body::<F>($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the feature `wide` is compiled for was detected just above.
+                return unsafe { wide::<F>($($arg),*) };
+            }
+            narrow::<F>($($arg),*)
+        }
+    };
+}
+pub(crate) use simd_fn;
+
 /// `c (m, n) = [c +] a (m, k) · b (k, n)` for standard-layout views (the time loop's product).
 pub fn matmul<F: Real>(a: ArrayView2<'_, F>, b: ArrayView2<'_, F>, mut c: ArrayViewMut2<'_, F>, accumulate: bool) {
     let ((m, k), (k2, n)) = (a.dim(), b.dim());

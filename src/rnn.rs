@@ -28,7 +28,7 @@ use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, Zip, s};
 use rand::Rng;
 
 use crate::Float;
-use crate::real::{Dtype, Real, matmul};
+use crate::real::{Dtype, Real, matmul, simd_fn};
 
 /// The hidden activation σ, with its derivative written from the saved output s = σ(h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,30 +96,12 @@ impl Activation {
 
     /// out = σ(pre), element-wise, one loop per activation so that it vectorises.
     pub fn forward_slice<F: Real>(self, pre: &[F], out: &mut [F]) {
-        assert_eq!(pre.len(), out.len());
-        match self {
-            Self::Tanh => out.iter_mut().zip(pre).for_each(|(s, &h)| *s = F::act_tanh(h)),
-            Self::Sigmoid => out.iter_mut().zip(pre).for_each(|(s, &h)| *s = sigmoid(h)),
-            Self::Relu => out.iter_mut().zip(pre).for_each(|(s, &h)| *s = h.max(F::zero())),
-            Self::Identity => out.copy_from_slice(pre),
-        }
+        activate(self, pre, out);
     }
 
     /// dpre = ds ⊙ σ'(h) with σ' written from the saved output s, element-wise.
     pub fn backward_slice<F: Real>(self, ds: &[F], s: &[F], dpre: &mut [F]) {
-        assert!(ds.len() == s.len() && s.len() == dpre.len());
-        match self {
-            Self::Tanh => dpre.iter_mut().zip(ds.iter().zip(s)).for_each(|(d, (&g, &s))| {
-                *d = g * (F::one() - s * s); // back through tanh
-            }),
-            Self::Sigmoid => dpre.iter_mut().zip(ds.iter().zip(s)).for_each(|(d, (&g, &s))| {
-                *d = g * s * (F::one() - s); // back through σ
-            }),
-            Self::Relu => dpre.iter_mut().zip(ds.iter().zip(s)).for_each(|(d, (&g, &s))| {
-                *d = if s > F::zero() { g } else { F::zero() }; // back through max(0, ·)
-            }),
-            Self::Identity => dpre.copy_from_slice(ds),
-        }
+        deactivate(self, ds, s, dpre);
     }
 
     /// max over h of |σ'(h)|: the factor in the bound ‖∂s_t/∂s_{t−1}‖ ≤ ‖W‖₂·max|σ'|.
@@ -127,6 +109,34 @@ impl Activation {
         match self {
             Self::Sigmoid => 0.25,
             Self::Tanh | Self::Relu | Self::Identity => 1.0,
+        }
+    }
+}
+
+simd_fn! {
+    /// out = σ(pre), element-wise.
+    fn activate<F: Real>(act: Activation, pre: &[F], out: &mut [F]) {
+        assert_eq!(pre.len(), out.len());
+        match act {
+            Activation::Tanh => out.iter_mut().zip(pre).for_each(|(s, &h)| *s = F::act_tanh(h)),
+            Activation::Sigmoid => out.iter_mut().zip(pre).for_each(|(s, &h)| *s = sigmoid(h)),
+            Activation::Relu => out.iter_mut().zip(pre).for_each(|(s, &h)| *s = h.max(F::zero())),
+            Activation::Identity => out.copy_from_slice(pre),
+        }
+    }
+}
+
+simd_fn! {
+    /// dpre = ds ⊙ σ'(h), σ' written from the saved output s.
+    fn deactivate<F: Real>(act: Activation, ds: &[F], s: &[F], dpre: &mut [F]) {
+        assert!(ds.len() == s.len() && s.len() == dpre.len());
+        let one = F::one();
+        let each = dpre.iter_mut().zip(ds.iter().zip(s));
+        match act {
+            Activation::Tanh => each.for_each(|(d, (&g, &s))| *d = g * (one - s * s)), // back through tanh
+            Activation::Sigmoid => each.for_each(|(d, (&g, &s))| *d = g * s * (one - s)), // back through σ
+            Activation::Relu => each.for_each(|(d, (&g, &s))| *d = if s > F::zero() { g } else { F::zero() }),
+            Activation::Identity => dpre.copy_from_slice(ds),
         }
     }
 }

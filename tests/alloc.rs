@@ -73,8 +73,13 @@ fn allocations_do_not_grow_with_the_sequence() {
         for b in [1, 8] {
             let (step20, probe20) = allocations(cell, 20, b, None);
             let (step400, probe400) = allocations(cell, 400, b, None);
-            println!("{cell:?} B={b}: step {step20} allocations at T=20, {step400} at T=400; probe {probe20}, {probe400}");
-            assert_eq!(step20, step400, "{cell:?} B={b}: a training step allocates per time step");
+            println!(
+                "{cell:?} B={b}: step {step20} allocations at T=20, {step400} at T=400; probe {probe20}, {probe400}"
+            );
+            assert_eq!(
+                step20, step400,
+                "{cell:?} B={b}: a training step allocates per time step"
+            );
             assert_eq!(probe20, probe400, "{cell:?} B={b}: the probe allocates per time step");
         }
         // Truncated BPTT: the same number of windows (T/k = 4) at two lengths allocates the same.

@@ -14,7 +14,7 @@
 use ndarray::{Axis, s};
 
 use super::{Params, Trace, sigmoid};
-use crate::real::{Real, matmul};
+use crate::real::{Real, matmul, simd_fn};
 
 /// Step t (1-based).
 pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize) {
@@ -41,12 +41,12 @@ pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize) {
     }
 }
 
+simd_fn! {
 /// The element-wise part of step t for one sequence, (H) each: activates r, z, n in place from
 /// the input-side pre-activations and the hidden side hp = [hr hz hn], keeps hn, forms h_t.
-/// (Its own function, never inlined, so that the compiler knows the slices do not overlap and
-/// vectorises the loop.)
-#[inline(never)]
-fn forward_row<F: Real>([gr, gz, gn]: [&mut [F]; 3], [hr, hz, hpn, h_prev]: [&[F]; 4], hn: &mut [F], h_cur: &mut [F]) {
+/// (Out of line, see `simd_fn`, so that the loop vectorises.)
+fn forward_row<F: Real>(gates: [&mut [F]; 3], hidden: [&[F]; 4], hn: &mut [F], h_cur: &mut [F]) {
+    let ([gr, gz, gn], [hr, hz, hpn, h_prev]) = (gates, hidden);
     let (h, one) = (gr.len(), F::one());
     let (gz, gn, hr, hz, hpn, h_prev) = (&mut gz[..h], &mut gn[..h], &hr[..h], &hz[..h], &hpn[..h], &h_prev[..h]);
     let (hn, h_cur) = (&mut hn[..h], &mut h_cur[..h]);
@@ -58,6 +58,7 @@ fn forward_row<F: Real>([gr, gz, gn]: [&mut [F]; 3], [hr, hz, hpn, h_prev]: [&[F
         hn[j] = hpn[j];
         h_cur[j] = (one - z) * n + z * h_prev[j];
     }
+}
 }
 
 /// Back through step t. Reads dE/dh_t from `tr.dh`; overwrites r, z, n in `gates[t−1]` with
@@ -92,17 +93,13 @@ pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize, carry:
     }
 }
 
+simd_fn! {
 /// The element-wise part of backward step t for one sequence, (H) each: from the saved r, z, n
 /// (overwritten, once read, by the input-side pre-activation gradients), hn, h_{t−1} and
 /// dE/dh_t, the hidden-side gradients and the direct path dE/dh_{t−1} = dh ⊙ z. Never inlined,
 /// as [`forward_row`].
-#[inline(never)]
-fn backward_row<F: Real>(
-    [gr, gz, gn]: [&mut [F]; 3],
-    [hn, h_prev, dh]: [&[F]; 3],
-    [dhr, dhz, dhn]: [&mut [F]; 3],
-    carry_h: &mut [F],
-) {
+fn backward_row<F: Real>(gates: [&mut [F]; 3], saved: [&[F]; 3], dgh: [&mut [F]; 3], carry_h: &mut [F]) {
+    let ([gr, gz, gn], [hn, h_prev, dh], [dhr, dhz, dhn]) = (gates, saved, dgh);
     let (h, one) = (gr.len(), F::one());
     let (gz, gn, hn, h_prev, dh) = (&mut gz[..h], &mut gn[..h], &hn[..h], &h_prev[..h], &dh[..h]);
     let (dhr, dhz, dhn, carry_h) = (&mut dhr[..h], &mut dhz[..h], &mut dhn[..h], &mut carry_h[..h]);
@@ -115,4 +112,5 @@ fn backward_row<F: Real>(
         (dhr[j], dhz[j], dhn[j]) = (dr, dz, dn * r); // hn enters through r ⊙ hn
         carry_h[j] = dh[j] * z; // back through z ⊙ h_{t−1}
     }
+}
 }

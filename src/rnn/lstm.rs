@@ -13,7 +13,7 @@
 use ndarray::{Axis, s};
 
 use super::{Params, Trace, sigmoid};
-use crate::real::{Real, matmul};
+use crate::real::{Real, matmul, simd_fn};
 
 /// Step t (1-based).
 pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize) {
@@ -38,17 +38,12 @@ pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize) {
     }
 }
 
+simd_fn! {
 /// The element-wise part of step t for one sequence, (H) each: activates the gates in place
-/// and forms c_t, tanh(c_t) and h_t. (Its own function, never inlined, so that the compiler
+/// and forms c_t, tanh(c_t) and h_t. (Out of line, see `simd_fn`, so that the compiler
 /// knows the slices do not overlap and vectorises the loop: 2× faster at H = 128, B = 32.)
-#[inline(never)]
-fn forward_row<F: Real>(
-    [gi, gf, gg, go]: [&mut [F]; 4],
-    c_prev: &[F],
-    c_cur: &mut [F],
-    tanh_c: &mut [F],
-    h_cur: &mut [F],
-) {
+fn forward_row<F: Real>(gates: [&mut [F]; 4], c_prev: &[F], c_cur: &mut [F], tanh_c: &mut [F], h_cur: &mut [F]) {
+    let [gi, gf, gg, go] = gates;
     let h = gi.len();
     let (gf, gg, go, c_prev) = (&mut gf[..h], &mut gg[..h], &mut go[..h], &c_prev[..h]);
     let (c_cur, tanh_c, h_cur) = (&mut c_cur[..h], &mut tanh_c[..h], &mut h_cur[..h]);
@@ -61,6 +56,7 @@ fn forward_row<F: Real>(
         tanh_c[j] = tc;
         h_cur[j] = o * tc;
     }
+}
 }
 
 /// Back through step t. Reads dE/dh_t from `tr.dh` and dE/dc_t arriving from step t+1 from
@@ -93,17 +89,13 @@ pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize, carry:
     }
 }
 
+simd_fn! {
 /// The element-wise part of backward step t for one sequence, (H) each: from the saved gates
 /// (overwritten, once read, by their pre-activation gradients), tanh(c_t), c_{t−1} and dE/dh_t,
 /// the full dE/dc_t and dE/dc_{t−1} (replacing the dE/dc_t that step t+1 left in `carry_c`).
-/// Never inlined, as [`forward_row`].
-#[inline(never)]
-fn backward_row<F: Real>(
-    [gi, gf, gg, go]: [&mut [F]; 4],
-    [tanh_c, c_prev, dh]: [&[F]; 3],
-    dc_full: &mut [F],
-    carry_c: &mut [F],
-) {
+/// Out of line, as [`forward_row`].
+fn backward_row<F: Real>(gates: [&mut [F]; 4], saved: [&[F]; 3], dc_full: &mut [F], carry_c: &mut [F]) {
+    let ([gi, gf, gg, go], [tanh_c, c_prev, dh]) = (gates, saved);
     let (h, one) = (gi.len(), F::one());
     let (gf, gg, go) = (&mut gf[..h], &mut gg[..h], &mut go[..h]);
     let (tanh_c, c_prev, dh) = (&tanh_c[..h], &c_prev[..h], &dh[..h]);
@@ -119,4 +111,5 @@ fn backward_row<F: Real>(
         gg[j] = dc * i * (one - cand * cand); // dg, back through tanh
         go[j] = dh[j] * tc * o * (one - o); // do, back through σ
     }
+}
 }

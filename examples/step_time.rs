@@ -2,13 +2,16 @@
 //! adding problem, over a grid of hidden sizes, lengths and batches, with a same-run
 //! matrix-multiply measurement for reference. A benchmark, not a test.
 //!
-//!     cargo run --release --example step_time [-- --cell rnn|relu|lstm|gru] [--H 32,128] [--T 200]
-//!         [--B 1,32] [--seconds 1] [--json]
+//!     cargo run --release --example step_time [-- --cell rnn|relu|lstm|gru] [--dtype f32|f64]
+//!         [--H 32,128] [--T 200] [--B 1,32] [--seconds 1] [--json]
 //!
 //! Prints, per configuration, the median and 10th-percentile milliseconds per step over at least
-//! 1 s of steps, and GFLOP/s by the model FLOP count 6·B·T·G·(H² + H·D + H·O) (forward 2×,
-//! backward 4×; G gates).
+//! 1 s of steps, GFLOP/s by the model FLOP count 6·B·T·G·(H² + H·D + H·O) (forward 2×,
+//! backward 4×; G gates), and the allocations a step makes (counted by a counting allocator:
+//! the same at every T means none inside the time loop). scripts/bench.py runs it.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ndarray::Array2;
@@ -20,26 +23,54 @@ use runner::real::{Dtype, Real};
 use runner::rnn::{self, Activation, Batch, Cell, Init, Params, RnnConfig, Trace};
 use runner::task::{Task, TaskConfig};
 
-fn time_steps(mut step: impl FnMut(), budget: Duration) -> (f64, f64) {
+/// The system allocator, counting allocations, to report allocations per training step.
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Median and 10th-percentile milliseconds of `step` over at least `budget` and 5 calls after 3
+/// warm-up calls, and the allocations one call makes (mean over the timed calls).
+fn time_steps(mut step: impl FnMut(), budget: Duration) -> (f64, f64, f64) {
     for _ in 0..3 {
         step();
     }
-    let mut times = Vec::new();
+    let (mut times, mut allocations) = (Vec::new(), 0);
     let t0 = Instant::now();
     while t0.elapsed() < budget || times.len() < 5 {
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
         let s = Instant::now();
         step();
-        times.push(s.elapsed().as_secs_f64() * 1e3);
+        let elapsed = s.elapsed();
+        allocations += ALLOCATIONS.load(Ordering::Relaxed) - before;
+        times.push(elapsed.as_secs_f64() * 1e3);
     }
+    let per_step = allocations as f64 / times.len() as f64;
     times.sort_by(f64::total_cmp);
-    (times[times.len() / 2], times[times.len() / 10])
+    (times[times.len() / 2], times[times.len() / 10], per_step)
 }
 
 fn matmul_gflops<F: Real>(n: usize) -> f64 {
     let a = Array2::<F>::from_shape_fn((n, n), |(i, j)| F::of(((i * 7 + j * 3) % 11) as f64 * 0.1));
     let b = a.t().to_owned();
     let mut c = Array2::<F>::zeros((n, n));
-    let (median, _) = time_steps(
+    let (median, ..) = time_steps(
         || general_mat_mul(F::one(), &a, &b, F::zero(), &mut c),
         Duration::from_millis(500),
     );
@@ -59,7 +90,7 @@ fn sizes(name: &str, default: &[usize]) -> Vec<usize> {
 }
 
 /// Median and 10th-percentile milliseconds of one training step in element type F.
-fn step_ms<F: Real>(cell: Cell, (h, t, b): (usize, usize, usize), seconds: f64) -> (f64, f64) {
+fn step_ms<F: Real>(cell: Cell, (h, t, b): (usize, usize, usize), seconds: f64) -> (f64, f64, f64) {
     let task = Task::new(TaskConfig::Adding {
         seq_len: t,
         eval_size: 1,
@@ -129,12 +160,12 @@ fn main() {
             "cell {}, {name}, one thread; matrix multiply 512×512×512: {matmul:.1} GFLOP/s",
             cell.name()
         );
-        println!("| H | T | B | median ms/step | p10 ms | GFLOP/s |\n|---|---|---|---|---|---|");
+        println!("| H | T | B | median ms/step | p10 ms | GFLOP/s | allocations/step |\n|---|---|---|---|---|---|---|");
     }
     for h in sizes("--H", &[32, 128, 512]) {
         for t in sizes("--T", &[50, 200, 1000]) {
             for b in sizes("--B", &[1, 32]) {
-                let (median, p10) = match dtype {
+                let (median, p10, allocs) = match dtype {
                     Dtype::F32 => step_ms::<f32>(cell, (h, t, b), seconds),
                     Dtype::F64 => step_ms::<f64>(cell, (h, t, b), seconds),
                 };
@@ -143,10 +174,10 @@ fn main() {
                 let gflops = flops / (median / 1e3) / 1e9;
                 if json {
                     println!(
-                        "{{\"impl\": \"runner\", \"H\": {h}, \"T\": {t}, \"B\": {b}, \"median_ms\": {median:.4}, \"p10_ms\": {p10:.4}, \"gflops\": {gflops:.3}}}"
+                        "{{\"impl\": \"runner\", \"H\": {h}, \"T\": {t}, \"B\": {b}, \"median_ms\": {median:.4}, \"p10_ms\": {p10:.4}, \"gflops\": {gflops:.3}, \"allocs_per_step\": {allocs:.1}}}"
                     );
                 } else {
-                    println!("| {h} | {t} | {b} | {median:.3} | {p10:.3} | {gflops:.2} |");
+                    println!("| {h} | {t} | {b} | {median:.3} | {p10:.3} | {gflops:.2} | {allocs:.1} |");
                 }
             }
         }

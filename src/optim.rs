@@ -19,11 +19,7 @@ pub struct Clip {
 
 /// ‖g‖₂ over every parameter tensor, summed in a fixed order, in f64 whatever F is.
 pub fn global_norm<F: Real>(g: &Params<F>) -> Float {
-    g.slices()
-        .iter()
-        .map(|t| t.iter().map(|x| x.f64() * x.f64()).sum::<Float>())
-        .sum::<Float>()
-        .sqrt()
+    g.slices().iter().map(|t| F::sum_squares(t)).sum::<Float>().sqrt()
 }
 
 impl Clip {

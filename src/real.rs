@@ -84,6 +84,10 @@ pub trait Real: NdFloat + Default + std::iter::Sum {
     /// with integer arithmetic only (no float-to-integer conversion, which would not vectorise).
     fn pow2_of_rounded(t: Self) -> Self;
 
+    /// Σ x² in f64: in order for f64 (so that f64 results stay those of earlier versions), in
+    /// eight interleaved partial sums for f32 (so that the loop vectorises).
+    fn sum_squares(x: &[Self]) -> f64;
+
     /// tanh as the core computes it: the C library's in f64, so that f64 results stay those of
     /// every earlier version (a chaotic run can turn a one-ulp difference into a different
     /// final loss); our vectorising [`tanh`] in f32, where speed is the point.
@@ -119,6 +123,18 @@ impl Real for f32 {
                 .wrapping_add(127)
                 << 23,
         )
+    }
+
+    fn sum_squares(x: &[Self]) -> f64 {
+        let mut lanes = [0.0f64; 8];
+        let chunks = x.chunks_exact(8);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for (s, &v) in lanes.iter_mut().zip(c) {
+                *s += f64::from(v) * f64::from(v);
+            }
+        }
+        lanes.iter().sum::<f64>() + rest.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>()
     }
 
     #[inline(always)]
@@ -157,6 +173,10 @@ impl Real for f64 {
 
     fn pow2_of_rounded(t: Self) -> Self {
         f64::from_bits(t.to_bits().wrapping_sub(Self::ROUND_MAGIC.to_bits()).wrapping_add(1023) << 52)
+    }
+
+    fn sum_squares(x: &[Self]) -> f64 {
+        x.iter().map(|v| v * v).sum()
     }
 
     #[inline(always)]

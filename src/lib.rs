@@ -2,7 +2,8 @@
 //!
 //! The data flow, one module per arrow:
 //! spec.toml → [`spec`] (parse, validate) → [`sweep`] (resolved run configs, stable ids) →
-//! [`launch`] (rayon over runs) → [`run`] (one training run) → [`rnn`] (forward, BPTT, probe),
+//! [`launch`] (rayon over runs) → [`run`] (one training run) → [`rnn`] (forward, BPTT, probe;
+//! its element type and per-step kernels in [`real`]),
 //! [`task`] (data) and [`optim`] (clipping, SGD) → [`record`] (rows) → [`output`] (CSV,
 //! manifest, checkpoints) → [`plot`] (charts drawn from the CSV files alone).
 
@@ -24,8 +25,8 @@ pub mod task;
 
 use std::path::{Path, PathBuf};
 
-/// The element type of every array in the training core, named once so that a second
-/// precision can be added later.
+/// The type of every reported number and hyper-parameter (losses, norms, learning rates, the
+/// probe's logarithms), whatever element type the training core runs in ([`real::Real`]).
 pub type Float = f64;
 
 /// Everything that can go wrong, with the exit code each maps to.

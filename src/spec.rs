@@ -328,7 +328,7 @@ pub const KEYS: &[KeyDef] = &[
     key("train.seed", Kind::Int { min: 0, max: i64::MAX }, "0",
         "Seed of the run's initial weights and training batches. Runs with the same seed see the same batches."),
     key("train.bptt", Kind::OffOrCount { off: "full", max: MAX_SEQ_LEN }, "\"full\"",
-        "Backpropagation through time: `full`, or truncated to windows of k steps counted back from the last step (the backward recurrence is cut every k steps)."),
+        "Backpropagation through time: `full`, or truncated to windows of k steps counted back from the last step (the backward recurrence is cut every k steps; memory then follows k, not T)."),
     key("train.eval_every", Kind::Int { min: 1, max: MAX_STEPS }, "50",
         "Evaluate on the evaluation set at step 0, every this many steps, and at the end."),
     key("probe.every", Kind::Int { min: 1, max: MAX_STEPS }, "100",

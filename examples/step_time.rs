@@ -10,40 +10,18 @@
 //! backward 4×; G gates), and the allocations a step makes (counted by a counting allocator:
 //! the same at every T means none inside the time loop). scripts/bench.py runs it.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ndarray::Array2;
 use ndarray::linalg::general_mat_mul;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use runner::optim::{Clip, OptimConfig, Optimizer, global_norm};
 use runner::real::{Dtype, Real};
-use runner::rnn::{self, Activation, Batch, Cell, Init, Params, RnnConfig, Trace};
-use runner::task::{Task, TaskConfig};
+use runner::rnn::{Activation, Cell};
 
-/// The system allocator, counting allocations, to report allocations per training step.
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "../benches/workload/mod.rs"]
+mod workload;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: workload::Counting = workload::Counting;
 
 /// Median and 10th-percentile milliseconds of `step` over at least `budget` and 5 calls after 3
 /// warm-up calls, and the allocations one call makes (mean over the timed calls).
@@ -54,11 +32,11 @@ fn time_steps(mut step: impl FnMut(), budget: Duration) -> (f64, f64, f64) {
     let (mut times, mut allocations) = (Vec::new(), 0);
     let t0 = Instant::now();
     while t0.elapsed() < budget || times.len() < 5 {
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let before = workload::allocations();
         let s = Instant::now();
         step();
         let elapsed = s.elapsed();
-        allocations += ALLOCATIONS.load(Ordering::Relaxed) - before;
+        allocations += workload::allocations() - before;
         times.push(elapsed.as_secs_f64() * 1e3);
     }
     let per_step = allocations as f64 / times.len() as f64;
@@ -91,46 +69,13 @@ fn sizes(name: &str, default: &[usize]) -> Vec<usize> {
 
 /// Median and 10th-percentile milliseconds of one training step in element type F.
 fn step_ms<F: Real>(cell: Cell, (h, t, b): (usize, usize, usize), seconds: f64) -> (f64, f64, f64) {
-    let task = Task::new(TaskConfig::Adding {
-        seq_len: t,
-        eval_size: 1,
-    });
-    let cfg = RnnConfig {
-        input: 2,
-        hidden: h,
-        output: 1,
-        cell,
-        init: Init::Xavier,
-        init_io: Init::Xavier,
-        std: 0.1,
-        scale: 1.0,
-        forget_bias: 1.0,
-        dtype: F::DTYPE,
-    };
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut p: Params<F> = cfg.init(&mut rng).cast();
-    let batches: Vec<Batch<F>> = (0..8).map(|_| task.sample(b, &mut rng).cast()).collect();
-    let mut g = p.zeros_like();
-    let mut tr = Trace::default();
-    let mut opt = Optimizer::new(OptimConfig::Sgd {
-        momentum: 0.0,
-        nesterov: false,
-    });
-    let clip = Clip {
-        norm: Some(1.0),
-        value: None,
-    };
+    let (p, batches) = workload::adding::<F>(cell, h, t, b, 8);
+    let mut trainer = workload::Trainer::new(cell, p);
     let mut i = 0;
     time_steps(
         || {
-            let batch = &batches[i % batches.len()];
+            trainer.step(&batches[i % batches.len()]);
             i += 1;
-            rnn::forward(&p, cell, batch, &mut tr);
-            g.fill_zero();
-            rnn::backward(&p, cell, batch, &mut tr, &mut g);
-            let n = global_norm(&g);
-            clip.apply(&mut g, n);
-            opt.step(&mut p, &g, 1e-3);
         },
         Duration::from_secs_f64(seconds),
     )
@@ -169,9 +114,7 @@ fn main() {
                     Dtype::F32 => step_ms::<f32>(cell, (h, t, b), seconds),
                     Dtype::F64 => step_ms::<f64>(cell, (h, t, b), seconds),
                 };
-                let gates = cell.gates() as f64;
-                let flops = 6.0 * (b * t) as f64 * gates * (h * h + h * 2 + h) as f64;
-                let gflops = flops / (median / 1e3) / 1e9;
+                let gflops = workload::step_flops(cell, h, t, b) / (median / 1e3) / 1e9;
                 if json {
                     println!(
                         "{{\"impl\": \"runner\", \"H\": {h}, \"T\": {t}, \"B\": {b}, \"median_ms\": {median:.4}, \"p10_ms\": {p10:.4}, \"gflops\": {gflops:.3}, \"allocs_per_step\": {allocs:.1}}}"

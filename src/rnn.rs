@@ -474,6 +474,23 @@ impl<F: Real> Batch<F> {
         self.inputs.dims()
     }
 
+    /// The same batch in element type G (tasks draw their data in f64, so runs in either
+    /// precision see the same sequences; widening f32 back to f64 is exact).
+    pub fn cast<G: Real>(&self) -> Batch<G> {
+        let f = |x: &F| G::of(x.f64());
+        Batch {
+            inputs: match &self.inputs {
+                Inputs::OneHot(x) => Inputs::OneHot(x.clone()),
+                Inputs::Dense(x) => Inputs::Dense(x.map(f)),
+            },
+            targets: match &self.targets {
+                Targets::Classes(y) => Targets::Classes(y.clone()),
+                Targets::Values(y) => Targets::Values(y.map(f)),
+            },
+            accuracy_from: self.accuracy_from,
+        }
+    }
+
     /// The batch cut into consecutive batches of at most `n` sequences (n ≥ 1), so that a large
     /// set can go through a trace sized for `n`.
     pub fn split(&self, n: usize) -> Vec<Batch<F>> {
@@ -495,25 +512,6 @@ impl<F: Real> Batch<F> {
                 }
             })
             .collect()
-    }
-}
-
-impl Batch {
-    /// The same batch in element type F (tasks draw their data in f64, so runs in either
-    /// precision see the same sequences).
-    pub fn cast<F: Real>(&self) -> Batch<F> {
-        let f = |x: &f64| F::of(*x);
-        Batch {
-            inputs: match &self.inputs {
-                Inputs::OneHot(x) => Inputs::OneHot(x.clone()),
-                Inputs::Dense(x) => Inputs::Dense(x.map(f)),
-            },
-            targets: match &self.targets {
-                Targets::Classes(y) => Targets::Classes(y.clone()),
-                Targets::Values(y) => Targets::Values(y.map(f)),
-            },
-            accuracy_from: self.accuracy_from,
-        }
     }
 }
 

@@ -446,7 +446,7 @@ fn f32_core_agrees_with_f64() {
             let b64 = batch(dense, classes, every, D, o, 22);
             let (p32, b32) = (p64.cast::<f32>(), b64.cast::<f32>());
             // Compare against f64 run on the f32-rounded inputs, so only arithmetic differs.
-            let (p64, b64) = (p32.cast::<f64>(), b32_to_f64(&b32));
+            let (p64, b64) = (p32.cast::<f64>(), b32.cast::<f64>());
             let (mut t64, mut t32) = (Trace::default(), Trace::<f32>::default());
             let (l64, l32) = (
                 rnn::forward(&p64, cell, &b64, &mut t64),
@@ -487,22 +487,6 @@ fn f32_core_agrees_with_f64() {
     println!("largest f32 vs f64 difference: {worst:.1e}");
 }
 
-/// An f32 batch widened back to f64 (exactly).
-fn b32_to_f64(b: &Batch<f32>) -> Batch {
-    let f = |x: &f32| f64::from(*x);
-    Batch {
-        inputs: match &b.inputs {
-            Inputs::OneHot(x) => Inputs::OneHot(x.clone()),
-            Inputs::Dense(x) => Inputs::Dense(x.map(f)),
-        },
-        targets: match &b.targets {
-            Targets::Classes(y) => Targets::Classes(y.clone()),
-            Targets::Values(y) => Targets::Values(y.map(f)),
-        },
-        accuracy_from: b.accuracy_from,
-    }
-}
-
 /// The probe keeps its range in f32: over 300 steps of a sigmoid network the gradient norm falls
 /// far below f32's smallest positive value (1.4e-45), yet the f32 probe still measures it, and
 /// agrees with the f64 probe to 1e-3 in ln-norm at every distance.
@@ -517,7 +501,7 @@ fn f32_probe_measures_norms_below_the_smallest_f32() {
         .cast::<f32>()
         .cast::<f64>();
     let b32 = task.probe_set(4).cast::<f32>();
-    let b64 = b32_to_f64(&b32);
+    let b64 = b32.cast::<f64>();
     let cell = Cell::Rnn(Activation::Sigmoid);
     let q64 = rnn::probe(&p64, cell, &b64, &mut Trace::default(), None);
     let q32 = rnn::probe(&p64.cast::<f32>(), cell, &b32, &mut Trace::default(), None);

@@ -1,0 +1,116 @@
+//! What `benches/step.rs`, `examples/step_time.rs` and `tests/alloc.rs` share (each includes this
+//! file with `#[path]`): the adding-problem workload of the speed comparison, and a counting
+//! allocator.
+
+#![allow(dead_code)] // each includer uses part of it
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use runner::optim::{Clip, OptimConfig, Optimizer, global_norm};
+use runner::real::Real;
+use runner::rnn::{self, Batch, Cell, Init, Params, RnnConfig, Trace};
+use runner::task::{Task, TaskConfig};
+
+/// Input size of the adding problem.
+pub const D: usize = 2;
+/// Output size of the adding problem.
+pub const O: usize = 1;
+
+/// Xavier-initialised parameters (seed 0) of `cell` with hidden size `h`, and `batches`
+/// adding-problem batches of `b` sequences of length `t`, in element type F.
+pub fn adding<F: Real>(cell: Cell, h: usize, t: usize, b: usize, batches: usize) -> (Params<F>, Vec<Batch<F>>) {
+    let task = Task::new(TaskConfig::Adding {
+        seq_len: t,
+        eval_size: 1,
+    });
+    let cfg = RnnConfig {
+        input: D,
+        hidden: h,
+        output: O,
+        cell,
+        init: Init::Xavier,
+        init_io: Init::Xavier,
+        std: 0.1,
+        scale: 1.0,
+        forget_bias: 1.0,
+        dtype: F::DTYPE,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let p = cfg.init(&mut rng).cast();
+    (p, (0..batches).map(|_| task.sample(b, &mut rng).cast()).collect())
+}
+
+/// The training step of the comparison, with its state: forward, full BPTT, global-norm
+/// clipping at 1.0, plain SGD with learning rate 10⁻³.
+pub struct Trainer<F: Real> {
+    cell: Cell,
+    p: Params<F>,
+    g: Params<F>,
+    tr: Trace<F>,
+    opt: Optimizer<F>,
+}
+
+impl<F: Real> Trainer<F> {
+    /// A trainer of `cell` starting from `p`.
+    pub fn new(cell: Cell, p: Params<F>) -> Self {
+        let g = p.zeros_like();
+        let opt = Optimizer::new(OptimConfig::Sgd {
+            momentum: 0.0,
+            nesterov: false,
+        });
+        Self {
+            cell,
+            p,
+            g,
+            tr: Trace::default(),
+            opt,
+        }
+    }
+
+    /// One training step on `batch`; returns its loss.
+    pub fn step(&mut self, batch: &Batch<F>) -> f64 {
+        self.g.fill_zero();
+        let loss = rnn::train_step(&self.p, self.cell, batch, &mut self.tr, None, &mut self.g);
+        let clip = Clip {
+            norm: Some(1.0),
+            value: None,
+        };
+        let n = global_norm(&self.g);
+        clip.apply(&mut self.g, n);
+        self.opt.step(&mut self.p, &self.g, 1e-3);
+        loss
+    }
+}
+
+/// The model FLOPs of one training step: 6·B·T·G·(H² + H·D + H·O).
+pub fn step_flops(cell: Cell, h: usize, t: usize, b: usize) -> f64 {
+    6.0 * (b * t * cell.gates() * (h * h + h * D + h * O)) as f64
+}
+
+/// The system allocator, counting allocations (install with `#[global_allocator]`).
+pub struct Counting;
+
+/// Allocations (and reallocations) made so far through [`Counting`].
+pub static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// Allocations made so far.
+pub fn allocations() -> usize {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}

@@ -22,7 +22,7 @@ Then it checks each goal of the speed issue and prints PASS or FAIL with the mea
 A benchmark, not a test: nothing here runs in CI.
 
     python3 -m venv .bench && .bench/bin/pip install torch numpy
-    .bench/bin/python scripts/bench.py                  # about 10 minutes
+    .bench/bin/python scripts/bench.py                  # about 12 minutes
     .bench/bin/python scripts/bench.py --rounds 1 --seconds 0.2 --H 32 128   # a quick look
 """
 import argparse

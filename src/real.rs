@@ -278,8 +278,11 @@ macro_rules! simd_fn {
                 body::<F>($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the feature `wide` is compiled for was detected just above.
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the features `wide` is compiled for were detected just above.
                 return unsafe { wide::<F>($($arg),*) };
             }
             narrow::<F>($($arg),*)

@@ -17,7 +17,9 @@
 //! PyTorch's layout (U is (G·H, D), W is (G·H, H), V is (O, H)) so that checkpoints load into
 //! `torch.nn.RNN`/`LSTM`/`GRU`. Everything is batched: the input projection of all steps, the
 //! output projection and the gradients of U, V and W are single matrix products; only the
-//! recurrence itself is one (B, H)·(H, G·H) product per step.
+//! recurrence itself is one (B, H)·(H, G·H) product per step (`real::matmul`), followed by one
+//! fused element-wise pass. Truncated BPTT, evaluation and the probe can run a window of k
+//! steps at a time ([`train_step`], [`evaluate`], [`probe`]), so memory follows k, not T.
 
 mod gru;
 mod lstm;
@@ -516,7 +518,9 @@ impl<F: Real> Batch<F> {
 }
 
 /// What forward keeps for backward and for the probe, reused across steps so that the time
-/// loop never allocates.
+/// loop never allocates. It covers the whole sequence (T below), or one window of truncated
+/// BPTT (T = k; index 0 then holds the state entering the window), and a pass over fewer steps
+/// or loss rows than it was sized for uses a prefix of each buffer.
 #[derive(Clone, Debug)]
 pub struct Trace<F: Real = f64> {
     /// (H, G·H) Wᵀ, refreshed by every forward pass so the recurrence's product reads its

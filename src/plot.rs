@@ -1,5 +1,5 @@
 //! Charts, drawn from the results folder's CSV files and manifest alone (so `runner plot DIR`
-//! redraws exactly what the sweep drew). Each chart is first reduced to a [`Figure`] — panels of
+//! redraws exactly what the sweep drew). Each chart is first reduced to a `Figure` — panels of
 //! aggregated series, reference lines and markers — and then drawn once per backend (PNG and
 //! SVG) by one drawing routine.
 //!

@@ -642,11 +642,8 @@ fn backward_step<F: Real>(p: &Params<F>, cell: Cell, tr: &mut Trace<F>, t: usize
 /// Forward pass over a batch; returns the loss E, averaged over the L·B (step, sequence) pairs
 /// that carry a loss. Squared error is also averaged over the O outputs.
 pub fn forward<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>) -> f64 {
-    let (t_len, b) = batch.dims();
-    let l = batch.targets.steps();
-    tr.ensure(cell, t_len, b, p.hidden(), l, p.v.nrows());
-    transpose_into(p.w.view(), tr.wt.view_mut());
-    zero_state(cell, tr);
+    let t_len = batch.dims().0;
+    begin(p, cell, batch, tr, t_len);
     forward_window(p, cell, batch, tr, (1, t_len)) / loss_count(batch)
 }
 
@@ -676,7 +673,7 @@ pub fn train_step<F: Real>(
     bptt: Option<usize>,
     g: &mut Params<F>,
 ) -> f64 {
-    let (t_len, b) = batch.dims();
+    let t_len = batch.dims().0;
     let k = bptt.unwrap_or(t_len).min(t_len);
     if k == t_len {
         let loss = forward(p, cell, batch, tr);
@@ -684,9 +681,7 @@ pub fn train_step<F: Real>(
         return loss;
     }
     let l = batch.targets.steps();
-    tr.ensure(cell, k, b, p.hidden(), l.min(k), p.v.nrows());
-    transpose_into(p.w.view(), tr.wt.view_mut());
-    zero_state(cell, tr);
+    begin(p, cell, batch, tr, k);
     let mut sum = 0.0;
     let mut last_len = 0;
     for (start, end) in windows(t_len, k) {
@@ -741,8 +736,13 @@ fn transpose_into<F: Real>(src: ArrayView2<'_, F>, mut dst: ndarray::ArrayViewMu
     }
 }
 
-/// h_0 = 0 (and c_0 = 0).
-fn zero_state<F: Real>(cell: Cell, tr: &mut Trace<F>) {
+/// Readies the trace for a pass over `batch` in windows of k steps (k = T: one window): sizes
+/// it, refreshes Wᵀ and sets the entry state h_0 = 0 (and c_0 = 0).
+fn begin<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>, k: usize) {
+    let b = batch.dims().1;
+    let l = batch.targets.steps();
+    tr.ensure(cell, k, b, p.hidden(), l.min(k), p.v.nrows());
+    transpose_into(p.w.view(), tr.wt.view_mut());
     tr.h.index_axis_mut(Axis(0), 0).fill(F::zero());
     if cell == Cell::Lstm {
         tr.c.index_axis_mut(Axis(0), 0).fill(F::zero());
@@ -762,12 +762,12 @@ fn carry_state<F: Real>(cell: Cell, tr: &mut Trace<F>, len: usize) {
     }
 }
 
-/// The loss-carrying steps of window (start, end), as (first step, count); count 0 if none.
-/// Loss steps are T−L+1 … T, targets row i being step T−L+1+i.
-fn window_losses<F: Real>(batch: &Batch<F>, (start, end): (usize, usize)) -> (usize, usize) {
+/// The loss-carrying steps of window (start, end), as (first step, count, targets row of the
+/// first step); count 0 if none. Loss steps are T−L+1 … T, targets row i being step T−L+1+i.
+fn window_losses<F: Real>(batch: &Batch<F>, (start, end): (usize, usize)) -> (usize, usize, usize) {
     let first_loss = batch.dims().0 + 1 - batch.targets.steps();
     let first = start.max(first_loss);
-    (first, (end + 1).saturating_sub(first))
+    (first, (end + 1).saturating_sub(first), first - first_loss)
 }
 
 /// Forward over steps start ..= end of `batch` from the state the trace holds at its index 0
@@ -814,7 +814,7 @@ fn forward_window<F: Real>(
     }
 
     // Output projection of the loss-carrying steps: net = H Vᵀ + c, (Lw·B, O).
-    let (first, lw) = window_losses(batch, (start, end));
+    let (_, lw, target_rows) = window_losses(batch, (start, end));
     if lw == 0 {
         return 0.0;
     }
@@ -826,7 +826,6 @@ fn forward_window<F: Real>(
     out += &p.c;
 
     // The loss is summed in f64 whatever F is: it is reported, not differentiated.
-    let target_rows = first + batch.targets.steps() - batch.dims().0 - 1; // targets row of `first`
     match &batch.targets {
         Targets::Values(y) => {
             let y = y.slice(s![target_rows..target_rows + lw, .., ..]);
@@ -877,8 +876,7 @@ fn backward_window<F: Real>(
     let (h, gh, o, l) = (p.hidden(), p.w.nrows(), p.v.nrows(), batch.targets.steps());
     let n = F::of((l * b) as f64);
     let len = end + 1 - start;
-    let (first, lw) = window_losses(batch, (start, end));
-    let target_rows = first + l - batch.dims().0 - 1;
+    let (first, lw, target_rows) = window_losses(batch, (start, end));
     let rows = lw * b;
     tr.ensure_backward(cell);
 
@@ -1002,17 +1000,13 @@ pub fn evaluate<F: Real>(
         let loss = forward(p, cell, batch, tr);
         return (loss, accuracy(batch, tr));
     }
-    let l = batch.targets.steps();
-    tr.ensure(cell, k, b, p.hidden(), l.min(k), p.v.nrows());
-    transpose_into(p.w.view(), tr.wt.view_mut());
-    zero_state(cell, tr);
+    begin(p, cell, batch, tr, k);
     let (mut sum, mut correct, mut last_len) = (0.0, 0, 0);
     for (start, end) in windows(t_len, k) {
         carry_state(cell, tr, last_len);
         sum += forward_window(p, cell, batch, tr, (start, end));
         if let Targets::Classes(y) = &batch.targets {
-            let (first, lw) = window_losses(batch, (start, end));
-            let row = first + l - t_len - 1; // targets row of the window's first loss step
+            let (_, lw, row) = window_losses(batch, (start, end));
             let y = y.slice(s![row..row + lw, ..]);
             let skip = batch.accuracy_from.saturating_sub(row) * b;
             correct += count_correct(tr.out.slice(s![..lw * b, ..]), y, skip);
@@ -1056,9 +1050,7 @@ pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trac
     if k == t_len {
         forward(p, cell, batch, tr);
     } else {
-        tr.ensure(cell, k, b, p.hidden(), l.min(k), o);
-        transpose_into(p.w.view(), tr.wt.view_mut());
-        zero_state(cell, tr);
+        begin(p, cell, batch, tr, k);
         let mut last_len = 0;
         for &(start, end) in &wins {
             carry_state(cell, tr, last_len);
@@ -1075,7 +1067,7 @@ pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trac
     tr.ensure_backward(cell);
 
     // dE_T/dnet_T per sequence, (B, O), from the last step's rows of the outputs.
-    let (_, lw_last) = window_losses(batch, *wins.last().expect("T ≥ 1"));
+    let (_, lw_last, _) = window_losses(batch, *wins.last().expect("T ≥ 1"));
     let mut dnet = tr.out.slice(s![(lw_last - 1) * b..lw_last * b, ..]).to_owned();
     match &batch.targets {
         Targets::Values(y) => {

@@ -216,33 +216,35 @@ pub fn prepare_out(out: &Path, force: bool, run_ids: &[String], shard: Option<Sh
     Ok(false)
 }
 
-/// Chooses the chart grouping from `plot.color` and `plot.panel` (see the README).
-pub fn plot_choice(spec: &Spec) -> PlotChoice {
-    let swept: Vec<&str> = spec.sweep.iter().map(|(k, _, _)| *k).collect();
+/// The chart grouping the sweep's runs get from `plot.x`, `plot.color` and `plot.panel` (the
+/// same choice `runner plot` makes from the finished tables; see the README).
+pub fn plot_choice(spec: &Spec, runs: &[RunConfig]) -> PlotChoice {
     let setting = |k: &str| match &spec.base[k].value {
         Value::Str(s) => s.clone(),
         other => other.to_string(),
     };
-    let panel = match setting("plot.panel").as_str() {
-        "none" => None,
-        "auto" => swept.contains(&"task.seq_len").then(|| "task.seq_len".to_string()),
-        k => Some(k.to_string()),
+    let settings = crate::plot::PlotSettings {
+        x: setting("plot.x"),
+        color: setting("plot.color"),
+        panel: setting("plot.panel"),
     };
-    let color = match setting("plot.color").as_str() {
-        "none" => None,
-        "auto" => {
-            let free = |k: &&&str| **k != "train.seed" && Some(**k) != panel.as_deref();
-            if !spec.variants.is_empty() {
-                Some("variant".to_string())
-            } else if swept.contains(&"model.activation") && panel.as_deref() != Some("model.activation") {
-                Some("model.activation".to_string())
-            } else {
-                swept.iter().find(free).map(|k| k.to_string())
-            }
-        }
-        k => Some(k.to_string()),
+    let columns = crate::plot::Columns {
+        keys: runs
+            .first()
+            .map(|r| r.swept.iter().map(|(k, _)| k.to_string()).collect())
+            .unwrap_or_default(),
+        rows: runs
+            .iter()
+            .map(|r| r.swept.iter().map(|(_, v)| v.to_string()).collect())
+            .collect(),
     };
-    PlotChoice { color, panel }
+    let layout = crate::plot::layout(&columns, &settings);
+    PlotChoice {
+        x: layout.x.key,
+        color: layout.steps.color_key,
+        panel: layout.steps.panel_keys.first().cloned(),
+        panels: layout.steps.panel_keys,
+    }
 }
 
 fn json_map(m: &BTreeMap<&'static str, Value>) -> BTreeMap<String, serde_json::Value> {
@@ -293,7 +295,7 @@ pub fn manifest(spec: &Spec, runs: &[RunConfig], threads: usize) -> Manifest {
         settings: json_map(&settings),
         variants,
         sweep,
-        plot: plot_choice(spec),
+        plot: plot_choice(spec, runs),
         shard: None,
         runs: runs
             .iter()
@@ -323,6 +325,7 @@ fn failed_result(cfg: &RunConfig, message: String, seconds: f64) -> RunResult {
             decay_factor: None,
             decay_factor_init: None,
             bound_factor: None,
+            bound_factor_init: None,
             w_norm_init: None,
             w_norm_final: None,
             w_radius_init: None,
@@ -511,7 +514,7 @@ pub fn finish(out: &Path, manifest: &mut Manifest, records: &[RunRecord], charts
     )?;
     crate::report::write_summary(out, &keys, &rows)?;
     if charts {
-        crate::plot::draw_all(out)?;
+        crate::plot::draw_all(out, &[])?;
     }
     manifest.finished = Some(output::now_rfc3339());
     output::write_manifest(out, manifest)?;

@@ -29,6 +29,10 @@ enum Command {
     Plot {
         /// The results folder, e.g. results/vanishing.
         dir: PathBuf,
+        /// Redraw with another chart choice: plot.x, plot.color or plot.panel = a swept key,
+        /// "auto" or "none" (repeatable), e.g. --set plot.x=train.lr.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Join shard folders (from `--shard` runs) into one results folder.
     Merge {
@@ -147,7 +151,7 @@ fn main() -> ExitCode {
     install_signal_handlers();
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Plot { dir }) => runner::plot::draw_all(&dir).map(|charts| {
+        Some(Command::Plot { dir, set }) => runner::plot::draw_all(&dir, &set).map(|charts| {
             println!("drew {} charts in {}", charts.len(), dir.join("charts").display());
             0
         }),

@@ -95,13 +95,20 @@ pub struct SweepAxis {
     pub values: Vec<serde_json::Value>,
 }
 
-/// Which swept keys group the charts (resolved from `plot.color` and `plot.panel`).
+/// Which swept keys the charts were grouped by (resolved from `plot.x`, `plot.color` and
+/// `plot.panel` when the sweep started; `runner plot` resolves them again from the settings).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PlotChoice {
-    /// Key whose values colour the lines.
+    /// Key on the summary charts' x axis (none: the configurations are the categories).
+    #[serde(default)]
+    pub x: Option<String>,
+    /// Key whose values colour the lines of the per-step charts.
     pub color: Option<String>,
-    /// Key with one panel per value.
+    /// Key with one panel per value on the per-step charts (the first, when several split them).
     pub panel: Option<String>,
+    /// Every key splitting the per-step charts' panels, the automatic split included.
+    #[serde(default)]
+    pub panels: Vec<String>,
 }
 
 /// One run in the manifest.
@@ -202,9 +209,23 @@ pub fn read_runs(dir: &Path) -> Result<RunsTable, Error> {
         message,
     };
     let (mut r, header) = open_csv(&path)?;
-    let fixed = crate::record::RUN_COLUMNS.len();
-    if header.len() < 1 + fixed || header[0] != "run_id" || header[header.len() - fixed..] != crate::record::RUN_COLUMNS
-    {
+    // The columns after the swept ones: today's, or those of a file written before the
+    // columns in ADDED_RUN_COLUMNS existed (their fields then read back empty).
+    let current: Vec<&str> = crate::record::RUN_COLUMNS.to_vec();
+    let older: Vec<&str> = current
+        .iter()
+        .copied()
+        .filter(|c| !crate::record::ADDED_RUN_COLUMNS.contains(c))
+        .collect();
+    let tail_is = |cols: &[&str]| header.len() > cols.len() && header[header.len() - cols.len()..] == *cols;
+    let fixed = if tail_is(&current) {
+        current.len()
+    } else if tail_is(&older) {
+        older.len()
+    } else {
+        0
+    };
+    if fixed == 0 || header[0] != "run_id" {
         return Err(data_err(
             Some(1),
             "the header is not that of a runs.csv written by runner".into(),
@@ -215,7 +236,15 @@ pub fn read_runs(dir: &Path) -> Result<RunsTable, Error> {
     for (i, rec) in r.records().enumerate() {
         let line = i as u64 + 2;
         let rec = rec.map_err(|e| data_err(Some(line), e.to_string()))?;
-        let fields: Vec<&str> = rec.iter().collect();
+        let mut fields: Vec<&str> = rec.iter().collect();
+        if fixed != current.len() && fields.len() == header.len() {
+            // An older file: put an empty field where each added column goes.
+            for (at, c) in current.iter().enumerate() {
+                if crate::record::ADDED_RUN_COLUMNS.contains(c) {
+                    fields.insert(1 + n_swept + at, "");
+                }
+            }
+        }
         rows.push(RunRow::from_fields(&fields, n_swept).map_err(|m| data_err(Some(line), m))?);
     }
     Ok(RunsTable {
@@ -530,4 +559,37 @@ fn st_meta(bytes: &[u8]) -> serde_json::Value {
         .and_then(|(_, m)| m.metadata().as_ref().and_then(|m| m.get("runner").cloned()))
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runs_csv_from_before_bound_factor_init_reads_back_with_it_empty() {
+        let dir = std::env::temp_dir().join(format!("runner-old-runs-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let older: Vec<&str> = crate::record::RUN_COLUMNS
+            .iter()
+            .copied()
+            .filter(|c| *c != "bound_factor_init")
+            .collect();
+        let text = format!(
+            "run_id,train.seed,{}\n00000000000000aa,0,ok,10,0.1,0.16666666666666666,,,0,0.9,0.95,1.5,1.2,1.3,0.9,1.0,0.123,\n",
+            older.join(",")
+        );
+        fs::write(dir.join(RUNS_CSV), text).unwrap();
+        let t = read_runs(&dir).unwrap();
+        assert_eq!(t.swept_keys, ["train.seed"]);
+        let r = &t.rows[0];
+        assert_eq!(
+            (r.bound_factor, r.bound_factor_init, r.w_norm_init),
+            (Some(1.5), None, Some(1.2))
+        );
+        assert_eq!(r.w_radius_final, Some(1.0));
+        // Today's header round-trips.
+        write_runs(&dir, &["train.seed"], &t.rows).unwrap();
+        assert_eq!(read_runs(&dir).unwrap().rows, t.rows);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -65,6 +65,9 @@ pub struct RunRow {
     pub decay_factor_init: Option<f64>,
     /// ‖W‖₂·max|σ'| at the end, plain cell only: an upper bound on the per-step factor.
     pub bound_factor: Option<f64>,
+    /// The same bound at initialisation, the one `decay_factor_init` must lie below.
+    #[serde(default)]
+    pub bound_factor_init: Option<f64>,
     /// ‖W‖₂ at initialisation.
     pub w_norm_init: Option<f64>,
     /// ‖W‖₂ at the end.
@@ -80,7 +83,7 @@ pub struct RunRow {
 }
 
 /// Column names of `runs.csv` after `run_id` and the swept keys.
-pub const RUN_COLUMNS: [&str; 16] = [
+pub const RUN_COLUMNS: [&str; 17] = [
     "status",
     "steps",
     "final_loss",
@@ -91,6 +94,7 @@ pub const RUN_COLUMNS: [&str; 16] = [
     "decay_factor",
     "decay_factor_init",
     "bound_factor",
+    "bound_factor_init",
     "w_norm_init",
     "w_norm_final",
     "w_radius_init",
@@ -98,6 +102,10 @@ pub const RUN_COLUMNS: [&str; 16] = [
     "seconds",
     "error",
 ];
+
+/// Columns of `RUN_COLUMNS` added after the first release: a `runs.csv` written before them
+/// lacks them and reads back with these fields empty.
+pub const ADDED_RUN_COLUMNS: [&str; 1] = ["bound_factor_init"];
 
 /// A float as written in the CSV files: shortest round-trip form, empty when missing or not
 /// finite.
@@ -137,6 +145,7 @@ impl RunRow {
             fmt_num(self.decay_factor),
             fmt_num(self.decay_factor_init),
             fmt_num(self.bound_factor),
+            fmt_num(self.bound_factor_init),
             fmt_num(self.w_norm_init),
             fmt_num(self.w_norm_final),
             fmt_num(self.w_radius_init),
@@ -193,12 +202,13 @@ impl RunRow {
             decay_factor: opt(7)?,
             decay_factor_init: opt(8)?,
             bound_factor: opt(9)?,
-            w_norm_init: opt(10)?,
-            w_norm_final: opt(11)?,
-            w_radius_init: opt(12)?,
-            w_radius_final: opt(13)?,
-            seconds: opt(14)?.unwrap_or(0.0),
-            error: rest[15].to_string(),
+            bound_factor_init: opt(10)?,
+            w_norm_init: opt(11)?,
+            w_norm_final: opt(12)?,
+            w_radius_init: opt(13)?,
+            w_radius_final: opt(14)?,
+            seconds: opt(15)?.unwrap_or(0.0),
+            error: rest[16].to_string(),
         })
     }
 }

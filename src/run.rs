@@ -266,6 +266,7 @@ fn train_as<F: Real>(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Op
         };
         rnn::spectral_radius(&p.w.slice(ndarray::s![block * h..(block + 1) * h, ..]).to_owned())
     };
+    let w_norm_init = rnn::spectral_norm(&init.w);
     let max_deriv = match cell {
         Cell::Rnn(act) => Some(act.max_deriv()),
         _ => None,
@@ -283,7 +284,8 @@ fn train_as<F: Real>(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Op
         decay_factor: decay_last,
         decay_factor_init: decay_first,
         bound_factor: w_norm_final.zip(max_deriv).map(|(n, m)| n * m).and_then(finite),
-        w_norm_init: finite(rnn::spectral_norm(&init.w)),
+        bound_factor_init: max_deriv.map(|m| w_norm_init * m).and_then(finite),
+        w_norm_init: finite(w_norm_init),
         w_norm_final: w_norm_final.and_then(finite),
         w_radius_init: finite(radius(&init)),
         w_radius_final: params_finite.then(|| radius(&params)).and_then(finite),

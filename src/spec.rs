@@ -341,10 +341,12 @@ pub const KEYS: &[KeyDef] = &[
         "Write `checkpoints/<run_id>/{init,final}.safetensors`."),
     key("output.charts", Kind::Bool, "true",
         "Draw the charts at the end of the sweep."),
+    key("plot.x", Kind::KeyRef, "\"auto\"",
+        "Swept key on the x axis of every summary chart (final loss, accuracy, decay factor, divergence). `auto`: `task.seq_len` if swept, else the first swept numeric key other than `train.seed`, else the first swept key (as categories); `none`: one category per configuration. Numbers are drawn on a log axis when positive and spanning a decade or more, else a linear one; words as categories; a `none` among numbers (`train.clip`) sits past the largest."),
     key("plot.color", Kind::KeyRef, "\"auto\"",
-        "Swept key (or `variant`) whose values colour the lines. `auto`: `variant` if the spec has variants, else `model.activation` if swept, else the first swept key that is not the seed or the panel key."),
+        "Swept key (or `variant`) whose values colour the lines; a numeric key gets an ordered palette (light = small) and a legend in value order. `auto`: `variant` if the spec has variants, else `model.activation` if it tells lines apart, else the first such key; `none`: one colour."),
     key("plot.panel", Kind::KeyRef, "\"auto\"",
-        "Swept key with one panel per value. `auto`: `task.seq_len` if swept; `none`: a single panel."),
+        "Swept key with one panel per value. `auto`: `task.seq_len` if swept (not on charts whose x axis it is). With `auto` or a key, a panel that would hold more than 8 lines is split further by the line key with the fewest values; `none`: a single panel, however many lines."),
 ];
 
 /// Whether `key` may appear in `[sweep]` (everything but the experiment's name, description,
@@ -1011,7 +1013,7 @@ fn check_list(def: &KeyDef, items: &[Value]) -> Result<Vec<Value>, String> {
 
 fn check_plot_keys(spec: &Spec) -> Vec<Problem> {
     let mut problems = Vec::new();
-    for key in ["plot.color", "plot.panel"] {
+    for key in ["plot.x", "plot.color", "plot.panel"] {
         let located = &spec.base[key];
         if let Value::Str(s) = &located.value
             && s != "auto"

@@ -98,7 +98,27 @@ fn end_to_end_every_output_exists_and_parses() {
             assert_eq!(st.tensor("rnn.weight_ih_l0").unwrap().shape(), [6, 2]);
         }
     }
-    for chart in ["grad_decay", "grad_decay_init", "loss", "final_loss", "grad_norm"] {
+    // ‖∂h_t/∂h_{t−1}‖ ≤ max|σ'|·‖W‖₂ at every step, so the measured per-step factor (a
+    // positively weighted mean of the per-step log ratios) lies at or below the bound.
+    for row in &table.rows {
+        let (d, b) = (row.decay_factor_init.unwrap(), row.bound_factor_init.unwrap());
+        assert!(
+            d <= b * (1.0 + 1e-12),
+            "run {}: measured {d} above its bound {b}",
+            row.run_id
+        );
+    }
+    for chart in [
+        "grad_decay",
+        "grad_decay_init",
+        "loss",
+        "grad_norm",
+        "final_loss",
+        "decay_factor_init",
+        "decay_factor",
+        "diverged",
+        "decay_vs_bound",
+    ] {
         let png = fs::read(res.join("charts").join(format!("{chart}.png"))).unwrap();
         assert_eq!(&png[1..4], b"PNG", "{chart}.png is a PNG");
         let svg = fs::read_to_string(res.join("charts").join(format!("{chart}.svg"))).unwrap();
@@ -136,6 +156,52 @@ fn end_to_end_every_output_exists_and_parses() {
     let out = run(&dir, &["plot", "results/small"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(fs::read(res.join("charts/loss.png")).unwrap(), before);
+
+    // Redrawn with another x key: the summary charts change, the per-step ones do not.
+    let charts = |res: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<(String, Vec<u8>)> = fs::read_dir(res.join("charts"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let by_length = charts(&res);
+    let out = run(&dir, &["plot", "results/small", "--set", "plot.x=model.activation"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let by_activation = charts(&res);
+    let changed = |name: &str| {
+        let pick = |v: &[(String, Vec<u8>)]| v.iter().find(|c| c.0 == name).unwrap().1.clone();
+        pick(&by_length) != pick(&by_activation)
+    };
+    assert!(changed("final_loss.svg") && changed("decay_factor_init.svg"));
+    assert!(!changed("loss.svg") && !changed("grad_decay.svg"));
+    let svg = fs::read_to_string(res.join("charts/final_loss.svg")).unwrap();
+    assert!(svg.contains("activation σ — model.activation"), "x axis names the key");
+    assert!(!svg.contains("sequence length T —"), "the x axis is not the length");
+
+    // An unknown, unswept or unplottable key: exit 2, naming it, nothing redrawn.
+    let out = run(&dir, &["plot", "results/small", "--set", "plot.panel=model.activation"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let before = charts(&res);
+    for (set, named) in [
+        ("plot.x=model.hidden", "model.hidden"),
+        ("plot.color=train.lrr", "train.lrr"),
+        ("train.lr=0.1", "train.lr"),
+        ("plot.x", "KEY=VALUE"),
+    ] {
+        let out = run(&dir, &["plot", "results/small", "--set", set]);
+        assert_eq!(out.status.code(), Some(2), "{set}");
+        let e = stderr(&out);
+        assert!(e.contains(named) && e.contains("nothing was redrawn"), "{set}: {e}");
+        assert!(charts(&res) == before, "{set}: the charts were touched");
+    }
 }
 
 #[test]

@@ -235,11 +235,11 @@ pub fn log_ticks(lo: f64, hi: f64) -> Vec<(f64, String)> {
     } else {
         &[1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
     };
-    let stride = if b - a > 12 {
-        ((b - a) as f64 / 12.0).ceil() as i32
-    } else {
-        1
-    };
+    // Past twelve decades, every 2nd, 3rd, 5th, 10th… power: round exponents stay labelled.
+    let stride = [1, 2, 3, 5, 10, 20, 25, 50, 100]
+        .into_iter()
+        .find(|s| (b - a) / s <= 12)
+        .unwrap_or(((b - a) / 12).max(1));
     for e in a..=b {
         if span >= 2.0 && e.rem_euclid(stride) != 0 {
             continue;
@@ -331,6 +331,10 @@ mod tests {
         assert_eq!(t, ["0.001", "0.01", "0.1", "1", "10"]);
         let t: Vec<String> = log_ticks(-0.6, 0.5).into_iter().map(|t| t.1).collect();
         assert_eq!(t, ["0.3", "0.5", "1", "2", "3"]);
+        let t: Vec<String> = log_ticks(-118.0, 1.0).into_iter().map(|t| t.1).collect();
+        assert_eq!(t[0], "1e-110");
+        assert_eq!(t[t.len() - 1], "1");
+        assert_eq!(t.len(), 12);
         let t: Vec<String> = linear_ticks(0.0, 2500.0, 6).into_iter().map(|t| t.1).collect();
         assert_eq!(t, ["0", "500", "1000", "1500", "2000", "2500"]);
     }

@@ -221,9 +221,18 @@ pub fn write_report(out: &Path, manifest: &Manifest, charts: bool) -> Result<(),
             ("grad_decay", "Gradient reaching back d steps, after training"),
             ("grad_decay_init", "Gradient reaching back d steps, at initialisation"),
             ("loss", "Training loss"),
-            ("final_loss", "Final evaluation loss by sequence length"),
             ("grad_norm", "Gradient norm before clipping"),
+            ("final_loss", "Final evaluation loss"),
+            ("final_accuracy", "Final evaluation accuracy"),
+            ("decay_factor_init", "Per-step factor of the gradient at initialisation"),
+            ("decay_factor", "Per-step factor of the gradient after training"),
+            ("diverged", "Share of runs that diverged"),
+            ("decay_vs_bound", "Measured per-step factor against its bound"),
         ] {
+            // Charts drawn only for some sweeps (accuracy, the bound) are listed when present.
+            if !out.join("charts").join(format!("{name}.png")).exists() {
+                continue;
+            }
             r.push_str(&format!("### {title}\n\n![{title}](charts/{name}.png)\n\n"));
         }
     }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::output::{self, Manifest, ManifestRun, PlotChoice, SweepAxis};
-use crate::record::{CurveRow, DecayRow, RunRow, Status};
+use crate::record::{CurveRow, DecayRow, RunRow, SpectrumRow, Status};
 use crate::report::{REPORT_MD, SUMMARY_CSV};
 use crate::run::{self, RunConfig, RunResult};
 use crate::spec::{Spec, Value};
@@ -175,6 +175,7 @@ pub fn prepare_out(out: &Path, force: bool, run_ids: &[String], shard: Option<Sh
             output::RUNS_CSV,
             output::CURVES_CSV,
             output::DECAY_CSV,
+            output::SPECTRUM_CSV,
             output::MANIFEST,
             SUMMARY_CSV,
             REPORT_MD,
@@ -326,6 +327,8 @@ fn failed_result(cfg: &RunConfig, message: String, seconds: f64) -> RunResult {
             decay_factor_init: None,
             bound_factor: None,
             bound_factor_init: None,
+            lyapunov_max_init: None,
+            lyapunov_max: None,
             w_norm_init: None,
             w_norm_final: None,
             w_radius_init: None,
@@ -335,6 +338,7 @@ fn failed_result(cfg: &RunConfig, message: String, seconds: f64) -> RunResult {
         },
         curve: Vec::new(),
         decay: Vec::new(),
+        spectrum: Vec::new(),
         init: None,
         last: None,
         probe_batch: None,
@@ -350,6 +354,9 @@ pub struct RunRecord {
     pub curve: Vec<CurveRow>,
     /// Its `grad_decay.csv` rows.
     pub decay: Vec<DecayRow>,
+    /// Its `spectrum.csv` rows (none unless `probe.spectrum` > 0).
+    #[serde(default)]
+    pub spectrum: Vec<SpectrumRow>,
 }
 
 fn record_path(out: &Path, id: &str) -> PathBuf {
@@ -450,6 +457,7 @@ pub fn run_sweep(
                     row: result.row,
                     curve: result.curve,
                     decay: result.decay,
+                    spectrum: result.spectrum,
                 };
                 // The record marks the run complete; a failed run gets none, so a rerun redoes it.
                 if record.row.status != Status::Failed {
@@ -511,6 +519,10 @@ pub fn finish(out: &Path, manifest: &mut Manifest, records: &[RunRecord], charts
     output::write_table(
         &out.join(output::DECAY_CSV),
         records.iter().flat_map(|r| r.decay.iter()),
+    )?;
+    output::write_spectrum(
+        &out.join(output::SPECTRUM_CSV),
+        records.iter().flat_map(|r| r.spectrum.iter()),
     )?;
     crate::report::write_summary(out, &keys, &rows)?;
     if charts {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::real;
-use crate::record::{CurveRow, DecayRow, RunRow};
+use crate::record::{CurveRow, DecayRow, RunRow, SpectrumRow};
 use crate::rnn::{Batch, Inputs, Params, Targets};
 
 /// File names inside a results folder.
@@ -22,6 +22,8 @@ pub const RUNS_CSV: &str = "runs.csv";
 pub const CURVES_CSV: &str = "curves.csv";
 /// Gradient-decay profiles.
 pub const DECAY_CSV: &str = "grad_decay.csv";
+/// Finite-time Lyapunov exponents.
+pub const SPECTRUM_CSV: &str = "spectrum.csv";
 /// The manifest.
 pub const MANIFEST: &str = "manifest.json";
 
@@ -171,6 +173,16 @@ pub fn write_table<'a, R: Serialize + 'a>(path: &Path, rows: impl IntoIterator<I
     write_atomic(path, &bytes)
 }
 
+/// Writes `spectrum.csv`; with no rows (no run asked for a spectrum) the header alone, so that
+/// every results folder has the same files.
+pub fn write_spectrum<'a>(path: &Path, rows: impl IntoIterator<Item = &'a SpectrumRow>) -> Result<(), Error> {
+    let mut rows = rows.into_iter().peekable();
+    if rows.peek().is_none() {
+        return write_atomic(path, b"run_id,probe_step,index,exponent\n");
+    }
+    write_table(path, rows)
+}
+
 /// `runs.csv` read back: the swept keys (column names) and the rows.
 pub struct RunsTable {
     /// Swept keys, in column order.
@@ -309,6 +321,24 @@ pub fn read_decay(dir: &Path) -> Result<Vec<DecayRow>, Error> {
             path,
             line: Some(i as u64 + 2),
             message: format!("unknown state `{}`", rows[i].state),
+        });
+    }
+    Ok(rows)
+}
+
+/// Reads `spectrum.csv` (an empty table when the file is absent: a results folder written
+/// before the spectrum existed), refusing non-finite numbers.
+pub fn read_spectrum(dir: &Path) -> Result<Vec<SpectrumRow>, Error> {
+    let path = dir.join(SPECTRUM_CSV);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<SpectrumRow> = read_table(&path)?;
+    if let Some(line) = first_non_finite(rows.iter().map(|r| vec![r.exponent])) {
+        return Err(Error::Data {
+            path,
+            line: Some(line),
+            message: "a number is not finite".into(),
         });
     }
     Ok(rows)
@@ -566,13 +596,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_runs_csv_from_before_bound_factor_init_reads_back_with_it_empty() {
+    fn a_runs_csv_from_before_the_added_columns_reads_back_with_them_empty() {
         let dir = std::env::temp_dir().join(format!("runner-old-runs-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let older: Vec<&str> = crate::record::RUN_COLUMNS
             .iter()
             .copied()
-            .filter(|c| *c != "bound_factor_init")
+            .filter(|c| !crate::record::ADDED_RUN_COLUMNS.contains(c))
             .collect();
         let text = format!(
             "run_id,train.seed,{}\n00000000000000aa,0,ok,10,0.1,0.16666666666666666,,,0,0.9,0.95,1.5,1.2,1.3,0.9,1.0,0.123,\n",
@@ -587,6 +617,7 @@ mod tests {
             (Some(1.5), None, Some(1.2))
         );
         assert_eq!(r.w_radius_final, Some(1.0));
+        assert_eq!((r.lyapunov_max_init, r.lyapunov_max, r.seconds), (None, None, 0.123));
         // Today's header round-trips.
         write_runs(&dir, &["train.seed"], &t.rows).unwrap();
         assert_eq!(read_runs(&dir).unwrap().rows, t.rows);

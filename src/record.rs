@@ -76,6 +76,13 @@ pub struct RunRow {
     pub w_radius_init: Option<f64>,
     /// Spectral radius at the end.
     pub w_radius_final: Option<f64>,
+    /// λ₁, the largest finite-time Lyapunov exponent of the probe batch's trajectory at step 0
+    /// (`probe.spectrum` > 0), natural log per step; empty when off or −∞.
+    #[serde(default)]
+    pub lyapunov_max_init: Option<f64>,
+    /// λ₁ at the last probe.
+    #[serde(default)]
+    pub lyapunov_max: Option<f64>,
     /// Wall-clock seconds the run took (the only column that differs between identical runs).
     pub seconds: f64,
     /// Panic message of a failed run.
@@ -83,7 +90,7 @@ pub struct RunRow {
 }
 
 /// Column names of `runs.csv` after `run_id` and the swept keys.
-pub const RUN_COLUMNS: [&str; 17] = [
+pub const RUN_COLUMNS: [&str; 19] = [
     "status",
     "steps",
     "final_loss",
@@ -99,13 +106,15 @@ pub const RUN_COLUMNS: [&str; 17] = [
     "w_norm_final",
     "w_radius_init",
     "w_radius_final",
+    "lyapunov_max_init",
+    "lyapunov_max",
     "seconds",
     "error",
 ];
 
 /// Columns of `RUN_COLUMNS` added after the first release: a `runs.csv` written before them
 /// lacks them and reads back with these fields empty.
-pub const ADDED_RUN_COLUMNS: [&str; 1] = ["bound_factor_init"];
+pub const ADDED_RUN_COLUMNS: [&str; 3] = ["bound_factor_init", "lyapunov_max_init", "lyapunov_max"];
 
 /// A float as written in the CSV files: shortest round-trip form, empty when missing or not
 /// finite.
@@ -150,6 +159,8 @@ impl RunRow {
             fmt_num(self.w_norm_final),
             fmt_num(self.w_radius_init),
             fmt_num(self.w_radius_final),
+            fmt_num(self.lyapunov_max_init),
+            fmt_num(self.lyapunov_max),
             format!("{:.3}", self.seconds),
             self.error.clone(),
         ]);
@@ -207,8 +218,10 @@ impl RunRow {
             w_norm_final: opt(12)?,
             w_radius_init: opt(13)?,
             w_radius_final: opt(14)?,
-            seconds: opt(15)?.unwrap_or(0.0),
-            error: rest[16].to_string(),
+            lyapunov_max_init: opt(15)?,
+            lyapunov_max: opt(16)?,
+            seconds: opt(17)?.unwrap_or(0.0),
+            error: rest[18].to_string(),
         })
     }
 }
@@ -253,4 +266,18 @@ pub struct DecayRow {
     /// log₁₀ of `grad_norm`, computed without underflow (so it is exact even where
     /// `grad_norm` is 0); empty when the gradient is exactly zero.
     pub log10_grad_norm: Option<f64>,
+}
+
+/// One row of `spectrum.csv`: one finite-time Lyapunov exponent of one probe of one run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpectrumRow {
+    /// The run.
+    pub run_id: String,
+    /// Parameter updates done before the probe.
+    pub probe_step: u64,
+    /// i, 1 … k, largest first.
+    pub index: u64,
+    /// λ_i, natural log per step, mean over the probe sequences; empty when −∞ (a step was
+    /// exactly singular in this direction for some sequence) or not finite.
+    pub exponent: Option<f64>,
 }

@@ -22,15 +22,21 @@
 //! steps at a time ([`train_step`], [`evaluate`], [`probe`]), so memory follows k, not T.
 
 mod gru;
+mod init;
 mod lstm;
+mod probe;
+mod spectrum;
 mod vanilla;
+
+pub use init::{Init, RnnConfig, normal};
+pub use probe::{Probe, decay_factor, join_probes, probe, spectral_norm, spectral_radius};
+pub use spectrum::{Exponents, mean_exponents, spectrum};
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, Zip, s};
-use rand::Rng;
 
 use crate::Float;
-use crate::real::{Dtype, Real, matmul, simd_fn};
+use crate::real::{Real, matmul, simd_fn};
 
 /// The hidden activation σ, with its derivative written from the saved output s = σ(h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,149 +184,6 @@ impl Cell {
 #[inline]
 pub fn sigmoid<F: Real>(x: F) -> F {
     F::act_sigmoid(x)
-}
-
-/// How a weight matrix is initialised.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Init {
-    /// Glorot uniform: U(−a, a) with a = √(6 / (fan_in + fan_out)).
-    Xavier,
-    /// N(0, std²).
-    Normal,
-    /// A random (semi-)orthogonal matrix: Gram–Schmidt on a Gaussian matrix.
-    Orthogonal,
-    /// The identity matrix (square matrices only; the IRNN recipe for W).
-    Identity,
-    /// Pascanu et al. 2013's "smart" initialisation: each row has `nonzero` N(0, 1) entries at
-    /// random columns, then the matrix is rescaled to spectral radius `radius`.
-    Sparse {
-        /// Non-zero inputs per unit.
-        nonzero: usize,
-        /// Target spectral radius.
-        radius: Float,
-    },
-}
-
-impl Init {
-    /// Parses a spec value (`sparse` takes its settings from the caller).
-    pub fn from_name(name: &str, nonzero: usize, radius: Float) -> Option<Self> {
-        Some(match name {
-            "xavier" => Self::Xavier,
-            "normal" => Self::Normal,
-            "orthogonal" => Self::Orthogonal,
-            "identity" => Self::Identity,
-            "sparse" => Self::Sparse { nonzero, radius },
-            _ => return None,
-        })
-    }
-
-    /// A (rows, cols) matrix drawn from this initialisation.
-    pub fn sample(self, rows: usize, cols: usize, std: Float, rng: &mut impl Rng) -> Array2<Float> {
-        match self {
-            Self::Xavier => {
-                let a = (6.0 / (rows + cols) as Float).sqrt();
-                Array2::from_shape_simple_fn((rows, cols), || a * (2.0 * rng.random::<Float>() - 1.0))
-            }
-            Self::Normal => Array2::from_shape_simple_fn((rows, cols), || std * normal(rng)),
-            Self::Orthogonal => {
-                // Orthonormalise the columns of a tall Gaussian matrix, transpose if wide.
-                let (tall, short) = (rows.max(cols), rows.min(cols));
-                let mut q = Array2::from_shape_simple_fn((tall, short), || normal(rng));
-                for j in 0..short {
-                    for i in 0..j {
-                        let proj = q.column(i).dot(&q.column(j));
-                        let qi = q.column(i).to_owned();
-                        q.column_mut(j).scaled_add(-proj, &qi);
-                    }
-                    let norm = q.column(j).dot(&q.column(j)).sqrt();
-                    q.column_mut(j).mapv_inplace(|x| x / norm);
-                }
-                if rows >= cols {
-                    q
-                } else {
-                    q.reversed_axes().as_standard_layout().to_owned()
-                }
-            }
-            Self::Identity => Array2::eye(rows),
-            Self::Sparse { nonzero, radius } => {
-                let mut m = Array2::zeros((rows, cols));
-                let k = nonzero.min(cols);
-                for mut row in m.rows_mut() {
-                    // k distinct columns by a partial Fisher–Yates shuffle.
-                    let mut idx: Vec<usize> = (0..cols).collect();
-                    for i in 0..k {
-                        let j = rng.random_range(i..cols);
-                        idx.swap(i, j);
-                        row[idx[i]] = normal(rng);
-                    }
-                }
-                let rho = if rows == cols {
-                    spectral_radius(&m)
-                } else {
-                    spectral_norm(&m)
-                };
-                if rho > 0.0 {
-                    m *= radius / rho;
-                }
-                m
-            }
-        }
-    }
-}
-
-/// A standard normal draw (Box–Muller), so that results do not depend on a distribution
-/// crate's algorithm choices.
-pub fn normal(rng: &mut impl Rng) -> Float {
-    let u1: Float = 1.0 - rng.random::<Float>(); // in (0, 1]
-    let u2: Float = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU as Float * u2).cos()
-}
-
-/// Everything needed to build a network: sizes, cell and initialisation.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RnnConfig {
-    /// D, input size.
-    pub input: usize,
-    /// H, hidden size.
-    pub hidden: usize,
-    /// O, output size.
-    pub output: usize,
-    /// The cell (with σ for the plain one).
-    pub cell: Cell,
-    /// Initialisation of W (each H×H gate block separately).
-    pub init: Init,
-    /// Initialisation of U and V (U per gate block).
-    pub init_io: Init,
-    /// Standard deviation for [`Init::Normal`].
-    pub std: Float,
-    /// Multiplier applied to W after initialisation.
-    pub scale: Float,
-    /// Initial bias of the LSTM forget gate.
-    pub forget_bias: Float,
-    /// Element type of training (initialisation is drawn in f64 either way, then rounded).
-    pub dtype: Dtype,
-}
-
-impl RnnConfig {
-    /// Draws initial parameters; biases start at zero (but the LSTM forget gate's). Draw order
-    /// (W blocks, U blocks, V) is fixed.
-    pub fn init(&self, rng: &mut impl Rng) -> Params {
-        let (d, h, o, g) = (self.input, self.hidden, self.output, self.cell.gates());
-        let mut p = Params::zeros(self.cell, d, h, o);
-        for k in 0..g {
-            let block = self.init.sample(h, h, self.std, rng) * self.scale;
-            p.w.slice_mut(s![k * h..(k + 1) * h, ..]).assign(&block);
-        }
-        for k in 0..g {
-            let block = self.init_io.sample(h, d, self.std, rng);
-            p.u.slice_mut(s![k * h..(k + 1) * h, ..]).assign(&block);
-        }
-        p.v = self.init_io.sample(o, h, self.std, rng);
-        if self.cell == Cell::Lstm {
-            p.b.slice_mut(s![h..2 * h]).fill(self.forget_bias);
-        }
-        p
-    }
 }
 
 /// The network's parameters (also used for their gradients, whose fields mirror these names),
@@ -488,6 +351,49 @@ impl<F: Real> Batch<F> {
             targets: match &self.targets {
                 Targets::Classes(y) => Targets::Classes(y.clone()),
                 Targets::Values(y) => Targets::Values(y.map(f)),
+            },
+            accuracy_from: self.accuracy_from,
+        }
+    }
+
+    /// A batch of `k` copies of sequence `i` (the spectrum's k directions ride on them).
+    pub fn repeat_sequence(&self, i: usize, k: usize) -> Batch<F> {
+        Batch {
+            inputs: match &self.inputs {
+                Inputs::OneHot(x) => Inputs::OneHot(
+                    x.slice(s![.., i..i + 1])
+                        .broadcast((x.nrows(), k))
+                        .expect("one column broadcasts")
+                        .to_owned(),
+                ),
+                Inputs::Dense(x) => {
+                    let (t, _, d) = x.dim();
+                    Inputs::Dense(
+                        x.slice(s![.., i..i + 1, ..])
+                            .broadcast((t, k, d))
+                            .expect("one sequence broadcasts")
+                            .as_standard_layout()
+                            .to_owned(),
+                    )
+                }
+            },
+            targets: match &self.targets {
+                Targets::Classes(y) => Targets::Classes(
+                    y.slice(s![.., i..i + 1])
+                        .broadcast((y.nrows(), k))
+                        .expect("one column broadcasts")
+                        .to_owned(),
+                ),
+                Targets::Values(y) => {
+                    let (l, _, o) = y.dim();
+                    Targets::Values(
+                        y.slice(s![.., i..i + 1, ..])
+                            .broadcast((l, k, o))
+                            .expect("one sequence broadcasts")
+                            .as_standard_layout()
+                            .to_owned(),
+                    )
+                }
             },
             accuracy_from: self.accuracy_from,
         }
@@ -1018,306 +924,4 @@ pub fn evaluate<F: Real>(
         Targets::Values(_) => None,
     };
     (sum / loss_count(batch), acc)
-}
-
-/// What the probe measured: for d = 0 … T−1, the natural log of the mean over the batch's
-/// sequences of ‖∂E_T/∂h_{T−d}‖₂ (and, for the LSTM, of ‖∂E_T/∂c_{T−d}‖₂).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Probe {
-    /// ln mean ‖∂E_T/∂h_{T−d}‖ by distance d.
-    pub h: Vec<f64>,
-    /// ln mean ‖∂E_T/∂c_{T−d}‖ by distance d (LSTM only).
-    pub c: Option<Vec<f64>>,
-}
-
-/// The gradient-decay probe. E_T is one sequence's loss at the last step (not divided by the
-/// batch size). Always exact full backpropagation, whatever `train.bptt` is; with `window =
-/// Some(k)` shorter than the sequence it runs through a trace of k steps, keeping only the
-/// state entering each window and recomputing that window's forward pass on the way back.
-///
-/// Each sequence's gradient is renormalised at every step and its scale kept as a logarithm,
-/// so norms far below the smallest float are still measured; a gradient that becomes exactly
-/// zero (dead ReLU units) gives −∞.
-pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>, window: Option<usize>) -> Probe {
-    let (t_len, b) = batch.dims();
-    let (o, l) = (p.v.nrows(), batch.targets.steps());
-    let k = window.unwrap_or(t_len).min(t_len);
-    let wins = windows(t_len, k);
-    let lstm = cell == Cell::Lstm;
-
-    // Forward, keeping the (B, H) state entering each window (h, and c for the LSTM).
-    let mut entries: Vec<(Array2<F>, Array2<F>)> = Vec::with_capacity(wins.len());
-    if k == t_len {
-        forward(p, cell, batch, tr);
-    } else {
-        begin(p, cell, batch, tr, k);
-        let mut last_len = 0;
-        for &(start, end) in &wins {
-            carry_state(cell, tr, last_len);
-            let c0 = if lstm {
-                tr.c.index_axis(Axis(0), 0).to_owned()
-            } else {
-                Array2::zeros((0, 0))
-            };
-            entries.push((tr.h.index_axis(Axis(0), 0).to_owned(), c0));
-            forward_window(p, cell, batch, tr, (start, end));
-            last_len = end + 1 - start;
-        }
-    }
-    tr.ensure_backward(cell);
-
-    // dE_T/dnet_T per sequence, (B, O), from the last step's rows of the outputs.
-    let (_, lw_last, _) = window_losses(batch, *wins.last().expect("T ≥ 1"));
-    let mut dnet = tr.out.slice(s![(lw_last - 1) * b..lw_last * b, ..]).to_owned();
-    match &batch.targets {
-        Targets::Values(y) => {
-            let y = y.index_axis(Axis(0), l - 1);
-            Zip::from(&mut dnet)
-                .and(&y)
-                .for_each(|d, &y| *d = F::of(2.0) * (*d - y) / F::of(o as f64));
-        }
-        Targets::Classes(y) => {
-            for (mut row, &k) in dnet.rows_mut().into_iter().zip(y.row(l - 1).iter()) {
-                row[k] -= F::one();
-            }
-        }
-    }
-    general_mat_mul(F::one(), &dnet, &p.v, F::zero(), &mut tr.dh); // dE_T/dh_T
-    tr.carry_c.fill(F::zero());
-    let mut log_scale = vec![0.0; b]; // ln of each sequence's accumulated rescaling
-    let mut logs = vec![0.0; b]; // ln‖·‖ per sequence at the distance being measured
-    let (mut out_h, mut out_c) = (Vec::with_capacity(t_len), Vec::with_capacity(t_len));
-    let row_logs = |m: &Array2<F>, scale: &[f64], logs: &mut [f64]| {
-        for ((r, s), out) in m.rows().into_iter().zip(scale).zip(logs.iter_mut()) {
-            *out = s + r.dot(&r).f64().sqrt().ln();
-        }
-    };
-    for (wi, &(start, end)) in wins.iter().enumerate().rev() {
-        if wi + 1 < wins.len() {
-            // Recompute this window's forward pass from the state that entered it.
-            tr.h.index_axis_mut(Axis(0), 0).assign(&entries[wi].0);
-            if lstm {
-                tr.c.index_axis_mut(Axis(0), 0).assign(&entries[wi].1);
-            }
-            forward_window(p, cell, batch, tr, (start, end));
-        }
-        for t in (1..=end + 1 - start).rev() {
-            let step = start - 1 + t; // trace index t is this step of the sequence
-            row_logs(&tr.dh, &log_scale, &mut logs);
-            out_h.push(log_mean_exp(&logs));
-            backward_step(p, cell, tr, t, step > 1);
-            if lstm {
-                row_logs(&tr.dc, &log_scale, &mut logs);
-                out_c.push(log_mean_exp(&logs));
-            }
-            if step > 1 {
-                // Carry to step t−1 and renormalise each sequence's (h, c) gradient jointly.
-                std::mem::swap(&mut tr.dh, &mut tr.carry_h);
-                for (i, scale) in log_scale.iter_mut().enumerate() {
-                    let mut sq = tr.dh.row(i).dot(&tr.dh.row(i));
-                    if lstm {
-                        sq += tr.carry_c.row(i).dot(&tr.carry_c.row(i));
-                    }
-                    let norm = sq.sqrt();
-                    if norm > F::zero() && norm.is_finite() {
-                        *scale += norm.f64().ln();
-                        tr.dh.row_mut(i).mapv_inplace(|x| x / norm);
-                        if lstm {
-                            tr.carry_c.row_mut(i).mapv_inplace(|x| x / norm);
-                        }
-                    } else if !norm.is_finite() {
-                        *scale = f64::NAN;
-                    }
-                }
-            }
-        }
-    }
-    Probe {
-        h: out_h,
-        c: lstm.then_some(out_c),
-    }
-}
-
-/// Joins the probes of consecutive parts of one probe batch (part i holding `sizes[i]`
-/// sequences) into the probe of the whole: at each distance, ln of the size-weighted mean of the
-/// parts' means. One part is returned as it is.
-pub fn join_probes(parts: &[Probe], sizes: &[usize]) -> Probe {
-    if parts.len() == 1 {
-        return parts[0].clone();
-    }
-    let total: usize = sizes.iter().sum();
-    let join = |pick: &dyn Fn(&Probe) -> &[f64]| -> Vec<f64> {
-        (0..pick(&parts[0]).len())
-            .map(|d| {
-                // ln Σ (n_i/N)·e^{x_i} = log_mean_exp over the parts with ln(n_i·P/N) added.
-                let x: Vec<f64> = parts
-                    .iter()
-                    .zip(sizes)
-                    .map(|(p, &n)| pick(p)[d] + (n as f64 * parts.len() as f64 / total as f64).ln())
-                    .collect();
-                log_mean_exp(&x)
-            })
-            .collect()
-    };
-    Probe {
-        h: join(&|p| &p.h),
-        c: parts[0]
-            .c
-            .is_some()
-            .then(|| join(&|p| p.c.as_deref().expect("every part is an LSTM's"))),
-    }
-}
-
-/// ln(mean(exp(x))) computed without overflow or underflow; −∞ if every x is −∞, NaN if any is.
-fn log_mean_exp(x: &[Float]) -> Float {
-    if x.iter().any(|v| v.is_nan()) {
-        return Float::NAN;
-    }
-    let max = x.iter().copied().fold(Float::NEG_INFINITY, Float::max);
-    if max == Float::NEG_INFINITY {
-        return max;
-    }
-    let sum: Float = x.iter().map(|v| (v - max).exp()).sum();
-    max + (sum / x.len() as Float).ln()
-}
-
-/// The measured per-step decay factor: exp of the least-squares slope of ln‖∂E_T/∂s_{T−d}‖
-/// against d, over the distances whose norm is finite and above 1e-300. `None` with fewer than
-/// two such distances.
-pub fn decay_factor(log_norms: &[Float]) -> Option<Float> {
-    let floor = (1e-300 as Float).ln();
-    let pts: Vec<(Float, Float)> = log_norms
-        .iter()
-        .enumerate()
-        .filter(|(_, y)| y.is_finite() && **y > floor)
-        .map(|(d, &y)| (d as Float, y))
-        .collect();
-    if pts.len() < 2 {
-        return None;
-    }
-    let n = pts.len() as Float;
-    let mx = pts.iter().map(|p| p.0).sum::<Float>() / n;
-    let my = pts.iter().map(|p| p.1).sum::<Float>() / n;
-    let sxy: Float = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    let sxx: Float = pts.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
-    Some((sxy / sxx).exp())
-}
-
-/// ‖W‖₂, the largest singular value, by power iteration on WᵀW from a fixed start vector.
-pub fn spectral_norm(w: &Array2<Float>) -> Float {
-    let n = w.ncols();
-    if n == 0 {
-        return 0.0;
-    }
-    // A fixed, non-symmetric start so it is not orthogonal to the top singular vector of
-    // structured matrices (identity, permutations).
-    let mut x = Array1::from_shape_fn(n, |i| 1.0 + (i as Float * 0.618_033_988_75).fract());
-    let mut sigma = 0.0;
-    for _ in 0..500 {
-        let norm = x.dot(&x).sqrt();
-        if !(norm > 0.0 && norm.is_finite()) {
-            return if norm == 0.0 { 0.0 } else { Float::NAN };
-        }
-        x /= norm;
-        let wx = w.dot(&x);
-        let next_sigma = wx.dot(&wx).sqrt();
-        x = w.t().dot(&wx);
-        if (next_sigma - sigma).abs() <= 1e-12 * next_sigma {
-            return next_sigma;
-        }
-        sigma = next_sigma;
-    }
-    sigma
-}
-
-/// ρ(W), the spectral radius (largest |eigenvalue|) of a square matrix, by Gelfand's formula
-/// ρ = lim ‖W^k‖^{1/k} with k = 2^30 reached by 30 renormalised squarings. Unlike power
-/// iteration it needs no real, unique dominant eigenvalue (random matrices have complex pairs).
-pub fn spectral_radius(w: &Array2<Float>) -> Float {
-    let mut m = w.to_owned();
-    let mut log_rho = 0.0; // ln ρ accumulated as Σ ln(s_i) / 2^i
-    let mut weight = 1.0;
-    for _ in 0..30 {
-        let s = m.iter().map(|x| x * x).sum::<Float>().sqrt(); // Frobenius norm
-        if !(s > 0.0 && s.is_finite()) {
-            return if s == 0.0 { 0.0 } else { Float::NAN };
-        }
-        m /= s;
-        log_rho += weight * s.ln();
-        weight /= 2.0;
-        m = m.dot(&m);
-    }
-    let s = m.iter().map(|x| x * x).sum::<Float>().sqrt();
-    if s == 0.0 {
-        return 0.0;
-    }
-    (log_rho + weight * s.ln()).exp()
-}
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha8Rng;
-
-    #[test]
-    fn spectral_norm_of_known_matrices() {
-        let w = Array2::from_shape_vec((2, 2), vec![3.0, 0.0, 0.0, -5.0]).unwrap();
-        assert!((spectral_norm(&w) - 5.0).abs() < 1e-9);
-        let eye = Array2::<Float>::eye(7) * 0.5;
-        assert!((spectral_norm(&eye) - 0.5).abs() < 1e-12);
-    }
-
-    #[test]
-    fn spectral_radius_of_known_matrices() {
-        // A rotation by 60° scaled by 0.9 has eigenvalues 0.9·e^{±iπ/3}: a complex pair, which
-        // plain power iteration cannot resolve; its 2-norm is also 0.9.
-        let (c, s) = ((std::f64::consts::PI / 3.0).cos(), (std::f64::consts::PI / 3.0).sin());
-        let rot = Array2::from_shape_vec((2, 2), vec![0.9 * c, -0.9 * s, 0.9 * s, 0.9 * c]).unwrap();
-        assert!((spectral_radius(&rot) - 0.9).abs() < 1e-9, "{}", spectral_radius(&rot));
-        // A non-normal matrix: ‖W‖₂ ≈ 10 but both eigenvalues are 0.5.
-        let shear = Array2::from_shape_vec((2, 2), vec![0.5, 10.0, 0.0, 0.5]).unwrap();
-        assert!(
-            (spectral_radius(&shear) - 0.5).abs() < 1e-6,
-            "{}",
-            spectral_radius(&shear)
-        );
-        assert!(spectral_norm(&shear) > 9.9);
-        let nilpotent = Array2::from_shape_vec((2, 2), vec![0.0, 1.0, 0.0, 0.0]).unwrap();
-        assert_eq!(spectral_radius(&nilpotent), 0.0);
-    }
-
-    #[test]
-    fn sparse_init_has_the_asked_radius_and_sparsity() {
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let w = Init::Sparse {
-            nonzero: 4,
-            radius: 1.1,
-        }
-        .sample(30, 30, 1.0, &mut rng);
-        for row in w.rows() {
-            assert_eq!(row.iter().filter(|x| **x != 0.0).count(), 4);
-        }
-        assert!((spectral_radius(&w) - 1.1).abs() < 1e-6);
-    }
-
-    #[test]
-    fn orthogonal_init_is_orthogonal() {
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        for (r, c) in [(6, 6), (8, 3), (3, 8)] {
-            let q = Init::Orthogonal.sample(r, c, 1.0, &mut rng);
-            let gram = if r >= c { q.t().dot(&q) } else { q.dot(&q.t()) };
-            let err = (&gram - &Array2::<Float>::eye(r.min(c)))
-                .mapv(Float::abs)
-                .fold(0.0, |a: Float, &b| a.max(b));
-            assert!(err < 1e-12, "({r},{c}) maxdiff = {err:e}");
-        }
-    }
-
-    #[test]
-    fn decay_factor_recovers_a_geometric_series() {
-        let logs: Vec<Float> = (0..50).map(|d| 3.0 + d as Float * (0.7 as Float).ln()).collect();
-        assert!((decay_factor(&logs).unwrap() - 0.7).abs() < 1e-12);
-        let with_gaps = [0.0, Float::NEG_INFINITY, -2.0, -800.0];
-        assert!((decay_factor(&with_gaps).unwrap() - (-1.0 as Float).exp()).abs() < 1e-12);
-    }
 }

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::Float;
 use crate::optim::{Clip, OptimConfig, Optimizer, Schedule, global_norm};
 use crate::real::{Dtype, Real};
-use crate::record::{CurveRow, DecayRow, RunRow, Status, finite};
+use crate::record::{CurveRow, DecayRow, RunRow, SpectrumRow, Status, finite};
 use crate::rnn::{self, Batch, Cell, Params, RnnConfig, Trace};
 use crate::spec::Value;
 use crate::task::{Task, TaskConfig};
@@ -45,6 +45,8 @@ pub struct ProbeConfig {
     pub every: u64,
     /// Sequences in the probe batch.
     pub batch: usize,
+    /// Lyapunov exponents computed at every probe (0: none).
+    pub spectrum: usize,
 }
 
 /// Everything one run needs, resolved from the spec and its sweep.
@@ -88,6 +90,8 @@ pub struct RunResult {
     pub curve: Vec<CurveRow>,
     /// Its `grad_decay.csv` rows.
     pub decay: Vec<DecayRow>,
+    /// Its `spectrum.csv` rows.
+    pub spectrum: Vec<SpectrumRow>,
     /// Parameters at initialisation (in f64; exact for an f32 run).
     pub init: Option<Params>,
     /// Parameters at the end (absent unless the run completed with finite parameters).
@@ -137,6 +141,8 @@ fn train_as<F: Real>(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Op
     let probe_batch = task.probe_set(cfg.probe.batch);
     let probe_parts: Vec<Batch<F>> = probe_batch.cast().split(b);
     let probe_sizes: Vec<usize> = probe_parts.iter().map(|p| p.dims().1).collect();
+    // The spectrum's f64 copy of the probe set (as an f32 run sees it: rounded, then widened).
+    let probe_f64: Batch = probe_batch.cast::<F>().cast();
     // The trace of B sequences, and one for a last, smaller part.
     let (mut tr_train, mut tr_rest) = (Trace::default(), Trace::default());
     let mut grads = params.zeros_like();
@@ -144,6 +150,8 @@ fn train_as<F: Real>(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Op
 
     let mut curve = Vec::with_capacity((cfg.train.steps as usize + 1).min(1 << 20));
     let mut decay = Vec::new();
+    let mut spectrum = Vec::new();
+    let mut lyapunov = (None, None); // λ₁ at the first and the last probe
     let mut decay_first = None;
     let mut decay_last = None;
     let mut status = Status::Ok;
@@ -185,6 +193,23 @@ fn train_as<F: Real>(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Op
                 decay_first = factor;
             }
             decay_last = factor;
+            if cfg.probe.spectrum > 0 {
+                // In f64 whatever F is, through a trace of as many rows as the probe's.
+                let rows = cfg.train.bptt.unwrap_or(usize::MAX).min(probe_f64.dims().0) * b;
+                let per_seq = rnn::spectrum(&params.cast(), cell, &probe_f64, cfg.probe.spectrum, rows);
+                let lambdas = rnn::mean_exponents(&per_seq);
+                let first = lambdas.first().copied().and_then(finite);
+                if step == 0 {
+                    lyapunov.0 = first;
+                }
+                lyapunov.1 = first;
+                spectrum.extend(lambdas.iter().enumerate().map(|(i, &l)| SpectrumRow {
+                    run_id: cfg.id.clone(),
+                    probe_step: step,
+                    index: i as u64 + 1,
+                    exponent: finite(l),
+                }));
+            }
             for (state, logs) in std::iter::once(("h", &probed.h)).chain(probed.c.as_ref().map(|c| ("c", c))) {
                 decay.extend(logs.iter().enumerate().map(|(d, &ln)| DecayRow {
                     run_id: cfg.id.clone(),
@@ -289,6 +314,8 @@ fn train_as<F: Real>(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Op
         w_norm_final: w_norm_final.and_then(finite),
         w_radius_init: finite(radius(&init)),
         w_radius_final: params_finite.then(|| radius(&params)).and_then(finite),
+        lyapunov_max_init: lyapunov.0,
+        lyapunov_max: lyapunov.1,
         seconds: started.elapsed().as_secs_f64(),
         error: String::new(),
     };
@@ -296,6 +323,7 @@ fn train_as<F: Real>(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Op
         row,
         curve,
         decay,
+        spectrum,
         init: Some(init),
         last: (status == Status::Ok && params_finite).then_some(params),
         probe_batch: Some(probe_batch),

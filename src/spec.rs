@@ -335,6 +335,8 @@ pub const KEYS: &[KeyDef] = &[
         "Run the gradient-decay probe at step 0, every this many steps, and at the end."),
     key("probe.batch", Kind::Int { min: 1, max: 4096 }, "32",
         "Sequences in the fixed probe batch (the same for every seed)."),
+    key("probe.spectrum", Kind::Int { min: 0, max: 8192 }, "0",
+        "Finite-time Lyapunov exponents λ_1 … λ_k of the probe batch's trajectory computed at every probe, k = this value (0: off); at most the state dimension (H, 2H for the LSTM). Written to `spectrum.csv`; λ_1 also to `runs.csv`."),
     key("output.dir", Kind::Name { max_len: 200 }, "\"results\"",
         "Folder (relative to the working directory) that receives `<name>/`. `--out DIR` replaces `<output.dir>/<name>`."),
     key("output.checkpoints", Kind::Bool, "true",

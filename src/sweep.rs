@@ -287,15 +287,33 @@ fn resolve(
         bptt,
         eval_every: int("train.eval_every") as u64,
     };
+    let spectrum = int("probe.spectrum") as usize;
+    let state_dim = if cell == Cell::Lstm { 2 } else { 1 } * int("model.hidden") as usize;
+    if spectrum > state_dim {
+        return Err(problem(
+            "probe.spectrum",
+            format!(
+                "{spectrum} exponents asked for, but the {} cell's state has {state_dim} dimensions (H{}); use a value up to {state_dim}",
+                cell.name(),
+                if cell == Cell::Lstm { ", and as many for c" } else { "" }
+            ),
+        ));
+    }
     let probe = ProbeConfig {
         every: int("probe.every") as u64,
         batch: int("probe.batch") as usize,
+        spectrum,
     };
 
     if let Some(v) = variant {
         settings.insert("variant", Value::Str(v.label.clone()));
     }
-    let resolved: BTreeMap<&'static str, Value> = settings.into_iter().filter(|(k, _)| affects_result(k)).collect();
+    // A spectrum left off (its default) adds nothing to a run: such runs keep the ids they had
+    // before the key existed, so their results folders still resume.
+    let resolved: BTreeMap<&'static str, Value> = settings
+        .into_iter()
+        .filter(|(k, v)| affects_result(k) && !(*k == "probe.spectrum" && *v == Value::Int(0)))
+        .collect();
     let id = format!("{:016x}", fnv1a(canonical_json(&resolved).as_bytes()));
     Ok(RunConfig {
         index,

@@ -46,6 +46,8 @@ fn readme_explains_every_csv_column() {
         "probe_step",
         "distance",
         "log10_grad_norm",
+        "index",
+        "exponent",
     ]);
     for c in columns {
         assert!(

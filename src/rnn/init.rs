@@ -1,0 +1,186 @@
+//! Initialisation: how W, U and V are drawn (Xavier, normal, orthogonal, identity, Pascanu et
+//! al.'s sparse), and the network's configuration that draws them.
+
+use ndarray::{Array2, s};
+use rand::Rng;
+
+use super::{Cell, Params, spectral_norm, spectral_radius};
+use crate::Float;
+use crate::real::Dtype;
+
+/// How a weight matrix is initialised.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// Glorot uniform: U(−a, a) with a = √(6 / (fan_in + fan_out)).
+    Xavier,
+    /// N(0, std²).
+    Normal,
+    /// A random (semi-)orthogonal matrix: Gram–Schmidt on a Gaussian matrix.
+    Orthogonal,
+    /// The identity matrix (square matrices only; the IRNN recipe for W).
+    Identity,
+    /// Pascanu et al. 2013's "smart" initialisation: each row has `nonzero` N(0, 1) entries at
+    /// random columns, then the matrix is rescaled to spectral radius `radius`.
+    Sparse {
+        /// Non-zero inputs per unit.
+        nonzero: usize,
+        /// Target spectral radius.
+        radius: Float,
+    },
+}
+
+impl Init {
+    /// Parses a spec value (`sparse` takes its settings from the caller).
+    pub fn from_name(name: &str, nonzero: usize, radius: Float) -> Option<Self> {
+        Some(match name {
+            "xavier" => Self::Xavier,
+            "normal" => Self::Normal,
+            "orthogonal" => Self::Orthogonal,
+            "identity" => Self::Identity,
+            "sparse" => Self::Sparse { nonzero, radius },
+            _ => return None,
+        })
+    }
+
+    /// A (rows, cols) matrix drawn from this initialisation.
+    pub fn sample(self, rows: usize, cols: usize, std: Float, rng: &mut impl Rng) -> Array2<Float> {
+        match self {
+            Self::Xavier => {
+                let a = (6.0 / (rows + cols) as Float).sqrt();
+                Array2::from_shape_simple_fn((rows, cols), || a * (2.0 * rng.random::<Float>() - 1.0))
+            }
+            Self::Normal => Array2::from_shape_simple_fn((rows, cols), || std * normal(rng)),
+            Self::Orthogonal => {
+                // Orthonormalise the columns of a tall Gaussian matrix, transpose if wide.
+                let (tall, short) = (rows.max(cols), rows.min(cols));
+                let mut q = Array2::from_shape_simple_fn((tall, short), || normal(rng));
+                for j in 0..short {
+                    for i in 0..j {
+                        let proj = q.column(i).dot(&q.column(j));
+                        let qi = q.column(i).to_owned();
+                        q.column_mut(j).scaled_add(-proj, &qi);
+                    }
+                    let norm = q.column(j).dot(&q.column(j)).sqrt();
+                    q.column_mut(j).mapv_inplace(|x| x / norm);
+                }
+                if rows >= cols {
+                    q
+                } else {
+                    q.reversed_axes().as_standard_layout().to_owned()
+                }
+            }
+            Self::Identity => Array2::eye(rows),
+            Self::Sparse { nonzero, radius } => {
+                let mut m = Array2::zeros((rows, cols));
+                let k = nonzero.min(cols);
+                for mut row in m.rows_mut() {
+                    // k distinct columns by a partial Fisher–Yates shuffle.
+                    let mut idx: Vec<usize> = (0..cols).collect();
+                    for i in 0..k {
+                        let j = rng.random_range(i..cols);
+                        idx.swap(i, j);
+                        row[idx[i]] = normal(rng);
+                    }
+                }
+                let rho = if rows == cols {
+                    spectral_radius(&m)
+                } else {
+                    spectral_norm(&m)
+                };
+                if rho > 0.0 {
+                    m *= radius / rho;
+                }
+                m
+            }
+        }
+    }
+}
+
+/// A standard normal draw (Box–Muller), so that results do not depend on a distribution
+/// crate's algorithm choices.
+pub fn normal(rng: &mut impl Rng) -> Float {
+    let u1: Float = 1.0 - rng.random::<Float>(); // in (0, 1]
+    let u2: Float = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU as Float * u2).cos()
+}
+
+/// Everything needed to build a network: sizes, cell and initialisation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RnnConfig {
+    /// D, input size.
+    pub input: usize,
+    /// H, hidden size.
+    pub hidden: usize,
+    /// O, output size.
+    pub output: usize,
+    /// The cell (with σ for the plain one).
+    pub cell: Cell,
+    /// Initialisation of W (each H×H gate block separately).
+    pub init: Init,
+    /// Initialisation of U and V (U per gate block).
+    pub init_io: Init,
+    /// Standard deviation for [`Init::Normal`].
+    pub std: Float,
+    /// Multiplier applied to W after initialisation.
+    pub scale: Float,
+    /// Initial bias of the LSTM forget gate.
+    pub forget_bias: Float,
+    /// Element type of training (initialisation is drawn in f64 either way, then rounded).
+    pub dtype: Dtype,
+}
+
+impl RnnConfig {
+    /// Draws initial parameters; biases start at zero (but the LSTM forget gate's). Draw order
+    /// (W blocks, U blocks, V) is fixed.
+    pub fn init(&self, rng: &mut impl Rng) -> Params {
+        let (d, h, o, g) = (self.input, self.hidden, self.output, self.cell.gates());
+        let mut p = Params::zeros(self.cell, d, h, o);
+        for k in 0..g {
+            let block = self.init.sample(h, h, self.std, rng) * self.scale;
+            p.w.slice_mut(s![k * h..(k + 1) * h, ..]).assign(&block);
+        }
+        for k in 0..g {
+            let block = self.init_io.sample(h, d, self.std, rng);
+            p.u.slice_mut(s![k * h..(k + 1) * h, ..]).assign(&block);
+        }
+        p.v = self.init_io.sample(o, h, self.std, rng);
+        if self.cell == Cell::Lstm {
+            p.b.slice_mut(s![h..2 * h]).fill(self.forget_bias);
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn sparse_init_has_the_asked_radius_and_sparsity() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let w = Init::Sparse {
+            nonzero: 4,
+            radius: 1.1,
+        }
+        .sample(30, 30, 1.0, &mut rng);
+        for row in w.rows() {
+            assert_eq!(row.iter().filter(|x| **x != 0.0).count(), 4);
+        }
+        assert!((spectral_radius(&w) - 1.1).abs() < 1e-6);
+    }
+
+    #[test]
+    fn orthogonal_init_is_orthogonal() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for (r, c) in [(6, 6), (8, 3), (3, 8)] {
+            let q = Init::Orthogonal.sample(r, c, 1.0, &mut rng);
+            let gram = if r >= c { q.t().dot(&q) } else { q.dot(&q.t()) };
+            let err = (&gram - &Array2::<Float>::eye(r.min(c)))
+                .mapv(Float::abs)
+                .fold(0.0, |a: Float, &b| a.max(b));
+            assert!(err < 1e-12, "({r},{c}) maxdiff = {err:e}");
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! The finite-time Lyapunov spectrum of the probe batch's trajectory: how the whole product of
+//! Jacobians ∏ ∂z_t/∂z_{t−1} stretches and shrinks k directions of the state, not only the one
+//! direction the gradient-decay probe follows.
+//!
+//! Definition (implemented exactly, so that others can check it). The state is z_t = h_t for
+//! the plain cell and the GRU, z_t = (h_t, c_t) for the LSTM (dimension n = 2H, h first);
+//! J_t = ∂z_t/∂z_{t−1} on the trajectory of a probe sequence (inputs fixed). The adjoint QR
+//! iteration, per sequence:
+//!
+//! ```text
+//! Q ← the first k columns of the identity (n × k)
+//! for t = T down to 1:   (Q, R) ← QR(J_tᵀ Q);   S_i += ln |R_ii|
+//! λ_i = S_i / T           (natural log per step)
+//! ```
+//!
+//! J_tᵀ Q is a vector–Jacobian product on k vectors: each cell's backward step computes it, on
+//! a trace holding k copies of the sequence, one per column. The QR is Gram–Schmidt done twice
+//! (orthogonal to working precision). A step that is exactly singular in a direction (a ReLU
+//! unit off) leaves R_ii = 0 (below n·ε of the column's norm: nothing of it is left to f64
+//! precision); λ_i is then −∞.
+
+use ndarray::{Array2, Axis, s};
+
+use super::{Batch, Cell, Params, Trace, backward_step, begin, carry_state, forward_window, windows};
+
+/// One sequence's exponents λ_1 … λ_k, natural log per step, −∞ where a step was singular.
+pub type Exponents = Vec<f64>;
+
+/// The first `k` Lyapunov exponents of each sequence of `batch`, in batch order, computed in
+/// f64. `rows` bounds the trace: k copies of a sequence go through it in windows of
+/// ⌊rows / k⌋ steps (at least one), recomputing each window's forward pass from the state that
+/// entered it, so the spectrum needs the memory of a `rows`-row trace whatever T is.
+pub fn spectrum(p: &Params<f64>, cell: Cell, batch: &Batch<f64>, k: usize, rows: usize) -> Vec<Exponents> {
+    let (t_len, b) = batch.dims();
+    let h = p.hidden();
+    let lstm = cell == Cell::Lstm;
+    let n = if lstm { 2 * h } else { h };
+    assert!(k >= 1 && k <= n, "1 ≤ k ≤ the state dimension");
+    let w = (rows / k).clamp(1, t_len);
+    let wins = windows(t_len, w);
+    let mut tr = Trace::<f64>::default();
+    let mut out = Vec::with_capacity(b);
+    for i in 0..b {
+        let copies = batch.repeat_sequence(i, k);
+        // Forward, keeping the state entering each window.
+        begin(p, cell, &copies, &mut tr, w);
+        let mut entries: Vec<(Array2<f64>, Array2<f64>)> = Vec::with_capacity(wins.len());
+        let mut last_len = 0;
+        for &(start, end) in &wins {
+            carry_state(cell, &mut tr, last_len);
+            let c0 = if lstm {
+                tr.c.index_axis(Axis(0), 0).to_owned()
+            } else {
+                Array2::zeros((0, 0))
+            };
+            entries.push((tr.h.index_axis(Axis(0), 0).to_owned(), c0));
+            forward_window(p, cell, &copies, &mut tr, (start, end));
+            last_len = end + 1 - start;
+        }
+        tr.ensure_backward(cell);
+
+        // Q = the first k columns of the identity, one column per row of (q_h | q_c).
+        let mut q = Array2::<f64>::zeros((k, n)); // (k, n)
+        for j in 0..k {
+            q[[j, j]] = 1.0;
+        }
+        let mut sums = vec![0.0; k];
+        for (wi, &(start, end)) in wins.iter().enumerate().rev() {
+            if wi + 1 < wins.len() {
+                tr.h.index_axis_mut(Axis(0), 0).assign(&entries[wi].0);
+                if lstm {
+                    tr.c.index_axis_mut(Axis(0), 0).assign(&entries[wi].1);
+                }
+                forward_window(p, cell, &copies, &mut tr, (start, end));
+            }
+            for t in (1..=end + 1 - start).rev() {
+                // J_tᵀ Q: Q's h part as dE/dh_t (and its c part as dE/dc_t) back through step t.
+                tr.dh.assign(&q.slice(s![.., ..h]));
+                if lstm {
+                    tr.carry_c.assign(&q.slice(s![.., h..]));
+                }
+                backward_step(p, cell, &mut tr, t, true);
+                q.slice_mut(s![.., ..h]).assign(&tr.carry_h);
+                if lstm {
+                    q.slice_mut(s![.., h..]).assign(&tr.carry_c);
+                }
+                orthonormalise_rows(&mut q, &mut sums);
+            }
+        }
+        out.push(sums.iter().map(|s| s / t_len as f64).collect());
+    }
+    out
+}
+
+/// QR of the (n × k) matrix whose columns are the rows of `q`, in place: the rows become Q's
+/// columns, and ln |R_jj| is added to `log_r[j]` (−∞ once R_jj is 0 to working precision, in
+/// which case row j is replaced by any unit vector orthogonal to the rows before it, so that Q
+/// stays orthonormal). Gram–Schmidt, each row orthogonalised twice against those before it.
+fn orthonormalise_rows(q: &mut Array2<f64>, log_r: &mut [f64]) {
+    let n = q.ncols();
+    for (j, log_rj) in log_r.iter_mut().enumerate() {
+        let (done, mut rest) = q.view_mut().split_at(Axis(0), j);
+        let mut v = rest.row_mut(0);
+        let before = v.dot(&v).sqrt();
+        for _ in 0..2 {
+            for qi in done.rows() {
+                let proj = qi.dot(&v);
+                v.scaled_add(-proj, &qi);
+            }
+        }
+        let r = v.dot(&v).sqrt();
+        if r > n as f64 * f64::EPSILON * before && r.is_finite() {
+            *log_rj += r.ln();
+            v.mapv_inplace(|x| x / r);
+            continue;
+        }
+        *log_rj = if r.is_nan() || before.is_nan() {
+            f64::NAN
+        } else {
+            f64::NEG_INFINITY
+        };
+        // A completion: the first basis vector not in the span of the rows before this one.
+        for e in 0..n {
+            v.fill(0.0);
+            v[e] = 1.0;
+            for _ in 0..2 {
+                for qi in done.rows() {
+                    let proj = qi.dot(&v);
+                    v.scaled_add(-proj, &qi);
+                }
+            }
+            let r = v.dot(&v).sqrt();
+            if r > 0.5 {
+                v.mapv_inplace(|x| x / r);
+                break;
+            }
+        }
+    }
+}
+
+/// The mean over sequences of each exponent, in sequence order (−∞ if any sequence's is).
+pub fn mean_exponents(per_sequence: &[Exponents]) -> Exponents {
+    let k = per_sequence.first().map_or(0, Vec::len);
+    (0..k)
+        .map(|i| per_sequence.iter().map(|e| e[i]).sum::<f64>() / per_sequence.len() as f64)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::real::Dtype;
+    use crate::rnn::{Activation, Init, Inputs, RnnConfig, Targets};
+    use ndarray::{Array3, Zip};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn config(cell: Cell, h: usize, init: Init, scale: f64) -> RnnConfig {
+        RnnConfig {
+            input: 3,
+            hidden: h,
+            output: 1,
+            cell,
+            init,
+            init_io: Init::Xavier,
+            std: 0.1,
+            scale,
+            forget_bias: 1.0,
+            dtype: Dtype::F64,
+        }
+    }
+
+    /// B random sequences of T steps with 3 inputs and one target at the last step.
+    fn batch(t: usize, b: usize, seed: u64) -> Batch<f64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        Batch {
+            inputs: Inputs::Dense(Array3::from_shape_simple_fn((t, b, 3), || crate::rnn::normal(&mut rng))),
+            targets: Targets::Values(Array3::zeros((1, b, 1))),
+            accuracy_from: 0,
+        }
+    }
+
+    fn params(cfg: &RnnConfig, seed: u64) -> Params<f64> {
+        let mut p = cfg.init(&mut ChaCha8Rng::seed_from_u64(seed));
+        p.b.mapv_inplace(|_| 0.1); // a bias, so that the trajectory is not symmetric
+        p
+    }
+
+    /// ln|det A| by Gaussian elimination with partial pivoting.
+    fn log_abs_det(mut a: Array2<f64>) -> f64 {
+        let n = a.nrows();
+        let mut sum = 0.0;
+        for c in 0..n {
+            let pivot = (c..n)
+                .max_by(|&i, &j| a[[i, c]].abs().total_cmp(&a[[j, c]].abs()))
+                .unwrap();
+            if pivot != c {
+                for j in 0..n {
+                    a.swap([c, j], [pivot, j]);
+                }
+            }
+            let d = a[[c, c]];
+            sum += d.abs().ln();
+            for i in c + 1..n {
+                let f = a[[i, c]] / d;
+                for j in c..n {
+                    let x = a[[c, j]];
+                    a[[i, j]] -= f * x;
+                }
+            }
+        }
+        sum
+    }
+
+    /// The full spectrum of the plain cell sums to the mean log-determinant of its Jacobians:
+    /// Σ_i λ_i = (1/T) Σ_t ln|det diag(σ′(a_t)) W| = (1/T) Σ_t Σ_j ln σ′(a_tj) + ln|det W|.
+    #[test]
+    fn full_spectrum_sums_to_the_log_determinant() {
+        let (t, b, h) = (40, 3, 6);
+        let cfg = config(Cell::Rnn(Activation::Tanh), h, Init::Xavier, 1.3);
+        let p = params(&cfg, 3);
+        let x = batch(t, b, 4);
+        let cell = cfg.cell;
+        let per_seq = spectrum(&p, cell, &x, h, 1 << 20);
+        // The states, from the ordinary forward pass.
+        let mut tr = Trace::default();
+        super::super::forward(&p, cell, &x, &mut tr);
+        let ln_det_w = log_abs_det(p.w.clone());
+        let mut worst: f64 = 0.0;
+        for (i, lambdas) in per_seq.iter().enumerate() {
+            let mut s = 0.0;
+            for step in 1..=t {
+                for j in 0..h {
+                    let y: f64 = tr.h[[step, i, j]];
+                    s += (1.0 - y * y).ln(); // tanh′ from the output
+                }
+                s += ln_det_w;
+            }
+            let want = s / t as f64;
+            let got: f64 = lambdas.iter().sum();
+            worst = worst.max((got - want).abs());
+            // Ordered, as a QR iteration sorts them.
+            assert!(lambdas.windows(2).all(|w| w[0] >= w[1] - 1e-9), "{lambdas:?}");
+        }
+        eprintln!("Σλ against mean ln|det J|: maxdiff = {worst:.2e}");
+        assert!(worst < 1e-10, "maxdiff = {worst:e}");
+    }
+
+    /// With σ the identity and W = s·(orthogonal), every Jacobian is W: every λ_i = ln s.
+    #[test]
+    fn identity_cell_with_scaled_orthogonal_w_has_every_exponent_ln_s() {
+        let (t, b, h, s) = (30, 2, 5, 0.8);
+        let cfg = config(Cell::Rnn(Activation::Identity), h, Init::Orthogonal, s);
+        let p = params(&cfg, 9);
+        let per_seq = spectrum(&p, cfg.cell, &batch(t, b, 1), h, 1 << 20);
+        let worst = per_seq.iter().flatten().map(|l| (l - s.ln()).abs()).fold(0.0, f64::max);
+        eprintln!("λ_i against ln s: maxdiff = {worst:.2e}");
+        assert!(worst < 1e-12, "maxdiff = {worst:e}");
+    }
+
+    /// The window the trace runs in (a truncated run's probe) changes nothing: each window's
+    /// forward pass is recomputed exactly from the state that entered it.
+    #[test]
+    fn exponents_do_not_depend_on_the_window() {
+        for cell in [Cell::Rnn(Activation::Tanh), Cell::Lstm, Cell::Gru] {
+            let cfg = config(cell, 4, Init::Xavier, 1.0);
+            let p = params(&cfg, 2);
+            let x = batch(23, 2, 5);
+            let k = 3;
+            let whole = spectrum(&p, cell, &x, k, 1 << 20);
+            for rows in [k, 4 * k, 7 * k] {
+                assert_eq!(spectrum(&p, cell, &x, k, rows), whole, "{cell:?}, window {}", rows / k);
+            }
+            // And a batch split: each sequence's exponents are its own.
+            let parts: Vec<Exponents> = x
+                .split(1)
+                .iter()
+                .flat_map(|part| spectrum(&p, cell, part, k, 64))
+                .collect();
+            assert_eq!(parts, whole, "{cell:?}");
+        }
+    }
+
+    /// The state map of one step, z_{t−1} ↦ z_t with the input of step t fixed, by running the
+    /// cell forward on a one-step batch from the given state.
+    fn step_map(p: &Params<f64>, cell: Cell, x: &Batch<f64>, t: usize, z: &[f64]) -> Vec<f64> {
+        let h = p.hidden();
+        let one = match &x.inputs {
+            Inputs::Dense(a) => Batch {
+                inputs: Inputs::Dense(a.slice(s![t - 1..t, 0..1, ..]).to_owned()),
+                targets: Targets::Values(Array3::zeros((1, 1, 1))),
+                accuracy_from: 0,
+            },
+            Inputs::OneHot(_) => unreachable!(),
+        };
+        let mut tr = Trace::default();
+        begin(p, cell, &one, &mut tr, 1);
+        tr.h.slice_mut(s![0, 0, ..]).assign(&ndarray::ArrayView1::from(&z[..h]));
+        if cell == Cell::Lstm {
+            tr.c.slice_mut(s![0, 0, ..]).assign(&ndarray::ArrayView1::from(&z[h..]));
+        }
+        forward_window(p, cell, &one, &mut tr, (1, 1));
+        let mut out: Vec<f64> = tr.h.slice(s![1, 0, ..]).to_vec();
+        if cell == Cell::Lstm {
+            out.extend(tr.c.slice(s![1, 0, ..]).iter());
+        }
+        out
+    }
+
+    /// LSTM and GRU: the exponents from the cells' backward steps equal those of the same QR
+    /// iteration on Jacobians taken by central differences of the state map, step by step.
+    #[test]
+    fn gated_cells_match_finite_differences_of_the_state_map() {
+        for cell in [Cell::Lstm, Cell::Gru] {
+            let (t, h) = (8, 3);
+            let cfg = config(cell, h, Init::Xavier, 1.5);
+            let p = params(&cfg, 11);
+            let x = batch(t, 1, 6);
+            let n = if cell == Cell::Lstm { 2 * h } else { h };
+            let got = &spectrum(&p, cell, &x, n, 1 << 20)[0];
+            // The trajectory z_0 … z_T.
+            let mut zs = vec![vec![0.0; n]];
+            for step in 1..=t {
+                let next = step_map(&p, cell, &x, step, zs.last().unwrap());
+                zs.push(next);
+            }
+            let eps = 1e-6;
+            let mut q = Array2::<f64>::eye(n); // rows are Q's columns
+            let mut sums = vec![0.0; n];
+            for step in (1..=t).rev() {
+                // J (n × n), column m = ∂z_t/∂z_{t−1,m} by central differences.
+                let mut jac = Array2::<f64>::zeros((n, n));
+                for m in 0..n {
+                    let (mut up, mut down) = (zs[step - 1].clone(), zs[step - 1].clone());
+                    up[m] += eps;
+                    down[m] -= eps;
+                    let (fu, fd) = (step_map(&p, cell, &x, step, &up), step_map(&p, cell, &x, step, &down));
+                    for r in 0..n {
+                        jac[[r, m]] = (fu[r] - fd[r]) / (2.0 * eps);
+                    }
+                }
+                // Rows of q ← (Jᵀ Q)ᵀ = Qᵀ J: row j is q_jᵀ J.
+                let mut next = Array2::<f64>::zeros((n, n));
+                Zip::from(next.rows_mut())
+                    .and(q.rows())
+                    .for_each(|mut out, qj| out.assign(&qj.dot(&jac)));
+                q = next;
+                orthonormalise_rows(&mut q, &mut sums);
+            }
+            let want: Vec<f64> = sums.iter().map(|s| s / t as f64).collect();
+            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            eprintln!("{cell:?}: exponents against finite differences: maxdiff = {worst:.2e}");
+            assert!(worst < 1e-6, "{cell:?}: {got:?} vs {want:?}");
+        }
+    }
+}

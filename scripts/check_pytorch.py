@@ -9,7 +9,14 @@ For every run of a results folder with a final checkpoint, this script
      same hidden states as the full module, and backpropagates each probe sequence's last-step
      loss E_T with autograd,
   3. compares the mean over probe sequences of ||dE_T/dh_(T-d)|| with runner's grad_decay.csv
-     (last probe of the run), and prints the largest relative difference.
+     (last probe of the run), and prints the largest relative difference;
+  4. where the folder has a Lyapunov spectrum (probe.spectrum > 0), recomputes it from the same
+     checkpoint with PyTorch's cells: J_t = torch.autograd.functional.jacobian of one step's
+     state map z_(t-1) -> z_t (z = h, or (h, c) for the LSTM) on each probe sequence's
+     trajectory, then the adjoint QR iteration Q <- QR(J_t^T Q) from t = T down to 1 with
+     torch.linalg.qr, lambda_i = mean over t of ln|R_ii|, mean over sequences; it prints the
+     largest absolute difference from spectrum.csv's last probe (exponents runner reports as
+     -inf, empty fields, are skipped).
 
 Needs torch, numpy and safetensors (pip install torch numpy safetensors). Not part of CI.
 
@@ -116,9 +123,79 @@ def check(folder):
             elif math.isfinite(ours[d]) and ours[d] < -150:
                 deep += 1
         n += 1
+    spectrum_diff = check_spectrum(folder)
+    if spectrum_diff is not None:
+        print(f"{folder}: Lyapunov exponents vs runner's spectrum.csv: max |diff| = {spectrum_diff:.1e} "
+              f"(natural log per step)")
     print(f"{folder}: {n} runs; hidden states of the unrolled cells vs nn.{'{RNN,LSTM,GRU}'}: max |diff| = {worst_module:.1e}; "
           f"probe norms vs runner's grad_decay.csv: max relative difference = {worst:.1e}"
           f" ({deep} norms below 1e-150 not compared)")
+
+
+def check_spectrum(folder):
+    """Largest |lambda_torch - lambda_runner| over the runs of `folder`, or None without a spectrum."""
+    path = folder / "spectrum.csv"
+    if not path.exists():
+        return None
+    ours = {}
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            ours.setdefault(row["run_id"], []).append(row)
+    if not ours:
+        return None
+    worst = 0.0
+    for ck in sorted(folder.glob("checkpoints/*/final.safetensors")):
+        t, meta = load(ck)
+        rows = ours.get(meta["run_id"])
+        if not rows:
+            continue
+        last = max(int(r["probe_step"]) for r in rows)
+        theirs = {int(r["index"]): r["exponent"] for r in rows if int(r["probe_step"]) == last}
+        k = len(theirs)
+        cell, act = meta["cell"], meta["activation"]
+        x = t["probe.x"]
+        T, B, D = x.shape
+        W_ih, W_hh, b_ih, b_hh = (t["rnn." + k_] for k_ in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"))
+        H = W_hh.shape[1]
+        sigma = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "identity": lambda z: z}[act]
+        if cell == "lstm":
+            step_cell = torch.nn.LSTMCell(D, H)
+        elif cell == "gru":
+            step_cell = torch.nn.GRUCell(D, H)
+        else:
+            step_cell = None
+        if step_cell is not None:
+            step_cell.load_state_dict({"weight_ih": W_ih, "weight_hh": W_hh, "bias_ih": b_ih, "bias_hh": b_hh})
+        n = 2 * H if cell == "lstm" else H
+
+        def step(x_t):
+            def f(z):
+                if cell == "lstm":
+                    h, c = step_cell(x_t[None], (z[None, :H], z[None, H:]))
+                    return torch.cat([h[0], c[0]])
+                if cell == "gru":
+                    return step_cell(x_t[None], z[None])[0]
+                return sigma(W_ih @ x_t + b_ih + W_hh @ z + b_hh)
+            return f
+
+        total = torch.zeros(k)
+        for b in range(B):
+            zs = [torch.zeros(n)]
+            with torch.no_grad():
+                for s_ in range(T):
+                    zs.append(step(x[s_, b])(zs[-1]))
+            q = torch.eye(n)[:, :k]
+            sums = torch.zeros(k)
+            for s_ in reversed(range(T)):
+                jac = torch.autograd.functional.jacobian(step(x[s_, b]), zs[s_], vectorize=True)
+                q, r = torch.linalg.qr(jac.T @ q)
+                sums += torch.log(torch.abs(torch.diagonal(r)))
+            total += sums / T
+        lam = (total / B).tolist()
+        for i, l in enumerate(lam, start=1):
+            if theirs[i]:
+                worst = max(worst, abs(l - float(theirs[i])))
+    return worst
 
 
 if __name__ == "__main__":

@@ -21,11 +21,11 @@ const ROW: u64 = 400;
 /// What the program needs before any run: code, font, allocator, threads' stacks.
 pub const BASE: u64 = 8 << 20;
 
-/// Bytes of one trace for `b` sequences (`backward`: with the buffers backward and the probe use).
-fn trace_bytes(cfg: &RunConfig, t: u64, b: u64, l: u64, backward: bool) -> u64 {
+/// Bytes of one trace for `b` sequences in elements of `e` bytes (`backward`: with the buffers
+/// backward and the probe use).
+fn trace_bytes(cfg: &RunConfig, t: u64, b: u64, l: u64, backward: bool, e: u64) -> u64 {
     let (h, o) = (cfg.model.hidden as u64, cfg.model.output as u64);
     let g = cfg.model.cell.gates() as u64;
-    let e = cfg.model.dtype.size() as u64;
     let lstm = matches!(cfg.model.cell, crate::rnn::Cell::Lstm) as u64;
     let gru = matches!(cfg.model.cell, crate::rnn::Cell::Gru) as u64;
     let forward = g * h * h // wt
@@ -86,8 +86,22 @@ pub fn run_bytes(cfg: &RunConfig) -> u64 {
     } else {
         0
     };
-    trace_bytes(cfg, tw, b, lw, true)
-        + trace_bytes(cfg, tw, rest(e).max(rest(p)), lw, true)
+    // The spectrum (probe.spectrum = k): an f64 trace of k copies of one probe sequence in
+    // windows of ⌊tw·B / k⌋ steps, the states entering them, Q, and the f64 probe set.
+    let k = cfg.probe.spectrum as u64;
+    let spectrum = if k > 0 {
+        let ws = (tw * b / k).clamp(1, t);
+        trace_bytes(cfg, ws, k, l.min(ws), true, F64)
+            + t.div_ceil(ws) * k * h * (1 + lstm) * F64
+            + k * h * (1 + lstm) * F64
+            + batch_bytes(cfg, t, k, l)
+            + batch_bytes(cfg, t, p, l)
+    } else {
+        0
+    };
+    trace_bytes(cfg, tw, b, lw, true, size)
+        + trace_bytes(cfg, tw, rest(e).max(rest(p)), lw, true, size)
+        + spectrum
         + entries
         + batch_bytes(cfg, t, b, l)
         + batch_bytes(cfg, t, e, l)
@@ -105,7 +119,7 @@ pub fn record_bytes(cfg: &RunConfig) -> u64 {
         1
     };
     let t = Task::new(cfg.task.clone()).seq_len() as u64;
-    (steps + 1) * ROW + probes * states * t * ROW
+    (steps + 1) * ROW + probes * (states * t + cfg.probe.spectrum as u64) * ROW
 }
 
 /// Peak bytes of a sweep run with `jobs` threads: the `jobs` largest runs at once, the rows of

@@ -228,6 +228,10 @@ pub fn write_report(out: &Path, manifest: &Manifest, charts: bool) -> Result<(),
             ("decay_factor", "Per-step factor of the gradient after training"),
             ("diverged", "Share of runs that diverged"),
             ("decay_vs_bound", "Measured per-step factor against its bound"),
+            ("spectrum_init", "Lyapunov spectrum at initialisation"),
+            ("spectrum", "Lyapunov spectrum after training"),
+            ("lyapunov_max_init", "Largest Lyapunov exponent at initialisation"),
+            ("lyapunov_max", "Largest Lyapunov exponent after training"),
         ] {
             // Charts drawn only for some sweeps (accuracy, the bound) are listed when present.
             if !out.join("charts").join(format!("{name}.png")).exists() {

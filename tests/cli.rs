@@ -211,7 +211,16 @@ fn identical_bytes_whatever_the_thread_count() {
     for jobs in ["1", "2", "3"] {
         let out = run(
             &dir,
-            &["small.toml", "-q", "--jobs", jobs, "--out", &format!("j{jobs}")],
+            &[
+                "small.toml",
+                "-q",
+                "--jobs",
+                jobs,
+                "--out",
+                &format!("j{jobs}"),
+                "--set",
+                "probe.spectrum=4",
+            ],
         );
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     }
@@ -222,6 +231,8 @@ fn identical_bytes_whatever_the_thread_count() {
         for f in [
             "curves.csv",
             "grad_decay.csv",
+            "spectrum.csv",
+            "charts/spectrum.svg",
             "charts/grad_decay.png",
             "charts/loss.svg",
         ] {
@@ -239,6 +250,71 @@ fn identical_bytes_whatever_the_thread_count() {
             );
         }
     }
+}
+
+/// The Lyapunov spectrum of an f32 run is computed in f64 from its parameters: at
+/// initialisation (weights drawn in f64, rounded to f32) it agrees with the f64 run's to 1e-5,
+/// for every cell; a spectrum asked beyond the state dimension is refused up front.
+#[test]
+fn spectrum_of_f32_runs_agrees_with_f64() {
+    let dir = scratch("spectrum-dtype");
+    let spec = r#"
+name = "sp"
+[task]
+kind = "adding"
+seq_len = 30
+eval_size = 8
+[model]
+hidden = 5
+[train]
+steps = 3
+batch = 4
+[probe]
+every = 10
+batch = 4
+spectrum = 5
+[[variant]]
+label = "rnn"
+model.cell = "rnn"
+[[variant]]
+label = "lstm"
+model.cell = "lstm"
+[[variant]]
+label = "gru"
+model.cell = "gru"
+[sweep]
+"model.dtype" = ["f64", "f32"]
+"#;
+    fs::write(dir.join("sp.toml"), spec).unwrap();
+    let out = run(&dir, &["sp.toml", "-q", "--set", "output.checkpoints=false"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let res = dir.join("results/sp");
+    let table = output::read_runs(&res).unwrap();
+    let spectrum = output::read_spectrum(&res).unwrap();
+    let at_init = |id: &str| -> Vec<f64> {
+        spectrum
+            .iter()
+            .filter(|r| r.run_id == id && r.probe_step == 0)
+            .map(|r| r.exponent.unwrap())
+            .collect()
+    };
+    let mut worst: f64 = 0.0;
+    for pair in table.rows.chunks(2) {
+        let (a, b) = (at_init(&pair[0].run_id), at_init(&pair[1].run_id));
+        assert_eq!(a.len(), 5);
+        for (x, y) in a.iter().zip(&b) {
+            worst = worst.max((x - y).abs());
+        }
+        assert_eq!(pair[0].lyapunov_max_init, Some(a[0]));
+    }
+    eprintln!("f32 vs f64 exponents at initialisation: maxdiff = {worst:.1e}");
+    assert!(worst < 1e-5, "maxdiff = {worst:e}");
+
+    let out = run(&dir, &["sp.toml", "-q", "--set", "probe.spectrum=6", "--out", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = stderr(&out);
+    assert!(e.contains("probe.spectrum") && e.contains("up to 5"), "{e}");
+    assert!(!dir.join("x").exists());
 }
 
 /// Each bad spec: exit code 2, a message naming the line and the key, nothing written.

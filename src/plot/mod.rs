@@ -14,6 +14,7 @@
 pub mod choose;
 mod draw;
 mod figure;
+mod spectrum;
 mod steps;
 mod summary;
 
@@ -27,7 +28,7 @@ use figure::HLine;
 
 use crate::Error;
 use crate::output::{self, Manifest, RunsTable};
-use crate::record::{CurveRow, DecayRow, RunRow};
+use crate::record::{CurveRow, DecayRow, RunRow, SpectrumRow};
 
 /// The font every chart uses, shipped in the repository (DejaVu Sans; licence beside it).
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
@@ -48,6 +49,8 @@ pub(crate) struct Data {
     pub(crate) curves: BTreeMap<String, Vec<CurveRow>>,
     /// `grad_decay.csv` rows by run.
     pub(crate) decay: BTreeMap<String, Vec<DecayRow>>,
+    /// `spectrum.csv` rows by run (none when no run asked for a spectrum).
+    pub(crate) spectrum: BTreeMap<String, Vec<SpectrumRow>>,
 }
 
 impl Data {
@@ -87,11 +90,19 @@ impl Data {
             }
             decay.entry(row.run_id.clone()).or_default().push(row);
         }
+        let mut spectrum: BTreeMap<String, Vec<SpectrumRow>> = BTreeMap::new();
+        for (i, row) in output::read_spectrum(dir)?.into_iter().enumerate() {
+            if !in_table.contains(row.run_id.as_str()) {
+                return Err(unknown(output::SPECTRUM_CSV, i, &row.run_id));
+            }
+            spectrum.entry(row.run_id.clone()).or_default().push(row);
+        }
         Ok(Self {
             manifest,
             table,
             curves,
             decay,
+            spectrum,
         })
     }
 
@@ -187,6 +198,7 @@ pub fn draw_all(dir: &Path, overrides: &[String]) -> Result<Vec<PathBuf>, Error>
         ("grad_norm", steps::grad_norm_figure(&data, g)),
     ];
     figures.extend(summary::figures(&data, &layout));
+    figures.extend(spectrum::figures(&data, &layout));
     let mut written = Vec::new();
     for (name, fig) in &figures {
         written.extend(draw::save(fig, &charts, name)?);

@@ -84,8 +84,14 @@ fn x_axis(layout: &Layout) -> Axis {
         AxisKind::Categorical => "",
     };
     let none = if x.has_none() { "; none = no clipping" } else { "" };
+    let meaning = meaning(key);
+    let named = if meaning == *key {
+        key.clone()
+    } else {
+        format!("{meaning} — {key}")
+    };
     Axis {
-        label: format!("{} — {key}{scale}{none}", meaning(key)),
+        label: format!("{named}{scale}{none}"),
         range: (x.kind == AxisKind::Categorical).then(|| (-0.5, ticks.len() as f64 - 0.5)),
         ticks: Some(ticks),
         ..Axis::default()
@@ -117,21 +123,21 @@ fn x_of(data: &Data, layout: &Layout, line: usize, slot: usize, n: usize, row: u
 }
 
 /// One measured number per run, drawn against the x key.
-struct Metric {
+pub(crate) struct Metric {
     /// The chart's file name.
-    name: &'static str,
+    pub name: &'static str,
     /// What is measured, for the title.
-    what: &'static str,
+    pub what: &'static str,
     /// The y axis label.
-    y_label: &'static str,
+    pub y_label: &'static str,
     /// The number, or `None` (not measured, or the run did not finish).
-    value: fn(&RunRow) -> Option<f64>,
+    pub value: fn(&RunRow) -> Option<f64>,
     /// y is logarithmic (values are positive and span decades).
-    log: bool,
+    pub log: bool,
     /// A fixed y range (fractions).
-    range: Option<(f64, f64)>,
+    pub range: Option<(f64, f64)>,
     /// Lines show the mean only, not the seed range.
-    no_band: bool,
+    pub no_band: bool,
 }
 
 /// The series of one line in one panel: the metric aggregated over seeds at each x; points
@@ -220,7 +226,7 @@ fn none_separator(layout: &Layout) -> Vec<f64> {
     }
 }
 
-fn metric_figure(data: &Data, layout: &Layout, m: &Metric) -> Figure {
+pub(crate) fn metric_figure(data: &Data, layout: &Layout, m: &Metric) -> Figure {
     let g = &layout.summary;
     let mut panels = Vec::new();
     for p in 0..g.panels.len() {

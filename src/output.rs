@@ -221,38 +221,33 @@ pub fn read_runs(dir: &Path) -> Result<RunsTable, Error> {
         message,
     };
     let (mut r, header) = open_csv(&path)?;
-    // The columns after the swept ones: today's, or those of a file written before the
+    // The columns after the swept ones: today's, or those of a file written before some of the
     // columns in ADDED_RUN_COLUMNS existed (their fields then read back empty).
-    let current: Vec<&str> = crate::record::RUN_COLUMNS.to_vec();
-    let older: Vec<&str> = current
+    let added = &crate::record::ADDED_RUN_COLUMNS;
+    let current = &crate::record::RUN_COLUMNS;
+    let fixed_at = header.iter().position(|h| h == "status").unwrap_or(0);
+    let tail: Vec<&str> = header[fixed_at..].iter().map(String::as_str).collect();
+    let present: Vec<&str> = current
         .iter()
         .copied()
-        .filter(|c| !crate::record::ADDED_RUN_COLUMNS.contains(c))
+        .filter(|c| !added.contains(c) || tail.contains(c))
         .collect();
-    let tail_is = |cols: &[&str]| header.len() > cols.len() && header[header.len() - cols.len()..] == *cols;
-    let fixed = if tail_is(&current) {
-        current.len()
-    } else if tail_is(&older) {
-        older.len()
-    } else {
-        0
-    };
-    if fixed == 0 || header[0] != "run_id" {
+    if fixed_at == 0 || header[0] != "run_id" || tail != present {
         return Err(data_err(
             Some(1),
             "the header is not that of a runs.csv written by runner".into(),
         ));
     }
-    let n_swept = header.len() - 1 - fixed;
+    let n_swept = fixed_at - 1;
     let mut rows = Vec::new();
     for (i, rec) in r.records().enumerate() {
         let line = i as u64 + 2;
         let rec = rec.map_err(|e| data_err(Some(line), e.to_string()))?;
         let mut fields: Vec<&str> = rec.iter().collect();
-        if fixed != current.len() && fields.len() == header.len() {
-            // An older file: put an empty field where each added column goes.
+        if present.len() != current.len() && fields.len() == header.len() {
+            // An older file: put an empty field where each missing column goes.
             for (at, c) in current.iter().enumerate() {
-                if crate::record::ADDED_RUN_COLUMNS.contains(c) {
+                if !present.contains(c) {
                     fields.insert(1 + n_swept + at, "");
                 }
             }

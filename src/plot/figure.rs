@@ -252,23 +252,14 @@ pub fn log_ticks(lo: f64, hi: f64) -> Vec<(f64, String)> {
         }
     }
     if ticks.len() < 3 {
-        // Less than a factor of two: evenly spaced exponents, labelled with three digits.
-        ticks = linear_ticks(lo, hi, 5)
+        // Less than a factor of two: round values, evenly spaced in the quantity itself.
+        ticks = linear_ticks(10f64.powf(lo), 10f64.powf(hi), 6)
             .into_iter()
-            .map(|(v, _)| (v, three_digits(10f64.powf(v))))
+            .filter(|(q, _)| *q > 0.0)
+            .map(|(q, label)| (q.log10(), label))
             .collect();
     }
     ticks
-}
-
-/// A positive number to three significant digits.
-fn three_digits(q: f64) -> String {
-    if (1e-3..1e4).contains(&q) {
-        let decimals = (2 - q.log10().floor() as i32).max(0) as usize;
-        format!("{q:.decimals$}")
-    } else {
-        format!("{q:.2e}")
-    }
 }
 
 /// About `n` evenly spaced ticks at round numbers (1, 2 or 5 times a power of ten) over `lo..hi`.
@@ -335,6 +326,11 @@ mod tests {
         assert_eq!(t[0], "1e-110");
         assert_eq!(t[t.len() - 1], "1");
         assert_eq!(t.len(), 12);
+        let t: Vec<String> = log_ticks(2.1f64.log10(), 3.2f64.log10())
+            .into_iter()
+            .map(|t| t.1)
+            .collect();
+        assert_eq!(t, ["2.2", "2.4", "2.6", "2.8", "3", "3.2"]);
         let t: Vec<String> = linear_ticks(0.0, 2500.0, 6).into_iter().map(|t| t.1).collect();
         assert_eq!(t, ["0", "500", "1000", "1500", "2000", "2500"]);
     }

@@ -89,8 +89,8 @@ pub fn run_bytes(cfg: &RunConfig) -> u64 {
     // The spectrum (probe.spectrum = k): an f64 trace of k copies of one probe sequence in
     // windows of ⌊tw·B / k⌋ steps, the states entering them, Q, and the f64 probe set.
     let k = cfg.probe.spectrum as u64;
-    let spectrum = if k > 0 {
-        let ws = (tw * b / k).clamp(1, t);
+    let spectrum = if let Some(ws) = (tw * b).checked_div(k) {
+        let ws = ws.clamp(1, t);
         trace_bytes(cfg, ws, k, l.min(ws), true, F64)
             + t.div_ceil(ws) * k * h * (1 + lstm) * F64
             + k * h * (1 + lstm) * F64

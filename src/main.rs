@@ -63,6 +63,13 @@ enum Command {
         /// Write (or replace) the baseline file from the results instead of comparing.
         #[arg(long)]
         bless: bool,
+        /// Compare each run with the same run (`run`), or each configuration's mean over its
+        /// seeds with the baseline's, allowing for the seeds' spread (`config`).
+        #[arg(long = "by", value_enum, default_value = "run")]
+        by: runner::check::Mode,
+        /// Also write the comparison as JUnit XML to FILE (one testcase per line).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
     },
     /// Generate text from a trained character model (a `text` or `hello` run).
     Sample {
@@ -189,7 +196,23 @@ fn main() -> ExitCode {
             rtol,
             atol,
             bless,
-        }) => check(args, &baseline, rtol, atol, bless),
+            by,
+            junit,
+        }) => check(
+            args,
+            &baseline,
+            CheckOptions {
+                rtol,
+                atol,
+                bless,
+                by,
+                junit,
+                // GitHub Actions names the file its job summary is read from.
+                summary: std::env::var_os("GITHUB_STEP_SUMMARY")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from),
+            },
+        ),
         None => run(cli.run),
     };
     match result {
@@ -312,7 +335,19 @@ fn run(args: RunArgs) -> Result<i32, Error> {
     Ok(outcome.exit_code())
 }
 
-fn check(args: RunArgs, baseline: &std::path::Path, rtol: f64, atol: f64, bless: bool) -> Result<i32, Error> {
+/// How `runner check` compares and reports.
+struct CheckOptions {
+    rtol: f64,
+    atol: f64,
+    bless: bool,
+    by: runner::check::Mode,
+    junit: Option<PathBuf>,
+    /// A Markdown file the table is appended to (`$GITHUB_STEP_SUMMARY`).
+    summary: Option<PathBuf>,
+}
+
+fn check(args: RunArgs, baseline: &std::path::Path, o: CheckOptions) -> Result<i32, Error> {
+    let CheckOptions { rtol, atol, bless, .. } = o;
     if !(rtol >= 0.0 && atol >= 0.0) {
         return Err(Error::Usage("--rtol and --atol must be non-negative".into()));
     }
@@ -322,6 +357,7 @@ fn check(args: RunArgs, baseline: &std::path::Path, rtol: f64, atol: f64, bless:
             baseline.display()
         )));
     }
+    let spec_file = args.spec.clone();
     let Some(p) = prepare(args)? else { return Ok(0) };
     let outcome = execute(&p)?;
     if outcome.interrupted > 0 {
@@ -337,17 +373,41 @@ fn check(args: RunArgs, baseline: &std::path::Path, rtol: f64, atol: f64, bless:
     }
     let base = runner::check::read_baseline(baseline)?;
     let now = runner::check::final_losses(&p.opts.out)?;
-    let lines = runner::check::compare(&now, &base, rtol, atol);
+    let (lines, mode) = match o.by {
+        runner::check::Mode::Run => (runner::check::compare(&now, &base, rtol, atol), "by run"),
+        runner::check::Mode::Config => (
+            runner::check::compare_by_config(&now, &base, rtol, atol),
+            "by configuration, seeds pooled",
+        ),
+    };
     print!("{}", runner::check::table(&lines));
     let failed = lines.iter().filter(|l| l.verdict.fails()).count();
     let improved = lines
         .iter()
         .filter(|l| l.verdict == runner::check::Verdict::Improved)
         .count();
-    println!(
-        "{} configurations: {failed} failing, {improved} improved (rtol {rtol}, atol {atol}; baseline {})",
+    let footer = format!(
+        "{} configurations: {failed} failing, {improved} improved (rtol {rtol}, atol {atol}, {mode}; baseline {})",
         lines.len(),
         baseline.display()
     );
+    println!("{footer}");
+    let spec_name = spec_file
+        .as_deref()
+        .map_or_else(|| "runner check".to_string(), |f| f.display().to_string());
+    if let Some(path) = &o.junit {
+        runner::output::write_atomic(path, runner::check::junit(&lines, &spec_name).as_bytes())?;
+    }
+    if let Some(path) = &o.summary {
+        use std::io::Write;
+        let title = format!("runner check: {spec_name} against {}", baseline.display());
+        let text = runner::check::markdown(&lines, &title, &footer);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| Error::io(path, e))?;
+    }
     Ok(if failed > 0 { 1 } else { 0 })
 }

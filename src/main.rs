@@ -396,6 +396,9 @@ fn check(args: RunArgs, baseline: &std::path::Path, o: CheckOptions) -> Result<i
         .as_deref()
         .map_or_else(|| "runner check".to_string(), |f| f.display().to_string());
     if let Some(path) = &o.junit {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            runner::output::create_dir(parent)?;
+        }
         runner::output::write_atomic(path, runner::check::junit(&lines, &spec_name).as_bytes())?;
     }
     if let Some(path) = &o.summary {

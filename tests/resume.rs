@@ -250,6 +250,79 @@ fn check_passes_within_tolerance_and_fails_on_a_regression_or_a_missing_run() {
     );
     assert_eq!(loose.status.code(), Some(0), "{}", text(&loose));
 
+    // For CI systems: JUnit XML and GitHub's job summary say the same.
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "check",
+            "s.toml",
+            "--baseline",
+            "edited.csv",
+            "-q",
+            "--out",
+            "r",
+            "--junit",
+            "j/check.xml",
+        ])
+        .env("GITHUB_STEP_SUMMARY", dir.join("summary.md"))
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let xml = fs::read_to_string(dir.join("j/check.xml")).unwrap();
+    assert_eq!(xml.matches("<testcase ").count(), 12, "{xml}");
+    assert_eq!(xml.matches("<failure ").count(), 1, "{xml}");
+    assert!(
+        xml.contains("tests=\"12\" failures=\"1\"") && xml.contains("REGRESSED: baseline "),
+        "{xml}"
+    );
+    let md = fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(md.starts_with("### runner check: s.toml against edited.csv"), "{md}");
+    assert_eq!(md.matches("**REGRESSED**").count(), 1, "{md}");
+    assert!(md.contains("12 configurations: 1 failing, 1 improved"), "{md}");
+
+    // By configuration: the seeds of each configuration pooled. Against its own baseline every
+    // configuration is the same; with all three seeds of the (tight) ReLU configuration twice as
+    // good in the baseline, it regresses (the chaotic tanh configurations, whose seeds differ
+    // widely, would need a change larger than their spread).
+    let by_config = |baseline: &str| {
+        run(
+            &dir,
+            &[
+                "check",
+                "s.toml",
+                "--baseline",
+                baseline,
+                "-q",
+                "--out",
+                "r",
+                "--by",
+                "config",
+            ],
+        )
+    };
+    let out = by_config("base.csv");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("4 configurations: 0 failing"), "{}", text(&out));
+    let target = "task.seq_len=30; model.activation=relu;";
+    let better: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            if l.starts_with(target) {
+                edit(l, 0.5)
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    fs::write(dir.join("better.csv"), better.join("\n") + "\n").unwrap();
+    let out = by_config("better.csv");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("4 configurations: 1 failing, 0 improved"),
+        "{}",
+        text(&out)
+    );
+
     // A run missing from the baseline fails too.
     fs::write(dir.join("short.csv"), lines[..12].join("\n") + "\n").unwrap();
     let out = run(

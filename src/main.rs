@@ -157,6 +157,11 @@ fn install_signal_handlers() {
 fn main() -> ExitCode {
     install_signal_handlers();
     let cli = Cli::parse();
+    // A kernel path forced for testing must exist on this processor: checked before any work.
+    if let Err(message) = runner::real::Isa::from_env() {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Some(Command::Plot { dir, set }) => runner::plot::draw_all(&dir, &set).map(|charts| {
             println!("drew {} charts in {}", charts.len(), dir.join("charts").display());

@@ -68,6 +68,9 @@ pub struct Manifest {
     pub git_commit: Option<String>,
     /// Worker threads used.
     pub threads: usize,
+    /// The kernel path the runs used (`avx512`, `avx2`, `portable`; see `RUNNER_ISA`).
+    #[serde(default)]
+    pub isa: Option<String>,
     /// Start time, UTC, RFC 3339.
     pub started: String,
     /// End time, UTC, RFC 3339; absent while the sweep runs.

@@ -11,7 +11,8 @@
 //! costs more than the arithmetic (profiled: 31 % of a step in packing at H = 128, B = 1). This
 //! one works on the row-major operands as they are: a tile of R rows × NB columns of c is kept in
 //! registers while k runs, each element summed in order k = 0, 1, … with fused multiply–adds, so
-//! every machine with FMA gives the same bits whatever the tile shape or vector width.
+//! every path ([`Isa`]: AVX-512, AVX2, or the portable one's `mul_add`) gives the same bits
+//! whatever the tile shape or vector width.
 
 use ndarray::{ArrayView2, ArrayViewMut2, NdFloat};
 
@@ -261,6 +262,85 @@ pub fn sigmoid<F: Real>(x: F) -> F {
     if x >= F::zero() { one / (one + z) } else { z / (one + z) }
 }
 
+/// The instruction-set path the kernels run: the widest the processor has, or a narrower one
+/// forced with the environment variable `RUNNER_ISA` (`avx512`, `avx2`, `portable`) for testing.
+/// Every path sums each product element in the same order with fused multiply–adds (the portable
+/// one with `mul_add`, exact on every target), so the time loop's products give the same bits
+/// whichever runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Any processor: the baseline target, fused multiply–add by `mul_add`.
+    Portable,
+    /// x86-64 with AVX2 and FMA.
+    Avx2,
+    /// x86-64 with AVX-512F (and AVX2, FMA).
+    Avx512,
+}
+
+impl Isa {
+    /// The name `RUNNER_ISA` and `manifest.json` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// Parses a `RUNNER_ISA` value.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "portable" => Some(Isa::Portable),
+            "avx2" => Some(Isa::Avx2),
+            "avx512" => Some(Isa::Avx512),
+            _ => None,
+        }
+    }
+
+    /// The widest path this processor can run.
+    pub fn native() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let fma = std::arch::is_x86_feature_detected!("fma");
+            let avx2 = std::arch::is_x86_feature_detected!("avx2");
+            if std::arch::is_x86_feature_detected!("avx512f") && avx2 && fma {
+                return Isa::Avx512;
+            }
+            if avx2 && fma {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Portable
+    }
+
+    /// The path `RUNNER_ISA` asks for (`None` when unset or empty), checked against what this
+    /// processor can run; the error says what is wrong and how to fix it.
+    pub fn from_env() -> Result<Option<Self>, String> {
+        let Some(v) = std::env::var_os("RUNNER_ISA").filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        let v = v.to_string_lossy();
+        let isa = Isa::from_name(&v)
+            .ok_or_else(|| format!("RUNNER_ISA={v} is not a kernel path; use avx512, avx2 or portable, or unset it"))?;
+        let native = Isa::native();
+        if isa > native {
+            return Err(format!(
+                "RUNNER_ISA={v}: this processor runs {} at most; use a narrower path or unset it",
+                native.name()
+            ));
+        }
+        Ok(Some(isa))
+    }
+
+    /// The path in force: `RUNNER_ISA` if set and valid (it is checked before any work by
+    /// the command line), else the native one. Decided once per process, like the processor
+    /// itself: the kernels ask at every step.
+    pub fn current() -> Self {
+        static CHOSEN: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| Isa::from_env().ok().flatten().unwrap_or_else(Isa::native))
+    }
+}
+
 /// Defines `fn name<F: Real>(args)` whose body, an element-wise loop, is compiled twice: for
 /// AVX-512, used when the processor has it (16 f32 lanes), and for the baseline target (SSE2,
 /// 4 lanes). Both copies are out-of-line functions taking the slices as arguments, which tells
@@ -283,11 +363,8 @@ macro_rules! simd_fn {
                 body::<F>($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the features `wide` is compiled for were detected just above.
+            if $crate::real::Isa::current() == $crate::real::Isa::Avx512 {
+                // SAFETY: the path is AVX-512 only where avx512f, avx2 and fma were detected.
                 return unsafe { wide::<F>($($arg),*) };
             }
             narrow::<F>($($arg),*)
@@ -306,8 +383,7 @@ pub fn matmul<F: Real>(a: ArrayView2<'_, F>, b: ArrayView2<'_, F>, mut c: ArrayV
     F::matmul_slices(a, b, c, m, k, n, accumulate);
 }
 
-/// Picks the widest instruction set the processor has, once per call (the check is a cached
-/// load). `NB` is the tile width for several rows (`NB2` for a remainder no wider), `NB1` then
+/// Runs the path [`Isa::current`] names (a cached load per call). `NB` is the tile width for several rows (`NB2` for a remainder no wider), `NB1` then
 /// `NB1H` for one row (a matrix–vector product
 /// needs more independent sums in flight to hide the multiply–add latency).
 fn dispatch<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const NB1H: usize>(
@@ -318,18 +394,16 @@ fn dispatch<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const 
     accumulate: bool,
 ) {
     assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n, "matmul sizes");
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the features the function is compiled for were detected just above.
-            return unsafe { x86::avx512::<F, NB, NB2, NB1, NB1H>(a, b, c, (m, k, n), accumulate) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { x86::avx2::<F, NB, NB2, NB1, NB1H>(a, b, c, (m, k, n), accumulate) };
-        }
+    match Isa::current() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the path is AVX-512 only where avx512f, avx2 and fma were detected.
+        Isa::Avx512 => unsafe { x86::avx512::<F, NB, NB2, NB1, NB1H>(a, b, c, (m, k, n), accumulate) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the path is AVX2 only where avx2 and fma were detected.
+        Isa::Avx2 => unsafe { x86::avx2::<F, NB, NB2, NB1, NB1H>(a, b, c, (m, k, n), accumulate) },
+        // Fused by `mul_add` too, so that its bits are those of the paths above.
+        _ => tiles::<F, NB, NB2, NB1, NB1H, 2>(a, b, c, (m, k, n), accumulate),
     }
-    tiles::<F, NB, NB2, NB1, NB1H, 2, false>(a, b, c, (m, k, n), accumulate);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -345,7 +419,7 @@ mod x86 {
         mkn: (usize, usize, usize),
         accumulate: bool,
     ) {
-        tiles::<F, NB, NB2, NB1, NB1H, 4, true>(a, b, c, mkn, accumulate);
+        tiles::<F, NB, NB2, NB1, NB1H, 4>(a, b, c, mkn, accumulate);
     }
 
     /// The tiles compiled for AVX2: 2 rows × NB columns (half the vector registers' width).
@@ -357,7 +431,7 @@ mod x86 {
         mkn: (usize, usize, usize),
         accumulate: bool,
     ) {
-        tiles::<F, NB, NB2, NB1, NB1H, 2, true>(a, b, c, mkn, accumulate);
+        tiles::<F, NB, NB2, NB1, NB1H, 2>(a, b, c, mkn, accumulate);
     }
 }
 
@@ -369,15 +443,7 @@ const PANEL_BYTES: usize = 256 << 10;
 /// small); within a panel, R rows of a at a time (then single rows), and NB columns at a time
 /// along those rows, reading b's rows front to back. Fewer than R rows (B = 1): NB1-wide tiles.
 #[inline(always)]
-fn tiles<
-    F: Real,
-    const NB: usize,
-    const NB2: usize,
-    const NB1: usize,
-    const NB1H: usize,
-    const R: usize,
-    const FMA: bool,
->(
+fn tiles<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const NB1H: usize, const R: usize>(
     a: &[F],
     b: &[F],
     c: &mut [F],
@@ -388,16 +454,16 @@ fn tiles<
         for i in 0..m {
             let mut j = 0;
             while j + NB1 <= n {
-                tile::<F, NB1, 1, FMA>(a, b, c, (i, j, NB1), (k, n), accumulate);
+                tile::<F, NB1, 1>(a, b, c, (i, j, NB1), (k, n), accumulate);
                 j += NB1;
             }
             while j + NB1H <= n {
-                tile::<F, NB1H, 1, FMA>(a, b, c, (i, j, NB1H), (k, n), accumulate);
+                tile::<F, NB1H, 1>(a, b, c, (i, j, NB1H), (k, n), accumulate);
                 j += NB1H;
             }
             while j < n {
                 let w = NB.min(n - j);
-                tile::<F, NB, 1, FMA>(a, b, c, (i, j, w), (k, n), accumulate);
+                tile::<F, NB, 1>(a, b, c, (i, j, w), (k, n), accumulate);
                 j += w;
             }
         }
@@ -414,10 +480,10 @@ fn tiles<
             while j < j1 {
                 let w = NB.min(j1 - j);
                 match (rows == R, w <= NB2) {
-                    (true, false) => tile::<F, NB, R, FMA>(a, b, c, (i, j, w), (k, n), accumulate),
-                    (true, true) => tile::<F, NB2, R, FMA>(a, b, c, (i, j, w), (k, n), accumulate),
-                    (false, false) => tile::<F, NB, 1, FMA>(a, b, c, (i, j, w), (k, n), accumulate),
-                    (false, true) => tile::<F, NB2, 1, FMA>(a, b, c, (i, j, w), (k, n), accumulate),
+                    (true, false) => tile::<F, NB, R>(a, b, c, (i, j, w), (k, n), accumulate),
+                    (true, true) => tile::<F, NB2, R>(a, b, c, (i, j, w), (k, n), accumulate),
+                    (false, false) => tile::<F, NB, 1>(a, b, c, (i, j, w), (k, n), accumulate),
+                    (false, true) => tile::<F, NB2, 1>(a, b, c, (i, j, w), (k, n), accumulate),
                 }
                 j += w;
             }
@@ -431,7 +497,7 @@ fn tiles<
 /// A full-width tile (w = NB) is a separate copy whose sums stay in registers: indexing them
 /// with a run-time width would put them in memory.
 #[inline(always)]
-fn tile<F: Real, const NB: usize, const R: usize, const FMA: bool>(
+fn tile<F: Real, const NB: usize, const R: usize>(
     a: &[F],
     b: &[F],
     c: &mut [F],
@@ -440,14 +506,14 @@ fn tile<F: Real, const NB: usize, const R: usize, const FMA: bool>(
     accumulate: bool,
 ) {
     if w == NB {
-        tile_of::<F, NB, R, FMA>(a, b, c, (i0, j0, NB), (k, n), accumulate);
+        tile_of::<F, NB, R>(a, b, c, (i0, j0, NB), (k, n), accumulate);
     } else {
-        tile_of::<F, NB, R, FMA>(a, b, c, (i0, j0, w), (k, n), accumulate);
+        tile_of::<F, NB, R>(a, b, c, (i0, j0, w), (k, n), accumulate);
     }
 }
 
 #[inline(always)]
-fn tile_of<F: Real, const NB: usize, const R: usize, const FMA: bool>(
+fn tile_of<F: Real, const NB: usize, const R: usize>(
     a: &[F],
     b: &[F],
     c: &mut [F],
@@ -461,7 +527,7 @@ fn tile_of<F: Real, const NB: usize, const R: usize, const FMA: bool>(
         for (r, acc) in acc.iter_mut().enumerate() {
             let x = a[(i0 + r) * k + kk];
             for (s, &y) in acc.iter_mut().zip(row) {
-                *s = if FMA { x.mul_add(y, *s) } else { *s + x * y };
+                *s = x.mul_add(y, *s); // fused: one rounding, on every path
             }
         }
     }

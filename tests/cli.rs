@@ -788,3 +788,98 @@ fn a_sweep_too_big_for_memory_is_refused_before_it_starts() {
     let out = run(&dir, &["small.toml", "-q", "--max-memory", "1G"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// Every kernel path this processor can run (`RUNNER_ISA` = avx512, avx2, portable) gives the
+/// same bytes for a small sweep over every cell, activation and task: each path sums every
+/// product element in the same order with fused multiply–adds. `manifest.json` names the path.
+#[test]
+fn every_kernel_path_gives_the_same_bytes() {
+    let dir = scratch("isa");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/data/gpl-3.0.txt")).unwrap();
+    fs::write(dir.join("text.txt"), &text[..4000]).unwrap();
+    let tasks = [
+        "kind = \"adding\"\nseq_len = 12",
+        "kind = \"copy\"\nseq_len = 5",
+        "kind = \"temporal_order\"\nseq_len = 12",
+        "kind = \"hello\"",
+        "kind = \"text\"\npath = \"text.txt\"\nseq_len = 10",
+    ];
+    let native = runner::real::Isa::native();
+    let paths: Vec<&str> = ["avx512", "avx2", "portable"]
+        .into_iter()
+        .filter(|p| runner::real::Isa::from_name(p).unwrap() <= native)
+        .collect();
+    for (t, task) in tasks.iter().enumerate() {
+        let spec = format!(
+            r#"
+name = "isa{t}"
+[task]
+{task}
+eval_size = 8
+[model]
+hidden = 7
+[train]
+steps = 6
+batch = 5
+lr = 0.05
+clip = 1.0
+eval_every = 3
+[probe]
+every = 3
+batch = 3
+[[variant]]
+label = "tanh"
+model.activation = "tanh"
+[[variant]]
+label = "sigmoid"
+model.activation = "sigmoid"
+[[variant]]
+label = "relu"
+model.activation = "relu"
+[[variant]]
+label = "identity"
+model.activation = "identity"
+[[variant]]
+label = "lstm"
+model.cell = "lstm"
+[[variant]]
+label = "gru"
+model.cell = "gru"
+[sweep]
+"model.dtype" = ["f64", "f32"]
+"#
+        );
+        fs::write(dir.join(format!("isa{t}.toml")), spec).unwrap();
+        let mut outputs = Vec::new();
+        for path in &paths {
+            let out = std::process::Command::new(common::BIN)
+                .args([&format!("isa{t}.toml"), "-q", "--out", &format!("{path}{t}")])
+                .args(["--set", "output.checkpoints=false", "--set", "output.charts=false"])
+                .env("RUNNER_ISA", path)
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(0), "{path}, task {t}: {}", stderr(&out));
+            let res = dir.join(format!("{path}{t}"));
+            assert_eq!(output::read_manifest(&res).unwrap().isa.as_deref(), Some(*path));
+            outputs.push((
+                runs_without_seconds(&res),
+                fs::read(res.join("curves.csv")).unwrap(),
+                fs::read(res.join("grad_decay.csv")).unwrap(),
+            ));
+        }
+        for (p, o) in paths.iter().zip(&outputs).skip(1) {
+            assert!(*o == outputs[0], "task {t}: {p} differs from {}", paths[0]);
+        }
+    }
+    // A path this processor lacks, or a misspelt one, is refused before any work.
+    let out = std::process::Command::new(common::BIN)
+        .args(["isa0.toml", "-q", "--out", "bad"])
+        .env("RUNNER_ISA", "avx1024")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("RUNNER_ISA=avx1024"), "{}", stderr(&out));
+    assert!(!dir.join("bad").exists());
+}

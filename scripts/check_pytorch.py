@@ -42,6 +42,16 @@ def load(path):
                 for k in f.keys()}, meta
 
 
+def cell_of(cell, D, H, t):
+    """nn.LSTMCell or nn.GRUCell holding a checkpoint's weights; None for the plain cell (its
+    step is written by hand, as PyTorch offers no sigmoid or identity RNN)."""
+    if cell not in ("lstm", "gru"):
+        return None
+    step_cell = torch.nn.LSTMCell(D, H) if cell == "lstm" else torch.nn.GRUCell(D, H)
+    step_cell.load_state_dict({name: t["rnn." + name + "_l0"] for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")})
+    return step_cell
+
+
 def check(folder):
     folder = Path(folder)
     decay = {}
@@ -72,14 +82,7 @@ def check(folder):
 
         # 2. Unrolled, with every hidden state kept for autograd.
         W_ih, W_hh, b_ih, b_hh = (rnn_state[k] for k in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"))
-        if cell == "lstm":
-            step_cell = torch.nn.LSTMCell(D, H)
-        elif cell == "gru":
-            step_cell = torch.nn.GRUCell(D, H)
-        else:
-            step_cell = None
-        if step_cell is not None:
-            step_cell.load_state_dict({"weight_ih": W_ih, "weight_hh": W_hh, "bias_ih": b_ih, "bias_hh": b_hh})
+        step_cell = cell_of(cell, D, H, t)
         sigma = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "identity": lambda z: z}[act]
         h = torch.zeros(B, H, requires_grad=True)
         c = torch.zeros(B, H)
@@ -158,14 +161,7 @@ def check_spectrum(folder):
         W_ih, W_hh, b_ih, b_hh = (t["rnn." + k_] for k_ in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"))
         H = W_hh.shape[1]
         sigma = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "identity": lambda z: z}[act]
-        if cell == "lstm":
-            step_cell = torch.nn.LSTMCell(D, H)
-        elif cell == "gru":
-            step_cell = torch.nn.GRUCell(D, H)
-        else:
-            step_cell = None
-        if step_cell is not None:
-            step_cell.load_state_dict({"weight_ih": W_ih, "weight_hh": W_hh, "bias_ih": b_ih, "bias_hh": b_hh})
+        step_cell = cell_of(cell, D, H, t)
         n = 2 * H if cell == "lstm" else H
 
         def step(x_t):

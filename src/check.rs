@@ -175,6 +175,14 @@ pub fn bless(dir: &Path, baseline: &Path) -> Result<usize, Error> {
     Ok(losses.len())
 }
 
+/// The keys of both maps, sorted, each once.
+fn union<'a, V>(a: &'a BTreeMap<String, V>, b: &'a BTreeMap<String, V>) -> Vec<&'a String> {
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 /// Compares every configuration of the results with the baseline.
 pub fn compare(
     now: &BTreeMap<String, Option<f64>>,
@@ -182,10 +190,7 @@ pub fn compare(
     rtol: f64,
     atol: f64,
 ) -> Vec<Line> {
-    let mut configs: Vec<&String> = base.keys().chain(now.keys()).collect();
-    configs.sort();
-    configs.dedup();
-    configs
+    union(base, now)
         .into_iter()
         .map(|c| {
             let (b, n) = (base.get(c).copied(), now.get(c).copied());
@@ -261,10 +266,7 @@ pub fn compare_by_config(
     atol: f64,
 ) -> Vec<Line> {
     let (now, base) = (pool(now), pool(base));
-    let mut configs: Vec<&String> = base.keys().chain(now.keys()).collect();
-    configs.sort();
-    configs.dedup();
-    configs
+    union(&base, &now)
         .into_iter()
         .map(|c| {
             let (b, n) = (base.get(c), now.get(c));

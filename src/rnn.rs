@@ -358,42 +358,22 @@ impl<F: Real> Batch<F> {
 
     /// A batch of `k` copies of sequence `i` (the spectrum's k directions ride on them).
     pub fn repeat_sequence(&self, i: usize, k: usize) -> Batch<F> {
+        // The sequence axis is axis 1 of every tensor; the copies in standard layout.
+        fn repeat<A: Clone, D: ndarray::RemoveAxis>(
+            x: &ndarray::Array<A, D>,
+            i: usize,
+            k: usize,
+        ) -> ndarray::Array<A, D> {
+            x.select(Axis(1), &vec![i; k]).as_standard_layout().into_owned()
+        }
         Batch {
             inputs: match &self.inputs {
-                Inputs::OneHot(x) => Inputs::OneHot(
-                    x.slice(s![.., i..i + 1])
-                        .broadcast((x.nrows(), k))
-                        .expect("one column broadcasts")
-                        .to_owned(),
-                ),
-                Inputs::Dense(x) => {
-                    let (t, _, d) = x.dim();
-                    Inputs::Dense(
-                        x.slice(s![.., i..i + 1, ..])
-                            .broadcast((t, k, d))
-                            .expect("one sequence broadcasts")
-                            .as_standard_layout()
-                            .to_owned(),
-                    )
-                }
+                Inputs::OneHot(x) => Inputs::OneHot(repeat(x, i, k)),
+                Inputs::Dense(x) => Inputs::Dense(repeat(x, i, k)),
             },
             targets: match &self.targets {
-                Targets::Classes(y) => Targets::Classes(
-                    y.slice(s![.., i..i + 1])
-                        .broadcast((y.nrows(), k))
-                        .expect("one column broadcasts")
-                        .to_owned(),
-                ),
-                Targets::Values(y) => {
-                    let (l, _, o) = y.dim();
-                    Targets::Values(
-                        y.slice(s![.., i..i + 1, ..])
-                            .broadcast((l, k, o))
-                            .expect("one sequence broadcasts")
-                            .as_standard_layout()
-                            .to_owned(),
-                    )
-                }
+                Targets::Classes(y) => Targets::Classes(repeat(y, i, k)),
+                Targets::Values(y) => Targets::Values(repeat(y, i, k)),
             },
             accuracy_from: self.accuracy_from,
         }

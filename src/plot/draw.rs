@@ -145,7 +145,8 @@ fn draw<DB: DrawingBackend>(
                 let (lo, hi) = x_range(panels);
                 let (tl, th) = (t[0].0, t[t.len() - 1].0);
                 let (dl, dh) = (lo.min(tl), hi.max(th));
-                let pad = ((dh - dl) * 0.05).max(0.3 * (t.len() == 1) as u8 as f64);
+                let min_pad = if t.len() == 1 { 0.3 } else { 0.0 }; // one tick: room around it
+                let pad = ((dh - dl) * 0.05).max(min_pad);
                 (dl - pad, dh + pad)
             }
             _ => x_range(panels),

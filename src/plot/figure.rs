@@ -137,6 +137,18 @@ pub struct LegendEntry {
     pub mark: Mark,
 }
 
+impl LegendEntry {
+    /// A dashed reference line's entry (a baseline, a threshold, a factor of 1).
+    pub fn dashed(label: &str, color: RGBColor) -> Self {
+        Self {
+            label: label.into(),
+            color,
+            dash: 1,
+            mark: Mark::Line,
+        }
+    }
+}
+
 /// How an axis is scaled and labelled.
 #[derive(Clone, Debug, Default)]
 pub struct Axis {

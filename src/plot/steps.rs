@@ -178,20 +178,26 @@ pub fn loss_figure(data: &Data, g: &Grouping) -> Figure {
         })
         .collect();
     let mut legend = with_note(g, GEOMETRIC, legend(g));
-    legend.push(LegendEntry {
-        label: "task baseline (no memory)".into(),
-        color: BLACK,
-        dash: 1,
-        mark: Mark::Line,
-    });
+    legend.push(LegendEntry::dashed("task baseline (no memory)", BLACK));
+    against_step(
+        format!("{}: training loss{}", data.manifest.name, smoothing_note(window)),
+        "training loss (log scale)",
+        g,
+        panels,
+        legend,
+    )
+}
+
+/// A per-step chart: the step on x, a log y, panels sharing their axes.
+fn against_step(title: String, y_label: &str, g: &Grouping, panels: Vec<Panel>, legend: Vec<LegendEntry>) -> Figure {
     Figure {
-        title: format!("{}: training loss{}", data.manifest.name, smoothing_note(window)),
+        title,
         x: Axis {
             label: "step".into(),
             ..Axis::default()
         },
         y: Axis {
-            label: "training loss (log scale)".into(),
+            label: y_label.into(),
             log: true,
             ..Axis::default()
         },
@@ -234,31 +240,12 @@ pub fn grad_norm_figure(data: &Data, g: &Grouping) -> Figure {
         .collect();
     let mut legend = with_note(g, GEOMETRIC, legend(g));
     if any_clip {
-        legend.push(LegendEntry {
-            label: "norm-clipping threshold".into(),
-            color: RED,
-            dash: 1,
-            mark: Mark::Line,
-        });
+        legend.push(LegendEntry::dashed("norm-clipping threshold", RED));
     }
-    Figure {
-        title: format!(
-            "{}: gradient norm before clipping{}",
-            data.manifest.name,
-            smoothing_note(window)
-        ),
-        x: Axis {
-            label: "step".into(),
-            ..Axis::default()
-        },
-        y: Axis {
-            label: "‖g‖₂ before clipping (log scale)".into(),
-            log: true,
-            ..Axis::default()
-        },
-        own_axes: false,
-        columns: g.columns(),
-        panels,
-        legend,
-    }
+    let title = format!(
+        "{}: gradient norm before clipping{}",
+        data.manifest.name,
+        smoothing_note(window)
+    );
+    against_step(title, "‖g‖₂ before clipping (log scale)", g, panels, legend)
 }

@@ -214,13 +214,13 @@ fn slots(g: &Grouping, p: usize) -> Vec<(usize, usize, usize, &[usize])> {
 
 /// A light separator before the `none` slot.
 fn none_separator(layout: &Layout) -> Vec<f64> {
-    let xs: Vec<f64> = layout
-        .x
-        .numbers()
-        .iter()
-        .filter_map(|v| layout.x.position(&v.to_string()))
-        .collect();
-    match (layout.x.has_none(), xs.last(), layout.x.position("none")) {
+    // Values are in axis order, `none` last: the separator sits between it and the value before.
+    let last = layout.x.values.iter().rev().find(|v| *v != "none");
+    match (
+        layout.x.has_none(),
+        last.and_then(|v| layout.x.position(v)),
+        layout.x.position("none"),
+    ) {
         (true, Some(last), Some(none)) => vec![(last + none) / 2.0],
         _ => Vec::new(),
     }
@@ -316,12 +316,7 @@ fn final_loss(data: &Data, layout: &Layout) -> Figure {
             panel.ref_curves.push(at);
         }
     }
-    fig.legend.push(LegendEntry {
-        label: "task baseline (no memory)".into(),
-        color: BLACK,
-        dash: 1,
-        mark: Mark::Line,
-    });
+    fig.legend.push(LegendEntry::dashed("task baseline (no memory)", BLACK));
     if any_diverged {
         fig.legend.push(LegendEntry {
             label: "a run that diverged (no final loss)".into(),
@@ -335,7 +330,7 @@ fn final_loss(data: &Data, layout: &Layout) -> Figure {
 
 /// The measured per-step decay factor against the x key, the factor 1 dashed and each
 /// configuration's bound ‖W‖₂·max|σ'| dotted beside it.
-fn decay_factor(data: &Data, layout: &Layout, initial: bool) -> Figure {
+fn decay_factor(data: &Data, layout: &Layout, initial: bool) -> (&'static str, Figure) {
     let g = &layout.summary;
     let m = Metric {
         name: if initial { "decay_factor_init" } else { "decay_factor" },
@@ -382,13 +377,8 @@ fn decay_factor(data: &Data, layout: &Layout, initial: bool) -> Figure {
             mark: Mark::Bound,
         });
     }
-    fig.legend.push(LegendEntry {
-        label: "factor 1 per step".into(),
-        color: BLACK,
-        dash: 1,
-        mark: Mark::Line,
-    });
-    fig
+    fig.legend.push(LegendEntry::dashed("factor 1 per step", BLACK));
+    (m.name, fig)
 }
 
 /// The figures over `plot.x`, with their file names; final accuracy only where the task has one.
@@ -406,10 +396,7 @@ pub fn figures(data: &Data, layout: &Layout) -> Vec<(&'static str, Figure)> {
         };
         out.push((m.name, metric_figure(data, layout, &m)));
     }
-    for initial in [true, false] {
-        let fig = decay_factor(data, layout, initial);
-        out.push((if initial { "decay_factor_init" } else { "decay_factor" }, fig));
-    }
+    out.extend([true, false].map(|initial| decay_factor(data, layout, initial)));
     let m = Metric {
         name: "diverged",
         what: "share of runs that diverged (non-finite loss or gradient)",
@@ -497,12 +484,7 @@ fn decay_vs_bound(data: &Data, layout: &Layout) -> Option<Figure> {
     let mut legend = legend;
     legend.insert(0, note("one dot per run; the bound puts every"));
     legend.insert(1, note("dot on or below the diagonal"));
-    legend.push(LegendEntry {
-        label: "measured = bound (diagonal)".into(),
-        color: BLACK,
-        dash: 1,
-        mark: Mark::Line,
-    });
+    legend.push(LegendEntry::dashed("measured = bound (diagonal)", BLACK));
     Some(Figure {
         title: format!(
             "{}: measured per-step factor at initialisation against its bound ‖W‖₂·max|σ′|",

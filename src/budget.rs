@@ -155,7 +155,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "K" => 1024.0,
         "M" => 1024.0 * 1024.0,
         "G" => 1024.0 * 1024.0 * 1024.0,
-        "T" => 1024.0f64.powi(4),
+        "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
         _ => return Err(format!("--max-memory {text}: unknown unit `{unit}`; use K, M, G or T")),
     };
     let x: f64 = num
@@ -171,12 +171,14 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// A size in human units (MiB/GiB).
 pub fn human(bytes: u64) -> String {
     let b = bytes as f64;
-    if b >= 1024.0f64.powi(4) * 1024.0 {
+    const MIB: f64 = 1024.0 * 1024.0;
+    const GIB: f64 = 1024.0 * MIB;
+    if b >= 1024.0 * 1024.0 * GIB {
         format!("{:.2e} bytes", b)
-    } else if b >= 1024.0f64.powi(3) {
-        format!("{:.1} GiB", b / 1024.0f64.powi(3))
+    } else if b >= GIB {
+        format!("{:.1} GiB", b / GIB)
     } else {
-        format!("{:.0} MiB", (b / 1024.0f64.powi(2)).ceil())
+        format!("{:.0} MiB", (b / MIB).ceil())
     }
 }
 

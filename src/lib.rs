@@ -9,6 +9,7 @@
 
 pub mod budget;
 pub mod check;
+pub mod elem;
 pub mod launch;
 pub mod optim;
 pub mod output;

@@ -5,6 +5,7 @@
 //! measured before either acts.
 
 use crate::Float;
+use crate::elem;
 use crate::real::Real;
 use crate::rnn::Params;
 
@@ -121,10 +122,12 @@ impl Schedule {
     pub fn lr_at(&self, step: u64) -> Float {
         let base = match self.kind {
             ScheduleKind::Constant => self.lr,
-            ScheduleKind::Step { size, gamma } => self.lr * gamma.powi((step / size).min(i32::MAX as u64) as i32),
+            ScheduleKind::Step { size, gamma } => {
+                self.lr * elem::powi(gamma, (step / size).min(i64::MAX as u64) as i64)
+            }
             ScheduleKind::Cosine { lr_min } => {
                 let progress = step as Float / self.steps.max(1) as Float;
-                lr_min + (self.lr - lr_min) * 0.5 * (1.0 + (std::f64::consts::PI as Float * progress).cos())
+                lr_min + (self.lr - lr_min) * 0.5 * (1.0 + elem::cos_pi(progress))
             }
         };
         if self.warmup > 0 && step < self.warmup {
@@ -182,7 +185,7 @@ impl<F: Real> Optimizer<F> {
             }
             OptimConfig::Adam { beta1, beta2, eps } => {
                 let second = self.second.get_or_insert_with(|| g.zeros_like());
-                let (c1, c2) = (1.0 - beta1.powi(t as i32), 1.0 - beta2.powi(t as i32));
+                let (c1, c2) = (1.0 - elem::powi(beta1, t as i64), 1.0 - elem::powi(beta2, t as i64));
                 let (beta1, beta2, eps, c1, c2) = (F::of(beta1), F::of(beta2), F::of(eps), F::of(c1), F::of(c2));
                 for (((pt, mt), vt), gt) in params
                     .into_iter()

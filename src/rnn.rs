@@ -32,11 +32,11 @@ pub use init::{Init, RnnConfig, normal};
 pub use probe::{Probe, decay_factor, join_probes, probe, spectral_norm, spectral_radius};
 pub use spectrum::{Exponents, mean_exponents, spectrum};
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, Zip, s};
 
 use crate::Float;
-use crate::real::{Real, matmul, simd_fn};
+use crate::elem;
+use crate::real::{self, Real, Scratch, gemm, matmul, simd_fn};
 
 /// The hidden activation σ, with its derivative written from the saved output s = σ(h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,8 +126,18 @@ simd_fn! {
     fn activate<F: Real>(act: Activation, pre: &[F], out: &mut [F]) {
         assert_eq!(pre.len(), out.len());
         match act {
-            Activation::Tanh => out.iter_mut().zip(pre).for_each(|(s, &h)| *s = F::act_tanh(h)),
-            Activation::Sigmoid => out.iter_mut().zip(pre).for_each(|(s, &h)| *s = sigmoid(h)),
+            // `for` loops, not `for_each`: the iterator's fold, grown by the inlined function,
+            // was left out of line and so compiled without the vector instructions.
+            Activation::Tanh => {
+                for (s, &h) in out.iter_mut().zip(pre) {
+                    *s = F::act_tanh(h);
+                }
+            }
+            Activation::Sigmoid => {
+                for (s, &h) in out.iter_mut().zip(pre) {
+                    *s = sigmoid(h);
+                }
+            }
             Activation::Relu => out.iter_mut().zip(pre).for_each(|(s, &h)| *s = h.max(F::zero())),
             Activation::Identity => out.copy_from_slice(pre),
         }
@@ -440,6 +450,8 @@ pub struct Trace<F: Real = f64> {
     carry_h: Array2<F>,
     /// (B, H) LSTM: dE/dc_{t−1} carried from step t to step t−1.
     carry_c: Array2<F>,
+    /// Transposed operands of the window-wide products (Uᵀ, Vᵀ, doutᵀ, dghᵀ, dgxᵀ).
+    scratch: Scratch<F>,
 }
 
 impl<F: Real> Default for Trace<F> {
@@ -459,6 +471,7 @@ impl<F: Real> Default for Trace<F> {
             dc: e2.clone(),
             carry_h: e2.clone(),
             carry_c: e2,
+            scratch: Scratch::default(),
         }
     }
 }
@@ -603,32 +616,19 @@ fn loss_count<F: Real>(batch: &Batch<F>) -> f64 {
     }
 }
 
-/// dst (n, m) = srcᵀ for src (m, n), in 32 × 32 blocks so that both sides stay in cache (an
-/// element-by-element copy of the transposed view was 14 % of a step at H = 512, B = 1).
-fn transpose_into<F: Real>(src: ArrayView2<'_, F>, mut dst: ndarray::ArrayViewMut2<'_, F>) {
-    const BLOCK: usize = 16;
-    let (m, n) = src.dim();
-    assert_eq!(dst.dim(), (n, m));
-    let src = src.to_slice().expect("standard layout");
-    let dst = dst.as_slice_mut().expect("standard layout");
-    for i0 in (0..m).step_by(BLOCK) {
-        for j0 in (0..n).step_by(BLOCK) {
-            for i in i0..(i0 + BLOCK).min(m) {
-                for j in j0..(j0 + BLOCK).min(n) {
-                    dst[j * m + i] = src[i * n + j];
-                }
-            }
-        }
-    }
-}
-
 /// Readies the trace for a pass over `batch` in windows of k steps (k = T: one window): sizes
 /// it, refreshes Wᵀ and sets the entry state h_0 = 0 (and c_0 = 0).
 fn begin<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>, k: usize) {
     let b = batch.dims().1;
     let l = batch.targets.steps();
     tr.ensure(cell, k, b, p.hidden(), l.min(k), p.v.nrows());
-    transpose_into(p.w.view(), tr.wt.view_mut());
+    let w = p.w.as_slice().expect("standard layout");
+    real::transpose_slices(
+        w,
+        tr.wt.as_slice_mut().expect("standard layout"),
+        p.w.nrows(),
+        p.w.ncols(),
+    );
     tr.h.index_axis_mut(Axis(0), 0).fill(F::zero());
     if cell == Cell::Lstm {
         tr.c.index_axis_mut(Axis(0), 0).fill(F::zero());
@@ -678,7 +678,7 @@ fn forward_window<F: Real>(
             Inputs::Dense(x) => {
                 let x = x.slice(s![start - 1..end, .., ..]);
                 let x = x.into_shape_with_order((len * b, x.dim().2)).expect("contiguous");
-                general_mat_mul(F::one(), &x, &p.u.t(), F::zero(), &mut xp);
+                gemm(x, p.u.t(), xp.view_mut(), false, &mut tr.scratch);
                 xp += &p.b;
             }
             Inputs::OneHot(idx) => {
@@ -708,7 +708,7 @@ fn forward_window<F: Real>(
     let states = tr.h.slice(s![len + 1 - lw..len + 1, .., ..]);
     let states = states.into_shape_with_order((rows, h)).expect("contiguous");
     let mut out = tr.out.slice_mut(s![..rows, ..]);
-    general_mat_mul(F::one(), &states, &p.v.t(), F::zero(), &mut out);
+    gemm(states, p.v.t(), out.view_mut(), false, &mut tr.scratch);
     out += &p.c;
 
     // The loss is summed in f64 whatever F is: it is reported, not differentiated.
@@ -726,7 +726,7 @@ fn forward_window<F: Real>(
             let mut nll = 0.0;
             for (mut row, &k) in out.rows_mut().into_iter().zip(y.iter()) {
                 softmax_in_place(row.as_slice_mut().expect("contiguous"));
-                nll -= row[k].f64().ln();
+                nll -= elem::ln(row[k].f64());
             }
             nll
         }
@@ -738,7 +738,7 @@ fn softmax_in_place<F: Real>(row: &mut [F]) {
     let max = row.iter().copied().fold(F::neg_infinity(), F::max);
     let mut sum = F::zero();
     for x in row.iter_mut() {
-        *x = (*x - max).exp();
+        *x = F::exp_of(*x - max);
         sum += *x;
     }
     for x in row.iter_mut() {
@@ -792,7 +792,7 @@ fn backward_window<F: Real>(
     // Head: dV += doutᵀ H_L (O, H); dc += Σ dout.
     let states = tr.h.slice(s![len + 1 - lw..len + 1, .., ..]);
     let states = states.into_shape_with_order((rows, h)).expect("contiguous");
-    general_mat_mul(F::one(), &dout.t(), &states, F::one(), &mut g.v);
+    gemm(dout.t(), states, g.v.view_mut(), true, &mut tr.scratch);
     g.c += &dout.sum_axis(Axis(0));
 
     // Back through time: trace index t is step start − 1 + t.
@@ -822,7 +822,7 @@ fn backward_window<F: Real>(
     };
     let prev = tr.h.slice(s![..len, .., ..]);
     let prev = prev.into_shape_with_order((len * b, h)).expect("contiguous");
-    general_mat_mul(F::one(), &dgh.t(), &prev, F::one(), &mut g.w); // dW += Σ_t dgh_tᵀ h_{t−1}
+    gemm(dgh.t(), prev, g.w.view_mut(), true, &mut tr.scratch); // dW += Σ_t dgh_tᵀ h_{t−1}
     g.b += &dgx.sum_axis(Axis(0)); // db += Σ_t dgx_t
     if cell == Cell::Gru {
         g.bh += &dgh.sum_axis(Axis(0)); // dbh += Σ_t dgh_t
@@ -831,7 +831,7 @@ fn backward_window<F: Real>(
         Inputs::Dense(x) => {
             let x = x.slice(s![start - 1..end, .., ..]);
             let x = x.into_shape_with_order((len * b, x.dim().2)).expect("contiguous");
-            general_mat_mul(F::one(), &dgx.t(), &x, F::one(), &mut g.u); // dU += Σ_t dgx_tᵀ x_t
+            gemm(dgx.t(), x, g.u.view_mut(), true, &mut tr.scratch); // dU += Σ_t dgx_tᵀ x_t
         }
         Inputs::OneHot(idx) => {
             let idx = idx.slice(s![start - 1..end, ..]);

@@ -10,6 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::Float;
+use crate::elem;
 use crate::optim::{Clip, OptimConfig, Optimizer, Schedule, global_norm};
 use crate::real::{Dtype, Real};
 use crate::record::{CurveRow, DecayRow, RunRow, SpectrumRow, Status, finite};
@@ -216,7 +217,7 @@ fn train_as<F: Real>(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Op
                     probe_step: step,
                     state: state.to_string(),
                     distance: d as u64,
-                    grad_norm: if ln.is_nan() { None } else { Some(ln.exp()) },
+                    grad_norm: if ln.is_nan() { None } else { Some(elem::exp(ln)) },
                     log10_grad_norm: finite(ln / std::f64::consts::LN_10 as Float),
                 }));
             }

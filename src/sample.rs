@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::Error;
+use crate::elem;
 use crate::output::{self, Checkpoint};
 use crate::rnn::{self, Activation, Batch, Cell, Inputs, Targets, Trace};
 
@@ -117,7 +118,10 @@ pub fn sample(dir: &Path, opts: &SampleOptions) -> Result<String, Error> {
         rnn::forward(&params, cell, &batch, &mut tr);
         let probs = tr.outputs();
         let last = probs.row(t - 1);
-        let weights: Vec<f64> = last.iter().map(|p| p.powf(1.0 / opts.temperature)).collect();
+        let weights: Vec<f64> = last
+            .iter()
+            .map(|&p| elem::exp(elem::ln(p) / opts.temperature))
+            .collect();
         let total: f64 = weights.iter().sum();
         let mut u = rng.random::<f64>() * total;
         let mut next = weights.len() - 1;

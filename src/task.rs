@@ -26,6 +26,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::Float;
+use crate::elem;
 use crate::rnn::{Batch, Inputs, Targets};
 
 /// A text file read for the `text` task: its characters as vocabulary indices.
@@ -230,15 +231,15 @@ impl Task {
                     .map(|&(a, b)| {
                         let from_a = pairs.iter().filter(|p| p.0 == a).count() as Float;
                         let a_to_b = pairs.iter().filter(|p| **p == (a, b)).count() as Float;
-                        -(a_to_b / from_a).ln()
+                        -elem::ln(a_to_b / from_a)
                     })
                     .sum();
                 nll / pairs.len() as Float
             }
             TaskConfig::Copy { delay, .. } => {
-                COPY_LEN as Float * (COPY_SYMBOLS as Float).ln() / (delay + 2 * COPY_LEN) as Float
+                COPY_LEN as Float * elem::ln(COPY_SYMBOLS as Float) / (delay + 2 * COPY_LEN) as Float
             }
-            TaskConfig::TemporalOrder { .. } => (4.0 as Float).ln(),
+            TaskConfig::TemporalOrder { .. } => elem::ln(4.0),
             TaskConfig::Text { corpus, .. } => {
                 let mut counts = vec![0usize; corpus.vocab.len()];
                 for &i in &corpus.ids {
@@ -248,7 +249,7 @@ impl Task {
                 counts
                     .iter()
                     .filter(|&&c| c > 0)
-                    .map(|&c| -(c as Float / n) * (c as Float / n).ln())
+                    .map(|&c| -(c as Float / n) * elem::ln(c as Float / n))
                     .sum()
             }
         }
@@ -394,6 +395,7 @@ fn text_batch(corpus: &Corpus, t: usize, starts: &[usize]) -> Batch {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // references from the C library, independent of elem
 mod tests {
     use super::*;
 

@@ -6,7 +6,8 @@ use rand::Rng;
 
 use super::{Cell, Params, spectral_norm, spectral_radius};
 use crate::Float;
-use crate::real::Dtype;
+use crate::elem;
+use crate::real::{Dtype, dot};
 
 /// How a weight matrix is initialised.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -56,11 +57,11 @@ impl Init {
                 let mut q = Array2::from_shape_simple_fn((tall, short), || normal(rng));
                 for j in 0..short {
                     for i in 0..j {
-                        let proj = q.column(i).dot(&q.column(j));
+                        let proj = dot(q.column(i), q.column(j));
                         let qi = q.column(i).to_owned();
                         q.column_mut(j).scaled_add(-proj, &qi);
                     }
-                    let norm = q.column(j).dot(&q.column(j)).sqrt();
+                    let norm = dot(q.column(j), q.column(j)).sqrt();
                     q.column_mut(j).mapv_inplace(|x| x / norm);
                 }
                 if rows >= cols {
@@ -96,12 +97,18 @@ impl Init {
     }
 }
 
-/// A standard normal draw (Box–Muller), so that results do not depend on a distribution
-/// crate's algorithm choices.
+/// A standard normal draw (Marsaglia's polar method: a uniform point in the unit disc, scaled),
+/// so that results depend neither on a distribution crate's algorithm choices nor on the C
+/// library's cosine (only +, ×, ÷, √ and [`elem::ln`]).
 pub fn normal(rng: &mut impl Rng) -> Float {
-    let u1: Float = 1.0 - rng.random::<Float>(); // in (0, 1]
-    let u2: Float = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU as Float * u2).cos()
+    loop {
+        let u: Float = 2.0 * rng.random::<Float>() - 1.0;
+        let v: Float = 2.0 * rng.random::<Float>() - 1.0;
+        let s = u * u + v * v;
+        if s > 0.0 && s < 1.0 {
+            return u * (-2.0 * elem::ln(s) / s).sqrt();
+        }
+    }
 }
 
 /// Everything needed to build a network: sizes, cell and initialisation.

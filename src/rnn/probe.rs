@@ -2,15 +2,15 @@
 //! (renormalised every step, so norms far below the smallest float are measured), the decay
 //! factor fitted to it, and the spectral norm and radius of W.
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{Array1, Array2, Axis, Zip, s};
+use ndarray::{Array2, Axis, Zip, s};
 
 use super::{
     Batch, Cell, Params, Targets, Trace, backward_step, begin, carry_state, forward, forward_window, window_losses,
     windows,
 };
 use crate::Float;
-use crate::real::Real;
+use crate::elem;
+use crate::real::{Real, Scratch, dot, gemm};
 
 /// What the probe measured: for d = 0 … T−1, the natural log of the mean over the batch's
 /// sequences of ‖∂E_T/∂h_{T−d}‖₂ (and, for the LSTM, of ‖∂E_T/∂c_{T−d}‖₂).
@@ -74,14 +74,14 @@ pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trac
             }
         }
     }
-    general_mat_mul(F::one(), &dnet, &p.v, F::zero(), &mut tr.dh); // dE_T/dh_T
+    gemm(dnet.view(), p.v.view(), tr.dh.view_mut(), false, &mut tr.scratch); // dE_T/dh_T
     tr.carry_c.fill(F::zero());
     let mut log_scale = vec![0.0; b]; // ln of each sequence's accumulated rescaling
     let mut logs = vec![0.0; b]; // ln‖·‖ per sequence at the distance being measured
     let (mut out_h, mut out_c) = (Vec::with_capacity(t_len), Vec::with_capacity(t_len));
     let row_logs = |m: &Array2<F>, scale: &[f64], logs: &mut [f64]| {
         for ((r, s), out) in m.rows().into_iter().zip(scale).zip(logs.iter_mut()) {
-            *out = s + r.dot(&r).f64().sqrt().ln();
+            *out = s + elem::ln(dot(r, r).f64().sqrt());
         }
     };
     for (wi, &(start, end)) in wins.iter().enumerate().rev() {
@@ -106,13 +106,13 @@ pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trac
                 // Carry to step t−1 and renormalise each sequence's (h, c) gradient jointly.
                 std::mem::swap(&mut tr.dh, &mut tr.carry_h);
                 for (i, scale) in log_scale.iter_mut().enumerate() {
-                    let mut sq = tr.dh.row(i).dot(&tr.dh.row(i));
+                    let mut sq = dot(tr.dh.row(i), tr.dh.row(i));
                     if lstm {
-                        sq += tr.carry_c.row(i).dot(&tr.carry_c.row(i));
+                        sq += dot(tr.carry_c.row(i), tr.carry_c.row(i));
                     }
                     let norm = sq.sqrt();
                     if norm > F::zero() && norm.is_finite() {
-                        *scale += norm.f64().ln();
+                        *scale += elem::ln(norm.f64());
                         tr.dh.row_mut(i).mapv_inplace(|x| x / norm);
                         if lstm {
                             tr.carry_c.row_mut(i).mapv_inplace(|x| x / norm);
@@ -145,7 +145,7 @@ pub fn join_probes(parts: &[Probe], sizes: &[usize]) -> Probe {
                 let x: Vec<f64> = parts
                     .iter()
                     .zip(sizes)
-                    .map(|(p, &n)| pick(p)[d] + (n as f64 * parts.len() as f64 / total as f64).ln())
+                    .map(|(p, &n)| pick(p)[d] + elem::ln(n as f64 * parts.len() as f64 / total as f64))
                     .collect();
                 log_mean_exp(&x)
             })
@@ -169,15 +169,15 @@ fn log_mean_exp(x: &[Float]) -> Float {
     if max == Float::NEG_INFINITY {
         return max;
     }
-    let sum: Float = x.iter().map(|v| (v - max).exp()).sum();
-    max + (sum / x.len() as Float).ln()
+    let sum: Float = x.iter().map(|v| elem::exp(v - max)).sum();
+    max + elem::ln(sum / x.len() as Float)
 }
 
 /// The measured per-step decay factor: exp of the least-squares slope of ln‖∂E_T/∂s_{T−d}‖
 /// against d, over the distances whose norm is finite and above 1e-300. `None` with fewer than
 /// two such distances.
 pub fn decay_factor(log_norms: &[Float]) -> Option<Float> {
-    let floor = (1e-300 as Float).ln();
+    let floor = elem::ln(1e-300);
     let pts: Vec<(Float, Float)> = log_norms
         .iter()
         .enumerate()
@@ -192,7 +192,7 @@ pub fn decay_factor(log_norms: &[Float]) -> Option<Float> {
     let my = pts.iter().map(|p| p.1).sum::<Float>() / n;
     let sxy: Float = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
     let sxx: Float = pts.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
-    Some((sxy / sxx).exp())
+    Some(elem::exp(sxy / sxx))
 }
 
 /// ‖W‖₂, the largest singular value, by power iteration on WᵀW from a fixed start vector.
@@ -203,17 +203,18 @@ pub fn spectral_norm(w: &Array2<Float>) -> Float {
     }
     // A fixed, non-symmetric start so it is not orthogonal to the top singular vector of
     // structured matrices (identity, permutations).
-    let mut x = Array1::from_shape_fn(n, |i| 1.0 + (i as Float * 0.618_033_988_75).fract());
+    let mut x = Array2::from_shape_fn((n, 1), |(i, _)| 1.0 + (i as Float * 0.618_033_988_75).fract());
+    let (mut wx, mut scratch) = (Array2::zeros((w.nrows(), 1)), Scratch::default());
     let mut sigma = 0.0;
     for _ in 0..500 {
-        let norm = x.dot(&x).sqrt();
+        let norm = dot(x.column(0), x.column(0)).sqrt();
         if !(norm > 0.0 && norm.is_finite()) {
             return if norm == 0.0 { 0.0 } else { Float::NAN };
         }
         x /= norm;
-        let wx = w.dot(&x);
-        let next_sigma = wx.dot(&wx).sqrt();
-        x = w.t().dot(&wx);
+        gemm(w.view(), x.view(), wx.view_mut(), false, &mut scratch);
+        let next_sigma = dot(wx.column(0), wx.column(0)).sqrt();
+        gemm(w.t(), wx.view(), x.view_mut(), false, &mut scratch);
         if (next_sigma - sigma).abs() <= 1e-12 * next_sigma {
             return next_sigma;
         }
@@ -226,27 +227,31 @@ pub fn spectral_norm(w: &Array2<Float>) -> Float {
 /// ρ = lim ‖W^k‖^{1/k} with k = 2^30 reached by 30 renormalised squarings. Unlike power
 /// iteration it needs no real, unique dominant eigenvalue (random matrices have complex pairs).
 pub fn spectral_radius(w: &Array2<Float>) -> Float {
-    let mut m = w.to_owned();
+    let mut m = w.as_standard_layout().into_owned();
+    let (mut square, mut scratch) = (m.clone(), Scratch::default());
+    let frobenius = |m: &Array2<Float>| Float::sum_squares(m.as_slice().expect("standard layout")).sqrt();
     let mut log_rho = 0.0; // ln ρ accumulated as Σ ln(s_i) / 2^i
     let mut weight = 1.0;
     for _ in 0..30 {
-        let s = m.iter().map(|x| x * x).sum::<Float>().sqrt(); // Frobenius norm
+        let s = frobenius(&m);
         if !(s > 0.0 && s.is_finite()) {
             return if s == 0.0 { 0.0 } else { Float::NAN };
         }
         m /= s;
-        log_rho += weight * s.ln();
+        log_rho += weight * elem::ln(s);
         weight /= 2.0;
-        m = m.dot(&m);
+        gemm(m.view(), m.view(), square.view_mut(), false, &mut scratch);
+        std::mem::swap(&mut m, &mut square);
     }
-    let s = m.iter().map(|x| x * x).sum::<Float>().sqrt();
+    let s = frobenius(&m);
     if s == 0.0 {
         return 0.0;
     }
-    (log_rho + weight * s.ln()).exp()
+    elem::exp(log_rho + weight * elem::ln(s))
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // references from the C library, independent of elem
 mod tests {
     use super::*;
 
@@ -279,9 +284,9 @@ mod tests {
 
     #[test]
     fn decay_factor_recovers_a_geometric_series() {
-        let logs: Vec<Float> = (0..50).map(|d| 3.0 + d as Float * (0.7 as Float).ln()).collect();
+        let logs: Vec<Float> = (0..50).map(|d| 3.0 + d as Float * elem::ln(0.7)).collect();
         assert!((decay_factor(&logs).unwrap() - 0.7).abs() < 1e-12);
         let with_gaps = [0.0, Float::NEG_INFINITY, -2.0, -800.0];
-        assert!((decay_factor(&with_gaps).unwrap() - (-1.0 as Float).exp()).abs() < 1e-12);
+        assert!((decay_factor(&with_gaps).unwrap() - elem::exp(-1.0)).abs() < 1e-12);
     }
 }

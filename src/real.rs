@@ -70,8 +70,10 @@ pub trait Real: NdFloat + Default + std::iter::Sum {
     /// Converts to f64 (exact).
     fn f64(self) -> f64;
 
-    /// `c (m, n) = [c +] a (m, k) · b (k, n)`, all row-major and contiguous.
-    fn matmul_slices(a: &[Self], b: &[Self], c: &mut [Self], m: usize, k: usize, n: usize, accumulate: bool);
+    /// `c (m, n) = [c +] a (m, k) · b (k, n)`, all row-major and contiguous; when `at`, the slice
+    /// `a` holds aᵀ, (k, m) row-major (the gradient sums' operand, read in place).
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_slices(a: &[Self], b: &[Self], c: &mut [Self], m: usize, k: usize, n: usize, accumulate: bool, at: bool);
 
     /// Σ x² in f64: in f64 the product kernel's fused running sum (x · x); in f32 eight
     /// interleaved partial sums of exact f64 squares (so that the loop vectorises).
@@ -125,11 +127,11 @@ impl Real for f32 {
         elem::exp_f32(x)
     }
 
-    fn matmul_slices(a: &[Self], b: &[Self], c: &mut [Self], m: usize, k: usize, n: usize, accumulate: bool) {
+    fn matmul_slices(a: &[Self], b: &[Self], c: &mut [Self], m: usize, k: usize, n: usize, accumulate: bool, at: bool) {
         // 32 f32 = two 512-bit vectors per row of a tile (16 for a narrow remainder); 256 for a
         // single row (16 sums in flight, and W read in two passes, not four: H = 512, B = 1
         // 6.2 -> 5.0 ms), then 128.
-        dispatch::<f32, 32, 16, 256, 128>(a, b, c, (m, k, n), accumulate);
+        dispatch::<f32, 32, 16, 256, 128>(a, b, c, (m, k, n), accumulate, at);
     }
 }
 
@@ -146,7 +148,7 @@ impl Real for f64 {
 
     fn sum_squares(x: &[Self]) -> f64 {
         let mut c = [0.0];
-        Self::matmul_slices(x, x, &mut c, 1, x.len(), 1, false);
+        Self::matmul_slices(x, x, &mut c, 1, x.len(), 1, false, false);
         c[0]
     }
 
@@ -164,11 +166,11 @@ impl Real for f64 {
         elem::exp(x)
     }
 
-    fn matmul_slices(a: &[Self], b: &[Self], c: &mut [Self], m: usize, k: usize, n: usize, accumulate: bool) {
+    fn matmul_slices(a: &[Self], b: &[Self], c: &mut [Self], m: usize, k: usize, n: usize, accumulate: bool, at: bool) {
         // 32 f64 = four 512-bit vectors per row: 16 sums in flight over a 4-row tile (two vectors
         // per row left the multiply-add units idle: H = 512, B = 32 ran at 64-72 % of the
         // float64 product); 16 for a narrow remainder, 128 then 64 for a single row.
-        dispatch::<f64, 32, 16, 128, 64>(a, b, c, (m, k, n), accumulate);
+        dispatch::<f64, 32, 16, 128, 64>(a, b, c, (m, k, n), accumulate, at);
     }
 }
 
@@ -298,7 +300,7 @@ pub fn matmul<F: Real>(a: ArrayView2<'_, F>, b: ArrayView2<'_, F>, mut c: ArrayV
     let a = a.to_slice().expect("a in standard layout");
     let b = b.to_slice().expect("b in standard layout");
     let c = c.as_slice_mut().expect("c in standard layout");
-    F::matmul_slices(a, b, c, m, k, n, accumulate);
+    F::matmul_slices(a, b, c, m, k, n, accumulate, false);
 }
 
 /// a · b, summed in order with fused multiply–adds: by the product kernel (a 1 × k by k × 1
@@ -308,7 +310,7 @@ pub fn dot<F: Real>(a: ArrayView1<'_, F>, b: ArrayView1<'_, F>) -> F {
     match (a.as_slice(), b.as_slice()) {
         (Some(x), Some(y)) => {
             let mut c = [F::zero()];
-            F::matmul_slices(x, y, &mut c, 1, x.len(), 1, false);
+            F::matmul_slices(x, y, &mut c, 1, x.len(), 1, false, false);
             c[0]
         }
         _ => a.iter().zip(b.iter()).fold(F::zero(), |s, (&x, &y)| x.mul_add(y, s)),
@@ -337,17 +339,21 @@ pub fn gemm<'a, F: Real>(
     let ((m, k), (k2, n)) = (a.dim(), b.dim());
     assert!(k == k2 && c.dim() == (m, n), "gemm shapes");
     let Scratch { a: sa, b: sb, p } = scratch;
-    let a = standard(a, sa);
+    // aᵀ stored row-major (a transposed view, as in the gradient sums) is read in place.
+    let (a, at) = match a.t().to_slice() {
+        Some(s) if a.to_slice().is_none() => (s, true),
+        _ => (standard(a, sa), false),
+    };
     let b = standard(b, sb);
     let c = c.as_slice_mut().expect("c in standard layout");
     if accumulate && k > 2 * PANEL_ROWS {
         // c + Σ with Σ summed from zero, as the unblocked kernel would: Σ apart, then added.
         p.clear();
         p.resize(m * n, F::zero());
-        F::matmul_slices(a, b, p, m, k, n, false);
+        F::matmul_slices(a, b, p, m, k, n, false, at);
         c.iter_mut().zip(p.iter()).for_each(|(c, &s)| *c += s);
     } else {
-        F::matmul_slices(a, b, c, m, k, n, accumulate);
+        F::matmul_slices(a, b, c, m, k, n, accumulate, at);
     }
 }
 
@@ -392,17 +398,20 @@ fn dispatch<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const 
     c: &mut [F],
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
+    at: bool,
 ) {
     assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n, "matmul sizes");
+    // Element (i, kk) of a is a[i·ars + kk·acs].
+    let astr = if at { (1, m) } else { (k, 1) };
     match Isa::current() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the path is AVX-512 only where avx512f, avx2 and fma were detected.
-        Isa::Avx512 => unsafe { x86::avx512::<F, NB, NB2, NB1, NB1H>(a, b, c, (m, k, n), accumulate) },
+        Isa::Avx512 => unsafe { x86::avx512::<F, NB, NB2, NB1, NB1H>(a, b, c, (m, k, n), accumulate, astr) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the path is AVX2 only where avx2 and fma were detected.
-        Isa::Avx2 => unsafe { x86::avx2::<F, NB, NB2, NB1, NB1H>(a, b, c, (m, k, n), accumulate) },
+        Isa::Avx2 => unsafe { x86::avx2::<F, NB, NB2, NB1, NB1H>(a, b, c, (m, k, n), accumulate, astr) },
         // Fused by `mul_add` too, so that its bits are those of the paths above.
-        _ => tiles::<F, NB, NB2, NB1, NB1H, 2>(a, b, c, (m, k, n), accumulate),
+        _ => tiles::<F, NB, NB2, NB1, NB1H, 2>(a, b, c, (m, k, n), accumulate, astr),
     }
 }
 
@@ -418,8 +427,9 @@ mod x86 {
         c: &mut [F],
         mkn: (usize, usize, usize),
         accumulate: bool,
+        astr: (usize, usize),
     ) {
-        tiles::<F, NB, NB2, NB1, NB1H, 4>(a, b, c, mkn, accumulate);
+        tiles::<F, NB, NB2, NB1, NB1H, 4>(a, b, c, mkn, accumulate, astr);
     }
 
     /// The tiles compiled for AVX2: 2 rows × NB columns (half the vector registers' width).
@@ -430,8 +440,9 @@ mod x86 {
         c: &mut [F],
         mkn: (usize, usize, usize),
         accumulate: bool,
+        astr: (usize, usize),
     ) {
-        tiles::<F, NB, NB2, NB1, NB1H, 2>(a, b, c, mkn, accumulate);
+        tiles::<F, NB, NB2, NB1, NB1H, 2>(a, b, c, mkn, accumulate, astr);
     }
 }
 
@@ -470,21 +481,23 @@ fn tiles<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const NB1
     c: &mut [F],
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
+    (ars, acs): (usize, usize),
 ) {
+    let st = (ars, acs, n);
     if m < R {
         for i in 0..m {
             let mut j = 0;
             while j + NB1 <= n {
-                tile::<F, NB1, 1>(a, b, c, (i, j, NB1), (0, k), (k, n), Sums::of(accumulate));
+                tile::<F, NB1, 1>(a, b, c, (i, j, NB1), (0, k), st, Sums::of(accumulate));
                 j += NB1;
             }
             while j + NB1H <= n {
-                tile::<F, NB1H, 1>(a, b, c, (i, j, NB1H), (0, k), (k, n), Sums::of(accumulate));
+                tile::<F, NB1H, 1>(a, b, c, (i, j, NB1H), (0, k), st, Sums::of(accumulate));
                 j += NB1H;
             }
             while j < n {
                 let w = NB.min(n - j);
-                tile::<F, NB, 1>(a, b, c, (i, j, w), (0, k), (k, n), Sums::of(accumulate));
+                tile::<F, NB, 1>(a, b, c, (i, j, w), (0, k), st, Sums::of(accumulate));
                 j += w;
             }
         }
@@ -517,7 +530,7 @@ fn tiles<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const NB1
                 let mut j = j0;
                 while j < j1 {
                     let w = NB.min(j1 - j);
-                    let t = ((i, j, w), (k0, k1), (k, n));
+                    let t = ((i, j, w), (k0, k1), st);
                     match (rows == R, w <= NB2) {
                         (true, false) => tile::<F, NB, R>(a, b, c, t.0, t.1, t.2, acc),
                         (true, true) => tile::<F, NB2, R>(a, b, c, t.0, t.1, t.2, acc),
@@ -545,13 +558,13 @@ fn tile<F: Real, const NB: usize, const R: usize>(
     c: &mut [F],
     (i0, j0, w): (usize, usize, usize),
     ks: (usize, usize),
-    (k, n): (usize, usize),
+    st: (usize, usize, usize),
     sums: Sums,
 ) {
     if w == NB {
-        tile_of::<F, NB, R>(a, b, c, (i0, j0, NB), ks, (k, n), sums);
+        tile_of::<F, NB, R>(a, b, c, (i0, j0, NB), ks, st, sums);
     } else {
-        tile_of::<F, NB, R>(a, b, c, (i0, j0, w), ks, (k, n), sums);
+        tile_of::<F, NB, R>(a, b, c, (i0, j0, w), ks, st, sums);
     }
 }
 
@@ -562,7 +575,7 @@ fn tile_of<F: Real, const NB: usize, const R: usize>(
     c: &mut [F],
     (i0, j0, w): (usize, usize, usize),
     (k0, k1): (usize, usize),
-    (k, n): (usize, usize),
+    (ars, acs, n): (usize, usize, usize),
     sums: Sums,
 ) {
     let mut acc = [[F::zero(); NB]; R];
@@ -574,7 +587,7 @@ fn tile_of<F: Real, const NB: usize, const R: usize>(
     for kk in k0..k1 {
         let row = &b[kk * n + j0..kk * n + j0 + w];
         for (r, acc) in acc.iter_mut().enumerate() {
-            let x = a[(i0 + r) * k + kk];
+            let x = a[(i0 + r) * ars + kk * acs];
             for (s, &y) in acc.iter_mut().zip(row) {
                 *s = x.mul_add(y, *s); // fused: one rounding, on every path
             }

@@ -584,10 +584,18 @@ fn tile_of<F: Real, const NB: usize, const R: usize>(
             acc[..w].copy_from_slice(&c[(i0 + r) * n + j0..(i0 + r) * n + j0 + w]);
         }
     }
+    if k1 > k0 {
+        // Every index below is within these bounds: checked once, not at every k.
+        assert!(
+            (i0 + R - 1) * ars + (k1 - 1) * acs < a.len() && (k1 - 1) * n + j0 + w <= b.len(),
+            "tile bounds"
+        );
+    }
     for kk in k0..k1 {
-        let row = &b[kk * n + j0..kk * n + j0 + w];
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let x = a[(i0 + r) * ars + kk * acs];
+        // SAFETY: kk < k1 and r < R, within the bounds asserted above.
+        let row = unsafe { b.get_unchecked(kk * n + j0..kk * n + j0 + w) };
+        let xs: [F; R] = std::array::from_fn(|r| unsafe { *a.get_unchecked((i0 + r) * ars + kk * acs) });
+        for (acc, &x) in acc.iter_mut().zip(&xs) {
             for (s, &y) in acc.iter_mut().zip(row) {
                 *s = x.mul_add(y, *s); // fused: one rounding, on every path
             }

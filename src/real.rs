@@ -72,8 +72,17 @@ pub trait Real: NdFloat + Default + std::iter::Sum {
 
     /// `c (m, n) = [c +] a (m, k) · b (k, n)`, all row-major and contiguous; when `at`, the slice
     /// `a` holds aᵀ, (k, m) row-major (the gradient sums' operand, read in place).
-    #[allow(clippy::too_many_arguments)]
-    fn matmul_slices(a: &[Self], b: &[Self], c: &mut [Self], m: usize, k: usize, n: usize, accumulate: bool, at: bool);
+    /// `pack`, when given, is a buffer for packing the operands of a large product into
+    /// contiguous panels (the same sums in the same order: only the memory traffic changes).
+    fn matmul_slices(
+        a: &[Self],
+        b: &[Self],
+        c: &mut [Self],
+        mkn: (usize, usize, usize),
+        accumulate: bool,
+        at: bool,
+        pack: Option<&mut Vec<Self>>,
+    );
 
     /// Σ x² in f64: in f64 the product kernel's fused running sum (x · x); in f32 eight
     /// interleaved partial sums of exact f64 squares (so that the loop vectorises).
@@ -127,11 +136,19 @@ impl Real for f32 {
         elem::exp_f32(x)
     }
 
-    fn matmul_slices(a: &[Self], b: &[Self], c: &mut [Self], m: usize, k: usize, n: usize, accumulate: bool, at: bool) {
+    fn matmul_slices(
+        a: &[Self],
+        b: &[Self],
+        c: &mut [Self],
+        (m, k, n): (usize, usize, usize),
+        accumulate: bool,
+        at: bool,
+        pack: Option<&mut Vec<Self>>,
+    ) {
         // 32 f32 = two 512-bit vectors per row of a tile (16 for a narrow remainder); 256 for a
         // single row (16 sums in flight, and W read in two passes, not four: H = 512, B = 1
         // 6.2 -> 5.0 ms), then 128.
-        dispatch::<f32, 32, 16, 256, 128>(a, b, c, (m, k, n), accumulate, at);
+        dispatch::<f32, 32, 16, 256, 128>(a, b, c, (m, k, n), accumulate, at, pack);
     }
 }
 
@@ -148,7 +165,7 @@ impl Real for f64 {
 
     fn sum_squares(x: &[Self]) -> f64 {
         let mut c = [0.0];
-        Self::matmul_slices(x, x, &mut c, 1, x.len(), 1, false, false);
+        Self::matmul_slices(x, x, &mut c, (1, x.len(), 1), false, false, None);
         c[0]
     }
 
@@ -166,11 +183,19 @@ impl Real for f64 {
         elem::exp(x)
     }
 
-    fn matmul_slices(a: &[Self], b: &[Self], c: &mut [Self], m: usize, k: usize, n: usize, accumulate: bool, at: bool) {
+    fn matmul_slices(
+        a: &[Self],
+        b: &[Self],
+        c: &mut [Self],
+        (m, k, n): (usize, usize, usize),
+        accumulate: bool,
+        at: bool,
+        pack: Option<&mut Vec<Self>>,
+    ) {
         // 32 f64 = four 512-bit vectors per row: 16 sums in flight over a 4-row tile (two vectors
         // per row left the multiply-add units idle: H = 512, B = 32 ran at 64-72 % of the
         // float64 product); 16 for a narrow remainder, 128 then 64 for a single row.
-        dispatch::<f64, 32, 16, 128, 64>(a, b, c, (m, k, n), accumulate, at);
+        dispatch::<f64, 32, 16, 128, 64>(a, b, c, (m, k, n), accumulate, at, pack);
     }
 }
 
@@ -300,7 +325,7 @@ pub fn matmul<F: Real>(a: ArrayView2<'_, F>, b: ArrayView2<'_, F>, mut c: ArrayV
     let a = a.to_slice().expect("a in standard layout");
     let b = b.to_slice().expect("b in standard layout");
     let c = c.as_slice_mut().expect("c in standard layout");
-    F::matmul_slices(a, b, c, m, k, n, accumulate, false);
+    F::matmul_slices(a, b, c, (m, k, n), accumulate, false, None);
 }
 
 /// a · b, summed in order with fused multiply–adds: by the product kernel (a 1 × k by k × 1
@@ -310,7 +335,7 @@ pub fn dot<F: Real>(a: ArrayView1<'_, F>, b: ArrayView1<'_, F>) -> F {
     match (a.as_slice(), b.as_slice()) {
         (Some(x), Some(y)) => {
             let mut c = [F::zero()];
-            F::matmul_slices(x, y, &mut c, 1, x.len(), 1, false, false);
+            F::matmul_slices(x, y, &mut c, (1, x.len(), 1), false, false, None);
             c[0]
         }
         _ => a.iter().zip(b.iter()).fold(F::zero(), |s, (&x, &y)| x.mul_add(y, s)),
@@ -325,6 +350,8 @@ pub struct Scratch<F> {
     b: Vec<F>,
     /// A tall accumulated product, computed apart (in blocks of k) before it is added to c.
     p: Vec<F>,
+    /// Packed panels of a large product's operands.
+    pack: Vec<F>,
 }
 
 /// `c (m, n) = [c +] a (m, k) · b (k, n)` for views of any layout (c in standard layout), by
@@ -338,7 +365,7 @@ pub fn gemm<'a, F: Real>(
 ) {
     let ((m, k), (k2, n)) = (a.dim(), b.dim());
     assert!(k == k2 && c.dim() == (m, n), "gemm shapes");
-    let Scratch { a: sa, b: sb, p } = scratch;
+    let Scratch { a: sa, b: sb, p, pack } = scratch;
     // aᵀ stored row-major (a transposed view, as in the gradient sums) is read in place.
     let (a, at) = match a.t().to_slice() {
         Some(s) if a.to_slice().is_none() => (s, true),
@@ -350,10 +377,10 @@ pub fn gemm<'a, F: Real>(
         // c + Σ with Σ summed from zero, as the unblocked kernel would: Σ apart, then added.
         p.clear();
         p.resize(m * n, F::zero());
-        F::matmul_slices(a, b, p, m, k, n, false, at);
+        F::matmul_slices(a, b, p, (m, k, n), false, at, Some(pack));
         c.iter_mut().zip(p.iter()).for_each(|(c, &s)| *c += s);
     } else {
-        F::matmul_slices(a, b, c, m, k, n, accumulate, at);
+        F::matmul_slices(a, b, c, (m, k, n), accumulate, at, Some(pack));
     }
 }
 
@@ -399,6 +426,7 @@ fn dispatch<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const 
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
     at: bool,
+    pack: Option<&mut Vec<F>>,
 ) {
     assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n, "matmul sizes");
     // Element (i, kk) of a is a[i·ars + kk·acs].
@@ -406,18 +434,52 @@ fn dispatch<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const 
     match Isa::current() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the path is AVX-512 only where avx512f, avx2 and fma were detected.
-        Isa::Avx512 => unsafe { x86::avx512::<F, NB, NB2, NB1, NB1H>(a, b, c, (m, k, n), accumulate, astr) },
+        Isa::Avx512 => unsafe { x86::avx512::<F, NB, NB2, NB1, NB1H>(a, b, c, (m, k, n), accumulate, astr, pack) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the path is AVX2 only where avx2 and fma were detected.
-        Isa::Avx2 => unsafe { x86::avx2::<F, NB, NB2, NB1, NB1H>(a, b, c, (m, k, n), accumulate, astr) },
+        Isa::Avx2 => unsafe { x86::avx2::<F, NB, NB2, NB1, NB1H>(a, b, c, (m, k, n), accumulate, astr, pack) },
         // Fused by `mul_add` too, so that its bits are those of the paths above.
-        _ => tiles::<F, NB, NB2, NB1, NB1H, 2>(a, b, c, (m, k, n), accumulate, astr),
+        _ => match pack.filter(|_| large::<NB, 2>((m, k, n))) {
+            Some(buf) => packed::<F, NB, NB2, 2, 0>(a, b, c, (m, k, n), accumulate, astr, buf),
+            None => tiles::<F, NB, NB2, NB1, NB1H, 2>(a, b, c, (m, k, n), accumulate, astr),
+        },
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Real, tiles};
+    use super::{Ops, Real, Sums, large, packed, tile, tiles};
+
+    /// One tile compiled on its own for AVX-512 (inside the packed loop nest, the compiler left
+    /// the tile's sums in memory: 2 GFLOP/s).
+    #[inline(never)]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub unsafe fn tile512<F: Real, const NB: usize, const R: usize>(
+        a: &[F],
+        b: &[F],
+        c: &mut [F],
+        ops: Ops,
+        w: usize,
+        kn: usize,
+        sums: Sums,
+    ) {
+        tile::<F, NB, R>(a, b, c, ops, w, kn, sums);
+    }
+
+    /// One tile compiled on its own for AVX2.
+    #[inline(never)]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn tile256<F: Real, const NB: usize, const R: usize>(
+        a: &[F],
+        b: &[F],
+        c: &mut [F],
+        ops: Ops,
+        w: usize,
+        kn: usize,
+        sums: Sums,
+    ) {
+        tile::<F, NB, R>(a, b, c, ops, w, kn, sums);
+    }
 
     /// The tiles compiled for AVX-512: 4 rows × NB columns in registers.
     #[target_feature(enable = "avx512f,avx2,fma")]
@@ -428,8 +490,12 @@ mod x86 {
         mkn: (usize, usize, usize),
         accumulate: bool,
         astr: (usize, usize),
+        pack: Option<&mut Vec<F>>,
     ) {
-        tiles::<F, NB, NB2, NB1, NB1H, 4>(a, b, c, mkn, accumulate, astr);
+        match pack.filter(|_| large::<NB, 4>(mkn)) {
+            Some(buf) => packed::<F, NB, NB2, 4, 2>(a, b, c, mkn, accumulate, astr, buf),
+            None => tiles::<F, NB, NB2, NB1, NB1H, 4>(a, b, c, mkn, accumulate, astr),
+        }
     }
 
     /// The tiles compiled for AVX2: 2 rows × NB columns (half the vector registers' width).
@@ -441,8 +507,12 @@ mod x86 {
         mkn: (usize, usize, usize),
         accumulate: bool,
         astr: (usize, usize),
+        pack: Option<&mut Vec<F>>,
     ) {
-        tiles::<F, NB, NB2, NB1, NB1H, 2>(a, b, c, mkn, accumulate, astr);
+        match pack.filter(|_| large::<NB, 2>(mkn)) {
+            Some(buf) => packed::<F, NB, NB2, 2, 1>(a, b, c, mkn, accumulate, astr, buf),
+            None => tiles::<F, NB, NB2, NB1, NB1H, 2>(a, b, c, mkn, accumulate, astr),
+        }
     }
 }
 
@@ -457,7 +527,7 @@ const PANEL_ROWS: usize = 256;
 /// and are then added to c (`AddTo`: c + Σ, the accumulating product), or continue the partial
 /// sums c holds (`Continue`: a later block of k).
 #[derive(Clone, Copy, PartialEq)]
-enum Sums {
+pub(crate) enum Sums {
     Fresh,
     AddTo,
     Continue,
@@ -466,6 +536,11 @@ enum Sums {
 impl Sums {
     fn of(accumulate: bool) -> Self {
         if accumulate { Sums::AddTo } else { Sums::Fresh }
+    }
+
+    /// For the block of k starting at k0.
+    fn block(k0: usize, accumulate: bool) -> Self {
+        if k0 > 0 { Sums::Continue } else { Sums::of(accumulate) }
     }
 }
 
@@ -483,44 +558,36 @@ fn tiles<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const NB1
     accumulate: bool,
     (ars, acs): (usize, usize),
 ) {
-    let st = (ars, acs, n);
+    // Element (i, kk) of a is a[i·ars + kk·acs]; b and c are row-major with n columns.
+    let at = |i: usize, k0: usize, j: usize| Ops {
+        a: (i * ars + k0 * acs, ars, acs),
+        b: (k0 * n + j, n),
+        c: (i * n + j, n),
+    };
     if m < R {
         for i in 0..m {
             let mut j = 0;
             while j + NB1 <= n {
-                tile::<F, NB1, 1>(a, b, c, (i, j, NB1), (0, k), st, Sums::of(accumulate));
+                tile::<F, NB1, 1>(a, b, c, at(i, 0, j), NB1, k, Sums::of(accumulate));
                 j += NB1;
             }
             while j + NB1H <= n {
-                tile::<F, NB1H, 1>(a, b, c, (i, j, NB1H), (0, k), st, Sums::of(accumulate));
+                tile::<F, NB1H, 1>(a, b, c, at(i, 0, j), NB1H, k, Sums::of(accumulate));
                 j += NB1H;
             }
             while j < n {
                 let w = NB.min(n - j);
-                tile::<F, NB, 1>(a, b, c, (i, j, w), (0, k), st, Sums::of(accumulate));
+                tile::<F, NB, 1>(a, b, c, at(i, 0, j), w, k, Sums::of(accumulate));
                 j += w;
             }
         }
         return;
     }
-    // Blocked over k only when c is not accumulated into (`gemm` computes a tall accumulated
-    // product apart and adds it): a later block continues the sums the earlier left in c.
-    let kc = if k > 2 * PANEL_ROWS && !accumulate {
-        PANEL_ROWS
-    } else {
-        k.max(1)
-    };
-    let panel = (PANEL_BYTES / (kc * std::mem::size_of::<F>()) / NB).max(1) * NB;
+    let (kc, panel) = blocking::<F, NB>(k, accumulate);
     let mut k0 = 0;
     while k0 < k.max(1) {
         let k1 = (k0 + kc).min(k);
-        let acc = if k0 > 0 {
-            Sums::Continue
-        } else if accumulate {
-            Sums::AddTo
-        } else {
-            Sums::Fresh
-        };
+        let sums = Sums::block(k0, accumulate);
         let mut j0 = 0;
         while j0 < n {
             let j1 = (j0 + panel).min(n);
@@ -530,12 +597,12 @@ fn tiles<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const NB1
                 let mut j = j0;
                 while j < j1 {
                     let w = NB.min(j1 - j);
-                    let t = ((i, j, w), (k0, k1), st);
+                    let ops = at(i, k0, j);
                     match (rows == R, w <= NB2) {
-                        (true, false) => tile::<F, NB, R>(a, b, c, t.0, t.1, t.2, acc),
-                        (true, true) => tile::<F, NB2, R>(a, b, c, t.0, t.1, t.2, acc),
-                        (false, false) => tile::<F, NB, 1>(a, b, c, t.0, t.1, t.2, acc),
-                        (false, true) => tile::<F, NB2, 1>(a, b, c, t.0, t.1, t.2, acc),
+                        (true, false) => tile::<F, NB, R>(a, b, c, ops, w, k1 - k0, sums),
+                        (true, true) => tile::<F, NB2, R>(a, b, c, ops, w, k1 - k0, sums),
+                        (false, false) => tile::<F, NB, 1>(a, b, c, ops, w, k1 - k0, sums),
+                        (false, true) => tile::<F, NB2, 1>(a, b, c, ops, w, k1 - k0, sums),
                     }
                     j += w;
                 }
@@ -547,24 +614,155 @@ fn tiles<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const NB1
     }
 }
 
-/// One tile: rows i0 … i0+R−1, columns j0 … j0+w−1 of c (w ≤ NB), its sums over k0 … k1−1 in
-/// order, as `sums` says. A full-width tile
-/// (w = NB) is a separate copy whose sums stay in registers: indexing them with a run-time width
-/// would put them in memory.
+/// Rows of b per block of k, and columns per panel: blocked over k only when c is not
+/// accumulated into (`gemm` computes a tall accumulated product apart and adds it), where a
+/// later block continues the sums the earlier left in c.
+fn blocking<F, const NB: usize>(k: usize, accumulate: bool) -> (usize, usize) {
+    let kc = if k > 2 * PANEL_ROWS && !accumulate {
+        PANEL_ROWS
+    } else {
+        k.max(1)
+    };
+    (kc, (PANEL_BYTES / (kc * std::mem::size_of::<F>()) / NB).max(1) * NB)
+}
+
+/// Whether a product is large enough for [`packed`] to pay: many row blocks and strips.
+fn large<const NB: usize, const R: usize>((m, k, n): (usize, usize, usize)) -> bool {
+    m >= 4 * R && n >= 2 * NB && k >= 8
+}
+
+/// A large product with its operands packed (GotoBLAS's scheme): per block of k and panel of
+/// columns, b's panel is copied into strips of NB columns, each (kc, NB) contiguous, and per
+/// block of R rows, a's rows into a (kc, R) block; the tiles then read both front to back. Each
+/// element of c is still one running sum over k in order: only the memory traffic changes.
+/// `ISA` picks the tile compiled for AVX-512 (2), AVX2 (1) or the baseline (0).
+#[inline(always)]
+fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA: u8>(
+    a: &[F],
+    b: &[F],
+    c: &mut [F],
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+    (ars, acs): (usize, usize),
+    buf: &mut Vec<F>,
+) {
+    let (kc, panel) = blocking::<F, NB>(k, accumulate);
+    buf.clear();
+    buf.resize(kc * panel + kc * R, F::zero());
+    let (pb, pa) = buf.split_at_mut(kc * panel);
+    let run = |a: &[F], b: &[F], c: &mut [F], ops: Ops, (rows, w): (usize, usize), kn: usize, sums: Sums| {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: ISA 2 and 1 are passed only from the AVX-512 and AVX2 paths, which run only
+        // where those features were detected.
+        unsafe {
+            match (ISA, rows == R, w <= NB2) {
+                (2, true, false) => return x86::tile512::<F, NB, R>(a, b, c, ops, w, kn, sums),
+                (2, true, true) => return x86::tile512::<F, NB2, R>(a, b, c, ops, w, kn, sums),
+                (2, false, _) => return x86::tile512::<F, NB, 1>(a, b, c, ops, w, kn, sums),
+                (1, true, false) => return x86::tile256::<F, NB, R>(a, b, c, ops, w, kn, sums),
+                (1, true, true) => return x86::tile256::<F, NB2, R>(a, b, c, ops, w, kn, sums),
+                (1, false, _) => return x86::tile256::<F, NB, 1>(a, b, c, ops, w, kn, sums),
+                _ => {}
+            }
+        }
+        match (rows == R, w <= NB2) {
+            (true, false) => tile_apart::<F, NB, R>(a, b, c, ops, w, kn, sums),
+            (true, true) => tile_apart::<F, NB2, R>(a, b, c, ops, w, kn, sums),
+            (false, _) => tile_apart::<F, NB, 1>(a, b, c, ops, w, kn, sums),
+        }
+    };
+    let mut k0 = 0;
+    while k0 < k {
+        let (k1, sums) = ((k0 + kc).min(k), Sums::block(k0, accumulate));
+        let kn = k1 - k0;
+        let mut j0 = 0;
+        while j0 < n {
+            let j1 = (j0 + panel).min(n);
+            for (s, jj) in (j0..j1).step_by(NB).enumerate() {
+                let w = NB.min(j1 - jj);
+                let strip = &mut pb[s * kc * NB..s * kc * NB + kn * NB];
+                for (kk, dst) in strip.chunks_exact_mut(NB).enumerate() {
+                    dst[..w].copy_from_slice(&b[(k0 + kk) * n + jj..(k0 + kk) * n + jj + w]);
+                }
+            }
+            let mut i = 0;
+            while i < m {
+                let rows = if i + R <= m { R } else { 1 };
+                if rows == R {
+                    for kk in 0..kn {
+                        for r in 0..R {
+                            pa[kk * R + r] = a[(i + r) * ars + (k0 + kk) * acs];
+                        }
+                    }
+                }
+                for (s, jj) in (j0..j1).step_by(NB).enumerate() {
+                    let w = NB.min(j1 - jj);
+                    let (b_ops, c_ops) = ((s * kc * NB, NB), (i * n + jj, n));
+                    if rows == R {
+                        let ops = Ops {
+                            a: (0, 1, R),
+                            b: b_ops,
+                            c: c_ops,
+                        };
+                        run(pa, pb, c, ops, (rows, w), kn, sums);
+                    } else {
+                        let ops = Ops {
+                            a: (i * ars + k0 * acs, ars, acs),
+                            b: b_ops,
+                            c: c_ops,
+                        };
+                        run(a, pb, c, ops, (rows, w), kn, sums);
+                    }
+                }
+                i += rows;
+            }
+            j0 = j1;
+        }
+        k0 = k1;
+    }
+}
+
+/// One tile compiled on its own for the baseline target (see `x86::tile512`).
+#[inline(never)]
+fn tile_apart<F: Real, const NB: usize, const R: usize>(
+    a: &[F],
+    b: &[F],
+    c: &mut [F],
+    ops: Ops,
+    w: usize,
+    kn: usize,
+    sums: Sums,
+) {
+    tile::<F, NB, R>(a, b, c, ops, w, kn, sums);
+}
+
+/// Where a tile's operands start and how they are laid out: element (r, kk) of a is
+/// a[a.0 + r·a.1 + kk·a.2], element (kk, j) of b is b[b.0 + kk·b.1 + j], element (r, j) of c is
+/// c[c.0 + r·c.1 + j], for the tile's own rows r, columns j and steps kk of its block of k.
+#[derive(Clone, Copy)]
+pub(crate) struct Ops {
+    a: (usize, usize, usize),
+    b: (usize, usize),
+    c: (usize, usize),
+}
+
+/// One tile: R rows × w columns of c (w ≤ NB), its sums over kn steps of k in order, as `sums`
+/// says. A full-width tile (w = NB) is a separate copy whose sums stay in registers: indexing
+/// them with a run-time width would put them in memory.
 #[inline(always)]
 fn tile<F: Real, const NB: usize, const R: usize>(
     a: &[F],
     b: &[F],
     c: &mut [F],
-    (i0, j0, w): (usize, usize, usize),
-    ks: (usize, usize),
-    st: (usize, usize, usize),
+    ops: Ops,
+    w: usize,
+    kn: usize,
     sums: Sums,
 ) {
     if w == NB {
-        tile_of::<F, NB, R>(a, b, c, (i0, j0, NB), ks, st, sums);
+        tile_of::<F, NB, R>(a, b, c, ops, NB, kn, sums);
     } else {
-        tile_of::<F, NB, R>(a, b, c, (i0, j0, w), ks, st, sums);
+        tile_of::<F, NB, R>(a, b, c, ops, w, kn, sums);
     }
 }
 
@@ -573,28 +771,33 @@ fn tile_of<F: Real, const NB: usize, const R: usize>(
     a: &[F],
     b: &[F],
     c: &mut [F],
-    (i0, j0, w): (usize, usize, usize),
-    (k0, k1): (usize, usize),
-    (ars, acs, n): (usize, usize, usize),
+    ops: Ops,
+    w: usize,
+    kn: usize,
     sums: Sums,
 ) {
+    let Ops {
+        a: (ao, ars, acs),
+        b: (bo, ldb),
+        c: (co, ldc),
+    } = ops;
     let mut acc = [[F::zero(); NB]; R];
     if sums == Sums::Continue {
         for (r, acc) in acc.iter_mut().enumerate() {
-            acc[..w].copy_from_slice(&c[(i0 + r) * n + j0..(i0 + r) * n + j0 + w]);
+            acc[..w].copy_from_slice(&c[co + r * ldc..co + r * ldc + w]);
         }
     }
-    if k1 > k0 {
+    if kn > 0 {
         // Every index below is within these bounds: checked once, not at every k.
         assert!(
-            (i0 + R - 1) * ars + (k1 - 1) * acs < a.len() && (k1 - 1) * n + j0 + w <= b.len(),
+            ao + (R - 1) * ars + (kn - 1) * acs < a.len() && bo + (kn - 1) * ldb + w <= b.len(),
             "tile bounds"
         );
     }
-    for kk in k0..k1 {
-        // SAFETY: kk < k1 and r < R, within the bounds asserted above.
-        let row = unsafe { b.get_unchecked(kk * n + j0..kk * n + j0 + w) };
-        let xs: [F; R] = std::array::from_fn(|r| unsafe { *a.get_unchecked((i0 + r) * ars + kk * acs) });
+    for kk in 0..kn {
+        // SAFETY: kk < kn and r < R, within the bounds asserted above.
+        let row = unsafe { b.get_unchecked(bo + kk * ldb..bo + kk * ldb + w) };
+        let xs: [F; R] = std::array::from_fn(|r| unsafe { *a.get_unchecked(ao + r * ars + kk * acs) });
         for (acc, &x) in acc.iter_mut().zip(&xs) {
             for (s, &y) in acc.iter_mut().zip(row) {
                 *s = x.mul_add(y, *s); // fused: one rounding, on every path
@@ -602,7 +805,7 @@ fn tile_of<F: Real, const NB: usize, const R: usize>(
         }
     }
     for (r, acc) in acc.iter().enumerate() {
-        let out = &mut c[(i0 + r) * n + j0..(i0 + r) * n + j0 + w];
+        let out = &mut c[co + r * ldc..co + r * ldc + w];
         if sums == Sums::AddTo {
             out.iter_mut().zip(acc).for_each(|(o, &s)| *o += s);
         } else {
@@ -650,7 +853,8 @@ mod tests {
     }
 
     /// The contract itself: every element of the kernel's product, for any shape (tall k takes
-    /// the blocked path), transposed operands through [`gemm`], and [`dot`], is bit for bit the
+    /// the blocked path, large ones the packed path), transposed operands through [`gemm`], and
+    /// [`dot`], is bit for bit the
     /// running sum 0, fma(a_i0, b_0j, ·), fma(a_i1, b_1j, ·), … in order (plus c when
     /// accumulating).
     #[test]
@@ -682,6 +886,8 @@ mod tests {
             let d = dot(a.row(0), b.column(0));
             assert!(d == want(false)[(0, 0)], "{:?} dot of a row and a column", F::DTYPE);
         }
+        // The last two take gemm's packed path (remainder rows and a partial strip; tall and
+        // blocked over k).
         for &(m, k, n) in &[
             (1, 300, 1),
             (1, 37, 300),
@@ -689,6 +895,8 @@ mod tests {
             (9, 1100, 70),
             (33, 530, 20),
             (4, 2000, 300),
+            (37, 90, 130),
+            (40, 700, 150),
         ] {
             check::<f32>(m, k, n);
             check::<f64>(m, k, n);

@@ -3,7 +3,8 @@
 # runs it under qemu-user emulation (slow; for correctness, not speed) on a small spec covering
 # every cell, both element types and the adding, copy and temporal-order tasks, and on
 # experiments/ci.toml, and compares the tables byte for byte with the native build's
-# (runs.csv without its `seconds` column). Installs Debian's gcc-aarch64-linux-gnu and
+# (runs.csv without its `seconds` column), and a wider LSTM whose gradient sums take the packed
+# product path. Installs Debian's gcc-aarch64-linux-gnu and
 # qemu-user and the Rust target when missing (needs root for apt-get). About 7 minutes on
 # 2 cores, most of it the cross build. Exit 0 when every table is identical.
 set -euo pipefail
@@ -81,6 +82,38 @@ SPEC
     echo "$name: runs.csv DIFFERS"; status=1
   fi
 done
+# A wider network, so that the gradient sums take the packed product path (m = G·H >= 8 rows,
+# n = H >= 64 columns), in both element types.
+cat > "$work/wide.toml" <<SPEC
+name = "wide"
+[task]
+kind = "adding"
+seq_len = 12
+eval_size = 4
+[model]
+hidden = 70
+cell = "lstm"
+[train]
+steps = 3
+batch = 5
+eval_every = 3
+[probe]
+every = 3
+batch = 2
+[sweep]
+"model.dtype" = ["f64", "f32"]
+SPEC
+opts=(-q --set output.checkpoints=false --set output.charts=false)
+"$native" "$work/wide.toml" "${opts[@]}" --out "$work/x86-wide"
+"${arm[@]}" "$work/wide.toml" "${opts[@]}" --out "$work/arm-wide"
+for f in curves.csv grad_decay.csv; do
+  if cmp -s "$work/x86-wide/$f" "$work/arm-wide/$f"; then echo "wide: $f identical"; else echo "wide: $f DIFFERS"; status=1; fi
+done
+if [ "$(without_seconds "$work/x86-wide/runs.csv")" = "$(without_seconds "$work/arm-wide/runs.csv")" ]; then
+  echo "wide: runs.csv identical (without seconds)"
+else
+  echo "wide: runs.csv DIFFERS"; status=1
+fi
 echo "experiments/ci.toml on aarch64 against tests/baselines/ci.csv, --rtol 0 --atol 0:"
 "${arm[@]}" check experiments/ci.toml --baseline tests/baselines/ci.csv --out "$work/ci" --quiet --rtol 0 --atol 0 | tail -n 1 || status=1
 exit $status

@@ -8,17 +8,18 @@
 //! **The arithmetic contract.** Every product `c (m, n) = [c +] a (m, k) · b (k, n)` that reaches
 //! a result (the time loop's, the input and output projections, the gradient sums) is computed
 //! here: each element of c is one running sum, started from zero and continued over
-//! k = 0, 1, … in order with fused multiply–adds (then added to c's value when accumulating: c +
-//! Σ, one more rounding), whatever the
-//! tile shape, vector width, cache blocking or instruction set ([`Isa`]: AVX-512, AVX2, or the
-//! portable path's `mul_add`, exact on every target). With the elementary functions of
-//! [`crate::elem`], the same spec gives the same bits on every processor.
+//! k = 0, 1, … in order with fused multiply–adds (then added to c's value when accumulating:
+//! c + Σ, one more rounding), whatever the tile shape, vector width, cache blocking, packing or
+//! instruction set ([`Isa`]: AVX-512, AVX2, or the portable path's `mul_add`, exact on every
+//! target). With the elementary functions of [`crate::elem`], the same spec gives the same bits
+//! on every processor.
 //!
-//! [`matmul`] works on row-major operands as they are (a general routine packs its operands into
-//! buffers it allocates on every call, which on the time loop's small shapes costs more than the
-//! arithmetic: 31 % of a step at H = 128, B = 1): a tile of R rows × NB columns of c is kept in
-//! registers while k runs. [`gemm`] takes views of any layout (a transposed one, say), copying
-//! them into reusable [`Scratch`] buffers first.
+//! [`matmul`] works on row-major operands as they are (packing them, as a general routine does
+//! on every call, costs more than the arithmetic on the time loop's small shapes: 31 % of a step
+//! at H = 128, B = 1): a tile of R rows × NB columns of c is kept in registers while k runs.
+//! [`gemm`] takes views of any layout: a transposed a (the gradient sums' operand) is read in
+//! place, other layouts are copied into reusable [`Scratch`] buffers, and large products are
+//! packed into panels there first.
 
 use crate::elem;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, NdFloat};

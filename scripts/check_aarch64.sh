@@ -27,6 +27,22 @@ without_seconds() { # runs.csv without the seconds column
   awk -F, 'NR==1{for(i=1;i<=NF;i++) if($i=="seconds") c=i} {$c=""; print}' OFS=, "$1"
 }
 status=0
+opts=(-q --set output.checkpoints=false --set output.charts=false)
+# Runs spec NAME natively and under emulation and compares the listed tables byte for byte,
+# and runs.csv without its seconds column.
+compare() {
+  local name=$1; shift
+  "$native" "$work/$name.toml" "${opts[@]}" --out "$work/x86-$name"
+  "${arm[@]}" "$work/$name.toml" "${opts[@]}" --out "$work/arm-$name"
+  for f in "$@"; do
+    if cmp -s "$work/x86-$name/$f" "$work/arm-$name/$f"; then echo "$name: $f identical"; else echo "$name: $f DIFFERS"; status=1; fi
+  done
+  if [ "$(without_seconds "$work/x86-$name/runs.csv")" = "$(without_seconds "$work/arm-$name/runs.csv")" ]; then
+    echo "$name: runs.csv identical (without seconds)"
+  else
+    echo "$name: runs.csv DIFFERS"; status=1
+  fi
+}
 for task in 'kind = "adding"
 seq_len = 12' 'kind = "copy"
 seq_len = 5' 'kind = "temporal_order"
@@ -70,17 +86,7 @@ model.cell = "gru"
 [sweep]
 "model.dtype" = ["f64", "f32"]
 SPEC
-  opts=(-q --set output.checkpoints=false --set output.charts=false)
-  "$native" "$work/$name.toml" "${opts[@]}" --out "$work/x86-$name"
-  "${arm[@]}" "$work/$name.toml" "${opts[@]}" --out "$work/arm-$name"
-  for f in curves.csv grad_decay.csv spectrum.csv; do
-    if cmp -s "$work/x86-$name/$f" "$work/arm-$name/$f"; then echo "$name: $f identical"; else echo "$name: $f DIFFERS"; status=1; fi
-  done
-  if [ "$(without_seconds "$work/x86-$name/runs.csv")" = "$(without_seconds "$work/arm-$name/runs.csv")" ]; then
-    echo "$name: runs.csv identical (without seconds)"
-  else
-    echo "$name: runs.csv DIFFERS"; status=1
-  fi
+  compare "$name" curves.csv grad_decay.csv spectrum.csv
 done
 # A wider network, so that the gradient sums take the packed product path (m = G·H >= 8 rows,
 # n = H >= 64 columns), in both element types.
@@ -103,17 +109,7 @@ batch = 2
 [sweep]
 "model.dtype" = ["f64", "f32"]
 SPEC
-opts=(-q --set output.checkpoints=false --set output.charts=false)
-"$native" "$work/wide.toml" "${opts[@]}" --out "$work/x86-wide"
-"${arm[@]}" "$work/wide.toml" "${opts[@]}" --out "$work/arm-wide"
-for f in curves.csv grad_decay.csv; do
-  if cmp -s "$work/x86-wide/$f" "$work/arm-wide/$f"; then echo "wide: $f identical"; else echo "wide: $f DIFFERS"; status=1; fi
-done
-if [ "$(without_seconds "$work/x86-wide/runs.csv")" = "$(without_seconds "$work/arm-wide/runs.csv")" ]; then
-  echo "wide: runs.csv identical (without seconds)"
-else
-  echo "wide: runs.csv DIFFERS"; status=1
-fi
+compare wide curves.csv grad_decay.csv
 echo "experiments/ci.toml on aarch64 against tests/baselines/ci.csv, --rtol 0 --atol 0:"
 "${arm[@]}" check experiments/ci.toml --baseline tests/baselines/ci.csv --out "$work/ci" --quiet --rtol 0 --atol 0 | tail -n 1 || status=1
 exit $status

@@ -165,9 +165,8 @@ impl Real for f64 {
     }
 
     fn sum_squares(x: &[Self]) -> f64 {
-        let mut c = [0.0];
-        Self::matmul_slices(x, x, &mut c, (1, x.len(), 1), false, false, None);
-        c[0]
+        let x = ArrayView1::from(x);
+        dot(x, x)
     }
 
     #[inline(always)]
@@ -374,7 +373,7 @@ pub fn gemm<'a, F: Real>(
     };
     let b = standard(b, sb);
     let c = c.as_slice_mut().expect("c in standard layout");
-    if accumulate && k > 2 * PANEL_ROWS {
+    if accumulate && tall(k) {
         // c + Σ with Σ summed from zero, as the unblocked kernel would: Σ apart, then added.
         p.clear();
         p.resize(m * n, F::zero());
@@ -619,12 +618,14 @@ fn tiles<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const NB1
 /// accumulated into (`gemm` computes a tall accumulated product apart and adds it), where a
 /// later block continues the sums the earlier left in c.
 fn blocking<F, const NB: usize>(k: usize, accumulate: bool) -> (usize, usize) {
-    let kc = if k > 2 * PANEL_ROWS && !accumulate {
-        PANEL_ROWS
-    } else {
-        k.max(1)
-    };
+    let kc = if tall(k) && !accumulate { PANEL_ROWS } else { k.max(1) };
     (kc, (PANEL_BYTES / (kc * std::mem::size_of::<F>()) / NB).max(1) * NB)
+}
+
+/// Whether a product's k is long enough to be blocked (and, when it accumulates, computed apart
+/// by `gemm`).
+fn tall(k: usize) -> bool {
+    k > 2 * PANEL_ROWS
 }
 
 /// Whether a product is large enough for [`packed`] to pay: many row blocks and strips.

@@ -366,6 +366,24 @@ pub fn gemm<'a, F: Real>(
     let ((m, k), (k2, n)) = (a.dim(), b.dim());
     assert!(k == k2 && c.dim() == (m, n), "gemm shapes");
     let Scratch { a: sa, b: sb, p, pack } = scratch;
+    if narrow(m, n) {
+        // cᵀ (n, m) = bᵀ aᵀ, so that the tiles' vectors run along m: each element is the same
+        // ordered sum (a fused multiply–add does not care which factor comes first). b (k, n)
+        // is bᵀ stored transposed, read in place; aᵀ (k, m) in place or copied.
+        let at = standard(a.t(), sa);
+        let b = standard(b, sb);
+        p.clear();
+        p.resize(n * m, F::zero());
+        F::matmul_slices(b, at, p, (n, k, m), false, true, Some(pack));
+        let c = c.as_slice_mut().expect("c in standard layout");
+        for (i, row) in c.chunks_exact_mut(n).enumerate() {
+            for (j, c) in row.iter_mut().enumerate() {
+                let s = p[j * m + i];
+                *c = if accumulate { *c + s } else { s };
+            }
+        }
+        return;
+    }
     // aᵀ stored row-major (a transposed view, as in the gradient sums) is read in place.
     let (a, at) = match a.t().to_slice() {
         Some(s) if a.to_slice().is_none() => (s, true),
@@ -382,6 +400,12 @@ pub fn gemm<'a, F: Real>(
     } else {
         F::matmul_slices(a, b, c, (m, k, n), accumulate, at, Some(pack));
     }
+}
+
+/// Whether c (m, n) is too narrow for the tiles' vectors and better computed as its transpose:
+/// fewer columns than an AVX2 vector of f32 holds, and several times more rows.
+fn narrow(m: usize, n: usize) -> bool {
+    n < 8 && m >= 4 * n
 }
 
 /// The elements of `v` in row-major order: `v`'s own memory if it is in standard layout, else a
@@ -884,12 +908,15 @@ mod tests {
                 let mut c = c0.clone();
                 gemm(at.t(), bt.t(), c.view_mut(), acc, &mut scratch);
                 assert!(c == want(acc), "{:?} ({m},{k},{n}) gemm of transposed views", F::DTYPE);
+                let mut c = c0.clone();
+                gemm(a.view(), b.view(), c.view_mut(), acc, &mut scratch);
+                assert!(c == want(acc), "{:?} ({m},{k},{n}) gemm of standard views", F::DTYPE);
             }
             let d = dot(a.row(0), b.column(0));
             assert!(d == want(false)[(0, 0)], "{:?} dot of a row and a column", F::DTYPE);
         }
-        // The last two take gemm's packed path (remainder rows and a partial strip; tall and
-        // blocked over k).
+        // (37, 90, 130) and (40, 700, 150) take gemm's packed path (remainder rows and a partial
+        // strip; tall and blocked over k).
         for &(m, k, n) in &[
             (1, 300, 1),
             (1, 37, 300),
@@ -899,6 +926,10 @@ mod tests {
             (4, 2000, 300),
             (37, 90, 130),
             (40, 700, 150),
+            // Narrow: computed as the transpose (the gradient of U for two inputs; one output).
+            (64, 1200, 2),
+            (40, 30, 1),
+            (130, 600, 7),
         ] {
             check::<f32>(m, k, n);
             check::<f64>(m, k, n);

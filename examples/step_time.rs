@@ -1,20 +1,24 @@
 //! Time one training step of the core (forward, full BPTT, global-norm clipping, SGD) on the
-//! adding problem, over a grid of hidden sizes, lengths and batches, with a same-run
-//! matrix-multiply measurement for reference. A benchmark, not a test.
+//! adding problem, over a grid of hidden sizes, lengths and batches, with same-run
+//! matrix-multiply measurements for reference. A benchmark, not a test.
 //!
 //!     cargo run --release --example step_time [-- --cell rnn|relu|lstm|gru] [--dtype f32|f64]
-//!         [--H 32,128] [--T 200] [--B 1,32] [--seconds 1] [--json]
+//!         [--H 32,128] [--T 200] [--B 1,32] [--seconds 1] [--threads 1] [--json]
 //!
-//! Prints, per configuration, the median and 10th-percentile milliseconds per step over at least
-//! 1 s of steps, GFLOP/s by the model FLOP count 6·B·T·G·(H² + H·D + H·O) (forward 2×,
+//! Prints the kernel path (`RUNNER_ISA` forces a narrower one), the 512³ product of the core's
+//! own kernel (`real::gemm`, on the same threads as the steps) and of ndarray's (one thread),
+//! then per configuration the median and 10th-percentile milliseconds per step over at least
+//! `--seconds` of steps, GFLOP/s by the model FLOP count 6·B·T·G·(H² + H·D + H·O) (forward 2×,
 //! backward 4×; G gates), and the allocations a step makes (counted by a counting allocator:
-//! the same at every T means none inside the time loop). scripts/bench.py runs it.
+//! the same at every T means none inside the time loop). The steps run in a rayon pool of
+//! `--threads` threads (default 1), among which the core shares its large products out.
+//! scripts/bench.py runs it.
 
 use std::time::{Duration, Instant};
 
 use ndarray::Array2;
 use ndarray::linalg::general_mat_mul;
-use runner::real::{Dtype, Real};
+use runner::real::{Dtype, Isa, Real, Scratch, gemm};
 use runner::rnn::{Activation, Cell};
 
 #[path = "../benches/workload/mod.rs"]
@@ -44,15 +48,23 @@ fn time_steps(mut step: impl FnMut(), budget: Duration) -> (f64, f64, f64) {
     (times[times.len() / 2], times[times.len() / 10], per_step)
 }
 
-fn matmul_gflops<F: Real>(n: usize) -> f64 {
+/// GFLOP/s of an n³ product: the core's own (`real::gemm`, as its gradient sums call it) and
+/// ndarray's general product.
+fn matmul_gflops<F: Real>(n: usize) -> (f64, f64) {
     let a = Array2::<F>::from_shape_fn((n, n), |(i, j)| F::of(((i * 7 + j * 3) % 11) as f64 * 0.1));
     let b = a.t().to_owned();
     let mut c = Array2::<F>::zeros((n, n));
-    let (median, ..) = time_steps(
+    let mut scratch = Scratch::default();
+    let rate = |ms: f64| 2.0 * (n * n * n) as f64 / (ms / 1e3) / 1e9;
+    let (ours, ..) = time_steps(
+        || gemm(a.view(), b.view(), c.view_mut(), false, &mut scratch),
+        Duration::from_millis(500),
+    );
+    let (theirs, ..) = time_steps(
         || general_mat_mul(F::one(), &a, &b, F::zero(), &mut c),
         Duration::from_millis(500),
     );
-    2.0 * (n * n * n) as f64 / (median / 1e3) / 1e9
+    (rate(ours), rate(theirs))
 }
 
 /// `--name value` from the command line.
@@ -82,6 +94,15 @@ fn step_ms<F: Real>(cell: Cell, (h, t, b): (usize, usize, usize), seconds: f64) 
 }
 
 fn main() {
+    let threads: usize = arg("--threads").map(|s| s.parse().expect("threads")).unwrap_or(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool");
+    pool.install(|| measure(threads));
+}
+
+fn measure(threads: usize) {
     let cell = match arg("--cell").as_deref() {
         Some("lstm") => Cell::Lstm,
         Some("gru") => Cell::Gru,
@@ -93,17 +114,20 @@ fn main() {
         .unwrap_or(Dtype::F64);
     let seconds: f64 = arg("--seconds").map(|s| s.parse().expect("seconds")).unwrap_or(1.0);
     let json = std::env::args().any(|a| a == "--json");
-    let matmul = match dtype {
+    let (ours, ndarray) = match dtype {
         Dtype::F32 => matmul_gflops::<f32>(512),
         Dtype::F64 => matmul_gflops::<f64>(512),
     };
-    let name = dtype.name();
+    let (name, isa) = (dtype.name(), Isa::current().name());
     if json {
-        println!("{{\"impl\": \"runner\", \"dtype\": \"{name}\", \"matmul_gflops\": {matmul:.3}}}");
+        println!(
+            "{{\"impl\": \"runner\", \"dtype\": \"{name}\", \"isa\": \"{isa}\", \"threads\": {threads}, \"matmul_gflops\": {ours:.3}, \"ndarray_matmul_gflops\": {ndarray:.3}}}"
+        );
     } else {
         println!(
-            "cell {}, {name}, one thread; matrix multiply 512×512×512: {matmul:.1} GFLOP/s",
-            cell.name()
+            "cell {}, {name}, {threads} thread{}, kernel path {isa}; 512×512×512 product: {ours:.1} GFLOP/s (ndarray's, one thread: {ndarray:.1})",
+            cell.name(),
+            if threads == 1 { "" } else { "s" },
         );
         println!("| H | T | B | median ms/step | p10 ms | GFLOP/s | allocations/step |\n|---|---|---|---|---|---|---|");
     }

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rayon::prelude::*;
 
 use serde::{Deserialize, Serialize};
 
@@ -401,8 +400,8 @@ pub fn run_sweep(
     }
     let reused = done.len();
     let mut todo: Vec<&RunConfig> = mine.iter().copied().filter(|r| !done.contains_key(&r.index)).collect();
-    // Longest runs first, one run per rayon task: the workers take the next run as they free
-    // up, so a sweep over lengths does not leave one worker with all the long runs.
+    // Longest runs first: the workers take the next run as they free up, so a sweep over lengths
+    // does not leave one worker with all the long runs.
     todo.sort_by_key(|r| std::cmp::Reverse(run_cost(r)));
 
     let total_steps: u64 = todo.iter().map(|r| r.train.steps).sum();
@@ -427,50 +426,62 @@ pub fn run_sweep(
         .build()
         .map_err(|e| Error::Usage(format!("cannot start {} worker threads: {e}", opts.jobs)))?;
     let stopped = || opts.stop.is_some_and(|s| s.load(Ordering::Relaxed));
-    let results: Vec<Result<Option<(usize, RunRecord)>, Error>> = pool.install(|| {
-        todo.par_iter()
-            .with_max_len(1)
-            .map(|cfg| {
-                if stopped() {
-                    return Ok(None); // interrupted: do not start
-                }
-                let t0 = Instant::now();
-                let on_step = || {
-                    bar.inc(1);
-                    !stopped()
-                };
-                let result = match catch_unwind(AssertUnwindSafe(|| run::train(cfg, &on_step))) {
-                    Ok(Some(result)) => result,
-                    Ok(None) => return Ok(None), // abandoned mid-run: nothing recorded
-                    Err(panic) => {
-                        let message = panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_else(|| "panic without a message".to_string());
-                        failed_result(cfg, message, t0.elapsed().as_secs_f64())
-                    }
-                };
-                if checkpoints {
-                    write_checkpoints(out, cfg, &result)?;
-                }
-                let record = RunRecord {
-                    row: result.row,
-                    curve: result.curve,
-                    decay: result.decay,
-                    spectrum: result.spectrum,
-                };
-                // The record marks the run complete; a failed run gets none, so a rerun redoes it.
-                if record.row.status != Status::Failed {
-                    let json = serde_json::to_vec(&record).expect("records serialise");
-                    output::write_atomic(&record_path(out, &cfg.id), &json)?;
-                }
-                let n = finished_runs.fetch_add(1, Ordering::Relaxed) + 1;
-                bar.set_message(format!("runs {n}/{}", todo.len()));
-                Ok(Some((cfg.index, record)))
-            })
-            .collect()
-    });
+    let work = |cfg: &RunConfig| -> Result<Option<(usize, RunRecord)>, Error> {
+        if stopped() {
+            return Ok(None); // interrupted: do not start
+        }
+        let t0 = Instant::now();
+        let on_step = || {
+            bar.inc(1);
+            !stopped()
+        };
+        let result = match catch_unwind(AssertUnwindSafe(|| run::train(cfg, &on_step))) {
+            Ok(Some(result)) => result,
+            Ok(None) => return Ok(None), // abandoned mid-run: nothing recorded
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic without a message".to_string());
+                failed_result(cfg, message, t0.elapsed().as_secs_f64())
+            }
+        };
+        if checkpoints {
+            write_checkpoints(out, cfg, &result)?;
+        }
+        let record = RunRecord {
+            row: result.row,
+            curve: result.curve,
+            decay: result.decay,
+            spectrum: result.spectrum,
+        };
+        // The record marks the run complete; a failed run gets none, so a rerun redoes it.
+        if record.row.status != Status::Failed {
+            let json = serde_json::to_vec(&record).expect("records serialise");
+            output::write_atomic(&record_path(out, &cfg.id), &json)?;
+        }
+        let n = finished_runs.fetch_add(1, Ordering::Relaxed) + 1;
+        bar.set_message(format!("runs {n}/{}", todo.len()));
+        Ok(Some((cfg.index, record)))
+    };
+    // One worker loop per thread of the pool, each taking the next run (longest first) as it
+    // frees up. No run waits in a queue as a rayon task, so a thread that waits for a share of a
+    // product it gave away (`real::gemm`) can only pick up other shares, never start a second
+    // run on top of its own; and a thread whose loop has ended (the sweep's tail) takes shares
+    // of the products of the runs still going, so the cores stay busy.
+    let next = AtomicUsize::new(0);
+    let results: Vec<Result<Option<(usize, RunRecord)>, Error>> = pool
+        .broadcast(|_| {
+            let mut mine = Vec::new();
+            while let Some(cfg) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
+                mine.push(work(cfg));
+            }
+            mine
+        })
+        .into_iter()
+        .flatten()
+        .collect();
     bar.finish_and_clear();
     for r in results {
         if let Some((index, record)) = r? {

@@ -71,17 +71,18 @@ pub trait Real: NdFloat + Default + std::iter::Sum {
     /// Converts to f64 (exact).
     fn f64(self) -> f64;
 
-    /// `c (m, n) = [c +] a (m, k) · b (k, n)`, all row-major and contiguous; when `at`, the slice
-    /// `a` holds aᵀ, (k, m) row-major (the gradient sums' operand, read in place).
-    /// `pack`, when given, is a buffer for packing the operands of a large product into
-    /// contiguous panels (the same sums in the same order: only the memory traffic changes).
+    /// `c (m, n) = [c +] a (m, k) · b (k, n)`, b and c row-major and contiguous, element (i, kk)
+    /// of a at `a[i·astr.0 + kk·astr.1]` (`(k, 1)`: row-major; `(1, m)`: aᵀ stored row-major,
+    /// the gradient sums' operand, read in place). `pack`, when given, is a buffer for packing
+    /// the operands of a large product into contiguous panels (the same sums in the same order:
+    /// only the memory traffic changes). One thread: [`matmul`] and [`gemm`] share products out.
     fn matmul_slices(
         a: &[Self],
         b: &[Self],
         c: &mut [Self],
         mkn: (usize, usize, usize),
         accumulate: bool,
-        at: bool,
+        astr: (usize, usize),
         pack: Option<&mut Vec<Self>>,
     );
 
@@ -143,13 +144,13 @@ impl Real for f32 {
         c: &mut [Self],
         (m, k, n): (usize, usize, usize),
         accumulate: bool,
-        at: bool,
+        astr: (usize, usize),
         pack: Option<&mut Vec<Self>>,
     ) {
         // 32 f32 = two 512-bit vectors per row of a tile (16 for a narrow remainder); 256 for a
         // single row (16 sums in flight, and W read in two passes, not four: H = 512, B = 1
         // 6.2 -> 5.0 ms), then 128.
-        dispatch::<f32, 32, 16, 256, 128>(a, b, c, (m, k, n), accumulate, at, pack);
+        dispatch::<f32, 32, 16, 256, 128>(a, b, c, (m, k, n), accumulate, astr, pack);
     }
 }
 
@@ -189,13 +190,13 @@ impl Real for f64 {
         c: &mut [Self],
         (m, k, n): (usize, usize, usize),
         accumulate: bool,
-        at: bool,
+        astr: (usize, usize),
         pack: Option<&mut Vec<Self>>,
     ) {
         // 32 f64 = four 512-bit vectors per row: 16 sums in flight over a 4-row tile (two vectors
         // per row left the multiply-add units idle: H = 512, B = 32 ran at 64-72 % of the
         // float64 product); 16 for a narrow remainder, 128 then 64 for a single row.
-        dispatch::<f64, 32, 16, 128, 64>(a, b, c, (m, k, n), accumulate, at, pack);
+        dispatch::<f64, 32, 16, 128, 64>(a, b, c, (m, k, n), accumulate, astr, pack);
     }
 }
 
@@ -325,7 +326,7 @@ pub fn matmul<F: Real>(a: ArrayView2<'_, F>, b: ArrayView2<'_, F>, mut c: ArrayV
     let a = a.to_slice().expect("a in standard layout");
     let b = b.to_slice().expect("b in standard layout");
     let c = c.as_slice_mut().expect("c in standard layout");
-    F::matmul_slices(a, b, c, (m, k, n), accumulate, false, None);
+    shared(a, (k, 1), b, c, (m, k, n), accumulate, None);
 }
 
 /// a · b, summed in order with fused multiply–adds: by the product kernel (a 1 × k by k × 1
@@ -335,7 +336,7 @@ pub fn dot<F: Real>(a: ArrayView1<'_, F>, b: ArrayView1<'_, F>) -> F {
     match (a.as_slice(), b.as_slice()) {
         (Some(x), Some(y)) => {
             let mut c = [F::zero()];
-            F::matmul_slices(x, y, &mut c, (1, x.len(), 1), false, false, None);
+            F::matmul_slices(x, y, &mut c, (1, x.len(), 1), false, (x.len(), 1), None);
             c[0]
         }
         _ => a.iter().zip(b.iter()).fold(F::zero(), |s, (&x, &y)| x.mul_add(y, s)),
@@ -350,8 +351,8 @@ pub struct Scratch<F> {
     b: Vec<F>,
     /// A tall accumulated product, computed apart (in blocks of k) before it is added to c.
     p: Vec<F>,
-    /// Packed panels of a large product's operands.
-    pack: Vec<F>,
+    /// Packed panels of a large product's operands, one buffer per share of the product.
+    packs: Vec<Vec<F>>,
 }
 
 /// `c (m, n) = [c +] a (m, k) · b (k, n)` for views of any layout (c in standard layout), by
@@ -365,7 +366,8 @@ pub fn gemm<'a, F: Real>(
 ) {
     let ((m, k), (k2, n)) = (a.dim(), b.dim());
     assert!(k == k2 && c.dim() == (m, n), "gemm shapes");
-    let Scratch { a: sa, b: sb, p, pack } = scratch;
+    let Scratch { a: sa, b: sb, p, packs } = scratch;
+    packs.resize_with(rayon::current_num_threads().max(1), Vec::new);
     if narrow(m, n) {
         // cᵀ (n, m) = bᵀ aᵀ, so that the tiles' vectors run along m: each element is the same
         // ordered sum (a fused multiply–add does not care which factor comes first). b (k, n)
@@ -374,7 +376,7 @@ pub fn gemm<'a, F: Real>(
         let b = standard(b, sb);
         p.clear();
         p.resize(n * m, F::zero());
-        F::matmul_slices(b, at, p, (n, k, m), false, true, Some(pack));
+        shared(b, (1, n), at, p, (n, k, m), false, Some(packs));
         let c = c.as_slice_mut().expect("c in standard layout");
         for (i, row) in c.chunks_exact_mut(n).enumerate() {
             for (j, c) in row.iter_mut().enumerate() {
@@ -385,9 +387,9 @@ pub fn gemm<'a, F: Real>(
         return;
     }
     // aᵀ stored row-major (a transposed view, as in the gradient sums) is read in place.
-    let (a, at) = match a.t().to_slice() {
-        Some(s) if a.to_slice().is_none() => (s, true),
-        _ => (standard(a, sa), false),
+    let (a, astr) = match a.t().to_slice() {
+        Some(s) if a.to_slice().is_none() => (s, (1, m)),
+        _ => (standard(a, sa), (k, 1)),
     };
     let b = standard(b, sb);
     let c = c.as_slice_mut().expect("c in standard layout");
@@ -395,11 +397,57 @@ pub fn gemm<'a, F: Real>(
         // c + Σ with Σ summed from zero, as the unblocked kernel would: Σ apart, then added.
         p.clear();
         p.resize(m * n, F::zero());
-        F::matmul_slices(a, b, p, (m, k, n), false, at, Some(pack));
+        shared(a, astr, b, p, (m, k, n), false, Some(packs));
         c.iter_mut().zip(p.iter()).for_each(|(c, &s)| *c += s);
     } else {
-        F::matmul_slices(a, b, c, (m, k, n), accumulate, at, Some(pack));
+        shared(a, astr, b, c, (m, k, n), accumulate, Some(packs));
     }
+}
+
+/// Multiply–adds below which a product is not shared out: ~20 µs of one core's work at
+/// 50 GFLOP/s, against the few µs of waking another thread.
+const SHARE_WORK: usize = 1 << 19;
+/// Rows of c a share gets at least (two of the widest tiles' row blocks).
+const SHARE_ROWS: usize = 8;
+
+/// The product of [`F::matmul_slices`](Real::matmul_slices) shared out among the threads of the
+/// rayon pool it runs in, by rows of c: halves go to `rayon::join` while a half still has the
+/// work and the rows to pay for it (`packs`, when given, holds one packing buffer per share).
+/// Each element of c is computed by exactly one share, by the same ordered sum as on one thread,
+/// so the bits do not depend on the number of threads or on which thread took which share. A
+/// half nobody takes is run by the caller's thread after the first: on a busy pool sharing costs
+/// a push and a pop.
+fn shared<F: Real>(
+    a: &[F],
+    astr: (usize, usize),
+    b: &[F],
+    c: &mut [F],
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+    packs: Option<&mut [Vec<F>]>,
+) {
+    let parts = packs.as_ref().map_or(rayon::current_num_threads(), |p| p.len());
+    if parts < 2 || m < 2 * SHARE_ROWS || m * k * n < 2 * SHARE_WORK {
+        let pack = packs.and_then(|p| p.first_mut());
+        F::matmul_slices(a, b, c, (m, k, n), accumulate, astr, pack);
+        return;
+    }
+    // The first half gets its share of the parts' rows, in whole row blocks.
+    let first = parts / 2;
+    let m1 = (m * first / parts).div_ceil(SHARE_ROWS / 2) * (SHARE_ROWS / 2);
+    let (c1, c2) = c.split_at_mut(m1 * n);
+    let a2 = &a[m1 * astr.0..];
+    let (p1, p2) = match packs {
+        Some(p) => {
+            let (x, y) = p.split_at_mut(first);
+            (Some(x), Some(y))
+        }
+        None => (None, None),
+    };
+    rayon::join(
+        || shared(a, astr, b, c1, (m1, k, n), accumulate, p1),
+        || shared(a2, astr, b, c2, (m - m1, k, n), accumulate, p2),
+    );
 }
 
 /// Whether c (m, n) is too narrow for the tiles' vectors and better computed as its transpose:
@@ -449,12 +497,15 @@ fn dispatch<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const 
     c: &mut [F],
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
-    at: bool,
+    astr: (usize, usize),
     pack: Option<&mut Vec<F>>,
 ) {
-    assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n, "matmul sizes");
-    // Element (i, kk) of a is a[i·ars + kk·acs].
-    let astr = if at { (1, m) } else { (k, 1) };
+    let reach = if m * k == 0 {
+        0
+    } else {
+        (m - 1) * astr.0 + (k - 1) * astr.1 + 1
+    };
+    assert!(a.len() >= reach && b.len() == k * n && c.len() == m * n, "matmul sizes");
     match Isa::current() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the path is AVX-512 only where avx512f, avx2 and fma were detected.
@@ -890,30 +941,28 @@ mod tests {
             let a = Array2::from_shape_fn((m, k), |(i, j)| val(i, j, 1));
             let b = Array2::from_shape_fn((k, n), |(i, j)| val(i, j, 2));
             let c0 = Array2::from_shape_fn((m, n), |(i, j)| val(i, j, 3));
-            let want = |acc: bool| {
-                Array2::from_shape_fn((m, n), |(i, j)| {
-                    let sum = (0..k).fold(F::zero(), |s, kk| a[(i, kk)].mul_add(b[(kk, j)], s));
-                    if acc { c0[(i, j)] + sum } else { sum }
-                })
-            };
+            let sums = Array2::from_shape_fn((m, n), |(i, j)| {
+                (0..k).fold(F::zero(), |s, kk| a[(i, kk)].mul_add(b[(kk, j)], s))
+            });
             let mut scratch = Scratch::default();
             for acc in [false, true] {
+                let want = if acc { &c0 + &sums } else { sums.clone() };
                 let mut c = c0.clone();
                 matmul(a.view(), b.view(), c.view_mut(), acc);
-                assert!(c == want(acc), "{:?} ({m},{k},{n}) accumulate {acc}", F::DTYPE);
+                assert!(c == want, "{:?} ({m},{k},{n}) accumulate {acc}", F::DTYPE);
                 let (at, bt) = (
                     a.t().as_standard_layout().into_owned(),
                     b.t().as_standard_layout().into_owned(),
                 );
                 let mut c = c0.clone();
                 gemm(at.t(), bt.t(), c.view_mut(), acc, &mut scratch);
-                assert!(c == want(acc), "{:?} ({m},{k},{n}) gemm of transposed views", F::DTYPE);
+                assert!(c == want, "{:?} ({m},{k},{n}) gemm of transposed views", F::DTYPE);
                 let mut c = c0.clone();
                 gemm(a.view(), b.view(), c.view_mut(), acc, &mut scratch);
-                assert!(c == want(acc), "{:?} ({m},{k},{n}) gemm of standard views", F::DTYPE);
+                assert!(c == want, "{:?} ({m},{k},{n}) gemm of standard views", F::DTYPE);
             }
             let d = dot(a.row(0), b.column(0));
-            assert!(d == want(false)[(0, 0)], "{:?} dot of a row and a column", F::DTYPE);
+            assert!(d == sums[(0, 0)], "{:?} dot of a row and a column", F::DTYPE);
         }
         // (37, 90, 130) and (40, 700, 150) take gemm's packed path (remainder rows and a partial
         // strip; tall and blocked over k).
@@ -933,6 +982,20 @@ mod tests {
         ] {
             check::<f32>(m, k, n);
             check::<f64>(m, k, n);
+        }
+        // Shared out among 2 and 3 threads (by rows of c: the tall packed gradient sum, the
+        // narrow one computed as its transpose, the time loop's product).
+        for threads in [2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a pool");
+            pool.install(|| {
+                for &(m, k, n) in &[(96, 1100, 130), (200, 3000, 2), (64, 512, 512)] {
+                    check::<f32>(m, k, n);
+                    check::<f64>(m, k, n);
+                }
+            });
         }
     }
 }

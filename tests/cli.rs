@@ -255,6 +255,60 @@ fn identical_bytes_whatever_the_thread_count() {
     }
 }
 
+/// Runs large enough for their products to be shared out among threads (`real::gemm` splits a
+/// product of more than 2^20 multiply–adds by rows of its result: here the LSTM's time-loop
+/// product, 32 × 128 × 512, and every run's gradient sums) give the same bytes whether their
+/// run has one thread, shares two with the other run, or has idle threads to itself.
+#[test]
+fn shared_products_keep_the_bytes() {
+    let dir = scratch("shared");
+    fs::write(
+        dir.join("wide.toml"),
+        r#"
+name = "wide"
+[task]
+kind = "adding"
+seq_len = 20
+eval_size = 32
+[model]
+hidden = 128
+dtype = "f32"
+[train]
+steps = 3
+batch = 32
+eval_every = 1
+[probe]
+every = 1
+batch = 32
+[sweep]
+"model.cell" = ["lstm", "rnn"]
+"#,
+    )
+    .unwrap();
+    for jobs in ["1", "2", "3"] {
+        let out = run(&dir, &["wide.toml", "-q", "--jobs", jobs, "--out", &format!("j{jobs}")]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let one = dir.join("j1");
+    for other in ["j2", "j3"] {
+        let other = dir.join(other);
+        assert_eq!(runs_without_seconds(&one), runs_without_seconds(&other));
+        for f in ["curves.csv", "grad_decay.csv"] {
+            assert!(
+                fs::read(one.join(f)).unwrap() == fs::read(other.join(f)).unwrap(),
+                "{f} differs"
+            );
+        }
+        for row in &output::read_runs(&one).unwrap().rows {
+            let f = format!("checkpoints/{}/final.safetensors", row.run_id);
+            assert!(
+                fs::read(one.join(&f)).unwrap() == fs::read(other.join(&f)).unwrap(),
+                "{f} differs"
+            );
+        }
+    }
+}
+
 /// The Lyapunov spectrum of an f32 run is computed in f64 from its parameters: at
 /// initialisation (weights drawn in f64, rounded to f32) it agrees with the f64 run's to 1e-5,
 /// for every cell; a spectrum asked beyond the state dimension is refused up front.

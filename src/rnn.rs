@@ -32,7 +32,7 @@ pub use init::{Init, RnnConfig, normal};
 pub use probe::{Probe, decay_factor, join_probes, probe, spectral_norm, spectral_radius};
 pub use spectrum::{Exponents, mean_exponents, spectrum};
 
-use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, Zip, s};
+use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis, Zip, s};
 
 use crate::Float;
 use crate::elem;
@@ -522,7 +522,136 @@ impl<F: Real> Trace<F> {
     }
 }
 
-fn forward_step<F: Real>(p: &Params<F>, cell: Cell, tr: &mut Trace<F>, t: usize) {
+/// The time loop's view of a [`Trace`]: its per-step buffers for a block of the batch's
+/// sequences (all of them, or the rows a [`Part::split_at`] gave it). The recurrence of one
+/// sequence never reads another's rows, so blocks of sequences can run their time loops on
+/// different threads ([`in_parts`]) and every number comes out as on one thread.
+pub(crate) struct Part<'a, F: Real> {
+    /// (H, G·H) Wᵀ, shared.
+    wt: ArrayView2<'a, F>,
+    /// (T+1, b, H), and the buffers below, this block's b rows of the trace's.
+    h: ArrayViewMut3<'a, F>,
+    c: ArrayViewMut3<'a, F>,
+    gates: ArrayViewMut3<'a, F>,
+    aux: ArrayViewMut3<'a, F>,
+    dgh: ArrayViewMut3<'a, F>,
+    /// (b, G·H), (b, H) …
+    hp: ArrayViewMut2<'a, F>,
+    dh: ArrayViewMut2<'a, F>,
+    dc: ArrayViewMut2<'a, F>,
+    carry_h: ArrayViewMut2<'a, F>,
+    carry_c: ArrayViewMut2<'a, F>,
+    /// (L·B, O) dE/dnet of every sequence (read by backward at loss-carrying steps), shared.
+    dout: ArrayView2<'a, F>,
+    /// The batch row of this block's first sequence.
+    row0: usize,
+}
+
+impl<F: Real> Trace<F> {
+    /// The time loop's view of all the trace's sequences.
+    pub(crate) fn part(&mut self) -> Part<'_, F> {
+        Part {
+            wt: self.wt.view(),
+            h: self.h.view_mut(),
+            c: self.c.view_mut(),
+            gates: self.gates.view_mut(),
+            aux: self.aux.view_mut(),
+            dgh: self.dgh.view_mut(),
+            hp: self.hp.view_mut(),
+            dh: self.dh.view_mut(),
+            dc: self.dc.view_mut(),
+            carry_h: self.carry_h.view_mut(),
+            carry_c: self.carry_c.view_mut(),
+            dout: self.dout.view(),
+            row0: 0,
+        }
+    }
+}
+
+impl<'a, F: Real> Part<'a, F> {
+    /// Sequences in this block.
+    fn rows(&self) -> usize {
+        self.dh.nrows()
+    }
+
+    /// The block's first `r` sequences and the rest (a buffer the cell does not use is empty
+    /// and stays so on both sides).
+    fn split_at(self, r: usize) -> (Self, Self) {
+        fn split3<F>(x: ArrayViewMut3<'_, F>, r: usize) -> (ArrayViewMut3<'_, F>, ArrayViewMut3<'_, F>) {
+            let r = if x.is_empty() { 0 } else { r };
+            x.split_at(Axis(1), r)
+        }
+        fn split2<F>(x: ArrayViewMut2<'_, F>, r: usize) -> (ArrayViewMut2<'_, F>, ArrayViewMut2<'_, F>) {
+            let r = if x.is_empty() { 0 } else { r };
+            x.split_at(Axis(0), r)
+        }
+        let [(h1, h2), (c1, c2), (g1, g2), (a1, a2), (d1, d2)] =
+            [self.h, self.c, self.gates, self.aux, self.dgh].map(|x| split3(x, r));
+        let [(p1, p2), (dh1, dh2), (dc1, dc2), (ch1, ch2), (cc1, cc2)] =
+            [self.hp, self.dh, self.dc, self.carry_h, self.carry_c].map(|x| split2(x, r));
+        let first = Part {
+            wt: self.wt,
+            h: h1,
+            c: c1,
+            gates: g1,
+            aux: a1,
+            dgh: d1,
+            hp: p1,
+            dh: dh1,
+            dc: dc1,
+            carry_h: ch1,
+            carry_c: cc1,
+            dout: self.dout,
+            row0: self.row0,
+        };
+        let rest = Part {
+            wt: self.wt,
+            h: h2,
+            c: c2,
+            gates: g2,
+            aux: a2,
+            dgh: d2,
+            hp: p2,
+            dh: dh2,
+            dc: dc2,
+            carry_h: ch2,
+            carry_c: cc2,
+            dout: self.dout,
+            row0: self.row0 + r,
+        };
+        (first, rest)
+    }
+}
+
+/// Multiply–adds of one time step's recurrent product a block of sequences needs at least
+/// before the time loop is split (at H = 64, 16 sequences): below it, a second thread's share
+/// would not pay for the calls it adds.
+const PART_WORK: usize = 1 << 16;
+
+/// Runs `f` (a time loop) over the sequences of `part`, split into blocks of consecutive
+/// sequences shared among the threads of the rayon pool it runs in (`rayon::join`; one block per
+/// thread at most, each of at least 4 sequences and [`PART_WORK`] multiply–adds per step, where
+/// `per_row` is one sequence's). Each sequence's numbers are computed exactly as on one thread.
+fn in_parts<F: Real>(part: Part<'_, F>, per_row: usize, f: &(impl Fn(&mut Part<'_, F>) + Sync)) {
+    split_parts(part, rayon::current_num_threads(), per_row, f);
+}
+
+fn split_parts<F: Real>(mut part: Part<'_, F>, threads: usize, per_row: usize, f: &(impl Fn(&mut Part<'_, F>) + Sync)) {
+    let rows = part.rows();
+    let first = threads / 2;
+    let r = (rows * first).checked_div(threads).unwrap_or(0);
+    if threads < 2 || r < 4 || rows - r < 4 || r * per_row < PART_WORK {
+        f(&mut part);
+        return;
+    }
+    let (x, y) = part.split_at(r);
+    rayon::join(
+        || split_parts(x, first, per_row, f),
+        || split_parts(y, threads - first, per_row, f),
+    );
+}
+
+fn forward_step<F: Real>(p: &Params<F>, cell: Cell, tr: &mut Part<'_, F>, t: usize) {
     match cell {
         Cell::Rnn(act) => vanilla::forward_step(p, act, tr, t),
         Cell::Lstm => lstm::forward_step(p, tr, t),
@@ -530,7 +659,7 @@ fn forward_step<F: Real>(p: &Params<F>, cell: Cell, tr: &mut Trace<F>, t: usize)
     }
 }
 
-fn backward_step<F: Real>(p: &Params<F>, cell: Cell, tr: &mut Trace<F>, t: usize, carry: bool) {
+fn backward_step<F: Real>(p: &Params<F>, cell: Cell, tr: &mut Part<'_, F>, t: usize, carry: bool) {
     match cell {
         Cell::Rnn(act) => vanilla::backward_step(p, act, tr, t, carry),
         Cell::Lstm => lstm::backward_step(p, tr, t, carry),
@@ -694,10 +823,13 @@ fn forward_window<F: Real>(
         }
     }
 
-    // The recurrence, one step at a time, reading Wᵀ (which the caller refreshed) row by row.
-    for t in 1..=len {
-        forward_step(p, cell, tr, t);
-    }
+    // The recurrence, one step at a time, reading Wᵀ (which the caller refreshed) row by row;
+    // blocks of sequences on the pool's threads.
+    in_parts(tr.part(), h * gh, &|part| {
+        for t in 1..=len {
+            forward_step(p, cell, part, t);
+        }
+    });
 
     // Output projection of the loss-carrying steps: net = H Vᵀ + c, (Lw·B, O).
     let (_, lw, target_rows) = window_losses(batch, (start, end));
@@ -799,17 +931,25 @@ fn backward_window<F: Real>(
     let first_local = first + 1 - start; // trace index of the first loss-carrying step
     tr.carry_h.fill(F::zero());
     tr.carry_c.fill(F::zero());
-    for t in (1..=len).rev() {
-        // dE/dh_t = from the output at t (dout_t V, at a loss-carrying step) + from step t+1.
-        if lw > 0 && t >= first_local {
-            let r = (t - first_local) * b..(t - first_local + 1) * b;
-            matmul(tr.dout.slice(s![r, ..]), p.v.view(), tr.dh.view_mut(), false);
-            Zip::from(&mut tr.dh).and(&tr.carry_h).for_each(|d, &c| *d += c);
-        } else {
-            tr.dh.assign(&tr.carry_h);
+    in_parts(tr.part(), h * gh, &|part| {
+        let rows = part.rows();
+        for t in (1..=len).rev() {
+            // dE/dh_t = from the output at t (dout_t V, at a loss-carrying step) + from step t+1.
+            if lw > 0 && t >= first_local {
+                let r0 = (t - first_local) * b + part.row0;
+                matmul(
+                    part.dout.slice(s![r0..r0 + rows, ..]),
+                    p.v.view(),
+                    part.dh.view_mut(),
+                    false,
+                );
+                Zip::from(&mut part.dh).and(&part.carry_h).for_each(|d, &c| *d += c);
+            } else {
+                part.dh.assign(&part.carry_h);
+            }
+            backward_step(p, cell, part, t, t > 1); // the window's entering state is a constant
         }
-        backward_step(p, cell, tr, t, t > 1); // the window's entering state is a constant
-    }
+    });
 
     // Parameter gradients over the window's steps at once (the gates buffer now holds dgx).
     let dgx = tr.gates.slice(s![..len, .., ..]);

@@ -13,6 +13,9 @@ static GLOBAL: Counting = Counting;
 
 /// Allocations of one training step and one probe on a warmed-up trace, for length `t`.
 fn counted(cell: Cell, t: usize, b: usize, bptt: Option<usize>) -> (usize, usize) {
+    // The core may share work out on rayon's global pool, whose threads allocate as they start:
+    // have them all started first (the counter sees every thread's allocations).
+    rayon::broadcast(|_| ());
     let (p, batches) = workload::adding::<f32>(cell, 24, t, b, 1);
     let batch = &batches[0];
     let mut g = p.zeros_like();

@@ -13,11 +13,11 @@
 
 use ndarray::{Axis, s};
 
-use super::{Params, Trace, sigmoid};
+use super::{Params, Part, sigmoid};
 use crate::real::{Real, matmul, simd_fn};
 
 /// Step t (1-based).
-pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize) {
+pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Part<'_, F>, t: usize) {
     let h = p.w.ncols();
     // Hidden side of all three gates: hp = h_{t−1} Wᵀ + bh, (B, 3H).
     tr.hp.assign(&p.bh);
@@ -64,7 +64,7 @@ fn forward_row<F: Real>(gates: [&mut [F]; 3], hidden: [&[F]; 4], hn: &mut [F], h
 /// Back through step t. Reads dE/dh_t from `tr.dh`; overwrites r, z, n in `gates[t−1]` with
 /// the input-side pre-activation gradients, writes the hidden-side ones into `dgh[t−1]` and
 /// dE/dh_{t−1} (through z and, when `carry`, through W) into `tr.carry_h`.
-pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize, carry: bool) {
+pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Part<'_, F>, t: usize, carry: bool) {
     let h = p.w.ncols();
     let mut gates = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, 3H): gates in, gradients out
     let hn = tr.aux.index_axis(Axis(0), t - 1);

@@ -12,11 +12,11 @@
 
 use ndarray::{Axis, s};
 
-use super::{Params, Trace, sigmoid};
+use super::{Params, Part, sigmoid};
 use crate::real::{Real, matmul, simd_fn};
 
 /// Step t (1-based).
-pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize) {
+pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Part<'_, F>, t: usize) {
     let h = p.w.ncols();
     let mut gates = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, 4H), holds U x_t + b
     matmul(tr.h.index_axis(Axis(0), t - 1), tr.wt.view(), gates.view_mut(), true); // += h_{t−1} Wᵀ
@@ -63,7 +63,7 @@ fn forward_row<F: Real>(gates: [&mut [F]; 4], c_prev: &[F], c_cur: &mut [F], tan
 /// `tr.carry_c`; overwrites the gates in `gates[t−1]` with their pre-activation gradients,
 /// writes the full dE/dc_t into
 /// `tr.dc`, dE/dc_{t−1} into `tr.carry_c` and, when `carry`, dE/dh_{t−1} into `tr.carry_h`.
-pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Trace<F>, t: usize, carry: bool) {
+pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Part<'_, F>, t: usize, carry: bool) {
     let h = p.w.ncols();
     let mut gates = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, 4H): gates in, gradients out
     let tanh_c = tr.aux.index_axis(Axis(0), t - 1);

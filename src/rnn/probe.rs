@@ -97,7 +97,7 @@ pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trac
             let step = start - 1 + t; // trace index t is this step of the sequence
             row_logs(&tr.dh, &log_scale, &mut logs);
             out_h.push(log_mean_exp(&logs));
-            backward_step(p, cell, tr, t, step > 1);
+            backward_step(p, cell, &mut tr.part(), t, step > 1);
             if lstm {
                 row_logs(&tr.dc, &log_scale, &mut logs);
                 out_c.push(log_mean_exp(&logs));

@@ -82,7 +82,7 @@ pub fn spectrum(p: &Params<f64>, cell: Cell, batch: &Batch<f64>, k: usize, rows:
                 if lstm {
                     tr.carry_c.assign(&q.slice(s![.., h..]));
                 }
-                backward_step(p, cell, &mut tr, t, true);
+                backward_step(p, cell, &mut tr.part(), t, true);
                 q.slice_mut(s![.., ..h]).assign(&tr.carry_h);
                 if lstm {
                     q.slice_mut(s![.., h..]).assign(&tr.carry_c);

@@ -147,10 +147,12 @@ impl Real for f32 {
         astr: (usize, usize),
         pack: Option<&mut Vec<Self>>,
     ) {
-        // 32 f32 = two 512-bit vectors per row of a tile (16 for a narrow remainder); 256 for a
-        // single row (16 sums in flight, and W read in two passes, not four: H = 512, B = 1
-        // 6.2 -> 5.0 ms), then 128.
-        dispatch::<f32, 32, 16, 256, 128>(a, b, c, (m, k, n), accumulate, astr, pack);
+        // 32 f32 = two 512-bit vectors per row of a tile (16 for a narrow remainder), 6 rows
+        // under AVX-512 (12 sums in flight; 4 rows kept 8, and 8 rows put the sums in memory):
+        // 36 × 128 × 128 60 -> 73 GFLOP/s (Intel Xeon family 6 model 106); 256 for a single row
+        // (16 sums in flight, and W read in two passes, not four: H = 512, B = 1 6.2 -> 5.0 ms),
+        // then 128.
+        dispatch::<f32, 32, 16, 256, 128, 6>(a, b, c, (m, k, n), accumulate, astr, pack);
     }
 }
 
@@ -195,8 +197,9 @@ impl Real for f64 {
     ) {
         // 32 f64 = four 512-bit vectors per row: 16 sums in flight over a 4-row tile (two vectors
         // per row left the multiply-add units idle: H = 512, B = 32 ran at 64-72 % of the
-        // float64 product); 16 for a narrow remainder, 128 then 64 for a single row.
-        dispatch::<f64, 32, 16, 128, 64>(a, b, c, (m, k, n), accumulate, astr, pack);
+        // float64 product); 4 rows under AVX-512 (6 rows of 16 or 24 columns measured no better);
+        // 16 for a narrow remainder, 128 then 64 for a single row.
+        dispatch::<f64, 32, 16, 128, 64, 4>(a, b, c, (m, k, n), accumulate, astr, pack);
     }
 }
 
@@ -488,10 +491,11 @@ pub fn transpose_slices<F: Copy>(src: &[F], dst: &mut [F], m: usize, n: usize) {
     }
 }
 
-/// Runs the path [`Isa::current`] names (a cached load per call). `NB` is the tile width for several rows (`NB2` for a remainder no wider), `NB1` then
-/// `NB1H` for one row (a matrix–vector product
-/// needs more independent sums in flight to hide the multiply–add latency).
-fn dispatch<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const NB1H: usize>(
+/// Runs the path [`Isa::current`] names (a cached load per call). `NB` is the tile width for
+/// several rows (`NB2` for a remainder no wider), `R512` the rows of a tile under AVX-512, `NB1`
+/// then `NB1H` for one row (a matrix–vector product needs more independent sums in flight to
+/// hide the multiply–add latency).
+fn dispatch<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const NB1H: usize, const R512: usize>(
     a: &[F],
     b: &[F],
     c: &mut [F],
@@ -509,7 +513,9 @@ fn dispatch<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const 
     match Isa::current() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the path is AVX-512 only where avx512f, avx2 and fma were detected.
-        Isa::Avx512 => unsafe { x86::avx512::<F, NB, NB2, NB1, NB1H>(a, b, c, (m, k, n), accumulate, astr, pack) },
+        Isa::Avx512 => unsafe {
+            x86::avx512::<F, NB, NB2, NB1, NB1H, R512>(a, b, c, (m, k, n), accumulate, astr, pack)
+        },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the path is AVX2 only where avx2 and fma were detected.
         Isa::Avx2 => unsafe { x86::avx2::<F, NB, NB2, NB1, NB1H>(a, b, c, (m, k, n), accumulate, astr, pack) },
@@ -556,9 +562,16 @@ mod x86 {
         tile::<F, NB, R>(a, b, c, ops, w, kn, sums);
     }
 
-    /// The tiles compiled for AVX-512: 4 rows × NB columns in registers.
+    /// The tiles compiled for AVX-512: R rows × NB columns in registers.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub unsafe fn avx512<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const NB1H: usize>(
+    pub unsafe fn avx512<
+        F: Real,
+        const NB: usize,
+        const NB2: usize,
+        const NB1: usize,
+        const NB1H: usize,
+        const R: usize,
+    >(
         a: &[F],
         b: &[F],
         c: &mut [F],
@@ -567,9 +580,9 @@ mod x86 {
         astr: (usize, usize),
         pack: Option<&mut Vec<F>>,
     ) {
-        match pack.filter(|_| large::<NB, 4>(mkn)) {
-            Some(buf) => packed::<F, NB, NB2, 4, 2>(a, b, c, mkn, accumulate, astr, buf),
-            None => tiles::<F, NB, NB2, NB1, NB1H, 4>(a, b, c, mkn, accumulate, astr),
+        match pack.filter(|_| large::<NB, R>(mkn)) {
+            Some(buf) => packed::<F, NB, NB2, R, 2>(a, b, c, mkn, accumulate, astr, buf),
+            None => tiles::<F, NB, NB2, NB1, NB1H, R>(a, b, c, mkn, accumulate, astr),
         }
     }
 
@@ -658,32 +671,33 @@ fn tiles<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const NB1
         }
         return;
     }
-    let (kc, panel) = blocking::<F, NB>(k, accumulate);
+    // One strip of NB columns of b at a time, down all the row blocks: the strip (k × NB) is
+    // reread from the first-level cache, not from the second (a panel of several strips per row
+    // block was: 41 → 54 GFLOP/s at 32 × 512 × 512, f32, Intel Xeon family 6 model 106).
+    let (kc, _) = blocking::<F, NB>(k, accumulate);
     let mut k0 = 0;
     while k0 < k.max(1) {
         let k1 = (k0 + kc).min(k);
         let sums = Sums::block(k0, accumulate);
-        let mut j0 = 0;
-        while j0 < n {
-            let j1 = (j0 + panel).min(n);
+        let mut j = 0;
+        while j < n {
+            let w = NB.min(n - j);
             let mut i = 0;
             while i < m {
-                let rows = if i + R <= m { R } else { 1 };
-                let mut j = j0;
-                while j < j1 {
-                    let w = NB.min(j1 - j);
-                    let ops = at(i, k0, j);
-                    match (rows == R, w <= NB2) {
-                        (true, false) => tile::<F, NB, R>(a, b, c, ops, w, k1 - k0, sums),
-                        (true, true) => tile::<F, NB2, R>(a, b, c, ops, w, k1 - k0, sums),
-                        (false, false) => tile::<F, NB, 1>(a, b, c, ops, w, k1 - k0, sums),
-                        (false, true) => tile::<F, NB2, 1>(a, b, c, ops, w, k1 - k0, sums),
-                    }
-                    j += w;
+                let ops = at(i, k0, j);
+                // R rows, then the remainder by 4, 2 and 1 (a one-row tile has too few sums in
+                // flight to keep the multiply–add units busy).
+                let rows = [R, 4, 2, 1].into_iter().find(|&r| r <= R && i + r <= m).unwrap_or(1);
+                match (rows, w <= NB2) {
+                    (r, false) if r == R => tile::<F, NB, R>(a, b, c, ops, w, k1 - k0, sums),
+                    (r, true) if r == R => tile::<F, NB2, R>(a, b, c, ops, w, k1 - k0, sums),
+                    (4, _) => tile::<F, NB, 4>(a, b, c, ops, w, k1 - k0, sums),
+                    (2, _) => tile::<F, NB, 2>(a, b, c, ops, w, k1 - k0, sums),
+                    _ => tile::<F, NB, 1>(a, b, c, ops, w, k1 - k0, sums),
                 }
                 i += rows;
             }
-            j0 = j1;
+            j += w;
         }
         k0 += kc;
     }

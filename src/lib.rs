@@ -2,8 +2,8 @@
 //!
 //! The data flow, one module per arrow:
 //! spec.toml → [`spec`] (parse, validate) → [`sweep`] (resolved run configs, stable ids) →
-//! [`launch`] (rayon over runs) → [`run`] (one training run) → [`rnn`] (forward, BPTT, probe;
-//! its element type and per-step kernels in [`real`]),
+//! [`launch`] (a worker loop per thread) → [`run`] (one training run) → [`rnn`] (forward, BPTT,
+//! probe; its element type and per-step kernels in [`real`]),
 //! [`task`] (data) and [`optim`] (clipping, SGD) → [`record`] (rows) → [`output`] (CSV,
 //! manifest, checkpoints) → [`plot`] (charts drawn from the CSV files alone).
 

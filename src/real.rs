@@ -152,7 +152,9 @@ impl Real for f32 {
         // 36 × 128 × 128 60 -> 73 GFLOP/s (Intel Xeon family 6 model 106); 256 for a single row
         // (16 sums in flight, and W read in two passes, not four: H = 512, B = 1 6.2 -> 5.0 ms),
         // then 128.
-        dispatch::<f32, 32, 16, 256, 128, 6>(a, b, c, (m, k, n), accumulate, astr, pack);
+        // Under AVX2: 6 rows × 16 columns (two 256-bit vectors), 12 sums in flight (2 rows × 32
+        // kept 8: 32 × 512 × 512 35 -> 46 GFLOP/s, Intel Xeon family 6 model 106, AVX2 forced).
+        dispatch::<f32, 32, 16, 256, 128, 6, 16, 8, 6>(a, b, c, (m, k, n), accumulate, astr, pack);
     }
 }
 
@@ -199,7 +201,8 @@ impl Real for f64 {
         // per row left the multiply-add units idle: H = 512, B = 32 ran at 64-72 % of the
         // float64 product); 4 rows under AVX-512 (6 rows of 16 or 24 columns measured no better);
         // 16 for a narrow remainder, 128 then 64 for a single row.
-        dispatch::<f64, 32, 16, 128, 64, 4>(a, b, c, (m, k, n), accumulate, astr, pack);
+        // Under AVX2: 2 rows × 32 (4 × 16 and 6 × 8 measured slower).
+        dispatch::<f64, 32, 16, 128, 64, 4, 32, 16, 2>(a, b, c, (m, k, n), accumulate, astr, pack);
     }
 }
 
@@ -492,10 +495,20 @@ pub fn transpose_slices<F: Copy>(src: &[F], dst: &mut [F], m: usize, n: usize) {
 }
 
 /// Runs the path [`Isa::current`] names (a cached load per call). `NB` is the tile width for
-/// several rows (`NB2` for a remainder no wider), `R512` the rows of a tile under AVX-512, `NB1`
-/// then `NB1H` for one row (a matrix–vector product needs more independent sums in flight to
+/// several rows (`NB2` for a remainder no wider), `R512` the rows of a tile under AVX-512
+/// (`NB256`, `NB256H` and `R256` the same under AVX2), `NB1` then `NB1H` for one row (a matrix–vector product needs more independent sums in flight to
 /// hide the multiply–add latency).
-fn dispatch<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const NB1H: usize, const R512: usize>(
+fn dispatch<
+    F: Real,
+    const NB: usize,
+    const NB2: usize,
+    const NB1: usize,
+    const NB1H: usize,
+    const R512: usize,
+    const NB256: usize,
+    const NB256H: usize,
+    const R256: usize,
+>(
     a: &[F],
     b: &[F],
     c: &mut [F],
@@ -518,7 +531,9 @@ fn dispatch<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const 
         },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the path is AVX2 only where avx2 and fma were detected.
-        Isa::Avx2 => unsafe { x86::avx2::<F, NB, NB2, NB1, NB1H>(a, b, c, (m, k, n), accumulate, astr, pack) },
+        Isa::Avx2 => unsafe {
+            x86::avx2::<F, NB256, NB256H, NB1, NB1H, R256>(a, b, c, (m, k, n), accumulate, astr, pack)
+        },
         // Fused by `mul_add` too, so that its bits are those of the paths above.
         _ => match pack.filter(|_| large::<NB, 2>((m, k, n))) {
             Some(buf) => packed::<F, NB, NB2, 2, 0>(a, b, c, (m, k, n), accumulate, astr, buf),
@@ -586,9 +601,16 @@ mod x86 {
         }
     }
 
-    /// The tiles compiled for AVX2: 2 rows × NB columns (half the vector registers' width).
+    /// The tiles compiled for AVX2: R rows × NB columns (half the vector registers' width).
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn avx2<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const NB1H: usize>(
+    pub unsafe fn avx2<
+        F: Real,
+        const NB: usize,
+        const NB2: usize,
+        const NB1: usize,
+        const NB1H: usize,
+        const R: usize,
+    >(
         a: &[F],
         b: &[F],
         c: &mut [F],
@@ -597,9 +619,9 @@ mod x86 {
         astr: (usize, usize),
         pack: Option<&mut Vec<F>>,
     ) {
-        match pack.filter(|_| large::<NB, 2>(mkn)) {
-            Some(buf) => packed::<F, NB, NB2, 2, 1>(a, b, c, mkn, accumulate, astr, buf),
-            None => tiles::<F, NB, NB2, NB1, NB1H, 2>(a, b, c, mkn, accumulate, astr),
+        match pack.filter(|_| large::<NB, R>(mkn)) {
+            Some(buf) => packed::<F, NB, NB2, R, 1>(a, b, c, mkn, accumulate, astr, buf),
+            None => tiles::<F, NB, NB2, NB1, NB1H, R>(a, b, c, mkn, accumulate, astr),
         }
     }
 }

@@ -75,7 +75,8 @@ pub trait Real: NdFloat + Default + std::iter::Sum {
     /// of a at `a[i·astr.0 + kk·astr.1]` (`(k, 1)`: row-major; `(1, m)`: aᵀ stored row-major,
     /// the gradient sums' operand, read in place). `pack`, when given, is a buffer for packing
     /// the operands of a large product into contiguous panels (the same sums in the same order:
-    /// only the memory traffic changes). One thread: [`matmul`] and [`gemm`] share products out.
+    /// only the memory traffic changes). Runs on the calling thread ([`matmul`] and [`gemm`]
+    /// share a product out among threads).
     fn matmul_slices(
         a: &[Self],
         b: &[Self],
@@ -438,7 +439,7 @@ fn shared<F: Real>(
         F::matmul_slices(a, b, c, (m, k, n), accumulate, astr, pack);
         return;
     }
-    // The first half gets its share of the parts' rows, in whole row blocks.
+    // The first half gets its threads' share of the rows, rounded up to a multiple of 4.
     let first = parts / 2;
     let m1 = (m * first / parts).div_ceil(SHARE_ROWS / 2) * (SHARE_ROWS / 2);
     let (c1, c2) = c.split_at_mut(m1 * n);
@@ -496,8 +497,8 @@ pub fn transpose_slices<F: Copy>(src: &[F], dst: &mut [F], m: usize, n: usize) {
 
 /// Runs the path [`Isa::current`] names (a cached load per call). `NB` is the tile width for
 /// several rows (`NB2` for a remainder no wider), `R512` the rows of a tile under AVX-512
-/// (`NB256`, `NB256H` and `R256` the same under AVX2), `NB1` then `NB1H` for one row (a matrix–vector product needs more independent sums in flight to
-/// hide the multiply–add latency).
+/// (`NB256`, `NB256H` and `R256` the same under AVX2), `NB1` then `NB1H` for one row (a
+/// matrix–vector product needs more independent sums in flight to hide the multiply–add latency).
 fn dispatch<
     F: Real,
     const NB: usize,

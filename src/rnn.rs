@@ -529,17 +529,27 @@ impl<F: Real> Trace<F> {
 pub(crate) struct Part<'a, F: Real> {
     /// (H, G·H) Wᵀ, shared.
     wt: ArrayView2<'a, F>,
-    /// (T+1, b, H), and the buffers below, this block's b rows of the trace's.
+    // This block's b sequences of the trace's buffers of the same names (b = B for the whole
+    // batch; an unused buffer stays empty):
+    /// (T+1, b, H) hidden states.
     h: ArrayViewMut3<'a, F>,
+    /// (T+1, b, H) LSTM cell states.
     c: ArrayViewMut3<'a, F>,
+    /// (T, b, G·H) pre-activations or gates, then their gradients.
     gates: ArrayViewMut3<'a, F>,
+    /// (T, b, H) LSTM tanh(c_t), GRU hn.
     aux: ArrayViewMut3<'a, F>,
+    /// (T, b, G·H) GRU hidden-side gradients.
     dgh: ArrayViewMut3<'a, F>,
-    /// (b, G·H), (b, H) …
+    /// (b, G·H) GRU hidden-side projection.
     hp: ArrayViewMut2<'a, F>,
+    /// (b, H) dE/dh_t.
     dh: ArrayViewMut2<'a, F>,
+    /// (b, H) LSTM dE/dc_t.
     dc: ArrayViewMut2<'a, F>,
+    /// (b, H) dE/dh_{t−1} carried back.
     carry_h: ArrayViewMut2<'a, F>,
+    /// (b, H) LSTM dE/dc_{t−1} carried back.
     carry_c: ArrayViewMut2<'a, F>,
     /// (L·B, O) dE/dnet of every sequence (read by backward at loss-carrying steps), shared.
     dout: ArrayView2<'a, F>,
@@ -636,10 +646,12 @@ fn in_parts<F: Real>(part: Part<'_, F>, per_row: usize, f: &(impl Fn(&mut Part<'
     split_parts(part, rayon::current_num_threads(), per_row, f);
 }
 
+/// [`in_parts`] over `threads` threads: half of them take the first `threads / 2` shares of the
+/// rows, the other half the rest, recursively.
 fn split_parts<F: Real>(mut part: Part<'_, F>, threads: usize, per_row: usize, f: &(impl Fn(&mut Part<'_, F>) + Sync)) {
     let rows = part.rows();
     let first = threads / 2;
-    let r = (rows * first).checked_div(threads).unwrap_or(0);
+    let r = rows * first / threads.max(1);
     if threads < 2 || r < 4 || rows - r < 4 || r * per_row < PART_WORK {
         f(&mut part);
         return;

@@ -16,28 +16,12 @@ a test.
 """
 import argparse
 import json
-import platform
 import statistics
 import subprocess
-from pathlib import Path
+
+from bench import processor  # scripts/bench.py, beside this file
 
 GRID = [("f32", [32, 128, 512], [50, 200, 1000], [1, 32]), ("f64", [512], [50, 200], [32])]
-
-
-def processor():
-    info = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("model name", "cpu family", "model") and key not in info:
-                info[key] = value.strip()
-            if key == "flags" and "isa" not in info:
-                flags = value.split()
-                info["isa"] = "avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else "other"
-    except OSError:
-        info["model name"] = platform.processor() or platform.machine()
-    return info
 
 
 def steps(binary, dtype, H, T, B, seconds):
@@ -55,9 +39,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=0.5)
     args = ap.parse_args()
-    cpu = processor()
-    print(f"processor: {cpu.get('model name')} (family {cpu.get('cpu family')}, model {cpu.get('model')}, "
-          f"widest vector ISA {cpu.get('isa')})")
+    print(f"processor: {processor()}")
     times = {"before": {}, "after": {}}
     for r in range(args.rounds):
         order = ("before", "after") if r % 2 == 0 else ("after", "before")

@@ -32,7 +32,7 @@ pub use init::{Init, RnnConfig, normal};
 pub use probe::{Probe, decay_factor, join_probes, probe, spectral_norm, spectral_radius};
 pub use spectrum::{Exponents, mean_exponents, spectrum};
 
-use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewMut2, ArrayViewMut3, Axis, Zip, s};
+use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewMut, ArrayViewMut2, ArrayViewMut3, Axis, Zip, s};
 
 use crate::Float;
 use crate::elem;
@@ -587,18 +587,20 @@ impl<'a, F: Real> Part<'a, F> {
     /// The block's first `r` sequences and the rest (a buffer the cell does not use is empty
     /// and stays so on both sides).
     fn split_at(self, r: usize) -> (Self, Self) {
-        fn split3<F>(x: ArrayViewMut3<'_, F>, r: usize) -> (ArrayViewMut3<'_, F>, ArrayViewMut3<'_, F>) {
+        /// Splits along the sequence axis (1 of the (T, B, ·) buffers, 0 of the (B, ·) ones).
+        fn split<F, D: ndarray::Dimension>(
+            x: ArrayViewMut<'_, F, D>,
+            axis: usize,
+            r: usize,
+        ) -> [ArrayViewMut<'_, F, D>; 2] {
             let r = if x.is_empty() { 0 } else { r };
-            x.split_at(Axis(1), r)
+            let (a, b) = x.split_at(Axis(axis), r);
+            [a, b]
         }
-        fn split2<F>(x: ArrayViewMut2<'_, F>, r: usize) -> (ArrayViewMut2<'_, F>, ArrayViewMut2<'_, F>) {
-            let r = if x.is_empty() { 0 } else { r };
-            x.split_at(Axis(0), r)
-        }
-        let [(h1, h2), (c1, c2), (g1, g2), (a1, a2), (d1, d2)] =
-            [self.h, self.c, self.gates, self.aux, self.dgh].map(|x| split3(x, r));
-        let [(p1, p2), (dh1, dh2), (dc1, dc2), (ch1, ch2), (cc1, cc2)] =
-            [self.hp, self.dh, self.dc, self.carry_h, self.carry_c].map(|x| split2(x, r));
+        let [[h1, h2], [c1, c2], [g1, g2], [a1, a2], [d1, d2]] =
+            [self.h, self.c, self.gates, self.aux, self.dgh].map(|x| split(x, 1, r));
+        let [[p1, p2], [dh1, dh2], [dc1, dc2], [ch1, ch2], [cc1, cc2]] =
+            [self.hp, self.dh, self.dc, self.carry_h, self.carry_c].map(|x| split(x, 0, r));
         let first = Part {
             wt: self.wt,
             h: h1,

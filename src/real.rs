@@ -22,6 +22,9 @@
 //! packed into panels there first.
 
 use crate::elem;
+
+#[cfg(target_arch = "x86_64")]
+mod micro;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, NdFloat};
 
 /// The element type of a run's arrays.
@@ -148,14 +151,17 @@ impl Real for f32 {
         astr: (usize, usize),
         pack: Option<&mut Vec<Self>>,
     ) {
-        // 32 f32 = two 512-bit vectors per row of a tile (16 for a narrow remainder), 6 rows
-        // under AVX-512 (12 sums in flight; 4 rows kept 8, and 8 rows put the sums in memory):
-        // 36 × 128 × 128 60 -> 73 GFLOP/s (Intel Xeon family 6 model 106); 256 for a single row
+        // 32 f32 = two 512-bit vectors per row of a tile (16 for a narrow remainder), 8 rows
+        // under AVX-512 (16 sums in flight, in the registers `micro` names; the compiler's own
+        // 8-row tile kept its sums in memory, 12 rows thrashed the first-level cache on
+        // 2 KiB-strided rows): time-loop products 32 × 128 … 2048 1.19–1.44× the 6-row tile's
+        // GFLOP/s, interleaved rounds (Intel Xeon family 6 model 106); 256 for a single row
         // (16 sums in flight, and W read in two passes, not four: H = 512, B = 1 6.2 -> 5.0 ms),
         // then 128.
-        // Under AVX2: 6 rows × 16 columns (two 256-bit vectors), 12 sums in flight (2 rows × 32
-        // kept 8: 32 × 512 × 512 35 -> 46 GFLOP/s, Intel Xeon family 6 model 106, AVX2 forced).
-        dispatch::<f32, 32, 16, 256, 128, 6, 16, 8, 6>(a, b, c, (m, k, n), accumulate, astr, pack);
+        // Under AVX2: 6 rows × 16 columns (two 256-bit vectors), 12 sums in flight of the 16
+        // registers (2 rows × 32 kept 8: 32 × 512 × 512 35 -> 46 GFLOP/s, same processor, AVX2
+        // forced).
+        dispatch::<f32, 32, 16, 256, 128, 8, 16, 8, 6>(a, b, c, (m, k, n), accumulate, astr, pack);
     }
 }
 
@@ -200,10 +206,13 @@ impl Real for f64 {
     ) {
         // 32 f64 = four 512-bit vectors per row: 16 sums in flight over a 4-row tile (two vectors
         // per row left the multiply-add units idle: H = 512, B = 32 ran at 64-72 % of the
-        // float64 product); 4 rows under AVX-512 (6 rows of 16 or 24 columns measured no better);
-        // 16 for a narrow remainder, 128 then 64 for a single row.
-        // Under AVX2: 2 rows × 32 (4 × 16 and 6 × 8 measured slower).
-        dispatch::<f64, 32, 16, 128, 64, 4, 32, 16, 2>(a, b, c, (m, k, n), accumulate, astr, pack);
+        // float64 product); 4 rows under AVX-512 (6 × 32, 8 × 16 and 8 × 24 measured mixed:
+        // 0.84–1.36× by shape); 16 for a narrow remainder, 128 then 64 for a single row.
+        // Under AVX2: 6 rows × 8 (two 256-bit vectors, 12 sums in flight, as `micro` names them):
+        // 1.13–2.05× the compiler's 2 × 32 on 32 × 128 … 512 time-loop shapes, 1.2–1.6× on the
+        // packed ones, one shape (32 × 512 × 2048) 0.95× (Intel Xeon family 6 model 106, AVX2
+        // forced, interleaved rounds).
+        dispatch::<f64, 32, 16, 128, 64, 4, 8, 8, 6>(a, b, c, (m, k, n), accumulate, astr, pack);
     }
 }
 
@@ -538,7 +547,7 @@ fn dispatch<
         // Fused by `mul_add` too, so that its bits are those of the paths above.
         _ => match pack.filter(|_| large::<NB, 2>((m, k, n))) {
             Some(buf) => packed::<F, NB, NB2, 2, 0>(a, b, c, (m, k, n), accumulate, astr, buf),
-            None => tiles::<F, NB, NB2, NB1, NB1H, 2>(a, b, c, (m, k, n), accumulate, astr),
+            None => tiles::<F, NB, NB2, NB1, NB1H, 2, 0>(a, b, c, (m, k, n), accumulate, astr),
         },
     }
 }
@@ -560,7 +569,7 @@ mod x86 {
         kn: usize,
         sums: Sums,
     ) {
-        tile::<F, NB, R>(a, b, c, ops, w, kn, sums);
+        tile::<F, NB, R, 2>(a, b, c, ops, w, kn, sums);
     }
 
     /// One tile compiled on its own for AVX2.
@@ -575,7 +584,7 @@ mod x86 {
         kn: usize,
         sums: Sums,
     ) {
-        tile::<F, NB, R>(a, b, c, ops, w, kn, sums);
+        tile::<F, NB, R, 1>(a, b, c, ops, w, kn, sums);
     }
 
     /// The tiles compiled for AVX-512: R rows × NB columns in registers.
@@ -598,7 +607,7 @@ mod x86 {
     ) {
         match pack.filter(|_| large::<NB, R>(mkn)) {
             Some(buf) => packed::<F, NB, NB2, R, 2>(a, b, c, mkn, accumulate, astr, buf),
-            None => tiles::<F, NB, NB2, NB1, NB1H, R>(a, b, c, mkn, accumulate, astr),
+            None => tiles::<F, NB, NB2, NB1, NB1H, R, 2>(a, b, c, mkn, accumulate, astr),
         }
     }
 
@@ -622,7 +631,7 @@ mod x86 {
     ) {
         match pack.filter(|_| large::<NB, R>(mkn)) {
             Some(buf) => packed::<F, NB, NB2, R, 1>(a, b, c, mkn, accumulate, astr, buf),
-            None => tiles::<F, NB, NB2, NB1, NB1H, R>(a, b, c, mkn, accumulate, astr),
+            None => tiles::<F, NB, NB2, NB1, NB1H, R, 1>(a, b, c, mkn, accumulate, astr),
         }
     }
 }
@@ -661,7 +670,15 @@ impl Sums {
 /// Fewer than R rows (B = 1): NB1-wide tiles. Each element of c is one running sum over
 /// k = 0, 1, … whatever the panels: a later row panel continues what the earlier left in c.
 #[inline(always)]
-fn tiles<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const NB1H: usize, const R: usize>(
+fn tiles<
+    F: Real,
+    const NB: usize,
+    const NB2: usize,
+    const NB1: usize,
+    const NB1H: usize,
+    const R: usize,
+    const ISA: u8,
+>(
     a: &[F],
     b: &[F],
     c: &mut [F],
@@ -679,16 +696,16 @@ fn tiles<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const NB1
         for i in 0..m {
             let mut j = 0;
             while j + NB1 <= n {
-                tile::<F, NB1, 1>(a, b, c, at(i, 0, j), NB1, k, Sums::of(accumulate));
+                tile::<F, NB1, 1, ISA>(a, b, c, at(i, 0, j), NB1, k, Sums::of(accumulate));
                 j += NB1;
             }
             while j + NB1H <= n {
-                tile::<F, NB1H, 1>(a, b, c, at(i, 0, j), NB1H, k, Sums::of(accumulate));
+                tile::<F, NB1H, 1, ISA>(a, b, c, at(i, 0, j), NB1H, k, Sums::of(accumulate));
                 j += NB1H;
             }
             while j < n {
                 let w = NB.min(n - j);
-                tile::<F, NB, 1>(a, b, c, at(i, 0, j), w, k, Sums::of(accumulate));
+                tile::<F, NB, 1, ISA>(a, b, c, at(i, 0, j), w, k, Sums::of(accumulate));
                 j += w;
             }
         }
@@ -712,11 +729,11 @@ fn tiles<F: Real, const NB: usize, const NB2: usize, const NB1: usize, const NB1
                 // flight to keep the multiply–add units busy).
                 let rows = [R, 4, 2, 1].into_iter().find(|&r| r <= R && i + r <= m).unwrap_or(1);
                 match (rows, w <= NB2) {
-                    (r, false) if r == R => tile::<F, NB, R>(a, b, c, ops, w, k1 - k0, sums),
-                    (r, true) if r == R => tile::<F, NB2, R>(a, b, c, ops, w, k1 - k0, sums),
-                    (4, _) => tile::<F, NB, 4>(a, b, c, ops, w, k1 - k0, sums),
-                    (2, _) => tile::<F, NB, 2>(a, b, c, ops, w, k1 - k0, sums),
-                    _ => tile::<F, NB, 1>(a, b, c, ops, w, k1 - k0, sums),
+                    (r, false) if r == R => tile::<F, NB, R, ISA>(a, b, c, ops, w, k1 - k0, sums),
+                    (r, true) if r == R => tile::<F, NB2, R, ISA>(a, b, c, ops, w, k1 - k0, sums),
+                    (4, _) => tile::<F, NB, 4, ISA>(a, b, c, ops, w, k1 - k0, sums),
+                    (2, _) => tile::<F, NB, 2, ISA>(a, b, c, ops, w, k1 - k0, sums),
+                    _ => tile::<F, NB, 1, ISA>(a, b, c, ops, w, k1 - k0, sums),
                 }
                 i += rows;
             }
@@ -847,7 +864,7 @@ fn tile_apart<F: Real, const NB: usize, const R: usize>(
     kn: usize,
     sums: Sums,
 ) {
-    tile::<F, NB, R>(a, b, c, ops, w, kn, sums);
+    tile::<F, NB, R, 0>(a, b, c, ops, w, kn, sums);
 }
 
 /// Where a tile's operands start and how they are laid out: element (r, kk) of a is
@@ -864,7 +881,7 @@ pub(crate) struct Ops {
 /// says. A full-width tile (w = NB) is a separate copy whose sums stay in registers: indexing
 /// them with a run-time width would put them in memory.
 #[inline(always)]
-fn tile<F: Real, const NB: usize, const R: usize>(
+fn tile<F: Real, const NB: usize, const R: usize, const ISA: u8>(
     a: &[F],
     b: &[F],
     c: &mut [F],
@@ -873,6 +890,11 @@ fn tile<F: Real, const NB: usize, const R: usize>(
     kn: usize,
     sums: Sums,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: ISA is 2 or 1 only on the paths that run where those features were detected.
+    if w == NB && unsafe { micro::tile::<F, NB, R, ISA>(a, b, c, ops, kn, sums) } {
+        return;
+    }
     if w == NB {
         tile_of::<F, NB, R>(a, b, c, ops, NB, kn, sums);
     } else {

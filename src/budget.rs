@@ -28,7 +28,7 @@ fn trace_bytes(cfg: &RunConfig, t: u64, b: u64, l: u64, backward: bool, e: u64) 
     let g = cfg.model.cell.gates() as u64;
     let lstm = matches!(cfg.model.cell, crate::rnn::Cell::Lstm) as u64;
     let gru = matches!(cfg.model.cell, crate::rnn::Cell::Gru) as u64;
-    let forward = g * h * h // wt
+    let forward = 2 * g * h * h // wt, w
         + (t + 1) * b * h // h
         + lstm * (t + 1) * b * h // c
         + t * b * g * h // gates

@@ -74,15 +74,16 @@ pub trait Real: NdFloat + Default + std::iter::Sum {
     /// Converts to f64 (exact).
     fn f64(self) -> f64;
 
-    /// `c (m, n) = [c +] a (m, k) · b (k, n)`, b and c row-major and contiguous, element (i, kk)
-    /// of a at `a[i·astr.0 + kk·astr.1]` (`(k, 1)`: row-major; `(1, m)`: aᵀ stored row-major,
-    /// the gradient sums' operand, read in place). `pack`, when given, is a buffer for packing
+    /// `c (m, n) = [c +] a (m, k) · b (k, n)`, c row-major and contiguous, b in strips of
+    /// `b.1` columns ([`Strips`]; `b.1 = n`: row-major), element (i, kk) of a at
+    /// `a[i·astr.0 + kk·astr.1]` (`(k, 1)`: row-major; `(1, m)`: aᵀ stored row-major, the
+    /// gradient sums' operand, read in place). `pack`, when given, is a buffer for packing
     /// the operands of a large product into contiguous panels (the same sums in the same order:
     /// only the memory traffic changes). Runs on the calling thread ([`matmul`] and [`gemm`]
     /// share a product out among threads).
     fn matmul_slices(
         a: &[Self],
-        b: &[Self],
+        b: (&[Self], usize),
         c: &mut [Self],
         mkn: (usize, usize, usize),
         accumulate: bool,
@@ -144,7 +145,7 @@ impl Real for f32 {
 
     fn matmul_slices(
         a: &[Self],
-        b: &[Self],
+        b: (&[Self], usize),
         c: &mut [Self],
         (m, k, n): (usize, usize, usize),
         accumulate: bool,
@@ -197,7 +198,7 @@ impl Real for f64 {
 
     fn matmul_slices(
         a: &[Self],
-        b: &[Self],
+        b: (&[Self], usize),
         c: &mut [Self],
         (m, k, n): (usize, usize, usize),
         accumulate: bool,
@@ -342,7 +343,69 @@ pub fn matmul<F: Real>(a: ArrayView2<'_, F>, b: ArrayView2<'_, F>, mut c: ArrayV
     let a = a.to_slice().expect("a in standard layout");
     let b = b.to_slice().expect("b in standard layout");
     let c = c.as_slice_mut().expect("c in standard layout");
-    shared(a, (k, 1), b, c, (m, k, n), accumulate, None);
+    shared(a, (k, 1), (b, n), c, (m, k, n), accumulate, None);
+}
+
+/// Columns per strip of a [`Strips`] operand: a multiple of every tile width (32, 16 and 8), so
+/// that no tile crosses a strip.
+const STRIP: usize = 32;
+
+/// A matrix b (k, n) stored for the time loop's products, which read it at every step: strip by
+/// strip of 32 columns, each strip's k rows one after another (the last strip n mod 32 wide), so
+/// that a tile reads b front to back. Row-major, a tile's rows of b lie n apart: at n = 512 they
+/// fall into a few cache sets (f64 1.2–1.9×, f32 1.0–1.2× slower than at n = 528 or 480) and at
+/// n = 2048 each row on its own page. A product with fewer than 4 rows of a (B = 1) keeps b
+/// row-major (one strip), where its single-row tiles run 256 columns wide.
+#[derive(Clone, Debug, Default)]
+pub struct Strips<F> {
+    /// The k·n elements, strip after strip.
+    data: Vec<F>,
+    /// (k, n).
+    dim: (usize, usize),
+    /// Columns per strip: `STRIP`, or n (row-major).
+    width: usize,
+}
+
+impl<F: Real> Strips<F> {
+    /// Stores b (any layout) in strips (`strips`), else row-major; reuses the buffer.
+    pub fn pack(&mut self, b: ArrayView2<'_, F>, strips: bool) {
+        let (k, n) = b.dim();
+        self.dim = (k, n);
+        self.width = if strips { STRIP } else { n.max(1) };
+        self.data.clear();
+        self.data.resize(k * n, F::zero());
+        // Read b along its contiguous axis: rows of a row-major b, columns of a transposed one.
+        if b.t().is_standard_layout() && !b.is_standard_layout() {
+            for (j, col) in b.columns().into_iter().enumerate() {
+                let ((off, ld), _) = strip_at(j, 0, (k, n), self.width);
+                for (kk, &x) in col.iter().enumerate() {
+                    self.data[off + kk * ld] = x;
+                }
+            }
+        } else {
+            for (kk, row) in b.rows().into_iter().enumerate() {
+                for (j, &x) in row.iter().enumerate() {
+                    let ((off, _), _) = strip_at(j, kk, (k, n), self.width);
+                    self.data[off] = x;
+                }
+            }
+        }
+    }
+
+    /// (k, n).
+    pub fn dim(&self) -> (usize, usize) {
+        self.dim
+    }
+}
+
+/// `c (m, n) = [c +] a (m, k) · b (k, n)` for b in [`Strips`] and a, c in standard layout (the
+/// time loop's product): the same sums as [`matmul`] of b row-major.
+pub fn matmul_strips<F: Real>(a: ArrayView2<'_, F>, b: &Strips<F>, mut c: ArrayViewMut2<'_, F>, accumulate: bool) {
+    let ((m, k), (k2, n)) = (a.dim(), b.dim);
+    assert!(k == k2 && c.dim() == (m, n), "matmul shapes");
+    let a = a.to_slice().expect("a in standard layout");
+    let c = c.as_slice_mut().expect("c in standard layout");
+    shared(a, (k, 1), (&b.data, b.width), c, (m, k, n), accumulate, None);
 }
 
 /// a · b, summed in order with fused multiply–adds: by the product kernel (a 1 × k by k × 1
@@ -352,7 +415,7 @@ pub fn dot<F: Real>(a: ArrayView1<'_, F>, b: ArrayView1<'_, F>) -> F {
     match (a.as_slice(), b.as_slice()) {
         (Some(x), Some(y)) => {
             let mut c = [F::zero()];
-            F::matmul_slices(x, y, &mut c, (1, x.len(), 1), false, (x.len(), 1), None);
+            F::matmul_slices(x, (y, 1), &mut c, (1, x.len(), 1), false, (x.len(), 1), None);
             c[0]
         }
         _ => a.iter().zip(b.iter()).fold(F::zero(), |s, (&x, &y)| x.mul_add(y, s)),
@@ -392,7 +455,7 @@ pub fn gemm<'a, F: Real>(
         let b = standard(b, sb);
         p.clear();
         p.resize(n * m, F::zero());
-        shared(b, (1, n), at, p, (n, k, m), false, Some(packs));
+        shared(b, (1, n), (at, m), p, (n, k, m), false, Some(packs));
         let c = c.as_slice_mut().expect("c in standard layout");
         for (i, row) in c.chunks_exact_mut(n).enumerate() {
             for (j, c) in row.iter_mut().enumerate() {
@@ -413,10 +476,10 @@ pub fn gemm<'a, F: Real>(
         // c + Σ with Σ summed from zero, as the unblocked kernel would: Σ apart, then added.
         p.clear();
         p.resize(m * n, F::zero());
-        shared(a, astr, b, p, (m, k, n), false, Some(packs));
+        shared(a, astr, (b, n), p, (m, k, n), false, Some(packs));
         c.iter_mut().zip(p.iter()).for_each(|(c, &s)| *c += s);
     } else {
-        shared(a, astr, b, c, (m, k, n), accumulate, Some(packs));
+        shared(a, astr, (b, n), c, (m, k, n), accumulate, Some(packs));
     }
 }
 
@@ -436,7 +499,7 @@ const SHARE_ROWS: usize = 8;
 fn shared<F: Real>(
     a: &[F],
     astr: (usize, usize),
-    b: &[F],
+    b: (&[F], usize),
     c: &mut [F],
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
@@ -520,7 +583,7 @@ fn dispatch<
     const R256: usize,
 >(
     a: &[F],
-    b: &[F],
+    (b, bs): (&[F], usize),
     c: &mut [F],
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
@@ -533,21 +596,23 @@ fn dispatch<
         (m - 1) * astr.0 + (k - 1) * astr.1 + 1
     };
     assert!(a.len() >= reach && b.len() == k * n && c.len() == m * n, "matmul sizes");
+    // Packing reads b row-major: only a row-major b (one strip) may be packed.
+    let pack = pack.filter(|_| bs >= n);
     match Isa::current() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the path is AVX-512 only where avx512f, avx2 and fma were detected.
         Isa::Avx512 => unsafe {
-            x86::avx512::<F, NB, NB2, NB1, NB1H, R512>(a, b, c, (m, k, n), accumulate, astr, pack)
+            x86::avx512::<F, NB, NB2, NB1, NB1H, R512>(a, (b, bs), c, (m, k, n), accumulate, astr, pack)
         },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the path is AVX2 only where avx2 and fma were detected.
         Isa::Avx2 => unsafe {
-            x86::avx2::<F, NB256, NB256H, NB1, NB1H, R256>(a, b, c, (m, k, n), accumulate, astr, pack)
+            x86::avx2::<F, NB256, NB256H, NB1, NB1H, R256>(a, (b, bs), c, (m, k, n), accumulate, astr, pack)
         },
         // Fused by `mul_add` too, so that its bits are those of the paths above.
         _ => match pack.filter(|_| large::<NB, 2>((m, k, n))) {
             Some(buf) => packed::<F, NB, NB2, 2, 0>(a, b, c, (m, k, n), accumulate, astr, buf),
-            None => tiles::<F, NB, NB2, NB1, NB1H, 2, 0>(a, b, c, (m, k, n), accumulate, astr),
+            None => tiles::<F, NB, NB2, NB1, NB1H, 2, 0>(a, (b, bs), c, (m, k, n), accumulate, astr),
         },
     }
 }
@@ -598,7 +663,7 @@ mod x86 {
         const R: usize,
     >(
         a: &[F],
-        b: &[F],
+        (b, bs): (&[F], usize),
         c: &mut [F],
         mkn: (usize, usize, usize),
         accumulate: bool,
@@ -607,7 +672,7 @@ mod x86 {
     ) {
         match pack.filter(|_| large::<NB, R>(mkn)) {
             Some(buf) => packed::<F, NB, NB2, R, 2>(a, b, c, mkn, accumulate, astr, buf),
-            None => tiles::<F, NB, NB2, NB1, NB1H, R, 2>(a, b, c, mkn, accumulate, astr),
+            None => tiles::<F, NB, NB2, NB1, NB1H, R, 2>(a, (b, bs), c, mkn, accumulate, astr),
         }
     }
 
@@ -622,7 +687,7 @@ mod x86 {
         const R: usize,
     >(
         a: &[F],
-        b: &[F],
+        (b, bs): (&[F], usize),
         c: &mut [F],
         mkn: (usize, usize, usize),
         accumulate: bool,
@@ -631,7 +696,7 @@ mod x86 {
     ) {
         match pack.filter(|_| large::<NB, R>(mkn)) {
             Some(buf) => packed::<F, NB, NB2, R, 1>(a, b, c, mkn, accumulate, astr, buf),
-            None => tiles::<F, NB, NB2, NB1, NB1H, R, 1>(a, b, c, mkn, accumulate, astr),
+            None => tiles::<F, NB, NB2, NB1, NB1H, R, 1>(a, (b, bs), c, mkn, accumulate, astr),
         }
     }
 }
@@ -680,33 +745,38 @@ fn tiles<
     const ISA: u8,
 >(
     a: &[F],
-    b: &[F],
+    (b, bs): (&[F], usize),
     c: &mut [F],
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
     (ars, acs): (usize, usize),
 ) {
-    // Element (i, kk) of a is a[i·ars + kk·acs]; b and c are row-major with n columns.
+    // Element (i, kk) of a is a[i·ars + kk·acs]; b is in strips of bs columns, c row-major.
     let at = |i: usize, k0: usize, j: usize| Ops {
         a: (i * ars + k0 * acs, ars, acs),
-        b: (k0 * n + j, n),
+        b: strip_at(j, k0, (k, n), bs).0,
         c: (i * n + j, n),
     };
-    if m < R {
+    // The end of the strip column j lies in: no tile crosses it.
+    let end = |j: usize| strip_at(j, 0, (k, n), bs).1;
+    if m < R.min(4) {
+        // One row at a time, as wide as the strip allows.
+        let sums = Sums::of(accumulate);
         for i in 0..m {
             let mut j = 0;
-            while j + NB1 <= n {
-                tile::<F, NB1, 1, ISA>(a, b, c, at(i, 0, j), NB1, k, Sums::of(accumulate));
-                j += NB1;
-            }
-            while j + NB1H <= n {
-                tile::<F, NB1H, 1, ISA>(a, b, c, at(i, 0, j), NB1H, k, Sums::of(accumulate));
-                j += NB1H;
-            }
             while j < n {
-                let w = NB.min(n - j);
-                tile::<F, NB, 1, ISA>(a, b, c, at(i, 0, j), w, k, Sums::of(accumulate));
-                j += w;
+                let e = end(j);
+                if j + NB1 <= e {
+                    tile::<F, NB1, 1, ISA>(a, b, c, at(i, 0, j), NB1, k, sums);
+                    j += NB1;
+                } else if j + NB1H <= e {
+                    tile::<F, NB1H, 1, ISA>(a, b, c, at(i, 0, j), NB1H, k, sums);
+                    j += NB1H;
+                } else {
+                    let w = NB.min(e - j);
+                    tile::<F, NB, 1, ISA>(a, b, c, at(i, 0, j), w, k, sums);
+                    j += w;
+                }
             }
         }
         return;
@@ -721,7 +791,7 @@ fn tiles<
         let sums = Sums::block(k0, accumulate);
         let mut j = 0;
         while j < n {
-            let w = NB.min(n - j);
+            let w = NB.min(end(j) - j);
             let mut i = 0;
             while i < m {
                 let ops = at(i, k0, j);
@@ -741,6 +811,16 @@ fn tiles<
         }
         k0 += kc;
     }
+}
+
+/// Where b's element (k0, j) lies when b (k, n) is stored in strips of `bs` columns (each strip's
+/// rows one after another; see [`Strips`]): its offset and its strip's row length, and the
+/// column where its strip ends. A row-major b is one strip (bs ≥ n).
+#[inline(always)]
+fn strip_at(j: usize, k0: usize, (k, n): (usize, usize), bs: usize) -> ((usize, usize), usize) {
+    let s0 = j / bs * bs;
+    let end = (s0 + bs).min(n);
+    ((s0 * k + k0 * (end - s0) + (j - s0), end - s0), end)
 }
 
 /// Rows of b per block of k, and columns per panel: blocked over k only when c is not
@@ -1019,6 +1099,14 @@ mod tests {
                 let mut c = c0.clone();
                 gemm(a.view(), b.view(), c.view_mut(), acc, &mut scratch);
                 assert!(c == want, "{:?} ({m},{k},{n}) gemm of standard views", F::DTYPE);
+                // b in strips and row-major, packed from b and from its transpose's view.
+                for (strips, from) in [(true, b.view()), (false, b.view()), (true, bt.t())] {
+                    let mut packed = Strips::default();
+                    packed.pack(from, strips);
+                    let mut c = c0.clone();
+                    matmul_strips(a.view(), &packed, c.view_mut(), acc);
+                    assert!(c == want, "{:?} ({m},{k},{n}) b in strips: {strips}", F::DTYPE);
+                }
             }
             let d = dot(a.row(0), b.column(0));
             assert!(d == sums[(0, 0)], "{:?} dot of a row and a column", F::DTYPE);
@@ -1034,6 +1122,10 @@ mod tests {
             (4, 2000, 300),
             (37, 90, 130),
             (40, 700, 150),
+            // Strips: a tail strip 4 wide and blocked over k; 6 rows by 4 + 2; one row per strip.
+            (32, 600, 100),
+            (6, 64, 70),
+            (2, 40, 300),
             // Narrow: computed as the transpose (the gradient of U for two inputs; one output).
             (64, 1200, 2),
             (40, 30, 1),

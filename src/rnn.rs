@@ -36,7 +36,7 @@ use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewMut, ArrayViewMut2, A
 
 use crate::Float;
 use crate::elem;
-use crate::real::{self, Real, Scratch, gemm, matmul, simd_fn};
+use crate::real::{Real, Scratch, Strips, gemm, matmul, simd_fn};
 
 /// The hidden activation σ, with its derivative written from the saved output s = σ(h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -419,9 +419,10 @@ impl<F: Real> Batch<F> {
 /// or loss rows than it was sized for uses a prefix of each buffer.
 #[derive(Clone, Debug)]
 pub struct Trace<F: Real = f64> {
-    /// (H, G·H) Wᵀ, refreshed by every forward pass so the recurrence's product reads its
-    /// rows contiguously.
-    wt: Array2<F>,
+    /// (H, G·H) Wᵀ and (G·H, H) W, stored by every forward pass ([`begin`]) in the strips the
+    /// recurrence's products read front to back: Wᵀ forward, W backward.
+    wt: Strips<F>,
+    w: Strips<F>,
     /// (T+1, B, H) hidden states h_0 … h_T with h_0 = 0.
     h: Array3<F>,
     /// (T+1, B, H) LSTM cell states c_0 … c_T with c_0 = 0; empty for other cells.
@@ -458,7 +459,8 @@ impl<F: Real> Default for Trace<F> {
     fn default() -> Self {
         let (e2, e3) = (Array2::zeros((0, 0)), Array3::zeros((0, 0, 0)));
         Self {
-            wt: e2.clone(),
+            wt: Strips::default(),
+            w: Strips::default(),
             h: e3.clone(),
             c: e3.clone(),
             gates: e3.clone(),
@@ -494,7 +496,6 @@ impl<F: Real> Trace<F> {
             self.gates = Array3::zeros((t, b, g * h));
             self.aux = sized(lstm || gru, (t, b, h));
             self.hp = Array2::zeros(if gru { (b, g * h) } else { (0, 0) });
-            self.wt = Array2::zeros((h, g * h));
             // Backward's buffers are sized on first use: an evaluation-only trace never needs them.
             self.dgh = Array3::zeros((0, 0, 0));
             self.dh = Array2::zeros((b, h));
@@ -527,8 +528,9 @@ impl<F: Real> Trace<F> {
 /// sequence never reads another's rows, so blocks of sequences can run their time loops on
 /// different threads ([`in_parts`]) and every number comes out as on one thread.
 pub(crate) struct Part<'a, F: Real> {
-    /// (H, G·H) Wᵀ, shared.
-    wt: ArrayView2<'a, F>,
+    /// (H, G·H) Wᵀ and (G·H, H) W in strips, shared.
+    wt: &'a Strips<F>,
+    w: &'a Strips<F>,
     // This block's b sequences of the trace's buffers of the same names (b = B for the whole
     // batch; an unused buffer stays empty):
     /// (T+1, b, H) hidden states.
@@ -561,7 +563,8 @@ impl<F: Real> Trace<F> {
     /// The time loop's view of all the trace's sequences.
     pub(crate) fn part(&mut self) -> Part<'_, F> {
         Part {
-            wt: self.wt.view(),
+            wt: &self.wt,
+            w: &self.w,
             h: self.h.view_mut(),
             c: self.c.view_mut(),
             gates: self.gates.view_mut(),
@@ -603,6 +606,7 @@ impl<'a, F: Real> Part<'a, F> {
             [self.hp, self.dh, self.dc, self.carry_h, self.carry_c].map(|x| split(x, 0, r));
         let first = Part {
             wt: self.wt,
+            w: self.w,
             h: h1,
             c: c1,
             gates: g1,
@@ -618,6 +622,7 @@ impl<'a, F: Real> Part<'a, F> {
         };
         let rest = Part {
             wt: self.wt,
+            w: self.w,
             h: h2,
             c: c2,
             gates: g2,
@@ -760,18 +765,14 @@ fn loss_count<F: Real>(batch: &Batch<F>) -> f64 {
 }
 
 /// Readies the trace for a pass over `batch` in windows of k steps (k = T: one window): sizes
-/// it, refreshes Wᵀ and sets the entry state h_0 = 0 (and c_0 = 0).
+/// it, stores Wᵀ and W in strips (row-major for fewer than 4 sequences, whose one-row tiles run
+/// wider than a strip) and sets the entry state h_0 = 0 (and c_0 = 0).
 fn begin<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>, k: usize) {
     let b = batch.dims().1;
     let l = batch.targets.steps();
     tr.ensure(cell, k, b, p.hidden(), l.min(k), p.v.nrows());
-    let w = p.w.as_slice().expect("standard layout");
-    real::transpose_slices(
-        w,
-        tr.wt.as_slice_mut().expect("standard layout"),
-        p.w.nrows(),
-        p.w.ncols(),
-    );
+    tr.wt.pack(p.w.t(), b >= 4);
+    tr.w.pack(p.w.view(), b >= 4);
     tr.h.index_axis_mut(Axis(0), 0).fill(F::zero());
     if cell == Cell::Lstm {
         tr.c.index_axis_mut(Axis(0), 0).fill(F::zero());

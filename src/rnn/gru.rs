@@ -14,14 +14,14 @@
 use ndarray::{Axis, s};
 
 use super::{Params, Part, sigmoid};
-use crate::real::{Real, matmul, simd_fn};
+use crate::real::{Real, matmul_strips, simd_fn};
 
 /// Step t (1-based).
 pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Part<'_, F>, t: usize) {
     let h = p.w.ncols();
     // Hidden side of all three gates: hp = h_{t−1} Wᵀ + bh, (B, 3H).
     tr.hp.assign(&p.bh);
-    matmul(tr.h.index_axis(Axis(0), t - 1), tr.wt.view(), tr.hp.view_mut(), true);
+    matmul_strips(tr.h.index_axis(Axis(0), t - 1), tr.wt, tr.hp.view_mut(), true);
     let mut gates = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, 3H), holds U x_t + b
     let mut hn = tr.aux.index_axis_mut(Axis(0), t - 1);
     let (h_prev, mut h_cur) = tr.h.multi_slice_mut((s![t - 1, .., ..], s![t, .., ..]));
@@ -89,7 +89,7 @@ pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Part<'_, F>, t: usize, car
         );
     }
     if carry {
-        matmul(dgh.view(), p.w.view(), tr.carry_h.view_mut(), true); // + back through W h_{t−1}
+        matmul_strips(dgh.view(), tr.w, tr.carry_h.view_mut(), true); // + back through W h_{t−1}
     }
 }
 

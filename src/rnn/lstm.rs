@@ -13,13 +13,13 @@
 use ndarray::{Axis, s};
 
 use super::{Params, Part, sigmoid};
-use crate::real::{Real, matmul, simd_fn};
+use crate::real::{Real, matmul_strips, simd_fn};
 
 /// Step t (1-based).
 pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Part<'_, F>, t: usize) {
     let h = p.w.ncols();
     let mut gates = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, 4H), holds U x_t + b
-    matmul(tr.h.index_axis(Axis(0), t - 1), tr.wt.view(), gates.view_mut(), true); // += h_{t−1} Wᵀ
+    matmul_strips(tr.h.index_axis(Axis(0), t - 1), tr.wt, gates.view_mut(), true); // += h_{t−1} Wᵀ
     let (c_prev, mut c_cur) = tr.c.multi_slice_mut((s![t - 1, .., ..], s![t, .., ..]));
     let mut h_cur = tr.h.index_axis_mut(Axis(0), t);
     let mut tanh_c = tr.aux.index_axis_mut(Axis(0), t - 1);
@@ -85,7 +85,7 @@ pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Part<'_, F>, t: usize, car
         );
     }
     if carry {
-        matmul(gates.view(), p.w.view(), tr.carry_h.view_mut(), false); // back through W h_{t−1}
+        matmul_strips(gates.view(), tr.w, tr.carry_h.view_mut(), false); // back through W h_{t−1}
     }
 }
 

@@ -9,14 +9,14 @@
 use ndarray::{Axis, s};
 
 use super::{Activation, Params, Part};
-use crate::real::{Real, matmul};
+use crate::real::{Real, matmul_strips};
 
 /// Step t (1-based): h_t = σ(gates_t + h_{t−1} Wᵀ); the pre-activation is formed in place in
-/// `gates[t−1]` (backward needs only h_t). W arrives transposed, in `tr.wt`.
+/// `gates[t−1]` (backward needs only h_t). W arrives transposed, in `tr.wt` (W itself in `tr.w`).
 pub fn forward_step<F: Real>(_p: &Params<F>, act: Activation, tr: &mut Part<'_, F>, t: usize) {
     let (prev, mut cur) = tr.h.multi_slice_mut((s![t - 1, .., ..], s![t, .., ..]));
     let mut pre = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, H)
-    matmul(prev.view(), tr.wt.view(), pre.view_mut(), true); // pre += h_{t−1} Wᵀ
+    matmul_strips(prev.view(), tr.wt, pre.view_mut(), true); // pre += h_{t−1} Wᵀ
     act.forward_slice(
         pre.as_slice().expect("contiguous"),
         cur.as_slice_mut().expect("contiguous"),
@@ -26,7 +26,7 @@ pub fn forward_step<F: Real>(_p: &Params<F>, act: Activation, tr: &mut Part<'_, 
 /// Back through step t. Reads dE/dh_t from `tr.dh`; writes the pre-activation gradient over the
 /// pre-activation in `gates[t−1]` (σ' is written from h_t) and, when `carry`, dE/dh_{t−1}
 /// through the recurrence into `tr.carry_h`.
-pub fn backward_step<F: Real>(p: &Params<F>, act: Activation, tr: &mut Part<'_, F>, t: usize, carry: bool) {
+pub fn backward_step<F: Real>(_p: &Params<F>, act: Activation, tr: &mut Part<'_, F>, t: usize, carry: bool) {
     let mut dpre = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, H)
     act.backward_slice(
         tr.dh.as_slice().expect("contiguous"),
@@ -34,6 +34,6 @@ pub fn backward_step<F: Real>(p: &Params<F>, act: Activation, tr: &mut Part<'_, 
         dpre.as_slice_mut().expect("contiguous"),
     ); // back through σ
     if carry {
-        matmul(dpre.view(), p.w.view(), tr.carry_h.view_mut(), false); // back through W h_{t−1}
+        matmul_strips(dpre.view(), tr.w, tr.carry_h.view_mut(), false); // back through W h_{t−1}
     }
 }

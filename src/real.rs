@@ -349,6 +349,8 @@ pub fn matmul<F: Real>(a: ArrayView2<'_, F>, b: ArrayView2<'_, F>, mut c: ArrayV
 /// Columns per strip of a [`Strips`] operand: a multiple of every tile width (32, 16 and 8), so
 /// that no tile crosses a strip.
 const STRIP: usize = 32;
+/// Bytes to which a [`Strips`] operand is aligned: a cache line, and the widest vector.
+const ALIGN: usize = 64;
 
 /// A matrix b (k, n) stored for the time loop's products, which read it at every step: strip by
 /// strip of 32 columns, each strip's k rows one after another (the last strip n mod 32 wide), so
@@ -358,8 +360,10 @@ const STRIP: usize = 32;
 /// row-major (one strip), where its single-row tiles run 256 columns wide.
 #[derive(Clone, Debug, Default)]
 pub struct Strips<F> {
-    /// The k·n elements, strip after strip.
+    /// The k·n elements, strip after strip, from `data[start]`: the first 64-byte boundary of
+    /// the buffer, so that no vector load of a strip's row splits a cache line.
     data: Vec<F>,
+    start: usize,
     /// (k, n).
     dim: (usize, usize),
     /// Columns per strip: `STRIP`, or n (row-major).
@@ -373,20 +377,40 @@ impl<F: Real> Strips<F> {
         self.dim = (k, n);
         self.width = if strips { STRIP } else { n.max(1) };
         self.data.clear();
-        self.data.resize(k * n, F::zero());
-        // Read b along its contiguous axis: rows of a row-major b, columns of a transposed one.
-        if b.t().is_standard_layout() && !b.is_standard_layout() {
-            for (j, col) in b.columns().into_iter().enumerate() {
-                let ((off, ld), _) = strip_at(j, 0, (k, n), self.width);
-                for (kk, &x) in col.iter().enumerate() {
-                    self.data[off + kk * ld] = x;
+        self.data.resize(k * n + ALIGN / std::mem::size_of::<F>(), F::zero());
+        self.start = self
+            .data
+            .as_ptr()
+            .align_offset(ALIGN)
+            .min(ALIGN / std::mem::size_of::<F>());
+        let data = &mut self.data[self.start..self.start + k * n];
+        let bt = b.t();
+        match (b.to_slice(), bt.to_slice()) {
+            // Row-major from row-major or from a transposed view: a copy or a blocked transpose.
+            (Some(src), _) if self.width >= n => data.copy_from_slice(src),
+            (_, Some(src)) if self.width >= n => transpose_slices(src, data, n, k),
+            // Strips from a transposed view (Wᵀ): strip s is rows s0 … of the stored matrix,
+            // transposed, so read those rows along their length.
+            (_, Some(_)) => {
+                for (j, col) in b.columns().into_iter().enumerate() {
+                    let ((off, ld), _) = strip_at(j, 0, (k, n), self.width);
+                    for (kk, &x) in col.iter().enumerate() {
+                        data[off + kk * ld] = x;
+                    }
                 }
             }
-        } else {
-            for (kk, row) in b.rows().into_iter().enumerate() {
-                for (j, &x) in row.iter().enumerate() {
-                    let ((off, _), _) = strip_at(j, kk, (k, n), self.width);
-                    self.data[off] = x;
+            // Strips from any other layout: each row of b, strip by strip.
+            _ => {
+                for (kk, row) in b.rows().into_iter().enumerate() {
+                    let mut j = 0;
+                    while j < n {
+                        let ((off, ld), _) = strip_at(j, kk, (k, n), self.width);
+                        let dst = &mut data[off..off + ld];
+                        dst.iter_mut()
+                            .zip(row.slice(ndarray::s![j..j + ld]))
+                            .for_each(|(d, &x)| *d = x);
+                        j += ld;
+                    }
                 }
             }
         }
@@ -405,7 +429,8 @@ pub fn matmul_strips<F: Real>(a: ArrayView2<'_, F>, b: &Strips<F>, mut c: ArrayV
     assert!(k == k2 && c.dim() == (m, n), "matmul shapes");
     let a = a.to_slice().expect("a in standard layout");
     let c = c.as_slice_mut().expect("c in standard layout");
-    shared(a, (k, 1), (&b.data, b.width), c, (m, k, n), accumulate, None);
+    let data = &b.data[b.start..b.start + k * n];
+    shared(a, (k, 1), (data, b.width), c, (m, k, n), accumulate, None);
 }
 
 /// a · b, summed in order with fused multiply–adds: by the product kernel (a 1 × k by k × 1
@@ -1100,7 +1125,7 @@ mod tests {
                 gemm(a.view(), b.view(), c.view_mut(), acc, &mut scratch);
                 assert!(c == want, "{:?} ({m},{k},{n}) gemm of standard views", F::DTYPE);
                 // b in strips and row-major, packed from b and from its transpose's view.
-                for (strips, from) in [(true, b.view()), (false, b.view()), (true, bt.t())] {
+                for (strips, from) in [(true, b.view()), (false, b.view()), (true, bt.t()), (false, bt.t())] {
                     let mut packed = Strips::default();
                     packed.pack(from, strips);
                     let mut c = c0.clone();

@@ -728,7 +728,13 @@ mod x86 {
 
 /// Bytes of b one panel may span: the panel is reread once per row block of a, so it should stay
 /// in the second-level cache (512 KiB to 2 MiB on the processors we run on).
-const PANEL_BYTES: usize = 256 << 10;
+const PANEL_BYTES: usize = 1 << 20;
+/// Bytes of one packed strip of b a tall product's k blocks keep within (half the first-level
+/// cache of the processors we run on: 32 to 48 KiB).
+const STRIP_BYTES: usize = 32 << 10;
+/// Bytes of a that [`packed`] packs at a time (read from the second-level cache, one R-row block
+/// per tile).
+const A_BYTES: usize = 128 << 10;
 /// Rows of b per panel when b is tall (the gradient sums, where k = T·B): longer panels would
 /// leave the cache; their sums continue from c, so the order over k is unchanged.
 const PANEL_ROWS: usize = 256;
@@ -852,7 +858,14 @@ fn strip_at(j: usize, k0: usize, (k, n): (usize, usize), bs: usize) -> ((usize, 
 /// accumulated into (`gemm` computes a tall accumulated product apart and adds it), where a
 /// later block continues the sums the earlier left in c.
 fn blocking<F, const NB: usize>(k: usize, accumulate: bool) -> (usize, usize) {
-    let kc = if tall(k) && !accumulate { PANEL_ROWS } else { k.max(1) };
+    // A tall product's blocks: at most PANEL_ROWS, and a strip of b (kc × NB) within half the
+    // first-level cache (f64's 32 columns: 128 rows; 256 had the tall f64 product at 32 GFLOP/s).
+    let l1 = (STRIP_BYTES / (NB * std::mem::size_of::<F>())).max(8);
+    let kc = if tall(k) && !accumulate {
+        PANEL_ROWS.min(l1)
+    } else {
+        k.max(1)
+    };
     (kc, (PANEL_BYTES / (kc * std::mem::size_of::<F>()) / NB).max(1) * NB)
 }
 
@@ -883,8 +896,10 @@ fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA:
     buf: &mut Vec<F>,
 ) {
     let (kc, panel) = blocking::<F, NB>(k, accumulate);
+    // Rows of a packed at a time: R-row blocks filling about A_BYTES.
+    let mc = (A_BYTES / (kc * std::mem::size_of::<F>()) / R).max(1) * R;
     buf.clear();
-    buf.resize(kc * panel + kc * R, F::zero());
+    buf.resize(kc * panel + kc * mc, F::zero());
     let (pb, pa) = buf.split_at_mut(kc * panel);
     let run = |a: &[F], b: &[F], c: &mut [F], ops: Ops, (rows, w): (usize, usize), kn: usize, sums: Sums| {
         #[cfg(target_arch = "x86_64")]
@@ -921,36 +936,55 @@ fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA:
                     dst[..w].copy_from_slice(&b[(k0 + kk) * n + jj..(k0 + kk) * n + jj + w]);
                 }
             }
-            let mut i = 0;
-            while i < m {
-                let rows = if i + R <= m { R } else { 1 };
-                if rows == R {
-                    for kk in 0..kn {
+            // Groups of mc rows: their full R-row blocks packed once, then each strip of the
+            // panel against every block (the strip stays in the first-level cache while the
+            // blocks stream past it), then the group's remainder rows one by one, unpacked.
+            let mut i0 = 0;
+            while i0 < m {
+                let i1 = (i0 + mc).min(m);
+                let blocks = (i1 - i0) / R;
+                // Block blk's element (r, kk) goes to pa[blk·kc·R + kk·R + r]; a is read along
+                // its contiguous axis (a page per row of a transposed a, read across, was
+                // a TLB miss per element).
+                let at = |blk: usize, r: usize, kk: usize| (i0 + blk * R + r) * ars + (k0 + kk) * acs;
+                if acs == 1 {
+                    for blk in 0..blocks {
                         for r in 0..R {
-                            pa[kk * R + r] = a[(i + r) * ars + (k0 + kk) * acs];
+                            for kk in 0..kn {
+                                pa[blk * kc * R + kk * R + r] = a[at(blk, r, kk)];
+                            }
+                        }
+                    }
+                } else {
+                    for kk in 0..kn {
+                        for blk in 0..blocks {
+                            for r in 0..R {
+                                pa[blk * kc * R + kk * R + r] = a[at(blk, r, kk)];
+                            }
                         }
                     }
                 }
                 for (s, jj) in (j0..j1).step_by(NB).enumerate() {
                     let w = NB.min(j1 - jj);
-                    let (b_ops, c_ops) = ((s * kc * NB, NB), (i * n + jj, n));
-                    if rows == R {
+                    let b_ops = (s * kc * NB, NB);
+                    for blk in 0..blocks {
                         let ops = Ops {
-                            a: (0, 1, R),
+                            a: (blk * kc * R, 1, R),
                             b: b_ops,
-                            c: c_ops,
+                            c: ((i0 + blk * R) * n + jj, n),
                         };
-                        run(pa, pb, c, ops, (rows, w), kn, sums);
-                    } else {
+                        run(pa, pb, c, ops, (R, w), kn, sums);
+                    }
+                    for i in i0 + blocks * R..i1 {
                         let ops = Ops {
                             a: (i * ars + k0 * acs, ars, acs),
                             b: b_ops,
-                            c: c_ops,
+                            c: (i * n + jj, n),
                         };
-                        run(a, pb, c, ops, (rows, w), kn, sums);
+                        run(a, pb, c, ops, (1, w), kn, sums);
                     }
                 }
-                i += rows;
+                i0 = i1;
             }
             j0 = j1;
         }

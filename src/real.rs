@@ -760,11 +760,11 @@ impl Sums {
     }
 }
 
-/// Covers c with tiles: panels of b (at most `PANEL_ROWS` rows and as many columns as fit in
-/// `PANEL_BYTES`; the whole of b when it is small); within a panel, R rows of a at a time (then
-/// single rows), and NB columns at a time along those rows, reading b's rows front to back.
-/// Fewer than R rows (B = 1): NB1-wide tiles. Each element of c is one running sum over
-/// k = 0, 1, … whatever the panels: a later row panel continues what the earlier left in c.
+/// Covers c with tiles, b read in place (row-major, or in [`Strips`]): per block of k (the whole
+/// of k unless it is tall), one strip of NB columns at a time down all the row blocks of R rows
+/// (remainders by 4, 2 and 1). Fewer than min(R, 4) rows (B = 1): single-row tiles NB1 wide, within a
+/// strip. Each element of c is one running sum over k = 0, 1, … whatever the blocks: a later
+/// block of k continues what the earlier left in c.
 #[inline(always)]
 fn tiles<
     F: Real,
@@ -880,10 +880,12 @@ fn large<const NB: usize, const R: usize>((m, k, n): (usize, usize, usize)) -> b
     m >= 4 * R && n >= 2 * NB && k >= 8
 }
 
-/// A large product with its operands packed (GotoBLAS's scheme): per block of k and panel of
-/// columns, b's panel is copied into strips of NB columns, each (kc, NB) contiguous, and per
-/// block of R rows, a's rows into a (kc, R) block; the tiles then read both front to back. Each
-/// element of c is still one running sum over k in order: only the memory traffic changes.
+/// A large product with its operands packed (GotoBLAS's scheme, in BLIS's loop order): per block
+/// of k and panel of columns (up to `PANEL_BYTES`), b's panel is copied into strips of NB columns,
+/// each (kc, NB) contiguous; per group of rows (`A_BYTES` of a), a's R-row blocks into (kc, R)
+/// blocks; then each strip runs against every block of the group, so the strip stays in the
+/// first-level cache while the blocks stream from the second. Each element of c is still one
+/// running sum over k in order: only the memory traffic changes.
 /// `ISA` picks the tile compiled for AVX-512 (2), AVX2 (1) or the baseline (0).
 #[inline(always)]
 fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA: u8>(

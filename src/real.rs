@@ -22,10 +22,10 @@
 //! packed into panels there first.
 
 use crate::elem;
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, NdFloat};
 
 #[cfg(target_arch = "x86_64")]
 mod micro;
-use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, NdFloat};
 
 /// The element type of a run's arrays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -726,8 +726,9 @@ mod x86 {
     }
 }
 
-/// Bytes of b one panel may span: the panel is reread once per row block of a, so it should stay
-/// in the second-level cache (512 KiB to 2 MiB on the processors we run on).
+/// Bytes of b one panel may span: each strip of it is read once per group of a's rows and then
+/// from the first-level cache, and a wider panel repacks a less often (256 KiB panels packed a
+/// twice over at n = 512).
 const PANEL_BYTES: usize = 1 << 20;
 /// Bytes of one packed strip of b a tall product's k blocks keep within (half the first-level
 /// cache of the processors we run on: 32 to 48 KiB).
@@ -762,9 +763,9 @@ impl Sums {
 
 /// Covers c with tiles, b read in place (row-major, or in [`Strips`]): per block of k (the whole
 /// of k unless it is tall), one strip of NB columns at a time down all the row blocks of R rows
-/// (remainders by 4, 2 and 1). Fewer than min(R, 4) rows (B = 1): single-row tiles NB1 wide, within a
-/// strip. Each element of c is one running sum over k = 0, 1, … whatever the blocks: a later
-/// block of k continues what the earlier left in c.
+/// (remainders by 4, 2 and 1). Fewer than min(R, 4) rows (B = 1): single-row tiles NB1 wide,
+/// within a strip. Each element of c is one running sum over k = 0, 1, … whatever the blocks: a
+/// later block of k continues what the earlier left in c.
 #[inline(always)]
 fn tiles<
     F: Real,

@@ -145,54 +145,53 @@ pub(super) unsafe fn tile<F: Real, const NB: usize, const R: usize, const ISA: u
     kn: usize,
     sums: Sums,
 ) -> bool {
-    {
-        if ISA == 0 || NB > 64 {
+    // (An empty k leaves the tile to the generic code: the offsets into a may then lie past it.)
+    if ISA == 0 || NB > 64 || kn == 0 {
+        return false;
+    }
+    let Ops {
+        a: (ao, ars, acs),
+        b: (bo, ldb),
+        c: (co, ldc),
+    } = ops;
+    // The tile's reach in each operand: checked once here, the kernel then reads and writes
+    // through raw pointers.
+    assert!(
+        ao + (R - 1) * ars + (kn - 1) * acs < a.len() && bo + (kn - 1) * ldb + NB <= b.len(),
+        "tile bounds"
+    );
+    assert!(co + (R - 1) * ldc + NB <= c.len(), "tile bounds");
+    let id = TypeId::of::<F>();
+    // SAFETY: the casts are to F itself (TypeId equal); the bounds are checked above; the
+    // features are the caller's promise.
+    unsafe {
+        if id == TypeId::of::<f32>() {
+            let args = (
+                (a.as_ptr().add(ao).cast::<f32>(), ars, acs),
+                (b.as_ptr().add(bo).cast::<f32>(), ldb),
+                (c.as_mut_ptr().add(co).cast::<f32>(), ldc),
+                kn,
+                sums,
+            );
+            match ISA {
+                2 => by_width!(f32x16, 16, NB, R, args),
+                _ => by_width!(f32x8, 8, NB, R, args),
+            }
+        } else if id == TypeId::of::<f64>() {
+            let args = (
+                (a.as_ptr().add(ao).cast::<f64>(), ars, acs),
+                (b.as_ptr().add(bo).cast::<f64>(), ldb),
+                (c.as_mut_ptr().add(co).cast::<f64>(), ldc),
+                kn,
+                sums,
+            );
+            match ISA {
+                2 => by_width!(f64x8, 8, NB, R, args),
+                _ => by_width!(f64x4, 4, NB, R, args),
+            }
+        } else {
             return false;
         }
-        let Ops {
-            a: (ao, ars, acs),
-            b: (bo, ldb),
-            c: (co, ldc),
-        } = ops;
-        // The tile's reach in each operand: checked once here, the kernel then reads and writes
-        // through raw pointers.
-        assert!(
-            kn == 0 || (ao + (R - 1) * ars + (kn - 1) * acs < a.len() && bo + (kn - 1) * ldb + NB <= b.len()),
-            "tile bounds"
-        );
-        assert!(co + (R - 1) * ldc + NB <= c.len(), "tile bounds");
-        let id = TypeId::of::<F>();
-        // SAFETY: the casts are to F itself (TypeId equal); the bounds are checked above; the
-        // features are the caller's promise.
-        unsafe {
-            if id == TypeId::of::<f32>() {
-                let args = (
-                    (a.as_ptr().add(ao).cast::<f32>(), ars, acs),
-                    (b.as_ptr().add(bo).cast::<f32>(), ldb),
-                    (c.as_mut_ptr().add(co).cast::<f32>(), ldc),
-                    kn,
-                    sums,
-                );
-                match ISA {
-                    2 => by_width!(f32x16, 16, NB, R, args),
-                    _ => by_width!(f32x8, 8, NB, R, args),
-                }
-            } else if id == TypeId::of::<f64>() {
-                let args = (
-                    (a.as_ptr().add(ao).cast::<f64>(), ars, acs),
-                    (b.as_ptr().add(bo).cast::<f64>(), ldb),
-                    (c.as_mut_ptr().add(co).cast::<f64>(), ldc),
-                    kn,
-                    sums,
-                );
-                match ISA {
-                    2 => by_width!(f64x8, 8, NB, R, args),
-                    _ => by_width!(f64x4, 4, NB, R, args),
-                }
-            } else {
-                return false;
-            }
-        }
-        true
     }
+    true
 }

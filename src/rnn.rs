@@ -17,9 +17,9 @@
 //! PyTorch's layout (U is (G·H, D), W is (G·H, H), V is (O, H)) so that checkpoints load into
 //! `torch.nn.RNN`/`LSTM`/`GRU`. Everything is batched: the input projection of all steps, the
 //! output projection and the gradients of U, V and W are single matrix products; only the
-//! recurrence itself is one (B, H)·(H, G·H) product per step (`real::matmul`), followed by one
-//! fused element-wise pass. Truncated BPTT, evaluation and the probe can run a window of k
-//! steps at a time ([`train_step`], [`evaluate`], [`probe`]), so memory follows k, not T.
+//! recurrence itself is one (B, H)·(H, G·H) product per step (`real::matmul_strips`), followed
+//! by one fused element-wise pass. Truncated BPTT, evaluation and the probe can run a window of
+//! k steps at a time ([`train_step`], [`evaluate`], [`probe`]), so memory follows k, not T.
 
 mod gru;
 mod init;
@@ -419,9 +419,10 @@ impl<F: Real> Batch<F> {
 /// or loss rows than it was sized for uses a prefix of each buffer.
 #[derive(Clone, Debug)]
 pub struct Trace<F: Real = f64> {
-    /// (H, G·H) Wᵀ and (G·H, H) W, stored by every forward pass ([`begin`]) in the strips the
-    /// recurrence's products read front to back: Wᵀ forward, W backward.
+    /// (H, G·H) Wᵀ, stored by every forward pass ([`begin`]) in the strips the forward
+    /// recurrence's product reads front to back.
     wt: Strips<F>,
+    /// (G·H, H) W, stored with Wᵀ, for the backward recurrence's product.
     w: Strips<F>,
     /// (T+1, B, H) hidden states h_0 … h_T with h_0 = 0.
     h: Array3<F>,
@@ -528,8 +529,9 @@ impl<F: Real> Trace<F> {
 /// sequence never reads another's rows, so blocks of sequences can run their time loops on
 /// different threads ([`in_parts`]) and every number comes out as on one thread.
 pub(crate) struct Part<'a, F: Real> {
-    /// (H, G·H) Wᵀ and (G·H, H) W in strips, shared.
+    /// (H, G·H) Wᵀ in strips, shared.
     wt: &'a Strips<F>,
+    /// (G·H, H) W in strips, shared.
     w: &'a Strips<F>,
     // This block's b sequences of the trace's buffers of the same names (b = B for the whole
     // batch; an unused buffer stays empty):

@@ -115,7 +115,10 @@ kernel!(
 /// Vectors of `lanes` elements in NB columns, for the widths the tiles use.
 macro_rules! by_width {
     ($kernel:ident, $lanes:literal, $nb:expr, $r:ident, $args:expr) => {{
-        let (a, b, c, kn, sums) = $args;
+        // The tile's operands as F pointers, cast to the kernel's element type (the caller has
+        // checked that they are F's).
+        let ((a, ars, acs), (b, ldb), (c, ldc), kn, sums) = $args;
+        let (a, b, c) = ((a.cast(), ars, acs), (b.cast(), ldb), (c.cast(), ldc));
         match if ($nb as usize).is_multiple_of($lanes) {
             $nb / $lanes
         } else {
@@ -162,35 +165,22 @@ pub(super) unsafe fn tile<F: Real, const NB: usize, const R: usize, const ISA: u
     );
     assert!(co + (R - 1) * ldc + NB <= c.len(), "tile bounds");
     let id = TypeId::of::<F>();
-    // SAFETY: the casts are to F itself (TypeId equal); the bounds are checked above; the
-    // features are the caller's promise.
+    // SAFETY: the offsets are within the bounds checked above; the kernels' casts are to F
+    // itself (TypeId equal); the features are the caller's promise.
     unsafe {
-        if id == TypeId::of::<f32>() {
-            let args = (
-                (a.as_ptr().add(ao).cast::<f32>(), ars, acs),
-                (b.as_ptr().add(bo).cast::<f32>(), ldb),
-                (c.as_mut_ptr().add(co).cast::<f32>(), ldc),
-                kn,
-                sums,
-            );
-            match ISA {
-                2 => by_width!(f32x16, 16, NB, R, args),
-                _ => by_width!(f32x8, 8, NB, R, args),
-            }
-        } else if id == TypeId::of::<f64>() {
-            let args = (
-                (a.as_ptr().add(ao).cast::<f64>(), ars, acs),
-                (b.as_ptr().add(bo).cast::<f64>(), ldb),
-                (c.as_mut_ptr().add(co).cast::<f64>(), ldc),
-                kn,
-                sums,
-            );
-            match ISA {
-                2 => by_width!(f64x8, 8, NB, R, args),
-                _ => by_width!(f64x4, 4, NB, R, args),
-            }
-        } else {
-            return false;
+        let args = (
+            (a.as_ptr().add(ao), ars, acs),
+            (b.as_ptr().add(bo), ldb),
+            (c.as_mut_ptr().add(co), ldc),
+            kn,
+            sums,
+        );
+        match (id == TypeId::of::<f32>(), id == TypeId::of::<f64>(), ISA) {
+            (true, _, 2) => by_width!(f32x16, 16, NB, R, args),
+            (true, _, _) => by_width!(f32x8, 8, NB, R, args),
+            (_, true, 2) => by_width!(f64x8, 8, NB, R, args),
+            (_, true, _) => by_width!(f64x4, 4, NB, R, args),
+            _ => return false,
         }
     }
     true

@@ -355,9 +355,10 @@ const ALIGN: usize = 64;
 /// A matrix b (k, n) stored for the time loop's products, which read it at every step: strip by
 /// strip of 32 columns, each strip's k rows one after another (the last strip n mod 32 wide), so
 /// that a tile reads b front to back. Row-major, a tile's rows of b lie n apart: at n = 512 they
-/// fall into a few cache sets (f64 1.2–1.9×, f32 1.0–1.2× slower than at n = 528 or 480) and at
-/// n = 2048 each row on its own page. A product with fewer than 4 rows of a (B = 1) keeps b
-/// row-major (one strip), where its single-row tiles run 256 columns wide.
+/// fall into a few cache sets (f64 1.2–1.9×, f32 1.0–1.2× slower than at n = 528 or 480, Intel
+/// Xeon family 6 model 106) and at n = 2048 each row on its own page. A product with fewer than
+/// 4 rows of a (B = 1) keeps b row-major (one strip), where its single-row tiles run 256 columns
+/// wide.
 #[derive(Clone, Debug, Default)]
 pub struct Strips<F> {
     /// The k·n elements, strip after strip, from `data[start]`: the first 64-byte boundary of
@@ -860,7 +861,8 @@ fn strip_at(j: usize, k0: usize, (k, n): (usize, usize), bs: usize) -> ((usize, 
 /// later block continues the sums the earlier left in c.
 fn blocking<F, const NB: usize>(k: usize, accumulate: bool) -> (usize, usize) {
     // A tall product's blocks: at most PANEL_ROWS, and a strip of b (kc × NB) within half the
-    // first-level cache (f64's 32 columns: 128 rows; 256 had the tall f64 product at 32 GFLOP/s).
+    // first-level cache (f64's 32 columns: 128 rows; 256 had the tall f64 product at
+    // 32 GFLOP/s, Intel Xeon family 6 model 106).
     let l1 = (STRIP_BYTES / (NB * std::mem::size_of::<F>())).max(8);
     let kc = if tall(k) && !accumulate {
         PANEL_ROWS.min(l1)

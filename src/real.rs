@@ -901,10 +901,15 @@ fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA:
     buf: &mut Vec<F>,
 ) {
     let (kc, panel) = blocking::<F, NB>(k, accumulate);
+    // No wider than b, no more of a's rows than it has: the buffer is sized for this product.
+    let panel = panel.min(n.div_ceil(NB) * NB);
     // Rows of a packed at a time: R-row blocks filling about A_BYTES.
-    let mc = (A_BYTES / (kc * std::mem::size_of::<F>()) / R).max(1) * R;
-    buf.clear();
-    buf.resize(kc * panel + kc * mc, F::zero());
+    let mc = ((A_BYTES / (kc * std::mem::size_of::<F>()) / R).max(1) * R).min(m.div_ceil(R) * R);
+    // Grown when too small, never cleared: every element a tile reads is written below first
+    // (zeroing the whole buffer was 15 % of a step at H = 128, T = 50, B = 1).
+    if buf.len() < kc * panel + kc * mc {
+        buf.resize(kc * panel + kc * mc, F::zero());
+    }
     let (pb, pa) = buf.split_at_mut(kc * panel);
     let run = |a: &[F], b: &[F], c: &mut [F], ops: Ops, (rows, w): (usize, usize), kn: usize, sums: Sums| {
         #[cfg(target_arch = "x86_64")]
@@ -1139,7 +1144,9 @@ mod tests {
     /// accumulating).
     #[test]
     fn every_product_is_the_ordered_fused_sum() {
-        fn check<F: Real>(m: usize, k: usize, n: usize) {
+        // One scratch per element type for all shapes: a packing buffer left by a larger product
+        // (never cleared) must not reach a smaller one's sums.
+        fn check<F: Real>(m: usize, k: usize, n: usize, scratch: &mut Scratch<F>) {
             let val = |i: usize, j: usize, s: usize| F::of((((i * 31 + j * 17 + s) % 97) as f64 - 48.0) / 7.3);
             let a = Array2::from_shape_fn((m, k), |(i, j)| val(i, j, 1));
             let b = Array2::from_shape_fn((k, n), |(i, j)| val(i, j, 2));
@@ -1147,7 +1154,6 @@ mod tests {
             let sums = Array2::from_shape_fn((m, n), |(i, j)| {
                 (0..k).fold(F::zero(), |s, kk| a[(i, kk)].mul_add(b[(kk, j)], s))
             });
-            let mut scratch = Scratch::default();
             for acc in [false, true] {
                 let want = if acc { &c0 + &sums } else { sums.clone() };
                 let mut c = c0.clone();
@@ -1158,10 +1164,10 @@ mod tests {
                     b.t().as_standard_layout().into_owned(),
                 );
                 let mut c = c0.clone();
-                gemm(at.t(), bt.t(), c.view_mut(), acc, &mut scratch);
+                gemm(at.t(), bt.t(), c.view_mut(), acc, scratch);
                 assert!(c == want, "{:?} ({m},{k},{n}) gemm of transposed views", F::DTYPE);
                 let mut c = c0.clone();
-                gemm(a.view(), b.view(), c.view_mut(), acc, &mut scratch);
+                gemm(a.view(), b.view(), c.view_mut(), acc, scratch);
                 assert!(c == want, "{:?} ({m},{k},{n}) gemm of standard views", F::DTYPE);
                 // b in strips and row-major, packed from b and from its transpose's view.
                 for (strips, from) in [(true, b.view()), (false, b.view()), (true, bt.t()), (false, bt.t())] {
@@ -1175,6 +1181,7 @@ mod tests {
             let d = dot(a.row(0), b.column(0));
             assert!(d == sums[(0, 0)], "{:?} dot of a row and a column", F::DTYPE);
         }
+        let (mut s32, mut s64) = (Scratch::default(), Scratch::default());
         // (37, 90, 130) and (40, 700, 150) take gemm's packed path (remainder rows and a partial
         // strip; tall and blocked over k).
         for &(m, k, n) in &[
@@ -1195,8 +1202,8 @@ mod tests {
             (40, 30, 1),
             (130, 600, 7),
         ] {
-            check::<f32>(m, k, n);
-            check::<f64>(m, k, n);
+            check::<f32>(m, k, n, &mut s32);
+            check::<f64>(m, k, n, &mut s64);
         }
         // Shared out among 2 and 3 threads (by rows of c: the tall packed gradient sum, the
         // narrow one computed as its transpose, the time loop's product).
@@ -1206,9 +1213,9 @@ mod tests {
                 .build()
                 .expect("a pool");
             pool.install(|| {
-                for &(m, k, n) in &[(96, 1100, 130), (200, 3000, 2), (64, 512, 512)] {
-                    check::<f32>(m, k, n);
-                    check::<f64>(m, k, n);
+                for &(m, k, n) in &[(96, 1100, 130), (200, 3000, 2), (64, 512, 512), (37, 90, 130)] {
+                    check::<f32>(m, k, n, &mut s32);
+                    check::<f64>(m, k, n, &mut s64);
                 }
             });
         }

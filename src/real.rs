@@ -562,8 +562,8 @@ fn narrow(m: usize, n: usize) -> bool {
 }
 
 /// The elements of `v` in row-major order: `v`'s own memory if it is in standard layout, else a
-/// copy in `buf` (a transposed view is copied in 16 × 16 blocks so that both sides stay in cache:
-/// an element-by-element copy was 14 % of a step at H = 512, B = 1).
+/// copy in `buf` (a transposed view by [`transpose_slices`]: an element-by-element copy was 14 %
+/// of a step at H = 512, B = 1).
 fn standard<'a, F: Real>(v: ArrayView2<'a, F>, buf: &'a mut Vec<F>) -> &'a [F] {
     if let Some(s) = v.to_slice() {
         return s;
@@ -578,17 +578,25 @@ fn standard<'a, F: Real>(v: ArrayView2<'a, F>, buf: &'a mut Vec<F>) -> &'a [F] {
     buf
 }
 
-/// dst (n, m) = srcᵀ for a row-major src (m, n), in 16 × 16 blocks.
+/// dst (n, m) = srcᵀ for a row-major src (m, n): eight rows of src at a time, read along their
+/// length, each column of them written as eight contiguous elements of dst (a 16 × 16 block
+/// loop took 0.75 ns per element at 128 × 128 f32, this 0.27, Intel Xeon family 6 model 207;
+/// B = 1 transposes W once per pass).
 pub fn transpose_slices<F: Copy>(src: &[F], dst: &mut [F], m: usize, n: usize) {
-    const BLOCK: usize = 16;
+    const ROWS: usize = 8;
     assert!(src.len() == m * n && dst.len() == m * n, "transpose sizes");
-    for i0 in (0..m).step_by(BLOCK) {
-        for j0 in (0..n).step_by(BLOCK) {
-            for i in i0..(i0 + BLOCK).min(m) {
-                for j in j0..(j0 + BLOCK).min(n) {
-                    dst[j * m + i] = src[i * n + j];
-                }
+    let full = m / ROWS * ROWS;
+    for i0 in (0..full).step_by(ROWS) {
+        let rows: [&[F]; ROWS] = std::array::from_fn(|r| &src[(i0 + r) * n..(i0 + r + 1) * n]);
+        for (j, out) in dst.chunks_exact_mut(m).enumerate() {
+            for (o, row) in out[i0..i0 + ROWS].iter_mut().zip(&rows) {
+                *o = row[j];
             }
+        }
+    }
+    for i in full..m {
+        for (j, &x) in src[i * n..(i + 1) * n].iter().enumerate() {
+            dst[j * m + i] = x;
         }
     }
 }
@@ -1103,6 +1111,22 @@ fn tile_of<F: Real, const NB: usize, const R: usize>(
 mod tests {
     use super::*;
     use ndarray::Array2;
+
+    /// The transpose against its definition, with and without rows left over from the blocks of
+    /// eight.
+    #[test]
+    fn transpose_slices_transposes() {
+        for &(m, n) in &[(0, 5), (1, 1), (8, 3), (13, 17), (24, 40)] {
+            let src: Vec<u32> = (0..(m * n) as u32).collect();
+            let mut dst = vec![u32::MAX; m * n];
+            transpose_slices(&src, &mut dst, m, n);
+            for i in 0..m {
+                for j in 0..n {
+                    assert_eq!(dst[j * m + i], src[i * n + j], "({m}, {n}) element ({i}, {j})");
+                }
+            }
+        }
+    }
 
     /// The kernel against a plain triple loop in f64, over shapes that exercise every tile kind
     /// (full and partial row blocks, full, single-row-wide and partial column blocks).

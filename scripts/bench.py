@@ -22,7 +22,9 @@ What it measures (all on this machine, one thread each unless said otherwise):
 6. Allocations per training step at T = 50 and T = 1000 (a counting allocator in step_time).
 
 It records the processor (model, family, instruction sets) and the kernel path the core ran
-(`--isa avx2` or `portable` forces a narrower one through RUNNER_ISA, for every runner process),
+(`--isa avx2` or `portable` forces a narrower one through RUNNER_ISA, for every runner process,
+and restricts NumPy's OpenBLAS and PyTorch to the same instruction sets, as on a machine that has
+only those: OPENBLAS_CORETYPE, ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS, DNNL_MAX_CPU_ISA),
 then checks each goal of the speed issue and prints PASS or FAIL with the measured figure. A
 benchmark, not a test: nothing here runs in CI.
 
@@ -47,6 +49,15 @@ STEP_TIME = ROOT / "target" / "release" / "examples" / "step_time"
 RUNNER = ROOT / "target" / "release" / "runner"
 REFERENCE = ROOT / "scripts" / "bench_reference.py"
 D, O = 2, 1
+# What --isa sets for the reference processes, so that all three sides run the instruction sets of
+# the processor being emulated (NumPy's OpenBLAS and PyTorch would otherwise use AVX-512 kernels
+# against runner's AVX2 ones).
+REFERENCE_ISA = {
+    "avx2": {"OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "avx2",
+             "MKL_ENABLE_INSTRUCTIONS": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2"},
+    "portable": {"OPENBLAS_CORETYPE": "Nehalem", "ATEN_CPU_CAPABILITY": "default",
+                 "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "DNNL_MAX_CPU_ISA": "SSE41"},
+}
 
 
 def flops(H, T, B):
@@ -129,11 +140,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=0.5, help="timed seconds per configuration and side")
     ap.add_argument("--isa", choices=["avx512", "avx2", "portable"],
-                    help="force runner's kernel path (RUNNER_ISA) for every runner process")
+                    help="force runner's kernel path (RUNNER_ISA) for every runner process, and restrict "
+                         "NumPy and PyTorch to the same instruction sets")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already in target/release")
     args = ap.parse_args()
     if args.isa:
         os.environ["RUNNER_ISA"] = args.isa  # inherited by every runner process below
+        os.environ.update(REFERENCE_ISA.get(args.isa, {}))  # and by NumPy's and PyTorch's
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "runner", "--example", "step_time"],
                        check=True, cwd=ROOT)
@@ -211,6 +224,9 @@ def main():
 
     # Report.
     forced = f", forced by --isa {args.isa}" if args.isa else ""
+    if REFERENCE_ISA.get(args.isa):
+        forced += "; NumPy and PyTorch restricted alike (" + ", ".join(
+            f"{k}={v}" for k, v in REFERENCE_ISA[args.isa].items()) + ")"
     print(f"# runner performance, {time.strftime('%Y-%m-%d')}\n\nMachine: {machine(versions)}.\n"
           f"Kernel path: **{path}**{forced}.\n")
     print(f"## One training step, float32, one thread ({args.rounds} alternating rounds, medians)\n")

@@ -825,7 +825,12 @@ fn tiles<
     // One strip of NB columns of b at a time, down all the row blocks: the strip (k × NB) is
     // reread from the first-level cache, not from the second (a panel of several strips per row
     // block was: 41 → 54 GFLOP/s at 32 × 512 × 512, f32, Intel Xeon family 6 model 106).
-    let (kc, _) = blocking::<F, NB>(k, accumulate);
+    // Only a tall k is blocked: the time loop's strips measured no faster in blocks.
+    let kc = if tall(k) && !accumulate {
+        strip_rows::<F, NB>()
+    } else {
+        k.max(1)
+    };
     let mut k0 = 0;
     while k0 < k.max(1) {
         let k1 = (k0 + kc).min(k);
@@ -864,20 +869,13 @@ fn strip_at(j: usize, k0: usize, (k, n): (usize, usize), bs: usize) -> ((usize, 
     ((s0 * k + k0 * (end - s0) + (j - s0), end - s0), end)
 }
 
-/// Rows of b per block of k, and columns per panel: blocked over k only when c is not
-/// accumulated into (`gemm` computes a tall accumulated product apart and adds it), where a
-/// later block continues the sums the earlier left in c.
-fn blocking<F, const NB: usize>(k: usize, accumulate: bool) -> (usize, usize) {
-    // A tall product's blocks: at most PANEL_ROWS, and a strip of b (kc × NB) within half the
-    // first-level cache (f64's 32 columns: 128 rows; 256 had the tall f64 product at
-    // 32 GFLOP/s, Intel Xeon family 6 model 106).
-    let l1 = (STRIP_BYTES / (NB * std::mem::size_of::<F>())).max(8);
-    let kc = if tall(k) && !accumulate {
-        PANEL_ROWS.min(l1)
-    } else {
-        k.max(1)
-    };
-    (kc, (PANEL_BYTES / (kc * std::mem::size_of::<F>()) / NB).max(1) * NB)
+/// Rows of b per block of k for a strip of NB columns: within `STRIP_BYTES` and `PANEL_ROWS`
+/// (f64's 32 columns: 128 rows; 256 had the tall f64 product at 32 GFLOP/s, Intel Xeon family 6
+/// model 106). Products are blocked over k only when c is not accumulated into (`gemm` computes
+/// a tall accumulated product apart and adds it), where a later block continues the sums the
+/// earlier left in c.
+fn strip_rows<F, const NB: usize>() -> usize {
+    PANEL_ROWS.min((STRIP_BYTES / (NB * std::mem::size_of::<F>())).max(8))
 }
 
 /// Whether a product's k is long enough to be blocked (and, when it accumulates, computed apart
@@ -908,9 +906,13 @@ fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA:
     (ars, acs): (usize, usize),
     buf: &mut Vec<F>,
 ) {
-    let (kc, panel) = blocking::<F, NB>(k, accumulate);
-    // No wider than b, no more of a's rows than it has: the buffer is sized for this product.
-    let panel = panel.min(n.div_ceil(NB) * NB);
+    // Blocked over k as soon as a strip outgrows the first-level cache (512³ in f64 with k
+    // whole: 47–50 GFLOP/s, in blocks of 128: 62–66; f32 125–130 whole, 133–141 in blocks of 256;
+    // Intel Xeon family 6 model 207).
+    let kc = if accumulate { k } else { k.min(strip_rows::<F, NB>()) }.max(1);
+    // Panels of up to PANEL_BYTES, no wider than b; no more of a's rows than it has: the buffer
+    // is sized for this product.
+    let panel = ((PANEL_BYTES / (kc * std::mem::size_of::<F>()) / NB).max(1) * NB).min(n.div_ceil(NB) * NB);
     // Rows of a packed at a time: R-row blocks filling about A_BYTES.
     let mc = ((A_BYTES / (kc * std::mem::size_of::<F>()) / R).max(1) * R).min(m.div_ceil(R) * R);
     // Grown when too small, never cleared: every element a tile reads is written below first
@@ -1206,7 +1208,7 @@ mod tests {
             assert!(d == sums[(0, 0)], "{:?} dot of a row and a column", F::DTYPE);
         }
         let (mut s32, mut s64) = (Scratch::default(), Scratch::default());
-        // (37, 90, 130) and (40, 700, 150) take gemm's packed path (remainder rows and a partial
+        // (37, 90, 130), (40, 700, 150) and (48, 300, 100) take gemm's packed path (remainder rows and a partial
         // strip; tall and blocked over k).
         for &(m, k, n) in &[
             (1, 300, 1),
@@ -1217,6 +1219,8 @@ mod tests {
             (4, 2000, 300),
             (37, 90, 130),
             (40, 700, 150),
+            // Packed and blocked over k though not tall: a last block of 44 rows.
+            (48, 300, 100),
             // Strips: a tail strip 4 wide and blocked over k; 6 rows by 4 + 2; one row per strip.
             (32, 600, 100),
             (6, 64, 70),

@@ -61,11 +61,20 @@ fn split(a: f64) -> (f64, f64) {
     (hi, a - hi)
 }
 
-/// a · b = p + e exactly (Dekker's product, without a fused multiply–add: no library call on
-/// targets without one in hardware). Exact unless the product underflows.
+/// a · b = p + e exactly, unless the product underflows: with `FUSED`, e = fma(a, b, −p), for
+/// code compiled where the processor has a fused multiply–add; without, Dekker's product (no
+/// library call on targets without one in hardware). Both give the same two numbers, p rounded
+/// and e the exact, representable error, so the choice changes the speed, never the bits (the
+/// functions below only pass operands whose products stay normal).
 #[inline(always)]
-fn two_prod(a: f64, b: f64) -> Dd {
+fn two_prod<const FUSED: bool>(a: f64, b: f64) -> Dd {
     let p = a * b;
+    if FUSED {
+        return Dd {
+            hi: p,
+            lo: a.mul_add(b, -p),
+        };
+    }
     let ((ah, al), (bh, bl)) = (split(a), split(b));
     Dd {
         hi: p,
@@ -89,8 +98,8 @@ impl Dd {
 
     /// self · b.
     #[inline(always)]
-    fn mul(self, b: f64) -> Dd {
-        let p = two_prod(self.hi, b);
+    fn mul<const FUSED: bool>(self, b: f64) -> Dd {
+        let p = two_prod::<FUSED>(self.hi, b);
         fast_two_sum(p.hi, p.lo + self.lo * b)
     }
 
@@ -106,9 +115,9 @@ impl Dd {
     /// self / d by long division: a quotient digit, the exact remainder, a second digit
     /// (about 2⁻¹⁰⁰ relative: far below the final rounding).
     #[inline(always)]
-    fn div(self, d: Dd) -> Dd {
+    fn div<const FUSED: bool>(self, d: Dd) -> Dd {
         let q1 = self.hi / d.hi;
-        let r = self.add(d.mul(-q1));
+        let r = self.add(d.mul::<FUSED>(-q1));
         fast_two_sum(q1, r.hi / d.hi)
     }
 
@@ -142,13 +151,13 @@ const EXP_TAYLOR: [f64; 14] = {
 /// x = n · ln2 + r with |r| ≤ ln2/2 (plus a hair), returning n and expm1(r) = e^r − 1 as a
 /// double-double, so that e^x = 2^n · (1 + m). For finite x with |x| < 2²⁰.
 #[inline(always)]
-fn reduce(x: f64) -> (i32, Dd) {
+fn reduce<const FUSED: bool>(x: f64) -> (i32, Dd) {
     let rounded = x * LOG2_E + ROUND;
     let k = rounded - ROUND; // the integer nearest x / ln2
     // x − k·LN2_HI is exact (k·LN2_HI is, and lies within a factor 2 of x: Sterbenz);
     // k·LN2_LO is carried exactly as a product pair.
     let t = x - k * LN2_HI;
-    let p = two_prod(k, LN2_LO);
+    let p = two_prod::<FUSED>(k, LN2_LO);
     let r = two_sum(t, -p.hi);
     let r = fast_two_sum(r.hi, r.lo - p.lo);
     let (rh, rl) = (r.hi, r.lo);
@@ -159,7 +168,7 @@ fn reduce(x: f64) -> (i32, Dd) {
     for c in EXP_TAYLOR {
         q = q * rh + c;
     }
-    let sq = two_prod(rh, rh); // r_hi², exact
+    let sq = two_prod::<FUSED>(rh, rh); // r_hi², exact
     let tail = rh * sq.hi * q;
     let low = rl + rl * (rh + 0.5 * sq.hi) + tail; // d/dr (r + r²/2) = 1 + r, times r_lo
     let m = fast_two_sum(rh, 0.5 * sq.hi);
@@ -200,7 +209,7 @@ pub fn exp(x: f64) -> f64 {
     if x < -745.2 {
         return 0.0;
     }
-    let (n, m) = reduce(x);
+    let (n, m) = reduce::<false>(x);
     ldexp_dd(fast_two_sum(1.0, m.hi).add(Dd::of(m.lo)), n)
 }
 
@@ -245,7 +254,7 @@ pub fn ln(x: f64) -> f64 {
     // ln(1+f) = 2 atanh(s), s = f / (2 + f), s as a double-double.
     let d = two_sum(2.0, f);
     let sh = f / d.hi;
-    let p = two_prod(sh, d.hi);
+    let p = two_prod::<false>(sh, d.hi);
     let sl = (((f - p.hi) - p.lo) - sh * d.lo) / d.hi; // the division's remainder, divided
     let z = sh * sh;
     let mut poly = 0.0;
@@ -266,12 +275,19 @@ pub fn ln(x: f64) -> f64 {
 /// the end), so that the cells' element-wise loops vectorise over it.
 #[inline(always)]
 pub fn tanh(x: f64) -> f64 {
+    tanh_with::<false>(x)
+}
+
+/// [`tanh`], its exact products by fused multiply–adds when `FUSED` (for code compiled where the
+/// processor has them): the same bits, faster.
+#[inline(always)]
+pub fn tanh_with<const FUSED: bool>(x: f64) -> f64 {
     let a = x.abs();
     let ac = a.clamp(1.0 / 268_435_456.0, 19.1); // NaN → NaN, handled below
-    let (n, m) = reduce(ac + ac);
+    let (n, m) = reduce::<FUSED>(ac + ac);
     let p2 = pow2(n);
     let em1 = two_sum(p2, -1.0).add(m.scale(p2)); // e^2a − 1 = (2^n − 1) + 2^n · expm1(r)
-    let t = em1.div(em1.add(Dd::of(2.0))).value();
+    let t = em1.div::<FUSED>(em1.add(Dd::of(2.0))).value();
     let t = if a < 1.0 / 268_435_456.0 {
         a
     } else if a >= 19.1 {
@@ -288,15 +304,21 @@ pub fn tanh(x: f64) -> f64 {
 /// Branch-free, like [`tanh`].
 #[inline(always)]
 pub fn sigmoid(x: f64) -> f64 {
+    sigmoid_with::<false>(x)
+}
+
+/// [`sigmoid`], its exact products by fused multiply–adds when `FUSED`: the same bits, faster.
+#[inline(always)]
+pub fn sigmoid_with<const FUSED: bool>(x: f64) -> f64 {
     let a = x.abs().min(746.0);
-    let (n, m) = reduce(-a); // e^−a = 2^n · v, n ≥ −1077
+    let (n, m) = reduce::<FUSED>(-a); // e^−a = 2^n · v, n ≥ −1077
     let v = fast_two_sum(1.0, m.hi).add(Dd::of(m.lo));
     // 1 + e^−a: below 2⁻¹⁰²², e^−a is far beyond the double-double's precision next to 1.
     let d = v.scale(pow2(n.max(-1022))).add(Dd::of(1.0));
-    let pos = Dd::of(1.0).div(d).value();
+    let pos = Dd::of(1.0).div::<FUSED>(d).value();
     // e^−a / (1 + e^−a) = 2^n · (v / d): scaled in two exact-or-once-rounded steps.
     let half = n >> 1;
-    let neg = v.div(d).value() * pow2(half) * pow2(n - half);
+    let neg = v.div::<FUSED>(d).value() * pow2(half) * pow2(n - half);
     let s = if x >= 0.0 { pos } else { neg };
     if x.is_nan() { x } else { s }
 }
@@ -462,6 +484,45 @@ mod tests {
         );
         assert_eq!(sigmoid(-745.0), exp(-745.0)); // the smallest subnormal: σ(x) = e^x there
         assert_eq!((powi(0.9, 0), powi(2.0, 10), powi(2.0, -2)), (1.0, 1024.0, 0.25));
+    }
+
+    /// The fused and the unfused exact products give the same tanh and σ, bit for bit: over
+    /// every binade the functions reach (2⁻³⁰ to 2¹⁰, both signs; random mantissas from a fixed
+    /// seed), the special values and the edges of their cut-offs. Were one of the products
+    /// inexact (an underflow, a bad split), the two would differ in some last bits here.
+    #[test]
+    fn fused_products_change_no_bit() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut inputs = vec![
+            0.0,
+            -0.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            19.1,
+            746.0,
+            -746.0,
+        ];
+        inputs.extend([1.0 / 268_435_456.0, 709.0, -709.0, 5e-324, f64::MAX, f64::MIN_POSITIVE]);
+        for e in -30..=10 {
+            for _ in 0..4000 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let m = f64::from_bits((state >> 12) | (1023u64 << 52)); // [1, 2)
+                let x = m * pow2(e);
+                inputs.extend([x, -x]);
+            }
+        }
+        for &x in &inputs {
+            let (t0, t1) = (tanh_with::<false>(x), tanh_with::<true>(x));
+            let (s0, s1) = (sigmoid_with::<false>(x), sigmoid_with::<true>(x));
+            assert!(
+                t0.to_bits() == t1.to_bits() || (t0.is_nan() && t1.is_nan()),
+                "tanh({x:e})"
+            );
+            assert!(s0.to_bits() == s1.to_bits() || (s0.is_nan() && s1.is_nan()), "σ({x:e})");
+        }
     }
 
     /// Identities that hold exactly in real arithmetic, checked to within an ulp or two of

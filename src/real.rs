@@ -96,11 +96,13 @@ pub trait Real: NdFloat + Default + std::iter::Sum {
     fn sum_squares(x: &[Self]) -> f64;
 
     /// tanh as the core computes it: [`elem::tanh`] in f64 (within an ulp), the vectorising
-    /// [`elem::tanh_f32`] in f32.
-    fn act_tanh(x: Self) -> Self;
+    /// [`elem::tanh_f32`] in f32. `FUSED`: the caller is compiled where the processor has fused
+    /// multiply–adds, which f64's exact products then use (the same bits).
+    fn act_tanh<const FUSED: bool>(x: Self) -> Self;
 
-    /// σ as the core computes it: [`elem::sigmoid`] in f64, [`elem::sigmoid_f32`] in f32.
-    fn act_sigmoid(x: Self) -> Self;
+    /// σ as the core computes it: [`elem::sigmoid`] in f64, [`elem::sigmoid_f32`] in f32
+    /// (`FUSED` as for [`Real::act_tanh`]).
+    fn act_sigmoid<const FUSED: bool>(x: Self) -> Self;
 
     /// e^x (the softmax's): [`elem::exp`], or [`elem::exp_f32`].
     fn exp_of(x: Self) -> Self;
@@ -130,12 +132,12 @@ impl Real for f32 {
     }
 
     #[inline(always)]
-    fn act_tanh(x: Self) -> Self {
+    fn act_tanh<const FUSED: bool>(x: Self) -> Self {
         elem::tanh_f32(x)
     }
 
     #[inline(always)]
-    fn act_sigmoid(x: Self) -> Self {
+    fn act_sigmoid<const FUSED: bool>(x: Self) -> Self {
         elem::sigmoid_f32(x)
     }
 
@@ -183,13 +185,13 @@ impl Real for f64 {
     }
 
     #[inline(always)]
-    fn act_tanh(x: Self) -> Self {
-        elem::tanh(x)
+    fn act_tanh<const FUSED: bool>(x: Self) -> Self {
+        elem::tanh_with::<FUSED>(x)
     }
 
     #[inline(always)]
-    fn act_sigmoid(x: Self) -> Self {
-        elem::sigmoid(x)
+    fn act_sigmoid<const FUSED: bool>(x: Self) -> Self {
+        elem::sigmoid_with::<FUSED>(x)
     }
 
     fn exp_of(x: Self) -> Self {
@@ -301,26 +303,28 @@ impl Isa {
 /// it, and for the baseline target (SSE2 on x86-64, NEON on aarch64). Each copy is an
 /// out-of-line function taking the slices as arguments, which tells the compiler they do not
 /// overlap, so the loop vectorises (inlined into its caller, it ran scalar). The arithmetic is the
-/// same IEEE operations in every copy: the bits do not depend on which one runs.
+/// same IEEE operations in every copy: the bits do not depend on which one runs. The body sees
+/// `FUSED`, true in the two copies compiled with fused multiply–adds (see [`Real::act_tanh`]).
 macro_rules! simd_fn {
     ($(#[$meta:meta])* $vis:vis fn $name:ident<F: Real>($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
         $vis fn $name<F: Real>($($arg: $ty),*) {
             #[inline(always)]
-            fn body<F: Real>($($arg: $ty),*) $body
+            #[allow(non_upper_case_globals)]
+            fn body<F: Real, const FUSED: bool>($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx2,fma")]
             unsafe fn wide<F: Real>($($arg: $ty),*) {
-                body::<F>($($arg),*)
+                body::<F, true>($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
             unsafe fn mid<F: Real>($($arg: $ty),*) {
-                body::<F>($($arg),*)
+                body::<F, true>($($arg),*)
             }
             #[inline(never)]
             fn narrow<F: Real>($($arg: $ty),*) {
-                body::<F>($($arg),*)
+                body::<F, false>($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
             match $crate::real::Isa::current() {

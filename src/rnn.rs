@@ -77,7 +77,7 @@ impl Activation {
     #[inline]
     pub fn forward<F: Real>(self, h: F) -> F {
         match self {
-            Self::Tanh => F::act_tanh(h),
+            Self::Tanh => F::act_tanh::<false>(h),
             Self::Sigmoid => sigmoid(h),
             Self::Relu => h.max(F::zero()),
             Self::Identity => h,
@@ -130,12 +130,12 @@ simd_fn! {
             // was left out of line and so compiled without the vector instructions.
             Activation::Tanh => {
                 for (s, &h) in out.iter_mut().zip(pre) {
-                    *s = F::act_tanh(h);
+                    *s = F::act_tanh::<FUSED>(h);
                 }
             }
             Activation::Sigmoid => {
                 for (s, &h) in out.iter_mut().zip(pre) {
-                    *s = sigmoid(h);
+                    *s = F::act_sigmoid::<FUSED>(h);
                 }
             }
             Activation::Relu => out.iter_mut().zip(pre).for_each(|(s, &h)| *s = h.max(F::zero())),
@@ -193,7 +193,7 @@ impl Cell {
 /// σ(x) = 1 / (1 + e^{−x}).
 #[inline]
 pub fn sigmoid<F: Real>(x: F) -> F {
-    F::act_sigmoid(x)
+    F::act_sigmoid::<false>(x)
 }
 
 /// The network's parameters (also used for their gradients, whose fields mirror these names),

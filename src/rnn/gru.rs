@@ -13,7 +13,7 @@
 
 use ndarray::{Axis, s};
 
-use super::{Params, Part, sigmoid};
+use super::{Params, Part};
 use crate::real::{Real, matmul_strips, simd_fn};
 
 /// Step t (1-based).
@@ -51,9 +51,9 @@ fn forward_row<F: Real>(gates: [&mut [F]; 3], hidden: [&[F]; 4], hn: &mut [F], h
     let (gz, gn, hr, hz, hpn, h_prev) = (&mut gz[..h], &mut gn[..h], &hr[..h], &hz[..h], &hpn[..h], &h_prev[..h]);
     let (hn, h_cur) = (&mut hn[..h], &mut h_cur[..h]);
     for j in 0..h {
-        let r = sigmoid(gr[j] + hr[j]);
-        let z = sigmoid(gz[j] + hz[j]);
-        let n = F::act_tanh(gn[j] + r * hpn[j]);
+        let r = F::act_sigmoid::<FUSED>(gr[j] + hr[j]);
+        let z = F::act_sigmoid::<FUSED>(gz[j] + hz[j]);
+        let n = F::act_tanh::<FUSED>(gn[j] + r * hpn[j]);
         (gr[j], gz[j], gn[j]) = (r, z, n);
         hn[j] = hpn[j];
         h_cur[j] = (one - z) * n + z * h_prev[j];

@@ -12,7 +12,7 @@
 
 use ndarray::{Axis, s};
 
-use super::{Params, Part, sigmoid};
+use super::{Params, Part};
 use crate::real::{Real, matmul_strips, simd_fn};
 
 /// Step t (1-based).
@@ -48,10 +48,11 @@ fn forward_row<F: Real>(gates: [&mut [F]; 4], c_prev: &[F], c_cur: &mut [F], tan
     let (gf, gg, go, c_prev) = (&mut gf[..h], &mut gg[..h], &mut go[..h], &c_prev[..h]);
     let (c_cur, tanh_c, h_cur) = (&mut c_cur[..h], &mut tanh_c[..h], &mut h_cur[..h]);
     for j in 0..h {
-        let (i, f, cand, o) = (sigmoid(gi[j]), sigmoid(gf[j]), F::act_tanh(gg[j]), sigmoid(go[j]));
+        let sigmoid = F::act_sigmoid::<FUSED>;
+        let (i, f, cand, o) = (sigmoid(gi[j]), sigmoid(gf[j]), F::act_tanh::<FUSED>(gg[j]), sigmoid(go[j]));
         (gi[j], gf[j], gg[j], go[j]) = (i, f, cand, o);
         let c = f * c_prev[j] + i * cand;
-        let tc = F::act_tanh(c);
+        let tc = F::act_tanh::<FUSED>(c);
         c_cur[j] = c;
         tanh_c[j] = tc;
         h_cur[j] = o * tc;

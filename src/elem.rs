@@ -3,7 +3,10 @@
 //! differently, and glibc picks its FMA variants when the program loads).
 //!
 //! Built from +, −, × and ÷ only, each exactly rounded by IEEE 754 and therefore the same on
-//! every processor (Rust never contracts `a * b + c` into a fused operation behind our back).
+//! every processor (Rust never contracts `a * b + c` into a fused operation behind our back);
+//! the exact products the double-doubles need are Dekker's, or, in the element-wise loops
+//! compiled for processors with fused multiply–adds (`tanh_with`, `sigmoid_with`), one FMA each:
+//! the same two numbers either way.
 //! Intermediate values are carried as double-doubles (`Dd`, an unevaluated sum hi + lo of two
 //! f64, about 106 bits) so that each f64 result is a value accurate far beyond f64 rounded once:
 //! the error stays a little above half an ulp (σ's subnormal results, rounded twice: within

@@ -310,7 +310,6 @@ macro_rules! simd_fn {
         $(#[$meta])*
         $vis fn $name<F: Real>($($arg: $ty),*) {
             #[inline(always)]
-            #[allow(non_upper_case_globals)]
             fn body<F: Real, const FUSED: bool>($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx2,fma")]

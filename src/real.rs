@@ -920,8 +920,9 @@ fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA:
     let mc = ((A_BYTES / (kc * std::mem::size_of::<F>()) / R).max(1) * R).min(m.div_ceil(R) * R);
     // Grown when too small, never cleared: every element a tile reads is written below first
     // (zeroing the whole buffer was 15 % of a step at H = 128, T = 50, B = 1).
-    if buf.len() < kc * panel + kc * mc {
-        buf.resize(kc * panel + kc * mc, F::zero());
+    let need = kc * (panel + mc);
+    if buf.len() < need {
+        buf.resize(need, F::zero());
     }
     let (pb, pa) = buf.split_at_mut(kc * panel);
     let run = |a: &[F], b: &[F], c: &mut [F], ops: Ops, (rows, w): (usize, usize), kn: usize, sums: Sums| {
@@ -1211,8 +1212,8 @@ mod tests {
             assert!(d == sums[(0, 0)], "{:?} dot of a row and a column", F::DTYPE);
         }
         let (mut s32, mut s64) = (Scratch::default(), Scratch::default());
-        // (37, 90, 130), (40, 700, 150) and (48, 300, 100) take gemm's packed path (remainder rows and a partial
-        // strip; tall and blocked over k).
+        // (37, 90, 130), (40, 700, 150) and (48, 300, 100) take gemm's packed path (remainder rows
+        // and a partial strip; tall and blocked over k).
         for &(m, k, n) in &[
             (1, 300, 1),
             (1, 37, 300),

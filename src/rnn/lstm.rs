@@ -47,8 +47,8 @@ fn forward_row<F: Real>(gates: [&mut [F]; 4], c_prev: &[F], c_cur: &mut [F], tan
     let h = gi.len();
     let (gf, gg, go, c_prev) = (&mut gf[..h], &mut gg[..h], &mut go[..h], &c_prev[..h]);
     let (c_cur, tanh_c, h_cur) = (&mut c_cur[..h], &mut tanh_c[..h], &mut h_cur[..h]);
+    let sigmoid = F::act_sigmoid::<FUSED>;
     for j in 0..h {
-        let sigmoid = F::act_sigmoid::<FUSED>;
         let (i, f, cand, o) = (sigmoid(gi[j]), sigmoid(gf[j]), F::act_tanh::<FUSED>(gg[j]), sigmoid(go[j]));
         (gi[j], gf[j], gg[j], go[j]) = (i, f, cand, o);
         let c = f * c_prev[j] + i * cand;

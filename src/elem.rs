@@ -99,6 +99,16 @@ impl Dd {
         fast_two_sum(u.hi, u.lo + t.lo)
     }
 
+    /// `self.add(Dd::of(b))`, bit for bit, without the work a zero low part makes useless: the
+    /// low parts' exact sum is `self.lo + 0.0` (−0 made +0) with error +0, and what remains of
+    /// `add` keeps those two numbers.
+    #[inline(always)]
+    fn add_f64(self, b: f64) -> Dd {
+        let s = two_sum(self.hi, b);
+        let u = fast_two_sum(s.hi, s.lo + (self.lo + 0.0));
+        fast_two_sum(u.hi, u.lo + 0.0)
+    }
+
     /// self · b.
     #[inline(always)]
     fn mul<const FUSED: bool>(self, b: f64) -> Dd {
@@ -213,7 +223,7 @@ pub fn exp(x: f64) -> f64 {
         return 0.0;
     }
     let (n, m) = reduce::<false>(x);
-    ldexp_dd(fast_two_sum(1.0, m.hi).add(Dd::of(m.lo)), n)
+    ldexp_dd(fast_two_sum(1.0, m.hi).add_f64(m.lo), n)
 }
 
 /// Coefficients 2/(2j+1) for j = 12 … 1: ln((1+s)/(1−s)) = 2s + s³ · Σ_j 2/(2j+1) · s^(2j−2).
@@ -289,8 +299,10 @@ pub fn tanh_with<const FUSED: bool>(x: f64) -> f64 {
     let ac = a.clamp(1.0 / 268_435_456.0, 19.1); // NaN → NaN, handled below
     let (n, m) = reduce::<FUSED>(ac + ac);
     let p2 = pow2(n);
-    let em1 = two_sum(p2, -1.0).add(m.scale(p2)); // e^2a − 1 = (2^n − 1) + 2^n · expm1(r)
-    let t = em1.div::<FUSED>(em1.add(Dd::of(2.0))).value();
+    // e^2a − 1 = (2^n − 1) + 2^n · expm1(r); n ≥ 0, so 2^n − 1 is Fast2Sum's case (the same
+    // exact pair as TwoSum's).
+    let em1 = fast_two_sum(p2, -1.0).add(m.scale(p2));
+    let t = em1.div::<FUSED>(em1.add_f64(2.0)).value();
     let t = if a < 1.0 / 268_435_456.0 {
         a
     } else if a >= 19.1 {
@@ -315,14 +327,16 @@ pub fn sigmoid(x: f64) -> f64 {
 pub fn sigmoid_with<const FUSED: bool>(x: f64) -> f64 {
     let a = x.abs().min(746.0);
     let (n, m) = reduce::<FUSED>(-a); // e^−a = 2^n · v, n ≥ −1077
-    let v = fast_two_sum(1.0, m.hi).add(Dd::of(m.lo));
+    let v = fast_two_sum(1.0, m.hi).add_f64(m.lo);
     // 1 + e^−a: below 2⁻¹⁰²², e^−a is far beyond the double-double's precision next to 1.
-    let d = v.scale(pow2(n.max(-1022))).add(Dd::of(1.0));
-    let pos = Dd::of(1.0).div::<FUSED>(d).value();
-    // e^−a / (1 + e^−a) = 2^n · (v / d): scaled in two exact-or-once-rounded steps.
+    let d = v.scale(pow2(n.max(-1022))).add_f64(1.0);
+    // x ≥ 0: 1 / (1 + e^−a). x < 0: e^−a / (1 + e^−a) = 2^n · (v / d), scaled in two
+    // exact-or-once-rounded steps. The numerator is chosen before the one division (each lane
+    // runs its own case's operations only).
+    let pos = x >= 0.0;
+    let q = if pos { Dd::of(1.0) } else { v }.div::<FUSED>(d).value();
     let half = n >> 1;
-    let neg = v.div::<FUSED>(d).value() * pow2(half) * pow2(n - half);
-    let s = if x >= 0.0 { pos } else { neg };
+    let s = if pos { q } else { q * pow2(half) * pow2(n - half) };
     if x.is_nan() { x } else { s }
 }
 

@@ -295,10 +295,23 @@ pub fn tanh(x: f64) -> f64 {
 /// processor has them): the same bits, faster.
 #[inline(always)]
 pub fn tanh_with<const FUSED: bool>(x: f64) -> f64 {
-    let a = x.abs();
-    let ac = a.clamp(1.0 / 268_435_456.0, 19.1); // NaN → NaN, handled below
+    let (p2, m) = tanh_reduce::<FUSED>(x);
+    tanh_finish::<FUSED>(x, p2, m)
+}
+
+/// tanh's first stage: 2|x| (clamped to where the quotient is needed) = n·ln2 + r, as 2^n and
+/// expm1(r).
+#[inline(always)]
+fn tanh_reduce<const FUSED: bool>(x: f64) -> (f64, Dd) {
+    let ac = x.abs().clamp(1.0 / 268_435_456.0, 19.1); // NaN → NaN, handled in the finish
     let (n, m) = reduce::<FUSED>(ac + ac);
-    let p2 = pow2(n);
+    (pow2(n), m)
+}
+
+/// tanh's second stage, from the first's 2^n and expm1(r): the quotient, the special cases.
+#[inline(always)]
+fn tanh_finish<const FUSED: bool>(x: f64, p2: f64, m: Dd) -> f64 {
+    let a = x.abs();
     // e^2a − 1 = (2^n − 1) + 2^n · expm1(r); n ≥ 0, so 2^n − 1 is Fast2Sum's case (the same
     // exact pair as TwoSum's).
     let em1 = fast_two_sum(p2, -1.0).add(m.scale(p2));
@@ -313,6 +326,36 @@ pub fn tanh_with<const FUSED: bool>(x: f64) -> f64 {
     if a.is_nan() { x } else { t.copysign(x) }
 }
 
+/// Elements per block of [`tanh_in_place_with`] and [`sigmoid_in_place_with`] (blocks of 32, 64
+/// and 128 measured within 3 % of each other; a short block leaves short slices, as at H = 16,
+/// B = 1, little to set up).
+const STAGE_BLOCK: usize = 32;
+
+/// v = tanh(v) element-wise, in place: per block of elements, the first stage of each, then
+/// the second of each (a remainder shorter than a block element by element). The same operations on the same values as [`tanh_with`] (the stages'
+/// values pass through memory, exactly), so the same bits. One element's stages form one long
+/// chain of dependent operations (about 400 cycles of latency per vector on the Intel Xeon of
+/// family 6, model 207): element by element, the processor could overlap fewer than two
+/// vectors' chains; a stage's shorter chains let it overlap several (f64 with AVX-512: 8.5 →
+/// 5.9 ns per element, AVX2 13.2 → 10.9).
+#[inline(always)]
+pub fn tanh_in_place_with<const FUSED: bool>(v: &mut [f64]) {
+    let mut blocks = v.chunks_exact_mut(STAGE_BLOCK);
+    for v in &mut blocks {
+        let (mut p2, mut hi, mut lo) = ([0.0; STAGE_BLOCK], [0.0; STAGE_BLOCK], [0.0; STAGE_BLOCK]);
+        for (((&x, p2), hi), lo) in v.iter().zip(&mut p2).zip(&mut hi).zip(&mut lo) {
+            let (p, m) = tanh_reduce::<FUSED>(x);
+            (*p2, *hi, *lo) = (p, m.hi, m.lo);
+        }
+        for (((x, &p2), &hi), &lo) in v.iter_mut().zip(&p2).zip(&hi).zip(&lo) {
+            *x = tanh_finish::<FUSED>(*x, p2, Dd { hi, lo });
+        }
+    }
+    for x in blocks.into_remainder() {
+        *x = tanh_with::<FUSED>(*x);
+    }
+}
+
 /// σ(x) = 1 / (1 + e^−x) for x ≥ 0, e^x / (1 + e^x) for x < 0 (only e^−|x| ≤ 1 is formed), the
 /// quotient in double-double: NaN for NaN, 0 below x = −746. Subnormal results are the
 /// double-double quotient rounded to 53 bits then scaled (two roundings: within 0.75 ulp there).
@@ -325,8 +368,20 @@ pub fn sigmoid(x: f64) -> f64 {
 /// [`sigmoid`], its exact products by fused multiply–adds when `FUSED`: the same bits, faster.
 #[inline(always)]
 pub fn sigmoid_with<const FUSED: bool>(x: f64) -> f64 {
-    let a = x.abs().min(746.0);
-    let (n, m) = reduce::<FUSED>(-a); // e^−a = 2^n · v, n ≥ −1077
+    let (n, m) = sigmoid_reduce::<FUSED>(x);
+    sigmoid_finish::<FUSED>(x, n, m)
+}
+
+/// σ's first stage: −|x| (clamped) = n·ln2 + r, as n and expm1(r), so that e^−|x| = 2^n · v,
+/// v = 1 + expm1(r), n ≥ −1077.
+#[inline(always)]
+fn sigmoid_reduce<const FUSED: bool>(x: f64) -> (i32, Dd) {
+    reduce::<FUSED>(-x.abs().min(746.0))
+}
+
+/// σ's second stage, from the first's n and expm1(r).
+#[inline(always)]
+fn sigmoid_finish<const FUSED: bool>(x: f64, n: i32, m: Dd) -> f64 {
     let v = fast_two_sum(1.0, m.hi).add_f64(m.lo);
     // 1 + e^−a: below 2⁻¹⁰²², e^−a is far beyond the double-double's precision next to 1.
     let d = v.scale(pow2(n.max(-1022))).add_f64(1.0);
@@ -338,6 +393,26 @@ pub fn sigmoid_with<const FUSED: bool>(x: f64) -> f64 {
     let half = n >> 1;
     let s = if pos { q } else { q * pow2(half) * pow2(n - half) };
     if x.is_nan() { x } else { s }
+}
+
+/// v = σ(v) element-wise, in place, in two stages per block as [`tanh_in_place_with`]: the same
+/// bits as [`sigmoid_with`] (AVX-512 10.8 → 7.3 ns per element, AVX2 17.5 → 11.2).
+#[inline(always)]
+pub fn sigmoid_in_place_with<const FUSED: bool>(v: &mut [f64]) {
+    let mut blocks = v.chunks_exact_mut(STAGE_BLOCK);
+    for v in &mut blocks {
+        let (mut ns, mut hi, mut lo) = ([0i32; STAGE_BLOCK], [0.0; STAGE_BLOCK], [0.0; STAGE_BLOCK]);
+        for (((&x, n), hi), lo) in v.iter().zip(&mut ns).zip(&mut hi).zip(&mut lo) {
+            let (k, m) = sigmoid_reduce::<FUSED>(x);
+            (*n, *hi, *lo) = (k, m.hi, m.lo);
+        }
+        for (((x, &n), &hi), &lo) in v.iter_mut().zip(&ns).zip(&hi).zip(&lo) {
+            *x = sigmoid_finish::<FUSED>(*x, n, Dd { hi, lo });
+        }
+    }
+    for x in blocks.into_remainder() {
+        *x = sigmoid_with::<FUSED>(*x);
+    }
 }
 
 /// e^x in f32: the f64 value rounded to f32.
@@ -509,6 +584,22 @@ mod tests {
     /// inexact (an underflow, a bad split), the two would differ in some last bits here.
     #[test]
     fn fused_products_change_no_bit() {
+        for &x in &inputs() {
+            let (t0, t1) = (tanh_with::<false>(x), tanh_with::<true>(x));
+            let (s0, s1) = (sigmoid_with::<false>(x), sigmoid_with::<true>(x));
+            assert!(same(t0, t1), "tanh({x:e})");
+            assert!(same(s0, s1), "σ({x:e})");
+        }
+    }
+
+    /// The same bits, or both NaN.
+    fn same(a: f64, b: f64) -> bool {
+        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+    }
+
+    /// About 330 000 inputs: special values, the thresholds in the code, and random mantissas
+    /// at every scale from 2⁻³⁰ to 2¹⁰, both signs.
+    fn inputs() -> Vec<f64> {
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut inputs = vec![
             0.0,
@@ -531,14 +622,32 @@ mod tests {
                 inputs.extend([x, -x]);
             }
         }
-        for &x in &inputs {
-            let (t0, t1) = (tanh_with::<false>(x), tanh_with::<true>(x));
-            let (s0, s1) = (sigmoid_with::<false>(x), sigmoid_with::<true>(x));
-            assert!(
-                t0.to_bits() == t1.to_bits() || (t0.is_nan() && t1.is_nan()),
-                "tanh({x:e})"
-            );
-            assert!(s0.to_bits() == s1.to_bits() || (s0.is_nan() && s1.is_nan()), "σ({x:e})");
+        inputs
+    }
+
+    /// The in-place slice versions, in stages per block, give each element the bits of the
+    /// one-element functions: over every input at once (blocks and a remainder), and over short
+    /// slices around the block length.
+    #[test]
+    fn staged_slices_give_the_same_bits() {
+        fn check<const FUSED: bool>(x: &[f64]) {
+            let mut v = x.to_vec();
+            tanh_in_place_with::<FUSED>(&mut v);
+            for (&x, &t) in x.iter().zip(&v) {
+                assert!(same(t, tanh_with::<FUSED>(x)), "tanh({x:e}), FUSED = {FUSED}");
+            }
+            v.copy_from_slice(x);
+            sigmoid_in_place_with::<FUSED>(&mut v);
+            for (&x, &s) in x.iter().zip(&v) {
+                assert!(same(s, sigmoid_with::<FUSED>(x)), "σ({x:e}), FUSED = {FUSED}");
+            }
+        }
+        let x = inputs();
+        assert_ne!(x.len() % STAGE_BLOCK, 0, "a remainder block is covered");
+        check::<false>(&x);
+        check::<true>(&x);
+        for len in [0, 1, STAGE_BLOCK - 1, STAGE_BLOCK, STAGE_BLOCK + 1, 3 * STAGE_BLOCK + 5] {
+            check::<true>(&x[1000..1000 + len]);
         }
     }
 

@@ -106,6 +106,26 @@ pub trait Real: NdFloat + Default + std::iter::Sum {
 
     /// e^x (the softmax's): [`elem::exp`], or [`elem::exp_f32`].
     fn exp_of(x: Self) -> Self;
+
+    /// v = [`Real::act_tanh`] of v, element-wise, in place (f64: in stages,
+    /// [`elem::tanh_in_place_with`]: the same bits, faster).
+    #[inline(always)]
+    fn act_tanh_in_place<const FUSED: bool>(v: &mut [Self]) {
+        // `for` loops, not `for_each`: the iterator's fold, grown by the inlined function, was
+        // left out of line and so compiled without the vector instructions.
+        for x in v {
+            *x = Self::act_tanh::<FUSED>(*x);
+        }
+    }
+
+    /// v = [`Real::act_sigmoid`] of v, element-wise, in place (f64:
+    /// [`elem::sigmoid_in_place_with`]).
+    #[inline(always)]
+    fn act_sigmoid_in_place<const FUSED: bool>(v: &mut [Self]) {
+        for x in v {
+            *x = Self::act_sigmoid::<FUSED>(*x);
+        }
+    }
 }
 
 impl Real for f32 {
@@ -192,6 +212,16 @@ impl Real for f64 {
     #[inline(always)]
     fn act_sigmoid<const FUSED: bool>(x: Self) -> Self {
         elem::sigmoid_with::<FUSED>(x)
+    }
+
+    #[inline(always)]
+    fn act_tanh_in_place<const FUSED: bool>(v: &mut [Self]) {
+        elem::tanh_in_place_with::<FUSED>(v);
+    }
+
+    #[inline(always)]
+    fn act_sigmoid_in_place<const FUSED: bool>(v: &mut [Self]) {
+        elem::sigmoid_in_place_with::<FUSED>(v);
     }
 
     fn exp_of(x: Self) -> Self {

@@ -126,17 +126,13 @@ simd_fn! {
     fn activate<F: Real>(act: Activation, pre: &[F], out: &mut [F]) {
         assert_eq!(pre.len(), out.len());
         match act {
-            // `for` loops, not `for_each`: the iterator's fold, grown by the inlined function,
-            // was left out of line and so compiled without the vector instructions.
             Activation::Tanh => {
-                for (s, &h) in out.iter_mut().zip(pre) {
-                    *s = F::act_tanh::<FUSED>(h);
-                }
+                out.copy_from_slice(pre);
+                F::act_tanh_in_place::<FUSED>(out);
             }
             Activation::Sigmoid => {
-                for (s, &h) in out.iter_mut().zip(pre) {
-                    *s = F::act_sigmoid::<FUSED>(h);
-                }
+                out.copy_from_slice(pre);
+                F::act_sigmoid_in_place::<FUSED>(out);
             }
             Activation::Relu => out.iter_mut().zip(pre).for_each(|(s, &h)| *s = h.max(F::zero())),
             Activation::Identity => out.copy_from_slice(pre),

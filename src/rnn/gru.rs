@@ -50,13 +50,21 @@ fn forward_row<F: Real>(gates: [&mut [F]; 3], hidden: [&[F]; 4], hn: &mut [F], h
     let (h, one) = (gr.len(), F::one());
     let (gz, gn, hr, hz, hpn, h_prev) = (&mut gz[..h], &mut gn[..h], &hr[..h], &hz[..h], &hpn[..h], &h_prev[..h]);
     let (hn, h_cur) = (&mut hn[..h], &mut h_cur[..h]);
+    // Each gate's pre-activation, then its activation over the whole gate in place (the f64
+    // functions run in stages over a slice, see `elem::tanh_in_place_with`: the same bits).
     for j in 0..h {
-        let r = F::act_sigmoid::<FUSED>(gr[j] + hr[j]);
-        let z = F::act_sigmoid::<FUSED>(gz[j] + hz[j]);
-        let n = F::act_tanh::<FUSED>(gn[j] + r * hpn[j]);
-        (gr[j], gz[j], gn[j]) = (r, z, n);
-        hn[j] = hpn[j];
-        h_cur[j] = (one - z) * n + z * h_prev[j];
+        gr[j] += hr[j];
+        gz[j] += hz[j];
+    }
+    F::act_sigmoid_in_place::<FUSED>(gr);
+    F::act_sigmoid_in_place::<FUSED>(gz);
+    for j in 0..h {
+        gn[j] += gr[j] * hpn[j];
+    }
+    F::act_tanh_in_place::<FUSED>(gn);
+    hn.copy_from_slice(hpn);
+    for j in 0..h {
+        h_cur[j] = (one - gz[j]) * gn[j] + gz[j] * h_prev[j];
     }
 }
 }

@@ -333,12 +333,12 @@ fn tanh_finish<const FUSED: bool>(x: f64, p2: f64, m: Dd) -> f64 {
 const STAGE_BLOCK: usize = 32;
 
 /// v = tanh(v) element-wise, in place: per block of elements, the first stage of each, then
-/// the second of each (a remainder shorter than a block element by element). The same operations on the same values as [`tanh_with`] (the stages'
-/// values pass through memory, exactly), so the same bits. One element's stages form one long
-/// chain of dependent operations (about 400 cycles of latency per vector on the Intel Xeon of
-/// family 6, model 207): element by element, the processor could overlap fewer than two
-/// vectors' chains; a stage's shorter chains let it overlap several (f64 with AVX-512: 8.5 →
-/// 5.9 ns per element, AVX2 13.2 → 10.9).
+/// the second of each (a remainder shorter than a block element by element). The same
+/// operations on the same values as [`tanh_with`] (the stages' values pass through memory,
+/// exactly), so the same bits. One element's stages form one long chain of dependent operations
+/// (about 400 cycles of latency per vector on the Intel Xeon of family 6, model 207): element by
+/// element, the processor could overlap fewer than two vectors' chains; a stage's shorter chains
+/// let it overlap several (f64 with AVX-512: 8.0–8.5 → 5.9 ns per element, AVX2 13.2 → 10.9).
 #[inline(always)]
 pub fn tanh_in_place_with<const FUSED: bool>(v: &mut [f64]) {
     let mut blocks = v.chunks_exact_mut(STAGE_BLOCK);
@@ -397,7 +397,7 @@ fn sigmoid_finish<const FUSED: bool>(x: f64, n: i32, m: Dd) -> f64 {
 }
 
 /// v = σ(v) element-wise, in place, in two stages per block as [`tanh_in_place_with`]: the same
-/// bits as [`sigmoid_with`] (AVX-512 10.8 → 7.3 ns per element, AVX2 17.5 → 11.2).
+/// bits as [`sigmoid_with`] (AVX-512 10.6–10.8 → 7.2–7.3 ns per element, AVX2 17.5 → 11.2).
 #[inline(always)]
 pub fn sigmoid_in_place_with<const FUSED: bool>(v: &mut [f64]) {
     let mut blocks = v.chunks_exact_mut(STAGE_BLOCK);

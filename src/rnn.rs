@@ -641,6 +641,17 @@ impl<'a, F: Real> Part<'a, F> {
     }
 }
 
+/// Steps t − 1 (to read) and t (to write) of a (T+1, b, ·) buffer, as two (b, ·) views: a split
+/// along the steps and one index on each side. (`multi_slice_mut` with two `s![…]` does the same
+/// but slices all three axes and checks the two for overlap: 12 % of a step at H = 32, B = 1.)
+pub(crate) fn prev_and_cur<'s, F>(
+    x: &'s mut ArrayViewMut3<'_, F>,
+    t: usize,
+) -> (ArrayViewMut2<'s, F>, ArrayViewMut2<'s, F>) {
+    let (before, from) = x.view_mut().split_at(Axis(0), t);
+    (before.index_axis_move(Axis(0), t - 1), from.index_axis_move(Axis(0), 0))
+}
+
 /// Multiply–adds of one time step's recurrent product a block of sequences needs at least
 /// before the time loop is split (at H = 64, 16 sequences): below it, a second thread's share
 /// would not pay for the calls it adds.

@@ -11,9 +11,9 @@
 //! Forward keeps r, z, n (in `gates`) and hn (in `aux`). Because r multiplies hn, the input-side
 //! and hidden-side pre-activation gradients differ in the n block: both are kept (`dgx`, `dgh`).
 
-use ndarray::{Axis, s};
+use ndarray::Axis;
 
-use super::{Params, Part};
+use super::{Params, Part, prev_and_cur};
 use crate::real::{Real, matmul_strips, simd_fn};
 
 /// Step t (1-based).
@@ -24,7 +24,7 @@ pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Part<'_, F>, t: usize) {
     matmul_strips(tr.h.index_axis(Axis(0), t - 1), tr.wt, tr.hp.view_mut(), true);
     let mut gates = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, 3H), holds U x_t + b
     let mut hn = tr.aux.index_axis_mut(Axis(0), t - 1);
-    let (h_prev, mut h_cur) = tr.h.multi_slice_mut((s![t - 1, .., ..], s![t, .., ..]));
+    let (h_prev, mut h_cur) = prev_and_cur(&mut tr.h, t);
     for b in 0..gates.nrows() {
         let g = gates.row_mut(b).into_slice().expect("contiguous");
         let (gr, g) = g.split_at_mut(h);

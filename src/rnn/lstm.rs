@@ -10,9 +10,9 @@
 //!
 //! Forward keeps the activated gates (in `gates`), c_t (in `c`) and tanh(c_t) (in `aux`).
 
-use ndarray::{Axis, s};
+use ndarray::Axis;
 
-use super::{Params, Part};
+use super::{Params, Part, prev_and_cur};
 use crate::real::{Real, matmul_strips, simd_fn};
 
 /// Step t (1-based).
@@ -20,7 +20,7 @@ pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Part<'_, F>, t: usize) {
     let h = p.w.ncols();
     let mut gates = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, 4H), holds U x_t + b
     matmul_strips(tr.h.index_axis(Axis(0), t - 1), tr.wt, gates.view_mut(), true); // += h_{t−1} Wᵀ
-    let (c_prev, mut c_cur) = tr.c.multi_slice_mut((s![t - 1, .., ..], s![t, .., ..]));
+    let (c_prev, mut c_cur) = prev_and_cur(&mut tr.c, t);
     let mut h_cur = tr.h.index_axis_mut(Axis(0), t);
     let mut tanh_c = tr.aux.index_axis_mut(Axis(0), t - 1);
     for b in 0..gates.nrows() {

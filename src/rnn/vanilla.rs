@@ -6,15 +6,15 @@
 //!
 //! The input projection `U x_t + b` arrives precomputed in `gates[t−1]`.
 
-use ndarray::{Axis, s};
+use ndarray::Axis;
 
-use super::{Activation, Params, Part};
+use super::{Activation, Params, Part, prev_and_cur};
 use crate::real::{Real, matmul_strips};
 
 /// Step t (1-based): h_t = σ(gates_t + h_{t−1} Wᵀ); the pre-activation is formed in place in
 /// `gates[t−1]` (backward needs only h_t). W arrives transposed, in `tr.wt` (W itself in `tr.w`).
 pub fn forward_step<F: Real>(_p: &Params<F>, act: Activation, tr: &mut Part<'_, F>, t: usize) {
-    let (prev, mut cur) = tr.h.multi_slice_mut((s![t - 1, .., ..], s![t, .., ..]));
+    let (prev, mut cur) = prev_and_cur(&mut tr.h, t);
     let mut pre = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, H)
     matmul_strips(prev.view(), tr.wt, pre.view_mut(), true); // pre += h_{t−1} Wᵀ
     act.forward_slice(

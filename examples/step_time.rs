@@ -3,7 +3,7 @@
 //! matrix-multiply measurements for reference. A benchmark, not a test.
 //!
 //!     cargo run --release --example step_time [-- --cell rnn|relu|lstm|gru] [--dtype f32|f64]
-//!         [--H 32,128] [--T 200] [--B 1,32] [--seconds 1] [--threads 1] [--json]
+//!         [--H 32,128] [--T 200] [--B 1,32] [--seconds 1] [--threads 1] [--json] [--products]
 //!
 //! Prints the kernel path (`RUNNER_ISA` forces a narrower one), the 512³ product of the core's
 //! own kernel (`real::gemm`, on the same threads as the steps) and of ndarray's (one thread),
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use ndarray::Array2;
 use ndarray::linalg::general_mat_mul;
-use runner::real::{Dtype, Isa, Real, Scratch, gemm};
+use runner::real::{Dtype, Isa, Real, Scratch, Strips, gemm, matmul_strips};
 use runner::rnn::{Activation, Cell};
 
 #[path = "../benches/workload/mod.rs"]
@@ -65,6 +65,27 @@ fn matmul_gflops<F: Real>(n: usize) -> (f64, f64) {
         Duration::from_millis(500),
     );
     (rate(ours), rate(theirs))
+}
+
+/// GFLOP/s of the time loop's product at (B, H)·(H, G·H), b in strips as a step stores it.
+fn recurrence_gflops<F: Real>(cell: Cell, h: usize, b: usize) -> f64 {
+    let gh = cell.gates() * h;
+    let a = Array2::<F>::from_shape_fn((b, h), |(i, j)| F::of(((i * 5 + j * 3) % 13) as f64 * 0.01));
+    let w = Array2::<F>::from_shape_fn((gh, h), |(i, j)| F::of(((i * 7 + j) % 11) as f64 * 0.01));
+    let mut wt = Strips::default();
+    wt.pack(w.t(), b >= 4);
+    let mut c = Array2::<F>::zeros((b, gh));
+    // Enough calls per timing that the clock's resolution does not matter.
+    let calls = (1 << 22) / (b * h * gh).max(1) + 1;
+    let (ms, ..) = time_steps(
+        || {
+            for _ in 0..calls {
+                matmul_strips(a.view(), &wt, c.view_mut(), true);
+            }
+        },
+        Duration::from_millis(300),
+    );
+    2.0 * (b * h * gh * calls) as f64 / (ms / 1e3) / 1e9
 }
 
 /// `--name value` from the command line.
@@ -130,6 +151,28 @@ fn measure(threads: usize) {
             if threads == 1 { "" } else { "s" },
         );
         println!("| H | T | B | median ms/step | p10 ms | GFLOP/s | allocations/step |\n|---|---|---|---|---|---|---|");
+    }
+    if std::env::args().any(|a| a == "--products") {
+        if !json {
+            println!("| H | B | recurrence product GFLOP/s | % of the 512³ product |\n|---|---|---|---|");
+        }
+        for h in sizes("--H", &[32, 128, 512]) {
+            for b in sizes("--B", &[1, 32]) {
+                let rate = match dtype {
+                    Dtype::F32 => recurrence_gflops::<f32>(cell, h, b),
+                    Dtype::F64 => recurrence_gflops::<f64>(cell, h, b),
+                };
+                let share = 100.0 * rate / ours;
+                if json {
+                    println!(
+                        "{{\"impl\": \"runner\", \"H\": {h}, \"B\": {b}, \"recurrence_gflops\": {rate:.3}, \"percent_of_product\": {share:.1}}}"
+                    );
+                } else {
+                    println!("| {h} | {b} | {rate:.1} | {share:.0} % |");
+                }
+            }
+        }
+        return;
     }
     for h in sizes("--H", &[32, 128, 512]) {
         for t in sizes("--T", &[50, 200, 1000]) {

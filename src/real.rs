@@ -433,8 +433,9 @@ impl<F: Real> Strips<F> {
                 }
             }
             // Strips from a transposed view (Wᵀ): strip s is rows s0 … of the stored matrix,
-            // transposed (element by element with a stride of a strip's row, W and Wᵀ's packing
-            // was 4 % of a step at H = 512, B = 32, all of it on one thread).
+            // transposed, by the blocked transpose (written element by element a strip's row
+            // apart, W's and Wᵀ's packing was 4 % of the main thread's time at H = 512, B = 32 on
+            // two threads).
             (_, Some(src)) => {
                 for (s0, strip) in (0..n).step_by(self.width).zip(data.chunks_mut((self.width * k).max(1))) {
                     let w = strip.len() / k.max(1);

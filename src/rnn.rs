@@ -1111,3 +1111,44 @@ pub fn evaluate<F: Real>(
     };
     (sum / loss_count(batch), acc)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loops that replaced ndarray's `sum_axis` and broadcast `+=` give ndarray's bits:
+    /// values of mixed signs and magnitudes (sums that round), negative zeros, one row, no row,
+    /// one column.
+    #[test]
+    fn row_sums_and_bias_adds_are_ndarrays_bit_for_bit() {
+        fn check<F: Real>() {
+            let val = |i: usize, j: usize| {
+                let k = (i * 31 + j * 17) % 23;
+                if k == 0 {
+                    F::of(-0.0)
+                } else {
+                    F::of((k as f64 - 11.0) * elem::powi(10.0, (k % 7) as i64 - 3) / 3.0)
+                }
+            };
+            for (n, m) in [(0, 5), (1, 5), (7, 1), (37, 16), (200, 3), (64, 33)] {
+                let x = Array2::from_shape_fn((n, m), |(i, j)| val(i, j));
+                let acc0 = Array1::from_shape_fn(m, |j| val(j + 3, 5));
+                let mut want = acc0.clone();
+                want += &x.sum_axis(Axis(0));
+                let (mut got, mut sums) = (acc0.clone(), Vec::new());
+                add_row_sum(&mut got, x.view(), &mut sums);
+                let bits = |a: &Array1<F>| a.iter().map(|v| v.f64().to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{:?} row sums of ({n}, {m})", F::DTYPE);
+
+                let mut want = x.clone();
+                want += &acc0;
+                let mut got = x.clone();
+                add_to_rows(got.view_mut(), &acc0);
+                let bits = |a: &Array2<F>| a.iter().map(|v| v.f64().to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{:?} bias added to ({n}, {m})", F::DTYPE);
+            }
+        }
+        check::<f32>();
+        check::<f64>();
+    }
+}

@@ -150,9 +150,12 @@ fn measure(threads: usize) {
             cell.name(),
             if threads == 1 { "" } else { "s" },
         );
+    }
+    let products = std::env::args().any(|a| a == "--products");
+    if !json && !products {
         println!("| H | T | B | median ms/step | p10 ms | GFLOP/s | allocations/step |\n|---|---|---|---|---|---|---|");
     }
-    if std::env::args().any(|a| a == "--products") {
+    if products {
         if !json {
             println!("| H | B | recurrence product GFLOP/s | % of the 512³ product |\n|---|---|---|---|");
         }

@@ -425,8 +425,7 @@ impl<F: Real> Strips<F> {
             (_, Some(src)) if self.width >= n => transpose_slices(src, data, n, k),
             // Strips from row-major: each strip's rows are pieces of b's rows, copied.
             (Some(src), _) => {
-                for (s0, strip) in (0..n).step_by(self.width).zip(data.chunks_mut((self.width * k).max(1))) {
-                    let w = strip.len() / k.max(1);
+                for (s0, w, strip) in strips_of(data, (k, n), self.width) {
                     for (dst, row) in strip.chunks_exact_mut(w).zip(src.chunks_exact(n)) {
                         dst.copy_from_slice(&row[s0..s0 + w]);
                     }
@@ -437,8 +436,7 @@ impl<F: Real> Strips<F> {
             // apart, W's and Wᵀ's packing was 4 % of the main thread's time at H = 512, B = 32 on
             // two threads).
             (_, Some(src)) => {
-                for (s0, strip) in (0..n).step_by(self.width).zip(data.chunks_mut((self.width * k).max(1))) {
-                    let w = strip.len() / k.max(1);
+                for (s0, w, strip) in strips_of(data, (k, n), self.width) {
                     transpose_slices(&src[s0 * k..(s0 + w) * k], strip, w, k);
                 }
             }
@@ -463,6 +461,19 @@ impl<F: Real> Strips<F> {
     pub fn dim(&self) -> (usize, usize) {
         self.dim
     }
+}
+
+/// The strips of a (k, n) matrix's storage in strips of `width` columns: per strip, its first
+/// column, its width and its k rows (one after another).
+fn strips_of<F>(
+    data: &mut [F],
+    (k, n): (usize, usize),
+    width: usize,
+) -> impl Iterator<Item = (usize, usize, &mut [F])> {
+    (0..n)
+        .step_by(width)
+        .zip(data.chunks_mut((width * k).max(1)))
+        .map(move |(s0, strip)| (s0, strip.len() / k.max(1), strip))
 }
 
 /// `c (m, n) = [c +] a (m, k) · b (k, n)` for b in [`Strips`] and a, c in standard layout (the

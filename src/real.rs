@@ -585,14 +585,25 @@ fn shared<F: Real>(
     packs: Option<&mut [Vec<F>]>,
 ) {
     let parts = packs.as_ref().map_or(rayon::current_num_threads(), |p| p.len());
-    if parts < 2 || m < 2 * SHARE_ROWS || m * k * n < 2 * SHARE_WORK {
+    // Fewer rows than two shares' worth are split only in gemm's one-off products (not in the
+    // time loop's, where a busy pool would run both halves in narrower tiles) and only down to
+    // the rows the tiles take one at a time: a narrow product computed as its transpose has as
+    // many rows as the inputs (the adding problem's dU: 2 rows, k = T·B), which ran on one
+    // thread.
+    let few = m < 2 * SHARE_ROWS;
+    if parts < 2 || m < 2 || (few && (packs.is_none() || m >= 4)) || m * k * n < 2 * SHARE_WORK {
         let pack = packs.and_then(|p| p.first_mut());
         F::matmul_slices(a, b, c, (m, k, n), accumulate, astr, pack);
         return;
     }
-    // The first half gets its threads' share of the rows, rounded up to a multiple of 4.
+    // The first half gets its threads' share of the rows, rounded up to a multiple of 4 (of 1
+    // for a few rows).
     let first = parts / 2;
-    let m1 = (m * first / parts).div_ceil(SHARE_ROWS / 2) * (SHARE_ROWS / 2);
+    let m1 = if few {
+        (m * first / parts).max(1)
+    } else {
+        (m * first / parts).div_ceil(SHARE_ROWS / 2) * (SHARE_ROWS / 2)
+    };
     let (c1, c2) = c.split_at_mut(m1 * n);
     let a2 = &a[m1 * astr.0..];
     let (p1, p2) = match packs {

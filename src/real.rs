@@ -376,7 +376,15 @@ pub fn matmul<F: Real>(a: ArrayView2<'_, F>, b: ArrayView2<'_, F>, mut c: ArrayV
     let a = a.to_slice().expect("a in standard layout");
     let b = b.to_slice().expect("b in standard layout");
     let c = c.as_slice_mut().expect("c in standard layout");
-    shared(a, (k, 1), (b, n), c, (m, k, n), accumulate, None);
+    shared(
+        a,
+        (k, 1),
+        (b, n),
+        c,
+        (m, k, n),
+        accumulate,
+        Shares::Threads(rayon::current_num_threads()),
+    );
 }
 
 /// Columns per strip of a [`Strips`] operand: a multiple of every tile width (32, 16 and 8), so
@@ -478,13 +486,35 @@ fn strips_of<F>(
 
 /// `c (m, n) = [c +] a (m, k) · b (k, n)` for b in [`Strips`] and a, c in standard layout (the
 /// time loop's product): the same sums as [`matmul`] of b row-major.
-pub fn matmul_strips<F: Real>(a: ArrayView2<'_, F>, b: &Strips<F>, mut c: ArrayViewMut2<'_, F>, accumulate: bool) {
+pub fn matmul_strips<F: Real>(a: ArrayView2<'_, F>, b: &Strips<F>, c: ArrayViewMut2<'_, F>, accumulate: bool) {
+    matmul_strips_on(a, b, c, accumulate, rayon::current_num_threads());
+}
+
+/// [`matmul_strips`] shared out among at most `threads` of the pool's threads: the time loop's
+/// products, whose block of sequences may already be one of several running on the pool (a
+/// block's product shared again ran as two halves on the same thread, each streaming all of W:
+/// AVX2's 6-row tiles took 16 rows as 6 + 2 twice instead of 6 + 6 + 4).
+pub fn matmul_strips_on<F: Real>(
+    a: ArrayView2<'_, F>,
+    b: &Strips<F>,
+    mut c: ArrayViewMut2<'_, F>,
+    accumulate: bool,
+    threads: usize,
+) {
     let ((m, k), (k2, n)) = (a.dim(), b.dim);
     assert!(k == k2 && c.dim() == (m, n), "matmul shapes");
     let a = a.to_slice().expect("a in standard layout");
     let c = c.as_slice_mut().expect("c in standard layout");
     let data = &b.data[b.start..b.start + k * n];
-    shared(a, (k, 1), (data, b.width), c, (m, k, n), accumulate, None);
+    shared(
+        a,
+        (k, 1),
+        (data, b.width),
+        c,
+        (m, k, n),
+        accumulate,
+        Shares::Threads(threads),
+    );
 }
 
 /// a · b, summed in order with fused multiply–adds: by the product kernel (a 1 × k by k × 1
@@ -534,7 +564,7 @@ pub fn gemm<'a, F: Real>(
         let b = standard(b, sb);
         p.clear();
         p.resize(n * m, F::zero());
-        shared(b, (1, n), (at, m), p, (n, k, m), false, Some(packs));
+        shared(b, (1, n), (at, m), p, (n, k, m), false, Shares::Packed(packs));
         let c = c.as_slice_mut().expect("c in standard layout");
         for (i, row) in c.chunks_exact_mut(n).enumerate() {
             for (j, c) in row.iter_mut().enumerate() {
@@ -555,10 +585,10 @@ pub fn gemm<'a, F: Real>(
         // c + Σ with Σ summed from zero, as the unblocked kernel would: Σ apart, then added.
         p.clear();
         p.resize(m * n, F::zero());
-        shared(a, astr, (b, n), p, (m, k, n), false, Some(packs));
+        shared(a, astr, (b, n), p, (m, k, n), false, Shares::Packed(packs));
         c.iter_mut().zip(p.iter()).for_each(|(c, &s)| *c += s);
     } else {
-        shared(a, astr, (b, n), c, (m, k, n), accumulate, Some(packs));
+        shared(a, astr, (b, n), c, (m, k, n), accumulate, Shares::Packed(packs));
     }
 }
 
@@ -569,8 +599,9 @@ const SHARE_WORK: usize = 1 << 19;
 const SHARE_ROWS: usize = 8;
 
 /// The product of [`F::matmul_slices`](Real::matmul_slices) shared out among the threads of the
-/// rayon pool it runs in, by rows of c: halves go to `rayon::join` while a half still has the
-/// work and the rows to pay for it (`packs`, when given, holds one packing buffer per share).
+/// rayon pool it runs in that `shares` gives it, by rows of c: halves go to `rayon::join`, with
+/// half the threads each, while a half still has the work and the rows to pay for it and more
+/// than one thread.
 /// Each element of c is computed by exactly one share, by the same ordered sum as on one thread,
 /// so the bits do not depend on the number of threads or on which thread took which share. A
 /// half nobody takes is run by the caller's thread after the first: on a busy pool sharing costs
@@ -582,17 +613,21 @@ fn shared<F: Real>(
     c: &mut [F],
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
-    packs: Option<&mut [Vec<F>]>,
+    shares: Shares<'_, F>,
 ) {
-    let parts = packs.as_ref().map_or(rayon::current_num_threads(), |p| p.len());
+    let parts = shares.parts();
     // Fewer rows than two shares' worth are split only in gemm's one-off products (not in the
     // time loop's, where a busy pool would run both halves in narrower tiles) and only down to
     // the rows the tiles take one at a time: a narrow product computed as its transpose has as
     // many rows as the inputs (the adding problem's dU: 2 rows, k = T·B), which ran on one
     // thread.
     let few = m < 2 * SHARE_ROWS;
-    if parts < 2 || m < 2 || (few && (packs.is_none() || m >= 4)) || m * k * n < 2 * SHARE_WORK {
-        let pack = packs.and_then(|p| p.first_mut());
+    let packed = matches!(shares, Shares::Packed(_));
+    if parts < 2 || m < 2 || (few && (!packed || m >= 4)) || m * k * n < 2 * SHARE_WORK {
+        let pack = match shares {
+            Shares::Packed(p) => p.first_mut(),
+            Shares::Threads(_) => None,
+        };
         F::matmul_slices(a, b, c, (m, k, n), accumulate, astr, pack);
         return;
     }
@@ -606,17 +641,33 @@ fn shared<F: Real>(
     };
     let (c1, c2) = c.split_at_mut(m1 * n);
     let a2 = &a[m1 * astr.0..];
-    let (p1, p2) = match packs {
-        Some(p) => {
+    let (s1, s2) = match shares {
+        Shares::Packed(p) => {
             let (x, y) = p.split_at_mut(first);
-            (Some(x), Some(y))
+            (Shares::Packed(x), Shares::Packed(y))
         }
-        None => (None, None),
+        Shares::Threads(_) => (Shares::Threads(first), Shares::Threads(parts - first)),
     };
     rayon::join(
-        || shared(a, astr, b, c1, (m1, k, n), accumulate, p1),
-        || shared(a2, astr, b, c2, (m - m1, k, n), accumulate, p2),
+        || shared(a, astr, b, c1, (m1, k, n), accumulate, s1),
+        || shared(a2, astr, b, c2, (m - m1, k, n), accumulate, s2),
     );
+}
+
+/// Among how many threads [`shared`] may share a product out: one per packing buffer given
+/// (gemm's products, which pack their operands), or a number of threads (the time loop's).
+enum Shares<'p, F> {
+    Packed(&'p mut [Vec<F>]),
+    Threads(usize),
+}
+
+impl<F> Shares<'_, F> {
+    fn parts(&self) -> usize {
+        match self {
+            Shares::Packed(p) => p.len(),
+            Shares::Threads(t) => *t,
+        }
+    }
 }
 
 /// Whether c (m, n) is too narrow for the tiles' vectors and better computed as its transpose:

@@ -558,6 +558,9 @@ pub(crate) struct Part<'a, F: Real> {
     dout: ArrayView2<'a, F>,
     /// The batch row of this block's first sequence.
     row0: usize,
+    /// The pool's threads this block's products may be shared among: all of them for the whole
+    /// batch, one for a block [`in_parts`] runs beside others.
+    threads: usize,
 }
 
 impl<F: Real> Trace<F> {
@@ -578,6 +581,7 @@ impl<F: Real> Trace<F> {
             carry_c: self.carry_c.view_mut(),
             dout: self.dout.view(),
             row0: 0,
+            threads: rayon::current_num_threads(),
         }
     }
 }
@@ -620,6 +624,7 @@ impl<'a, F: Real> Part<'a, F> {
             carry_c: cc1,
             dout: self.dout,
             row0: self.row0,
+            threads: self.threads,
         };
         let rest = Part {
             wt: self.wt,
@@ -636,6 +641,7 @@ impl<'a, F: Real> Part<'a, F> {
             carry_c: cc2,
             dout: self.dout,
             row0: self.row0 + r,
+            threads: self.threads,
         };
         (first, rest)
     }
@@ -672,6 +678,7 @@ fn split_parts<F: Real>(mut part: Part<'_, F>, threads: usize, per_row: usize, f
     let first = threads / 2;
     let r = rows * first / threads.max(1);
     if threads < 2 || r < 4 || rows - r < 4 || r * per_row < PART_WORK {
+        part.threads = threads; // its products get this block's threads only
         f(&mut part);
         return;
     }

@@ -14,14 +14,20 @@
 use ndarray::Axis;
 
 use super::{Params, Part, prev_and_cur};
-use crate::real::{Real, matmul_strips, simd_fn};
+use crate::real::{Real, matmul_strips_on, simd_fn};
 
 /// Step t (1-based).
 pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Part<'_, F>, t: usize) {
     let h = p.w.ncols();
     // Hidden side of all three gates: hp = h_{t−1} Wᵀ + bh, (B, 3H).
     tr.hp.assign(&p.bh);
-    matmul_strips(tr.h.index_axis(Axis(0), t - 1), tr.wt, tr.hp.view_mut(), true);
+    matmul_strips_on(
+        tr.h.index_axis(Axis(0), t - 1),
+        tr.wt,
+        tr.hp.view_mut(),
+        true,
+        tr.threads,
+    );
     let mut gates = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, 3H), holds U x_t + b
     let mut hn = tr.aux.index_axis_mut(Axis(0), t - 1);
     let (h_prev, mut h_cur) = prev_and_cur(&mut tr.h, t);
@@ -97,7 +103,7 @@ pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Part<'_, F>, t: usize, car
         );
     }
     if carry {
-        matmul_strips(dgh.view(), tr.w, tr.carry_h.view_mut(), true); // + back through W h_{t−1}
+        matmul_strips_on(dgh.view(), tr.w, tr.carry_h.view_mut(), true, tr.threads); // + back through W h_{t−1}
     }
 }
 

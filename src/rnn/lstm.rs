@@ -13,13 +13,19 @@
 use ndarray::Axis;
 
 use super::{Params, Part, prev_and_cur};
-use crate::real::{Real, matmul_strips, simd_fn};
+use crate::real::{Real, matmul_strips_on, simd_fn};
 
 /// Step t (1-based).
 pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Part<'_, F>, t: usize) {
     let h = p.w.ncols();
     let mut gates = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, 4H), holds U x_t + b
-    matmul_strips(tr.h.index_axis(Axis(0), t - 1), tr.wt, gates.view_mut(), true); // += h_{t−1} Wᵀ
+    matmul_strips_on(
+        tr.h.index_axis(Axis(0), t - 1),
+        tr.wt,
+        gates.view_mut(),
+        true,
+        tr.threads,
+    ); // += h_{t−1} Wᵀ
     let (c_prev, mut c_cur) = prev_and_cur(&mut tr.c, t);
     let mut h_cur = tr.h.index_axis_mut(Axis(0), t);
     let mut tanh_c = tr.aux.index_axis_mut(Axis(0), t - 1);
@@ -86,7 +92,7 @@ pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Part<'_, F>, t: usize, car
         );
     }
     if carry {
-        matmul_strips(gates.view(), tr.w, tr.carry_h.view_mut(), false); // back through W h_{t−1}
+        matmul_strips_on(gates.view(), tr.w, tr.carry_h.view_mut(), false, tr.threads); // back through W h_{t−1}
     }
 }
 

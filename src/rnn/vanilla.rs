@@ -9,14 +9,14 @@
 use ndarray::Axis;
 
 use super::{Activation, Params, Part, prev_and_cur};
-use crate::real::{Real, matmul_strips};
+use crate::real::{Real, matmul_strips_on};
 
 /// Step t (1-based): h_t = σ(gates_t + h_{t−1} Wᵀ); the pre-activation is formed in place in
 /// `gates[t−1]` (backward needs only h_t). W arrives transposed, in `tr.wt` (W itself in `tr.w`).
 pub fn forward_step<F: Real>(_p: &Params<F>, act: Activation, tr: &mut Part<'_, F>, t: usize) {
     let (prev, mut cur) = prev_and_cur(&mut tr.h, t);
     let mut pre = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, H)
-    matmul_strips(prev.view(), tr.wt, pre.view_mut(), true); // pre += h_{t−1} Wᵀ
+    matmul_strips_on(prev.view(), tr.wt, pre.view_mut(), true, tr.threads); // pre += h_{t−1} Wᵀ
     act.forward_slice(
         pre.as_slice().expect("contiguous"),
         cur.as_slice_mut().expect("contiguous"),
@@ -34,6 +34,6 @@ pub fn backward_step<F: Real>(_p: &Params<F>, act: Activation, tr: &mut Part<'_,
         dpre.as_slice_mut().expect("contiguous"),
     ); // back through σ
     if carry {
-        matmul_strips(dpre.view(), tr.w, tr.carry_h.view_mut(), false); // back through W h_{t−1}
+        matmul_strips_on(dpre.view(), tr.w, tr.carry_h.view_mut(), false, tr.threads); // back through W h_{t−1}
     }
 }

@@ -141,7 +141,7 @@ simd_fn! {
     /// out[i] = Σ_j x[i, j]² for a row-major x with n columns, each an ordered fused sum from
     /// +0: `dot(row, row)` bit for bit, eight rows side by side. (Each row's sum is a chain of
     /// dependent multiply–adds; one row at a time through the product kernel, the probe's norms
-    /// were 2 % of a lone H = 256, B = 32 run's time, all on one thread.)
+    /// were 2 % of the samples of a lone H = 256, B = 32 run on two threads, all on one of them.)
     fn row_squares<F: Real>(x: &[F], n: usize, out: &mut [F]) {
         assert_eq!(x.len(), n * out.len(), "row_squares sizes");
         let done = out.len() / 8 * 8;

@@ -1065,12 +1065,10 @@ fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA:
         // A tall product in one panel and one group of rows (the gradient sums, aᵀ stored
         // row-major): the next block's rows of a and b are fetched between this block's tiles.
         let k2 = (k1 + kc).min(k);
-        let mut ahead = if ars == 1 && panel >= n && mc >= m && k2 > k1 {
+        let mut ahead = (ars == 1 && panel >= n && mc >= m && k2 > k1).then(|| {
             let tiles = n.div_ceil(NB) * m.div_ceil(R);
             Ahead::new([&a[k1 * acs..(k2 - 1) * acs + m], &b[k1 * n..k2 * n]], tiles)
-        } else {
-            Ahead::default()
-        };
+        });
         let mut j0 = 0;
         while j0 < n {
             let j1 = (j0 + panel).min(n);
@@ -1142,7 +1140,7 @@ fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA:
                             c: ((i0 + blk * R) * n + jj, n),
                         };
                         run(pa, pb, c, ops, (R, w), kn, sums);
-                        if ahead.per > 0 {
+                        if let Some(ahead) = ahead.as_mut() {
                             ahead.step();
                         }
                     }
@@ -1167,7 +1165,6 @@ fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA:
 /// next block of k of a tall product, while the tiles of this one run (its packing read them
 /// from memory: 42 % of 128 × 32000 × 128 in f32, AMD EPYC family 26 model 2). A hint only:
 /// nothing is read, no result changes; a no-op but on x86-64.
-#[derive(Default)]
 struct Ahead<'s, F> {
     parts: [&'s [F]; 2],
     /// Byte offset of the next line to fetch, over the parts one after the other.

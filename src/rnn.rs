@@ -1025,18 +1025,11 @@ fn backward_window<F: Real>(
     }
 }
 
-/// Every row of x (n, m) += v (m): `x += &v` broadcast, row by row over contiguous rows (ndarray's
+/// Every row of x (n, m) += v (m): `x += &v` broadcast, row by row over x in standard layout (ndarray's
 /// broadcast add was 8 % of a small run's time, with its sums below). Each element is one
 /// rounded addition either way: the same bits.
 fn add_to_rows<F: Real>(mut x: ArrayViewMut2<'_, F>, v: &Array1<F>) {
-    let v = v.as_slice().expect("contiguous");
-    match x.as_slice_mut() {
-        Some(all) => add_to_rows_of(all, v),
-        None => x.rows_mut().into_iter().for_each(|mut row| {
-            let row = row.as_slice_mut().expect("rows contiguous");
-            row.iter_mut().zip(v).for_each(|(r, &b)| *r += b);
-        }),
-    }
+    add_to_rows_of(x.as_slice_mut().expect("contiguous"), v.as_slice().expect("contiguous"));
 }
 
 /// Elements above which the bias add over the gate buffer is shared out among the pool's threads

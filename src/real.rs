@@ -107,8 +107,8 @@ pub trait Real: NdFloat + Default + std::iter::Sum {
     /// e^x (the softmax's): [`elem::exp`], or [`elem::exp_f32`].
     fn exp_of(x: Self) -> Self;
 
-    /// v = [`Real::act_tanh`] of v, element-wise, in place (f64: in stages,
-    /// [`elem::tanh_in_place_with`]: the same bits, faster).
+    /// v = [`Real::act_tanh`] of v, element-wise, in place (f64: [`elem::tanh_in_place`], several
+    /// vectors side by side on the path it picks itself: the same bits, faster).
     #[inline(always)]
     fn act_tanh_in_place<const FUSED: bool>(v: &mut [Self]) {
         // `for` loops, not `for_each`: the iterator's fold, grown by the inlined function, was
@@ -118,8 +118,7 @@ pub trait Real: NdFloat + Default + std::iter::Sum {
         }
     }
 
-    /// v = [`Real::act_sigmoid`] of v, element-wise, in place (f64:
-    /// [`elem::sigmoid_in_place_with`]).
+    /// v = [`Real::act_sigmoid`] of v, element-wise, in place (f64: [`elem::sigmoid_in_place`]).
     #[inline(always)]
     fn act_sigmoid_in_place<const FUSED: bool>(v: &mut [Self]) {
         for x in v {
@@ -216,12 +215,12 @@ impl Real for f64 {
 
     #[inline(always)]
     fn act_tanh_in_place<const FUSED: bool>(v: &mut [Self]) {
-        elem::tanh_in_place_with::<FUSED>(v);
+        elem::tanh_in_place(v);
     }
 
     #[inline(always)]
     fn act_sigmoid_in_place<const FUSED: bool>(v: &mut [Self]) {
-        elem::sigmoid_in_place_with::<FUSED>(v);
+        elem::sigmoid_in_place(v);
     }
 
     fn exp_of(x: Self) -> Self {

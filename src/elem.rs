@@ -6,7 +6,10 @@
 //! every processor (Rust never contracts `a * b + c` into a fused operation behind our back);
 //! the exact products the double-doubles need are Dekker's, or, in the element-wise loops
 //! compiled for processors with fused multiply–adds (`tanh_with`, `sigmoid_with`), one FMA each:
-//! the same two numbers either way.
+//! the same two numbers either way. (Besides those, only exact steps: |x|, sign copies,
+//! comparisons, and powers of two written into the exponent bits.) Over a slice
+//! ([`tanh_in_place`], [`sigmoid_in_place`]) the functions run on several vectors side by side
+//! (see the module `vector`), each lane taking the one-element function's operations.
 //! Intermediate values are carried as double-doubles (`Dd`, an unevaluated sum hi + lo of two
 //! f64, about 106 bits) so that each f64 result is a value accurate far beyond f64 rounded once:
 //! the error stays a little above half an ulp (σ's subnormal results, rounded twice: within
@@ -369,10 +372,10 @@ fn sigmoid_of<const FUSED: bool, V: F64s>(x: V) -> V {
 #[cfg(target_arch = "x86_64")]
 const CHAINS: usize = 4;
 
-/// v = tanh(v) element-wise, in place: under AVX-512 and AVX2 [`CHAINS`] vectors at a time, each
-/// operation on all of them before the next (see [`vector`]), then single vectors, then element
-/// by element; on the portable path element by element (a loop the compiler vectorises). The
-/// same operations on each element as [`tanh_with`]: the same bits.
+/// v = tanh(v) element-wise, in place: under AVX-512 and AVX2 four vectors at a time, each
+/// operation on all of them before the next (see the module `vector`), then single vectors,
+/// then element by element; on the portable path element by element (a loop the compiler
+/// vectorises). The same operations on each element as [`tanh_with`]: the same bits.
 pub fn tanh_in_place(v: &mut [f64]) {
     in_place(v, Function::Tanh, Isa::current());
 }

@@ -426,6 +426,13 @@ pub fn run_sweep(
         .build()
         .map_err(|e| Error::Usage(format!("cannot start {} worker threads: {e}", opts.jobs)))?;
     let stopped = || opts.stop.is_some_and(|s| s.load(Ordering::Relaxed));
+    // Runs training now. A run's work is shared among ⌈threads / running⌉ of the pool's threads:
+    // its own while every thread has a run, all of them once it trains alone (the sweep's tail).
+    // (Split for threads that have runs of their own, a run's pieces all fell to its own thread
+    // in smaller calls: the 12-run sweep's runs summed 2.44-2.46 s with two jobs against
+    // 2.29-2.38 on one thread each, AMD EPYC family 26 model 2.)
+    let running = AtomicUsize::new(0);
+    let share = || opts.jobs.div_ceil(running.load(Ordering::Relaxed).max(1));
     let work = |cfg: &RunConfig| -> Result<Option<(usize, RunRecord)>, Error> {
         if stopped() {
             return Ok(None); // interrupted: do not start
@@ -435,7 +442,10 @@ pub fn run_sweep(
             bar.inc(1);
             !stopped()
         };
-        let result = match catch_unwind(AssertUnwindSafe(|| run::train(cfg, &on_step))) {
+        running.fetch_add(1, Ordering::Relaxed);
+        let result = catch_unwind(AssertUnwindSafe(|| run::train(cfg, &on_step, &share)));
+        running.fetch_sub(1, Ordering::Relaxed);
+        let result = match result {
             Ok(Some(result)) => result,
             Ok(None) => return Ok(None), // abandoned mid-run: nothing recorded
             Err(panic) => {

@@ -540,6 +540,16 @@ pub struct Scratch<F> {
     p: Vec<F>,
     /// Packed panels of a large product's operands, one buffer per share of the product.
     packs: Vec<Vec<F>>,
+    /// The pool's threads the products may be shared among ([`Scratch::share`]; `None`: all).
+    threads: Option<usize>,
+}
+
+impl<F> Scratch<F> {
+    /// From now on, shares [`gemm`]'s products among at most `threads` of the pool's threads (at
+    /// least one).
+    pub fn share(&mut self, threads: usize) {
+        self.threads = Some(threads.max(1));
+    }
 }
 
 /// `c (m, n) = [c +] a (m, k) · b (k, n)` for views of any layout (c in standard layout), by
@@ -553,8 +563,15 @@ pub fn gemm<'a, F: Real>(
 ) {
     let ((m, k), (k2, n)) = (a.dim(), b.dim());
     assert!(k == k2 && c.dim() == (m, n), "gemm shapes");
-    let Scratch { a: sa, b: sb, p, packs } = scratch;
-    packs.resize_with(rayon::current_num_threads().max(1), Vec::new);
+    let Scratch {
+        a: sa,
+        b: sb,
+        p,
+        packs,
+        threads,
+    } = scratch;
+    let pool = rayon::current_num_threads();
+    packs.resize_with(threads.map_or(pool, |t| t.min(pool)).max(1), Vec::new);
     if narrow(m, n) {
         // cᵀ (n, m) = bᵀ aᵀ, so that the tiles' vectors run along m: each element is the same
         // ordered sum (a fused multiply–add does not care which factor comes first). b (k, n)

@@ -452,6 +452,8 @@ pub struct Trace<F: Real = f64> {
     scratch: Scratch<F>,
     /// (G·H) the bias gradients' sums over a window's rows, before they are added.
     sums: Vec<F>,
+    /// The pool's threads this trace's work may be shared among ([`Trace::share`]; `None`: all).
+    threads: Option<usize>,
 }
 
 impl<F: Real> Default for Trace<F> {
@@ -474,11 +476,28 @@ impl<F: Real> Default for Trace<F> {
             carry_c: e2,
             scratch: Scratch::default(),
             sums: Vec::new(),
+            threads: None,
         }
     }
 }
 
 impl<F: Real> Trace<F> {
+    /// From now on, shares this trace's work among at most `threads` of the pool's threads (at
+    /// least one): a run training beside others takes its share of the pool, not all of it
+    /// (splitting work that no idle thread will take costs the calls and the narrower pieces:
+    /// a 12-run sweep's runs summed 4 % more seconds on two threads that way). The bits do not
+    /// depend on it.
+    pub fn share(&mut self, threads: usize) {
+        self.threads = Some(threads.max(1));
+        self.scratch.share(threads);
+    }
+
+    /// The threads this trace's work may be shared among: its share, within the pool's.
+    fn threads(&self) -> usize {
+        let pool = rayon::current_num_threads();
+        self.threads.map_or(pool, |t| t.min(pool))
+    }
+
     fn ensure(&mut self, cell: Cell, t: usize, b: usize, h: usize, l: usize, o: usize) {
         let g = cell.gates();
         if self.h.dim() != (t + 1, b, h) || self.gates.dim() != (t, b, g * h) {
@@ -558,7 +577,7 @@ pub(crate) struct Part<'a, F: Real> {
     dout: ArrayView2<'a, F>,
     /// The batch row of this block's first sequence.
     row0: usize,
-    /// The pool's threads this block's products may be shared among: all of them for the whole
+    /// The pool's threads this block's products may be shared among: the trace's for the whole
     /// batch, one for a block [`in_parts`] runs beside others.
     threads: usize,
 }
@@ -566,6 +585,7 @@ pub(crate) struct Part<'a, F: Real> {
 impl<F: Real> Trace<F> {
     /// The time loop's view of all the trace's sequences.
     pub(crate) fn part(&mut self) -> Part<'_, F> {
+        let threads = self.threads();
         Part {
             wt: &self.wt,
             w: &self.w,
@@ -581,7 +601,7 @@ impl<F: Real> Trace<F> {
             carry_c: self.carry_c.view_mut(),
             dout: self.dout.view(),
             row0: 0,
-            threads: rayon::current_num_threads(),
+            threads,
         }
     }
 }
@@ -664,11 +684,12 @@ pub(crate) fn prev_and_cur<'s, F>(
 const PART_WORK: usize = 1 << 16;
 
 /// Runs `f` (a time loop) over the sequences of `part`, split into blocks of consecutive
-/// sequences shared among the threads of the rayon pool it runs in (`rayon::join`; one block per
+/// sequences shared among the part's threads of the rayon pool (`rayon::join`; one block per
 /// thread at most, each of at least 4 sequences and [`PART_WORK`] multiply–adds per step, where
 /// `per_row` is one sequence's). Each sequence's numbers are computed exactly as on one thread.
 fn in_parts<F: Real>(part: Part<'_, F>, per_row: usize, f: &(impl Fn(&mut Part<'_, F>) + Sync)) {
-    split_parts(part, rayon::current_num_threads(), per_row, f);
+    let threads = part.threads;
+    split_parts(part, threads, per_row, f);
 }
 
 /// [`in_parts`] over `threads` threads: half of them take the first `threads / 2` shares of the
@@ -794,8 +815,9 @@ fn begin<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>
     let b = batch.dims().1;
     let l = batch.targets.steps();
     tr.ensure(cell, k, b, p.hidden(), l.min(k), p.v.nrows());
+    let two = tr.threads() > 1;
     let (wt, w) = (&mut tr.wt, &mut tr.w);
-    if p.w.len() >= PACK_WORK && rayon::current_num_threads() > 1 {
+    if p.w.len() >= PACK_WORK && two {
         rayon::join(|| wt.pack(p.w.t(), b >= 4), || w.pack(p.w.view(), b >= 4));
     } else {
         wt.pack(p.w.t(), b >= 4);
@@ -841,6 +863,7 @@ fn forward_window<F: Real>(
     let b = batch.dims().1;
     let (h, gh, o) = (p.hidden(), p.w.nrows(), p.v.nrows());
     let len = end + 1 - start;
+    let threads = tr.threads();
 
     // Input projection of the window's steps at once: gates ← X Uᵀ + b, (len·B, G·H).
     {
@@ -851,7 +874,7 @@ fn forward_window<F: Real>(
                 let x = x.slice(s![start - 1..end, .., ..]);
                 let x = x.into_shape_with_order((len * b, x.dim().2)).expect("contiguous");
                 gemm(x, p.u.t(), xp.view_mut(), false, &mut tr.scratch);
-                add_to_rows(xp.view_mut(), &p.b);
+                add_to_rows(xp.view_mut(), &p.b, threads);
             }
             Inputs::OneHot(idx) => {
                 // One-hot input: U x_t = U[:, k], a column gather.
@@ -1028,8 +1051,12 @@ fn backward_window<F: Real>(
 /// Every row of x (n, m) += v (m): `x += &v` broadcast, row by row over x in standard layout (ndarray's
 /// broadcast add was 8 % of a small run's time, with its sums below). Each element is one
 /// rounded addition either way: the same bits.
-fn add_to_rows<F: Real>(mut x: ArrayViewMut2<'_, F>, v: &Array1<F>) {
-    add_to_rows_of(x.as_slice_mut().expect("contiguous"), v.as_slice().expect("contiguous"));
+fn add_to_rows<F: Real>(mut x: ArrayViewMut2<'_, F>, v: &Array1<F>, threads: usize) {
+    add_to_rows_of(
+        x.as_slice_mut().expect("contiguous"),
+        v.as_slice().expect("contiguous"),
+        threads,
+    );
 }
 
 /// Elements above which the bias add over the gate buffer is shared out among the pool's threads
@@ -1037,13 +1064,18 @@ fn add_to_rows<F: Real>(mut x: ArrayViewMut2<'_, F>, v: &Array1<F>) {
 /// on one thread, 32 on two, AMD EPYC family 26 model 2.)
 const PASS_WORK: usize = 1 << 16;
 
-/// [`add_to_rows`] over the rows of a row-major x, halves of the rows on the pool's threads
-/// while a half has the work for it (each element is its own addition: the same bits).
-fn add_to_rows_of<F: Real>(x: &mut [F], v: &[F]) {
+/// [`add_to_rows`] over the rows of a row-major x, halves of the rows on `threads` of the
+/// pool's threads while a half has the work for it (each element is its own addition: the same
+/// bits).
+fn add_to_rows_of<F: Real>(x: &mut [F], v: &[F], threads: usize) {
     let rows = x.len() / v.len().max(1);
-    if rows >= 2 && x.len() >= 2 * PASS_WORK && rayon::current_num_threads() > 1 {
+    if rows >= 2 && x.len() >= 2 * PASS_WORK && threads > 1 {
         let (first, rest) = x.split_at_mut(rows / 2 * v.len());
-        rayon::join(|| add_to_rows_of(first, v), || add_to_rows_of(rest, v));
+        let half = threads / 2;
+        rayon::join(
+            || add_to_rows_of(first, v, half),
+            || add_to_rows_of(rest, v, threads - half),
+        );
         return;
     }
     for row in x.chunks_exact_mut(v.len()) {
@@ -1181,7 +1213,7 @@ mod tests {
                 let mut want = x.clone();
                 want += &acc0;
                 let mut got = x.clone();
-                add_to_rows(got.view_mut(), &acc0);
+                add_to_rows(got.view_mut(), &acc0, rayon::current_num_threads());
                 let bits = |a: &Array2<F>| a.iter().map(|v| v.f64().to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "{:?} bias added to ({n}, {m})", F::DTYPE);
             }

@@ -116,17 +116,27 @@ pub fn derive_seed(seed: u64, stream: u64) -> u64 {
 
 /// Trains one run to completion or divergence. `on_step` is called after every update (for
 /// progress display) and says whether to go on: `false` abandons the run, which returns `None`
-/// (an interrupted sweep).
-pub fn train(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Option<RunResult> {
+/// (an interrupted sweep). `threads`, asked before every step, is how many of the rayon pool's
+/// threads the run may share its work among (a sweep gives a run training beside others its
+/// share of the pool, and a run left alone all of it); the results do not depend on it.
+pub fn train(
+    cfg: &RunConfig,
+    on_step: &(dyn Fn() -> bool + Sync),
+    threads: &(dyn Fn() -> usize + Sync),
+) -> Option<RunResult> {
     match cfg.model.dtype {
-        Dtype::F64 => train_as::<f64>(cfg, on_step),
-        Dtype::F32 => train_as::<f32>(cfg, on_step),
+        Dtype::F64 => train_as::<f64>(cfg, on_step, threads),
+        Dtype::F32 => train_as::<f32>(cfg, on_step, threads),
     }
 }
 
 /// [`train`] in element type F. Data and initial weights are drawn in f64 and rounded to F, so
 /// both precisions start from the same network and see the same sequences.
-fn train_as<F: Real>(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Option<RunResult> {
+fn train_as<F: Real>(
+    cfg: &RunConfig,
+    on_step: &(dyn Fn() -> bool + Sync),
+    threads: &(dyn Fn() -> usize + Sync),
+) -> Option<RunResult> {
     let started = Instant::now();
     let task = Task::new(cfg.task.clone());
     let cell = cfg.model.cell;
@@ -162,6 +172,9 @@ fn train_as<F: Real>(cfg: &RunConfig, on_step: &(dyn Fn() -> bool + Sync)) -> Op
     let steps = cfg.train.steps;
 
     for step in 0..=steps {
+        let share = threads();
+        tr_train.share(share);
+        tr_rest.share(share);
         let (eval_loss, eval_accuracy) = if step % cfg.train.eval_every == 0 || step == steps {
             let (mut loss, mut acc, mut n) = (0.0, None, 0);
             for part in &eval_parts {

@@ -57,7 +57,8 @@ fn forward_row<F: Real>(gates: [&mut [F]; 3], hidden: [&[F]; 4], hn: &mut [F], h
     let (gz, gn, hr, hz, hpn, h_prev) = (&mut gz[..h], &mut gn[..h], &hr[..h], &hz[..h], &hpn[..h], &h_prev[..h]);
     let (hn, h_cur) = (&mut hn[..h], &mut h_cur[..h]);
     // Each gate's pre-activation, then its activation over the whole gate in place (the f64
-    // functions run in stages over a slice, see `elem::tanh_in_place_with`: the same bits).
+    // functions run several vectors side by side over a slice, see `elem::tanh_in_place`: the
+    // same bits).
     for j in 0..h {
         gr[j] += hr[j];
         gz[j] += hz[j];

@@ -973,8 +973,14 @@ fn tiles<
             while i < m {
                 let ops = at(i, k0, j);
                 // R rows, then the remainder by 4, 2 and 1 (a one-row tile has too few sums in
-                // flight to keep the multiply–add units busy).
-                let rows = [R, 4, 2, 1].into_iter().find(|&r| r <= R && i + r <= m).unwrap_or(1);
+                // flight to keep the multiply–add units busy). Eight rows left with AVX2's 6-row
+                // tiles go as 4 + 4, not 6 + 2, whose 2-row tile (4 sums in flight) waits on
+                // its multiply–adds' latency (B = 32: 6 × 5 + 2).
+                let rows = if R == 6 && m - i == 8 {
+                    4
+                } else {
+                    [R, 4, 2, 1].into_iter().find(|&r| r <= R && i + r <= m).unwrap_or(1)
+                };
                 match (rows, w <= NB2) {
                     (r, false) if r == R => tile::<F, NB, R, ISA>(a, b, c, ops, w, k1 - k0, sums),
                     (r, true) if r == R => tile::<F, NB2, R, ISA>(a, b, c, ops, w, k1 - k0, sums),
@@ -1440,7 +1446,8 @@ mod tests {
             (40, 700, 150),
             // Packed and blocked over k though not tall: a last block of 44 rows.
             (48, 300, 100),
-            // Strips: a tail strip 4 wide and blocked over k; 6 rows by 4 + 2; one row per strip.
+            // Strips: a tail strip 4 wide and blocked over k (AVX2: 32 rows as 6 × 4 + 4 + 4); 6
+            // rows by 4 + 2; one row per strip.
             (32, 600, 100),
             (6, 64, 70),
             (2, 40, 300),

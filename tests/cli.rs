@@ -258,8 +258,9 @@ fn identical_bytes_whatever_the_thread_count() {
 /// Runs large enough for their work to be shared out among threads (the time loop split into
 /// blocks of sequences, 16 + 16 here; products of more than 2^20 multiply–adds split by rows of
 /// their result: the LSTM's per-step product, 32 × 128 × 512, and every run's gradient sums)
-/// give the same bytes whether their run has one thread, shares two with the other run, or has
-/// idle threads to itself.
+/// give the same bytes with one job, with two (each run on its own thread while the other
+/// trains, then the last one on both) and with three (two threads each, the third taking
+/// pieces of either).
 #[test]
 fn shared_products_keep_the_bytes() {
     let dir = scratch("shared");

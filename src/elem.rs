@@ -403,16 +403,19 @@ fn in_place(v: &mut [f64], f: Function, isa: Isa) {
         Isa::Avx2 => return unsafe { mid(v, f) },
         Isa::Portable => {}
     }
-    // `for` loops (see `Real::act_tanh_in_place`).
+    // `for` loops (see `Real::act_tanh_in_place`). The exact products by fused multiply–adds
+    // where the baseline target has them in hardware (every aarch64 processor; x86-64's baseline
+    // has none, and `mul_add` would call the C library's software fma): the same bits.
+    const FUSED: bool = cfg!(target_arch = "aarch64");
     match f {
         Function::Tanh => {
             for x in v {
-                *x = tanh_with::<false>(*x);
+                *x = tanh_with::<FUSED>(*x);
             }
         }
         Function::Sigmoid => {
             for x in v {
-                *x = sigmoid_with::<false>(*x);
+                *x = sigmoid_with::<FUSED>(*x);
             }
         }
     }

@@ -237,50 +237,95 @@ pub(crate) mod x86 {
     use std::arch::x86_64::*;
     use std::ops::{Add, Div, Mul, Neg, Sub};
 
-    /// `$ty op $ty` and `$ty op f64` by the intrinsic named, vector by vector.
+    /// `$ty op $ty` and `$ty op f64` by the intrinsic named, vector by vector, and `map`, each
+    /// vector (of type `$v`) through a function.
     macro_rules! vector_ops {
-        ($ty:ident, $set1:ident, $($tr:ident $f:ident $intr:ident),*) => {$(
-            impl<const K: usize> $tr for $ty<K> {
-                type Output = Self;
+        ($ty:ident, $v:ty, $set1:ident, $($tr:ident $f:ident $intr:ident),*) => {
+            impl<const K: usize> $ty<K> {
                 #[inline(always)]
-                fn $f(self, o: Self) -> Self {
+                fn map(self, f: impl Fn($v) -> $v) -> Self {
                     let mut out = self;
-                    for (x, &y) in out.0.iter_mut().zip(&o.0) {
-                        // SAFETY: see the module's documentation.
-                        *x = unsafe { $intr(*x, y) };
+                    for x in &mut out.0 {
+                        *x = f(*x);
                     }
                     out
                 }
             }
-            impl<const K: usize> $tr<f64> for $ty<K> {
-                type Output = Self;
-                #[inline(always)]
-                fn $f(self, o: f64) -> Self {
-                    // SAFETY: see the module's documentation.
-                    self.$f($ty([unsafe { $set1(o) }; K]))
+            $(
+                impl<const K: usize> $tr for $ty<K> {
+                    type Output = Self;
+                    #[inline(always)]
+                    fn $f(self, o: Self) -> Self {
+                        let mut out = self;
+                        for (x, &y) in out.0.iter_mut().zip(&o.0) {
+                            // SAFETY: see the module's documentation.
+                            *x = unsafe { $intr(*x, y) };
+                        }
+                        out
+                    }
+                }
+                impl<const K: usize> $tr<f64> for $ty<K> {
+                    type Output = Self;
+                    #[inline(always)]
+                    fn $f(self, o: f64) -> Self {
+                        // SAFETY: see the module's documentation.
+                        self.$f($ty([unsafe { $set1(o) }; K]))
+                    }
+                }
+            )*
+        };
+    }
+
+    /// The [`F64s`] methods both types write alike, vector by vector: `splat`, `load`, `store`,
+    /// `mul_add` by the intrinsics named, `$lanes` f64 per vector.
+    macro_rules! vector_methods {
+        ($ty:ident, $lanes:literal, $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident) => {
+            #[inline(always)]
+            fn splat(x: f64) -> Self {
+                // SAFETY: see the module's documentation.
+                $ty([unsafe { $set1(x) }; K])
+            }
+
+            #[inline(always)]
+            fn load(v: &[f64]) -> Self {
+                assert_eq!(v.len(), Self::LANES);
+                let mut x = Self::splat(0.0);
+                for (i, x) in x.0.iter_mut().enumerate() {
+                    // SAFETY: vector i is v[lanes·i ..][..lanes], within v (asserted).
+                    *x = unsafe { $loadu(v.as_ptr().add($lanes * i)) };
+                }
+                x
+            }
+
+            #[inline(always)]
+            fn store(self, v: &mut [f64]) {
+                assert_eq!(v.len(), Self::LANES);
+                for (i, &x) in self.0.iter().enumerate() {
+                    // SAFETY: vector i goes to v[lanes·i ..][..lanes], within v (asserted).
+                    unsafe { $storeu(v.as_mut_ptr().add($lanes * i), x) };
                 }
             }
-        )*};
+
+            #[inline(always)]
+            fn mul_add(self, b: Self, c: Self) -> Self {
+                let mut out = self;
+                for ((x, &y), &z) in out.0.iter_mut().zip(&b.0).zip(&c.0) {
+                    // SAFETY: see the module's documentation.
+                    *x = unsafe { $fmadd(*x, y, z) };
+                }
+                out
+            }
+        };
     }
 
     /// K AVX-512 vectors of 8 f64.
     #[derive(Clone, Copy)]
     pub(crate) struct Zmm<const K: usize>([__m512d; K]);
 
-    vector_ops!(Zmm, _mm512_set1_pd, Add add _mm512_add_pd, Sub sub _mm512_sub_pd,
+    vector_ops!(Zmm, __m512d, _mm512_set1_pd, Add add _mm512_add_pd, Sub sub _mm512_sub_pd,
         Mul mul _mm512_mul_pd, Div div _mm512_div_pd);
 
     impl<const K: usize> Zmm<K> {
-        /// Each vector through `f`.
-        #[inline(always)]
-        fn map(self, f: impl Fn(__m512d) -> __m512d) -> Self {
-            let mut out = self;
-            for x in &mut out.0 {
-                *x = f(*x);
-            }
-            out
-        }
-
         /// Each vector's mask by `f`.
         #[inline(always)]
         fn test(self, f: impl Fn(__m512d) -> __mmask8) -> [__mmask8; K] {
@@ -312,41 +357,14 @@ pub(crate) mod x86 {
         type Mask = [__mmask8; K];
         const LANES: usize = 8 * K;
 
-        #[inline(always)]
-        fn splat(x: f64) -> Self {
-            // SAFETY: see the module's documentation.
-            Zmm([unsafe { _mm512_set1_pd(x) }; K])
-        }
-
-        #[inline(always)]
-        fn load(v: &[f64]) -> Self {
-            assert_eq!(v.len(), Self::LANES);
-            let mut x = Self::splat(0.0);
-            for (i, x) in x.0.iter_mut().enumerate() {
-                // SAFETY: vector i is v[8i .. 8i + 8], within v.
-                *x = unsafe { _mm512_loadu_pd(v.as_ptr().add(8 * i)) };
-            }
-            x
-        }
-
-        #[inline(always)]
-        fn store(self, v: &mut [f64]) {
-            assert_eq!(v.len(), Self::LANES);
-            for (i, &x) in self.0.iter().enumerate() {
-                // SAFETY: vector i goes to v[8i .. 8i + 8], within v.
-                unsafe { _mm512_storeu_pd(v.as_mut_ptr().add(8 * i), x) };
-            }
-        }
-
-        #[inline(always)]
-        fn mul_add(self, b: Self, c: Self) -> Self {
-            let mut out = self;
-            for ((x, &y), &z) in out.0.iter_mut().zip(&b.0).zip(&c.0) {
-                // SAFETY: see the module's documentation.
-                *x = unsafe { _mm512_fmadd_pd(*x, y, z) };
-            }
-            out
-        }
+        vector_methods!(
+            Zmm,
+            8,
+            _mm512_set1_pd,
+            _mm512_loadu_pd,
+            _mm512_storeu_pd,
+            _mm512_fmadd_pd
+        );
 
         #[inline(always)]
         fn abs(self) -> Self {
@@ -421,20 +439,10 @@ pub(crate) mod x86 {
     #[derive(Clone, Copy)]
     pub(crate) struct Ymm<const K: usize>([__m256d; K]);
 
-    vector_ops!(Ymm, _mm256_set1_pd, Add add _mm256_add_pd, Sub sub _mm256_sub_pd,
+    vector_ops!(Ymm, __m256d, _mm256_set1_pd, Add add _mm256_add_pd, Sub sub _mm256_sub_pd,
         Mul mul _mm256_mul_pd, Div div _mm256_div_pd);
 
     impl<const K: usize> Ymm<K> {
-        /// Each vector through `f`.
-        #[inline(always)]
-        fn map(self, f: impl Fn(__m256d) -> __m256d) -> Self {
-            let mut out = self;
-            for x in &mut out.0 {
-                *x = f(*x);
-            }
-            out
-        }
-
         /// Each vector with the constant `c` through `f`.
         #[inline(always)]
         fn with(self, c: f64, f: impl Fn(__m256d, __m256d) -> __m256d) -> Self {
@@ -457,41 +465,14 @@ pub(crate) mod x86 {
         type Mask = [__m256d; K];
         const LANES: usize = 4 * K;
 
-        #[inline(always)]
-        fn splat(x: f64) -> Self {
-            // SAFETY: see the module's documentation.
-            Ymm([unsafe { _mm256_set1_pd(x) }; K])
-        }
-
-        #[inline(always)]
-        fn load(v: &[f64]) -> Self {
-            assert_eq!(v.len(), Self::LANES);
-            let mut x = Self::splat(0.0);
-            for (i, x) in x.0.iter_mut().enumerate() {
-                // SAFETY: vector i is v[4i .. 4i + 4], within v.
-                *x = unsafe { _mm256_loadu_pd(v.as_ptr().add(4 * i)) };
-            }
-            x
-        }
-
-        #[inline(always)]
-        fn store(self, v: &mut [f64]) {
-            assert_eq!(v.len(), Self::LANES);
-            for (i, &x) in self.0.iter().enumerate() {
-                // SAFETY: vector i goes to v[4i .. 4i + 4], within v.
-                unsafe { _mm256_storeu_pd(v.as_mut_ptr().add(4 * i), x) };
-            }
-        }
-
-        #[inline(always)]
-        fn mul_add(self, b: Self, c: Self) -> Self {
-            let mut out = self;
-            for ((x, &y), &z) in out.0.iter_mut().zip(&b.0).zip(&c.0) {
-                // SAFETY: see the module's documentation.
-                *x = unsafe { _mm256_fmadd_pd(*x, y, z) };
-            }
-            out
-        }
+        vector_methods!(
+            Ymm,
+            4,
+            _mm256_set1_pd,
+            _mm256_loadu_pd,
+            _mm256_storeu_pd,
+            _mm256_fmadd_pd
+        );
 
         #[inline(always)]
         fn abs(self) -> Self {

@@ -26,7 +26,7 @@ mod vector;
 
 use crate::real::Isa;
 use std::f64::consts::LOG2_E;
-use vector::{F64s, Lanes};
+use vector::F64s;
 
 /// ln 2 to 32 bits (its low 21 mantissa bits are zero), so that n · LN2_HI is exact for
 /// |n| < 2²¹ (Cody and Waite's split).
@@ -212,8 +212,8 @@ fn reduce<const FUSED: bool, V: F64s>(x: V) -> (V, Dd<V>) {
 /// (hi + lo) · 2^n rounded once to the nearest f64, hi + lo in (0, 2), including results in the
 /// subnormal range (rounded at the subnormal's ulp directly, not twice) and overflow to ∞.
 #[inline(always)]
-fn ldexp_dd(v: Dd<Lanes<1>>, n: i32) -> f64 {
-    let y = v.value().get();
+fn ldexp_dd(v: Dd<f64>, n: i32) -> f64 {
+    let y = v.value();
     if n > -1022 || (n == -1022 && y >= 1.0) {
         return if n > 1023 { y * 2.0 * pow2(n - 1) } else { y * pow2(n) }; // exact, or ∞
     }
@@ -222,10 +222,10 @@ fn ldexp_dd(v: Dd<Lanes<1>>, n: i32) -> f64 {
     if n < -1022 - 60 {
         return 0.0; // below a quarter of the smallest subnormal
     }
-    let w = v.scale(Lanes([pow2(n + 1022)]));
-    let t = fast_two_sum(Lanes([1.0]), w.hi);
+    let w = v.scale(pow2(n + 1022));
+    let t = fast_two_sum(1.0, w.hi);
     let y = t.hi + (t.lo + w.lo);
-    ((y - 1.0) * pow2(-1022)).get()
+    (y - 1.0) * pow2(-1022)
 }
 
 /// e^x: NaN for NaN, +∞ above ln(f64::MAX) (≈ 709.78), 0 below ln of half the smallest
@@ -240,8 +240,8 @@ pub fn exp(x: f64) -> f64 {
     if x < -745.2 {
         return 0.0;
     }
-    let (k, m) = reduce::<false, Lanes<1>>(Lanes([x]));
-    ldexp_dd(fast_two_sum(Lanes([1.0]), m.hi).add_f64(m.lo), k.get() as i32)
+    let (k, m) = reduce::<false, f64>(x);
+    ldexp_dd(fast_two_sum(1.0, m.hi).add_f64(m.lo), k as i32)
 }
 
 /// Coefficients 2/(2j+1) for j = 12 … 1: ln((1+s)/(1−s)) = 2s + s³ · Σ_j 2/(2j+1) · s^(2j−2).
@@ -280,15 +280,15 @@ pub fn ln(x: f64) -> f64 {
         m *= 0.5;
         k += 1;
     }
-    let f = Lanes([m - 1.0]); // exact (Sterbenz)
+    let f = m - 1.0; // exact (Sterbenz)
 
     // ln(1+f) = 2 atanh(s), s = f / (2 + f), s as a double-double.
-    let d = two_sum(Lanes([2.0]), f);
+    let d = two_sum(2.0, f);
     let sh = f / d.hi;
-    let p = two_prod::<false, Lanes<1>>(sh, d.hi);
+    let p = two_prod::<false, f64>(sh, d.hi);
     let sl = (((f - p.hi) - p.lo) - sh * d.lo) / d.hi; // the division's remainder, divided
     let z = sh * sh;
-    let mut poly = Lanes([0.0]);
+    let mut poly = 0.0;
     for c in LN_SERIES {
         poly = poly * z + c;
     }
@@ -296,8 +296,8 @@ pub fn ln(x: f64) -> f64 {
 
     // k·ln2 + 2s_hi exactly as a pair (k·LN2_HI is exact), then the small terms, then round.
     let kf = k as f64;
-    let a = two_sum(Lanes([kf * LN2_HI]), 2.0 * sh);
-    (a.hi + (a.lo + (kf * LN2_LO + corr))).get()
+    let a = two_sum(kf * LN2_HI, 2.0 * sh);
+    a.hi + (a.lo + (kf * LN2_LO + corr))
 }
 
 /// tanh x = expm1(2|x|) / (expm1(2|x|) + 2) with the sign of x, the quotient in double-double:
@@ -313,7 +313,7 @@ pub fn tanh(x: f64) -> f64 {
 /// processor has them): the same bits, faster.
 #[inline(always)]
 pub fn tanh_with<const FUSED: bool>(x: f64) -> f64 {
-    tanh_of::<FUSED, Lanes<1>>(Lanes([x])).get()
+    tanh_of::<FUSED, f64>(x)
 }
 
 /// [`tanh_with`] per lane.
@@ -345,7 +345,7 @@ pub fn sigmoid(x: f64) -> f64 {
 /// [`sigmoid`], its exact products by fused multiply–adds when `FUSED`: the same bits, faster.
 #[inline(always)]
 pub fn sigmoid_with<const FUSED: bool>(x: f64) -> f64 {
-    sigmoid_of::<FUSED, Lanes<1>>(Lanes([x])).get()
+    sigmoid_of::<FUSED, f64>(x)
 }
 
 /// [`sigmoid_with`] per lane.
@@ -458,7 +458,7 @@ macro_rules! in_vectors {
             $f::<true, $one>(<$one>::load(b)).store(b);
         }
         for x in singles.into_remainder() {
-            *x = $f::<true, Lanes<1>>(Lanes([*x])).get();
+            *x = $f::<true, f64>(*x);
         }
     }};
 }

@@ -550,6 +550,12 @@ impl<F> Scratch<F> {
     pub fn share(&mut self, threads: usize) {
         self.threads = Some(threads.max(1));
     }
+
+    /// The threads the products may be shared among: the share, within the pool's.
+    pub(crate) fn threads(&self) -> usize {
+        let pool = rayon::current_num_threads();
+        self.threads.map_or(pool, |t| t.min(pool))
+    }
 }
 
 /// `c (m, n) = [c +] a (m, k) · b (k, n)` for views of any layout (c in standard layout), by
@@ -563,15 +569,11 @@ pub fn gemm<'a, F: Real>(
 ) {
     let ((m, k), (k2, n)) = (a.dim(), b.dim());
     assert!(k == k2 && c.dim() == (m, n), "gemm shapes");
+    let threads = scratch.threads();
     let Scratch {
-        a: sa,
-        b: sb,
-        p,
-        packs,
-        threads,
+        a: sa, b: sb, p, packs, ..
     } = scratch;
-    let pool = rayon::current_num_threads();
-    packs.resize_with(threads.map_or(pool, |t| t.min(pool)).max(1), Vec::new);
+    packs.resize_with(threads, Vec::new);
     if narrow(m, n) {
         // cᵀ (n, m) = bᵀ aᵀ, so that the tiles' vectors run along m: each element is the same
         // ordered sum (a fused multiply–add does not care which factor comes first). b (k, n)

@@ -452,8 +452,6 @@ pub struct Trace<F: Real = f64> {
     scratch: Scratch<F>,
     /// (G·H) the bias gradients' sums over a window's rows, before they are added.
     sums: Vec<F>,
-    /// The pool's threads this trace's work may be shared among ([`Trace::share`]; `None`: all).
-    threads: Option<usize>,
 }
 
 impl<F: Real> Default for Trace<F> {
@@ -476,7 +474,6 @@ impl<F: Real> Default for Trace<F> {
             carry_c: e2,
             scratch: Scratch::default(),
             sums: Vec::new(),
-            threads: None,
         }
     }
 }
@@ -488,14 +485,13 @@ impl<F: Real> Trace<F> {
     /// a 12-run sweep's runs summed 4 % more seconds on two threads that way). The bits do not
     /// depend on it.
     pub fn share(&mut self, threads: usize) {
-        self.threads = Some(threads.max(1));
         self.scratch.share(threads);
     }
 
-    /// The threads this trace's work may be shared among: its share, within the pool's.
+    /// The threads this trace's work may be shared among: its share (kept by its scratch, whose
+    /// products use it too), within the pool's.
     fn threads(&self) -> usize {
-        let pool = rayon::current_num_threads();
-        self.threads.map_or(pool, |t| t.min(pool))
+        self.scratch.threads()
     }
 
     fn ensure(&mut self, cell: Cell, t: usize, b: usize, h: usize, l: usize, o: usize) {

@@ -1,5 +1,5 @@
-//! The values the double-double functions of [`super`] compute on: one f64 ([`Lanes<1>`]), or
-//! several vectors of f64 taken side by side ([`x86::Zmm`], [`x86::Ymm`]).
+//! The values the double-double functions of [`super`] compute on: one f64, or several vectors
+//! of f64 taken side by side ([`x86::Zmm`], [`x86::Ymm`]).
 //!
 //! One element's tanh is a chain of about 150 dependent operations. Written element by element
 //! (one vector of lanes per chain), the processor's scheduler fills with the waiting operations
@@ -64,164 +64,75 @@ const EXP_BIAS: f64 = 6_755_399_441_056_767.0;
 /// The bits of 1.5 · 2⁵².
 const ROUND_BITS: u64 = 0x4338_0000_0000_0000;
 
-/// N f64 operated on lane by lane by the compiler's own code: one value (N = 1), on every
-/// processor. The one-element functions and the element-wise loops of the portable path (which
-/// the compiler vectorises over elements) run on `Lanes<1>`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Lanes<const N: usize>(pub [f64; N]);
-
-impl Lanes<1> {
-    #[inline(always)]
-    pub fn get(self) -> f64 {
-        self.0[0]
-    }
-}
-
-impl<const N: usize> Lanes<N> {
-    // Plain loops over the lanes, not `std::array::from_fn`, whose calls were left out of line.
-    #[inline(always)]
-    fn map(self, f: impl Fn(f64) -> f64) -> Self {
-        let mut out = self;
-        for x in &mut out.0 {
-            *x = f(*x);
-        }
-        out
-    }
-
-    #[inline(always)]
-    fn zip(self, o: Self, f: impl Fn(f64, f64) -> f64) -> Self {
-        let mut out = self;
-        for (x, &y) in out.0.iter_mut().zip(&o.0) {
-            *x = f(*x, y);
-        }
-        out
-    }
-
-    #[inline(always)]
-    fn test(self, f: impl Fn(f64) -> bool) -> [bool; N] {
-        let mut m = [false; N];
-        for (m, &x) in m.iter_mut().zip(&self.0) {
-            *m = f(x);
-        }
-        m
-    }
-}
-
-/// `Lanes op Lanes`, `Lanes op f64` and `f64 op Lanes`, lane by lane.
-macro_rules! lanes_ops {
-    ($($tr:ident $f:ident $op:tt),*) => {$(
-        impl<const N: usize> $tr for Lanes<N> {
-            type Output = Self;
-            #[inline(always)]
-            fn $f(self, o: Self) -> Self {
-                self.zip(o, |a, b| a $op b)
-            }
-        }
-        impl<const N: usize> $tr<f64> for Lanes<N> {
-            type Output = Self;
-            #[inline(always)]
-            fn $f(self, o: f64) -> Self {
-                self.map(|a| a $op o)
-            }
-        }
-        impl<const N: usize> $tr<Lanes<N>> for f64 {
-            type Output = Lanes<N>;
-            #[inline(always)]
-            fn $f(self, o: Lanes<N>) -> Lanes<N> {
-                o.map(|b| self $op b)
-            }
-        }
-    )*};
-}
-lanes_ops!(Add add +, Sub sub -, Mul mul *, Div div /);
-
-impl<const N: usize> Neg for Lanes<N> {
-    type Output = Self;
-    #[inline(always)]
-    fn neg(self) -> Self {
-        self.map(|a| -a)
-    }
-}
-
-impl<const N: usize> F64s for Lanes<N> {
-    type Mask = [bool; N];
-    const LANES: usize = N;
+/// One value: the one-element functions, and the element-wise loops of the portable path (which
+/// the compiler vectorises over elements), compute on plain f64.
+impl F64s for f64 {
+    type Mask = bool;
+    const LANES: usize = 1;
 
     #[inline(always)]
     fn splat(x: f64) -> Self {
-        Lanes([x; N])
-    }
-
-    #[inline(always)]
-    fn load(v: &[f64]) -> Self {
-        let mut x = Self::splat(0.0);
-        x.0.copy_from_slice(v);
         x
     }
 
     #[inline(always)]
+    fn load(v: &[f64]) -> Self {
+        v[0]
+    }
+
+    #[inline(always)]
     fn store(self, v: &mut [f64]) {
-        v.copy_from_slice(&self.0);
+        v[0] = self;
     }
 
     #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {
-        let mut out = self;
-        for ((x, &y), &z) in out.0.iter_mut().zip(&b.0).zip(&c.0) {
-            *x = x.mul_add(y, z);
-        }
-        out
+        f64::mul_add(self, b, c)
     }
 
     #[inline(always)]
     fn abs(self) -> Self {
-        self.map(|a| a.abs())
+        f64::abs(self)
     }
 
     #[inline(always)]
     fn copysign(self, sign: Self) -> Self {
-        self.zip(sign, |a, s| a.copysign(s))
+        f64::copysign(self, sign)
     }
 
     #[inline(always)]
     fn min(self, c: f64) -> Self {
-        self.map(|a| a.min(c))
+        f64::min(self, c)
     }
 
     #[inline(always)]
     fn max(self, c: f64) -> Self {
-        self.map(|a| a.max(c))
+        f64::max(self, c)
     }
 
     #[inline(always)]
-    fn lt(self, c: f64) -> [bool; N] {
-        self.test(|a| a < c)
+    fn lt(self, c: f64) -> bool {
+        self < c
     }
 
     #[inline(always)]
-    fn ge(self, c: f64) -> [bool; N] {
-        self.test(|a| a >= c)
+    fn ge(self, c: f64) -> bool {
+        self >= c
     }
 
     #[inline(always)]
-    fn is_nan(self) -> [bool; N] {
-        self.test(|a| a.is_nan())
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
     }
 
     #[inline(always)]
-    fn select(m: [bool; N], yes: Self, no: Self) -> Self {
-        let mut out = no;
-        for ((x, &y), &m) in out.0.iter_mut().zip(&yes.0).zip(&m) {
-            if m {
-                *x = y;
-            }
-        }
-        out
+    fn select(m: bool, yes: Self, no: Self) -> Self {
+        if m { yes } else { no }
     }
 
     #[inline(always)]
     fn pow2(self) -> Self {
-        self.map(|k| f64::from_bits(((k + EXP_BIAS).to_bits().wrapping_sub(ROUND_BITS)) << 52))
+        f64::from_bits(((self + EXP_BIAS).to_bits().wrapping_sub(ROUND_BITS)) << 52)
     }
 }
 

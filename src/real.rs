@@ -1185,10 +1185,12 @@ fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA:
     }
 }
 
-/// The cache lines of a few slices, requested a few at a time into the second-level cache: the
-/// next block of k of a tall product, while the tiles of this one run (its packing read them
-/// from memory: 42 % of 128 × 32000 × 128 in f32, AMD EPYC family 26 model 2). A hint only:
-/// nothing is read, no result changes; a no-op but on x86-64.
+/// The cache lines of a few slices, requested a few at a time with the hint for every level of
+/// cache (T0): the next block of k of a tall product, while the tiles of this one run (its
+/// packing read them from memory: 42 % of 128 × 32000 × 128 in f32, AMD EPYC family 26 model 2;
+/// with the second-level hint, T1, the product took 5.23–5.48 ms from a flushed cache, with T0
+/// 4.76–5.00, alternating). A hint only: nothing is read, no result changes; a no-op but on
+/// x86-64.
 struct Ahead<'s, F> {
     parts: [&'s [F]; 2],
     /// Byte offset of the next line to fetch, over the parts one after the other.
@@ -1220,8 +1222,8 @@ impl<'s, F> Ahead<'s, F> {
                     // SAFETY: a prefetch hint does not access memory; the address lies inside
                     // `part` anyway.
                     unsafe {
-                        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
-                        _mm_prefetch::<_MM_HINT_T1>(part.as_ptr().cast::<i8>().add(at));
+                        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                        _mm_prefetch::<_MM_HINT_T0>(part.as_ptr().cast::<i8>().add(at));
                     }
                     break;
                 }

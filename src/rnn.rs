@@ -454,6 +454,33 @@ pub struct Trace<F: Real = f64> {
     sums: Vec<F>,
 }
 
+/// A (T, B, ·) buffer of zeros whose memory Linux is asked to back with 2 MiB pages
+/// (`madvise(MADV_HUGEPAGE)`: transparent huge pages, which most distributions give only where
+/// asked). The time loop reads and writes its own rows of every such buffer at each step, so a
+/// long sequence walks through tens of MiB of them: with 4 KiB pages, a step of f32 H = 128,
+/// T = 1000, B = 32 took 2.7 % longer (ratios 0.950–0.991 over eight alternating pairs, AMD
+/// EPYC family 26 model 2). Memory not yet backed (a fresh allocation of zeros) gets the large
+/// pages when first written. Elsewhere, and on other systems, a plain `Array3::zeros`.
+fn zeros_in_huge_pages<F: Real>(shape: (usize, usize, usize)) -> Array3<F> {
+    let mut a = Array3::zeros(shape);
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let bytes = a.as_slice_mut().expect("standard layout");
+        let (start, len) = (bytes.as_mut_ptr() as usize, std::mem::size_of_val(bytes));
+        // Only the 2 MiB pages lying wholly inside the buffer are advised: no other memory.
+        let (from, to) = (start.next_multiple_of(HUGE), (start + len) / HUGE * HUGE);
+        if to > from {
+            // SAFETY: the range lies inside `a`'s own allocation, and the advice changes how
+            // its pages are backed, never their contents.
+            unsafe {
+                libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    a
+}
+
 impl<F: Real> Default for Trace<F> {
     fn default() -> Self {
         let (e2, e3) = (Array2::zeros((0, 0)), Array3::zeros((0, 0, 0)));
@@ -501,14 +528,14 @@ impl<F: Real> Trace<F> {
             let gru = cell == Cell::Gru;
             let sized = |on: bool, shape: (usize, usize, usize)| {
                 if on {
-                    Array3::zeros(shape)
+                    zeros_in_huge_pages(shape)
                 } else {
                     Array3::zeros((0, 0, 0))
                 }
             };
-            self.h = Array3::zeros((t + 1, b, h));
+            self.h = zeros_in_huge_pages((t + 1, b, h));
             self.c = sized(lstm, (t + 1, b, h));
-            self.gates = Array3::zeros((t, b, g * h));
+            self.gates = zeros_in_huge_pages((t, b, g * h));
             self.aux = sized(lstm || gru, (t, b, h));
             self.hp = Array2::zeros(if gru { (b, g * h) } else { (0, 0) });
             // Backward's buffers are sized on first use: an evaluation-only trace never needs them.
@@ -528,7 +555,7 @@ impl<F: Real> Trace<F> {
     fn ensure_backward(&mut self, cell: Cell) {
         let shape = self.gates.dim();
         if cell == Cell::Gru && self.dgh.dim() != shape {
-            self.dgh = Array3::zeros(shape);
+            self.dgh = zeros_in_huge_pages(shape);
         }
     }
 

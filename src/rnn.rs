@@ -102,9 +102,9 @@ impl Activation {
         }
     }
 
-    /// out = σ(pre), element-wise, one loop per activation so that it vectorises.
-    pub fn forward_slice<F: Real>(self, pre: &[F], out: &mut [F]) {
-        activate(self, pre, out);
+    /// x ← σ(x), element-wise, one loop per activation so that it vectorises.
+    pub fn forward_in_place<F: Real>(self, x: &mut [F]) {
+        activate(self, x);
     }
 
     /// dpre = ds ⊙ σ'(h) with σ' written from the saved output s, element-wise.
@@ -122,20 +122,13 @@ impl Activation {
 }
 
 simd_fn! {
-    /// out = σ(pre), element-wise.
-    fn activate<F: Real>(act: Activation, pre: &[F], out: &mut [F]) {
-        assert_eq!(pre.len(), out.len());
+    /// x ← σ(x), element-wise.
+    fn activate<F: Real>(act: Activation, x: &mut [F]) {
         match act {
-            Activation::Tanh => {
-                out.copy_from_slice(pre);
-                F::act_tanh_in_place::<FUSED>(out);
-            }
-            Activation::Sigmoid => {
-                out.copy_from_slice(pre);
-                F::act_sigmoid_in_place::<FUSED>(out);
-            }
-            Activation::Relu => out.iter_mut().zip(pre).for_each(|(s, &h)| *s = h.max(F::zero())),
-            Activation::Identity => out.copy_from_slice(pre),
+            Activation::Tanh => F::act_tanh_in_place::<FUSED>(x),
+            Activation::Sigmoid => F::act_sigmoid_in_place::<FUSED>(x),
+            Activation::Relu => x.iter_mut().for_each(|s| *s = s.max(F::zero())),
+            Activation::Identity => {}
         }
     }
 }
@@ -424,10 +417,11 @@ pub struct Trace<F: Real = f64> {
     h: Array3<F>,
     /// (T+1, B, H) LSTM cell states c_0 … c_T with c_0 = 0; empty for other cells.
     c: Array3<F>,
-    /// (T, B, G·H) input projections U x_t + b, overwritten by forward with the pre-activation
-    /// (plain cell) or the activated gates (LSTM i, f, g, o; GRU r, z, n), then by backward,
-    /// step by step once a step's gates have been read, with dE/d(input-side pre-activations):
-    /// BPTT stores no second (T, B, G·H) tensor.
+    /// (T, B, G·H) LSTM and GRU: input projections U x_t + b, overwritten by forward with the
+    /// activated gates (LSTM i, f, g, o; GRU r, z, n). Every cell: backward writes
+    /// dE/d(input-side pre-activations) here, step by step (once a step's gates have been
+    /// read): BPTT stores no second (T, B, G·H) tensor. (The plain cell's forward pass projects
+    /// into `h` and does not touch it.)
     gates: Array3<F>,
     /// (T, B, H) LSTM: tanh(c_t); GRU: hn = W_hn h_{t−1} + b_hn; empty for the plain cell.
     aux: Array3<F>,
@@ -873,6 +867,44 @@ fn window_losses<F: Real>(batch: &Batch<F>, (start, end): (usize, usize)) -> (us
     (first, (end + 1).saturating_sub(first), first - first_loss)
 }
 
+/// Bytes of states the plain cell's forward pass projects its inputs into at a time, before
+/// the recurrence runs over them (about a quarter of the second-level caches we run on: 1 to
+/// 2 MiB).
+const PROJECT_BYTES: usize = 256 << 10;
+
+/// The input projection of steps first ..= last of `batch` (1-based): `to` (steps, B, G·H) ←
+/// x_t Uᵀ + b. Each element is the same ordered sum over the inputs, then plus the bias, however
+/// the steps are grouped.
+fn project<F: Real>(
+    p: &Params<F>,
+    batch: &Batch<F>,
+    (first, last): (usize, usize),
+    to: ArrayViewMut3<'_, F>,
+    scratch: &mut Scratch<F>,
+    threads: usize,
+) {
+    let (steps, b, g) = to.dim();
+    let mut to = to.into_shape_with_order((steps * b, g)).expect("contiguous");
+    match &batch.inputs {
+        Inputs::Dense(x) => {
+            let x = x.slice(s![first - 1..last, .., ..]);
+            let x = x.into_shape_with_order((steps * b, x.dim().2)).expect("contiguous");
+            gemm(x, p.u.t(), to.view_mut(), false, scratch);
+            add_to_rows(to, &p.b, threads);
+        }
+        Inputs::OneHot(idx) => {
+            // One-hot input: U x_t = U[:, k], a column gather.
+            let idx = idx.slice(s![first - 1..last, ..]);
+            for (mut row, &k) in to.rows_mut().into_iter().zip(idx.iter()) {
+                Zip::from(&mut row)
+                    .and(p.u.column(k))
+                    .and(&p.b)
+                    .for_each(|r, &u, &bias| *r = u + bias);
+            }
+        }
+    }
+}
+
 /// Forward over steps start ..= end of `batch` from the state the trace holds at its index 0
 /// (trace index i is step start − 1 + i); fills the outputs of the window's loss-carrying
 /// steps and returns their loss summed (not averaged) over (step, sequence) pairs and outputs.
@@ -888,37 +920,41 @@ fn forward_window<F: Real>(
     let len = end + 1 - start;
     let threads = tr.threads();
 
-    // Input projection of the window's steps at once: gates ← X Uᵀ + b, (len·B, G·H).
-    {
-        let gates = tr.gates.slice_mut(s![..len, .., ..]);
-        let mut xp = gates.into_shape_with_order((len * b, gh)).expect("contiguous");
-        match &batch.inputs {
-            Inputs::Dense(x) => {
-                let x = x.slice(s![start - 1..end, .., ..]);
-                let x = x.into_shape_with_order((len * b, x.dim().2)).expect("contiguous");
-                gemm(x, p.u.t(), xp.view_mut(), false, &mut tr.scratch);
-                add_to_rows(xp.view_mut(), &p.b, threads);
-            }
-            Inputs::OneHot(idx) => {
-                // One-hot input: U x_t = U[:, k], a column gather.
-                let idx = idx.slice(s![start - 1..end, ..]);
-                for (mut row, &k) in xp.rows_mut().into_iter().zip(idx.iter()) {
-                    Zip::from(&mut row)
-                        .and(p.u.column(k))
-                        .and(&p.b)
-                        .for_each(|r, &u, &bias| *r = u + bias);
+    if let Cell::Rnn(_) = cell {
+        // The plain cell: the projection of a block of steps goes into h_t itself, which the
+        // step completes in place, and the recurrence runs over the block right after, while
+        // it is still in the cache. The pre-activation is never copied or kept.
+        let per_step = b * h * std::mem::size_of::<F>();
+        let block = (PROJECT_BYTES / per_step.max(1)).clamp(1, len);
+        for t0 in (1..=len).step_by(block) {
+            let t1 = (t0 + block - 1).min(len);
+            let Trace { h: hs, scratch, .. } = &mut *tr;
+            let to = hs.slice_mut(s![t0..=t1, .., ..]);
+            project(p, batch, (start + t0 - 1, start + t1 - 1), to, scratch, threads);
+            in_parts(tr.part(), h * gh, &|part| {
+                for t in t0..=t1 {
+                    forward_step(p, cell, part, t);
                 }
+            });
+        }
+    } else {
+        // The gated cells: the window's steps at once into gates, (len, B, G·H); then the
+        // recurrence, one step at a time.
+        let Trace { gates, scratch, .. } = &mut *tr;
+        project(
+            p,
+            batch,
+            (start, end),
+            gates.slice_mut(s![..len, .., ..]),
+            scratch,
+            threads,
+        );
+        in_parts(tr.part(), h * gh, &|part| {
+            for t in 1..=len {
+                forward_step(p, cell, part, t);
             }
-        }
+        });
     }
-
-    // The recurrence, one step at a time, reading Wᵀ (which the caller refreshed) row by row;
-    // blocks of sequences on the pool's threads.
-    in_parts(tr.part(), h * gh, &|part| {
-        for t in 1..=len {
-            forward_step(p, cell, part, t);
-        }
-    });
 
     // Output projection of the loss-carrying steps: net = H Vᵀ + c, (Lw·B, O).
     let (_, lw, target_rows) = window_losses(batch, (start, end));

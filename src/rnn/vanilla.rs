@@ -4,27 +4,25 @@
 //! h_t = σ(U x_t + b + W h_{t−1})        (s_t of the classic derivation)
 //! ```
 //!
-//! The input projection `U x_t + b` arrives precomputed in `gates[t−1]`.
+//! The input projection `U x_t + b` arrives precomputed in `h[t]`, which the step completes in
+//! place: the pre-activation is not kept (backward needs only h_t), so the forward pass of this
+//! cell touches no other (T, B, ·) buffer.
 
 use ndarray::Axis;
 
 use super::{Activation, Params, Part, prev_and_cur};
 use crate::real::{Real, matmul_strips_on};
 
-/// Step t (1-based): h_t = σ(gates_t + h_{t−1} Wᵀ); the pre-activation is formed in place in
-/// `gates[t−1]` (backward needs only h_t). W arrives transposed, in `tr.wt` (W itself in `tr.w`).
+/// Step t (1-based): h_t = σ(h_t + h_{t−1} Wᵀ), h_t holding the input projection on entry. W
+/// arrives transposed, in `tr.wt` (W itself in `tr.w`).
 pub fn forward_step<F: Real>(_p: &Params<F>, act: Activation, tr: &mut Part<'_, F>, t: usize) {
-    let (prev, mut cur) = prev_and_cur(&mut tr.h, t);
-    let mut pre = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, H)
-    matmul_strips_on(prev.view(), tr.wt, pre.view_mut(), true, tr.threads); // pre += h_{t−1} Wᵀ
-    act.forward_slice(
-        pre.as_slice().expect("contiguous"),
-        cur.as_slice_mut().expect("contiguous"),
-    );
+    let (prev, mut cur) = prev_and_cur(&mut tr.h, t); // (B, H) each
+    matmul_strips_on(prev.view(), tr.wt, cur.view_mut(), true, tr.threads); // pre += h_{t−1} Wᵀ
+    act.forward_in_place(cur.as_slice_mut().expect("contiguous"));
 }
 
-/// Back through step t. Reads dE/dh_t from `tr.dh`; writes the pre-activation gradient over the
-/// pre-activation in `gates[t−1]` (σ' is written from h_t) and, when `carry`, dE/dh_{t−1}
+/// Back through step t. Reads dE/dh_t from `tr.dh`; writes the pre-activation gradient into
+/// `gates[t−1]` (σ' is written from h_t) and, when `carry`, dE/dh_{t−1}
 /// through the recurrence into `tr.carry_h`.
 pub fn backward_step<F: Real>(_p: &Params<F>, act: Activation, tr: &mut Part<'_, F>, t: usize, carry: bool) {
     let mut dpre = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, H)

@@ -413,6 +413,9 @@ pub struct Trace<F: Real = f64> {
     wt: Strips<F>,
     /// (G·H, H) W, stored with Wᵀ, for the backward recurrence's product.
     w: Strips<F>,
+    /// (D, G·H) Uᵀ in standard layout, stored by every forward pass over dense inputs, for the
+    /// input projection the time loop does a block of steps at a time.
+    ut: Array2<F>,
     /// (T+1, B, H) hidden states h_0 … h_T with h_0 = 0.
     h: Array3<F>,
     /// (T+1, B, H) LSTM cell states c_0 … c_T with c_0 = 0; empty for other cells.
@@ -481,6 +484,7 @@ impl<F: Real> Default for Trace<F> {
         Self {
             wt: Strips::default(),
             w: Strips::default(),
+            ut: e2.clone(),
             h: e3.clone(),
             c: e3.clone(),
             gates: e3.clone(),
@@ -568,6 +572,8 @@ pub(crate) struct Part<'a, F: Real> {
     wt: &'a Strips<F>,
     /// (G·H, H) W in strips, shared.
     w: &'a Strips<F>,
+    /// (D, G·H) Uᵀ (dense inputs), shared.
+    ut: ArrayView2<'a, F>,
     // This block's b sequences of the trace's buffers of the same names (b = B for the whole
     // batch; an unused buffer stays empty):
     /// (T+1, b, H) hidden states.
@@ -606,6 +612,7 @@ impl<F: Real> Trace<F> {
         Part {
             wt: &self.wt,
             w: &self.w,
+            ut: self.ut.view(),
             h: self.h.view_mut(),
             c: self.c.view_mut(),
             gates: self.gates.view_mut(),
@@ -624,6 +631,50 @@ impl<F: Real> Trace<F> {
 }
 
 impl<'a, F: Real> Part<'a, F> {
+    /// The input projection U x_t + b of this block's sequences at trace steps t0 ..= t1 of a
+    /// window whose first step is `start` of `batch`: into h_t itself for the plain cell (the
+    /// step completes it in place), into the gates for the others. Each element is the same
+    /// ordered sum over the inputs, then plus the bias, however the steps and sequences are
+    /// grouped: one product for the steps at once when this block holds the whole batch (its
+    /// rows are then contiguous), one per step otherwise.
+    fn project(&mut self, p: &Params<F>, cell: Cell, batch: &Batch<F>, start: usize, (t0, t1): (usize, usize)) {
+        let (rows, row0) = (self.rows(), self.row0);
+        let mut to = match cell {
+            Cell::Rnn(_) => self.h.slice_mut(s![t0..=t1, .., ..]),
+            Cell::Lstm | Cell::Gru => self.gates.slice_mut(s![t0 - 1..t1, .., ..]),
+        }; // (steps, b, G·H)
+        let (first, len) = (start + t0 - 2, t1 + 1 - t0); // batch index of trace step t0; steps
+        match &batch.inputs {
+            Inputs::Dense(x) => {
+                let x = x.slice(s![first..first + len, row0..row0 + rows, ..]); // (steps, b, D)
+                let (ut, bias) = (self.ut, p.b.as_slice().expect("contiguous"));
+                let product = |x: ArrayView2<'_, F>, mut to: ArrayViewMut2<'_, F>| {
+                    matmul(x, ut, to.view_mut(), false);
+                    add_to_rows(to.as_slice_mut().expect("contiguous"), bias);
+                };
+                if rows == batch.dims().1 {
+                    let (d, g) = (x.dim().2, to.dim().2);
+                    let x = x.into_shape_with_order((len * rows, d)).expect("contiguous");
+                    product(x, to.into_shape_with_order((len * rows, g)).expect("contiguous"));
+                } else {
+                    for (x, to) in x.outer_iter().zip(to.outer_iter_mut()) {
+                        product(x, to);
+                    }
+                }
+            }
+            Inputs::OneHot(idx) => {
+                // One-hot input: U x_t = U[:, k], a column gather.
+                let idx = idx.slice(s![first..first + len, row0..row0 + rows]);
+                for (mut row, &k) in to.rows_mut().into_iter().zip(idx.iter()) {
+                    Zip::from(&mut row)
+                        .and(p.u.column(k))
+                        .and(&p.b)
+                        .for_each(|r, &u, &bias| *r = u + bias);
+                }
+            }
+        }
+    }
+
     /// Sequences in this block.
     fn rows(&self) -> usize {
         self.dh.nrows()
@@ -649,6 +700,7 @@ impl<'a, F: Real> Part<'a, F> {
         let first = Part {
             wt: self.wt,
             w: self.w,
+            ut: self.ut,
             h: h1,
             c: c1,
             gates: g1,
@@ -666,6 +718,7 @@ impl<'a, F: Real> Part<'a, F> {
         let rest = Part {
             wt: self.wt,
             w: self.w,
+            ut: self.ut,
             h: h2,
             c: c2,
             gates: g2,
@@ -867,43 +920,13 @@ fn window_losses<F: Real>(batch: &Batch<F>, (start, end): (usize, usize)) -> (us
     (first, (end + 1).saturating_sub(first), first - first_loss)
 }
 
-/// Bytes of states the plain cell's forward pass projects its inputs into at a time, before
-/// the recurrence runs over them (about a quarter of the second-level caches we run on: 1 to
-/// 2 MiB).
+/// Bytes of input projections the time loop forms at a time, right before the steps that read
+/// them (a quarter of the smallest second-level cache we run on, 1 MiB). Projecting the whole
+/// window before the time loop made a step at f32 H = 128, T = 1000, B = 32 4 % slower (its
+/// 16 MiB of projections had left the cache by the time the steps read them); projecting block
+/// by block outside the threads' time loops cost a join per block: 6–8 % with two threads at
+/// H = 512, B = 32 (AMD EPYC family 26 model 2).
 const PROJECT_BYTES: usize = 256 << 10;
-
-/// The input projection of steps first ..= last of `batch` (1-based): `to` (steps, B, G·H) ←
-/// x_t Uᵀ + b. Each element is the same ordered sum over the inputs, then plus the bias, however
-/// the steps are grouped.
-fn project<F: Real>(
-    p: &Params<F>,
-    batch: &Batch<F>,
-    (first, last): (usize, usize),
-    to: ArrayViewMut3<'_, F>,
-    scratch: &mut Scratch<F>,
-    threads: usize,
-) {
-    let (steps, b, g) = to.dim();
-    let mut to = to.into_shape_with_order((steps * b, g)).expect("contiguous");
-    match &batch.inputs {
-        Inputs::Dense(x) => {
-            let x = x.slice(s![first - 1..last, .., ..]);
-            let x = x.into_shape_with_order((steps * b, x.dim().2)).expect("contiguous");
-            gemm(x, p.u.t(), to.view_mut(), false, scratch);
-            add_to_rows(to, &p.b, threads);
-        }
-        Inputs::OneHot(idx) => {
-            // One-hot input: U x_t = U[:, k], a column gather.
-            let idx = idx.slice(s![first - 1..last, ..]);
-            for (mut row, &k) in to.rows_mut().into_iter().zip(idx.iter()) {
-                Zip::from(&mut row)
-                    .and(p.u.column(k))
-                    .and(&p.b)
-                    .for_each(|r, &u, &bias| *r = u + bias);
-            }
-        }
-    }
-}
 
 /// Forward over steps start ..= end of `batch` from the state the trace holds at its index 0
 /// (trace index i is step start − 1 + i); fills the outputs of the window's loss-carrying
@@ -918,43 +941,27 @@ fn forward_window<F: Real>(
     let b = batch.dims().1;
     let (h, gh, o) = (p.hidden(), p.w.nrows(), p.v.nrows());
     let len = end + 1 - start;
-    let threads = tr.threads();
 
-    if let Cell::Rnn(_) = cell {
-        // The plain cell: the projection of a block of steps goes into h_t itself, which the
-        // step completes in place, and the recurrence runs over the block right after, while
-        // it is still in the cache. The pre-activation is never copied or kept.
-        let per_step = b * h * std::mem::size_of::<F>();
+    if let Inputs::Dense(_) = &batch.inputs {
+        if tr.ut.dim() != (p.u.ncols(), gh) {
+            tr.ut = Array2::zeros((p.u.ncols(), gh));
+        }
+        tr.ut.assign(&p.u.t());
+    }
+    // The recurrence, one step at a time, reading Wᵀ (which the caller refreshed) row by row;
+    // blocks of sequences on the pool's threads, each projecting its inputs a block of steps
+    // (`PROJECT_BYTES`) at a time, right before those steps, while they are still in the cache.
+    in_parts(tr.part(), h * gh, &|part| {
+        let per_step = part.rows() * gh * std::mem::size_of::<F>();
         let block = (PROJECT_BYTES / per_step.max(1)).clamp(1, len);
         for t0 in (1..=len).step_by(block) {
             let t1 = (t0 + block - 1).min(len);
-            let Trace { h: hs, scratch, .. } = &mut *tr;
-            let to = hs.slice_mut(s![t0..=t1, .., ..]);
-            project(p, batch, (start + t0 - 1, start + t1 - 1), to, scratch, threads);
-            in_parts(tr.part(), h * gh, &|part| {
-                for t in t0..=t1 {
-                    forward_step(p, cell, part, t);
-                }
-            });
-        }
-    } else {
-        // The gated cells: the window's steps at once into gates, (len, B, G·H); then the
-        // recurrence, one step at a time.
-        let Trace { gates, scratch, .. } = &mut *tr;
-        project(
-            p,
-            batch,
-            (start, end),
-            gates.slice_mut(s![..len, .., ..]),
-            scratch,
-            threads,
-        );
-        in_parts(tr.part(), h * gh, &|part| {
-            for t in 1..=len {
+            part.project(p, cell, batch, start, (t0, t1));
+            for t in t0..=t1 {
                 forward_step(p, cell, part, t);
             }
-        });
-    }
+        }
+    });
 
     // Output projection of the loss-carrying steps: net = H Vᵀ + c, (Lw·B, O).
     let (_, lw, target_rows) = window_losses(batch, (start, end));
@@ -1107,36 +1114,10 @@ fn backward_window<F: Real>(
     }
 }
 
-/// Every row of x (n, m) += v (m): `x += &v` broadcast, row by row over x in standard layout (ndarray's
+/// Every row of a row-major x (n, m) += v (m): `x += &v` broadcast, row by row (ndarray's
 /// broadcast add was 8 % of a small run's time, with its sums below). Each element is one
 /// rounded addition either way: the same bits.
-fn add_to_rows<F: Real>(mut x: ArrayViewMut2<'_, F>, v: &Array1<F>, threads: usize) {
-    add_to_rows_of(
-        x.as_slice_mut().expect("contiguous"),
-        v.as_slice().expect("contiguous"),
-        threads,
-    );
-}
-
-/// Elements above which the bias add over the gate buffer is shared out among the pool's threads
-/// (halving until a share is below it): ~10 µs of one core's additions. (3200 × 256 f32: 61 µs
-/// on one thread, 32 on two, AMD EPYC family 26 model 2.)
-const PASS_WORK: usize = 1 << 16;
-
-/// [`add_to_rows`] over the rows of a row-major x, halves of the rows on `threads` of the
-/// pool's threads while a half has the work for it (each element is its own addition: the same
-/// bits).
-fn add_to_rows_of<F: Real>(x: &mut [F], v: &[F], threads: usize) {
-    let rows = x.len() / v.len().max(1);
-    if rows >= 2 && x.len() >= 2 * PASS_WORK && threads > 1 {
-        let (first, rest) = x.split_at_mut(rows / 2 * v.len());
-        let half = threads / 2;
-        rayon::join(
-            || add_to_rows_of(first, v, half),
-            || add_to_rows_of(rest, v, threads - half),
-        );
-        return;
-    }
+fn add_to_rows<F: Real>(x: &mut [F], v: &[F]) {
     for row in x.chunks_exact_mut(v.len()) {
         row.iter_mut().zip(v).for_each(|(r, &b)| *r += b);
     }
@@ -1272,7 +1253,10 @@ mod tests {
                 let mut want = x.clone();
                 want += &acc0;
                 let mut got = x.clone();
-                add_to_rows(got.view_mut(), &acc0, rayon::current_num_threads());
+                add_to_rows(
+                    got.as_slice_mut().expect("standard"),
+                    acc0.as_slice().expect("standard"),
+                );
                 let bits = |a: &Array2<F>| a.iter().map(|v| v.f64().to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "{:?} bias added to ({n}, {m})", F::DTYPE);
             }

@@ -1032,8 +1032,10 @@ fn large<const NB: usize, const R: usize>((m, k, n): (usize, usize, usize)) -> b
 /// of k and panel of columns (up to `PANEL_BYTES`), b's panel is copied into strips of NB columns,
 /// each (kc, NB) contiguous; per group of rows (`A_BYTES` of a), a's R-row blocks into (kc, R)
 /// blocks; then each strip runs against every block of the group, so the strip stays in the
-/// first-level cache while the blocks stream from the second. Each element of c is still one
-/// running sum over k in order: only the memory traffic changes.
+/// first-level cache while the blocks stream from the second. A transposed a (aᵀ stored
+/// row-major, `ars` = 1: the gradient sums' dgᵀ) of a tall product is not packed: a block's R
+/// elements at one step of k already lie side by side, and the tiles read them in place. Each
+/// element of c is still one running sum over k in order: only the memory traffic changes.
 /// `ISA` picks the tile compiled for AVX-512 (2), AVX2 (1) or the baseline (0).
 #[inline(always)]
 fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA: u8>(
@@ -1052,11 +1054,25 @@ fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA:
     // Panels of up to PANEL_BYTES, no wider than b; no more of a's rows than it has: the buffer
     // is sized for this product.
     let panel = ((PANEL_BYTES / (kc * std::mem::size_of::<F>()) / NB).max(1) * NB).min(n.div_ceil(NB) * NB);
-    // Rows of a packed at a time: R-row blocks filling about A_BYTES.
-    let mc = ((A_BYTES / (kc * std::mem::size_of::<F>()) / R).max(1) * R).min(m.div_ceil(R) * R);
+    // A tall transposed a is read in place, its copy saved: f32 128 × 32000 × 128 4.65–4.77 ms
+    // against 5.15–5.34 packed, 512 × 32000 × 128 (an LSTM's dW) 17.4 against 30.8 (whose
+    // packed groups of rows leave out the fetching ahead), f64 128 × 32000 × 128 9.2 against
+    // 10.3, AVX2 f32 128 × 32000 × 128 9.5 against 11.4 (AMD EPYC family 26 model 2, one
+    // thread). Not where its steps lie a multiple of 4 KiB apart, where a tile's every step
+    // falls into the same first-level cache set (f64 512 × 6400 × 512: 32.8 ms in place, 30.0
+    // packed), nor when k is short and each block of a is read by many strips (f32 H = 512,
+    // B = 1, T = 50 and 200 measured 3-5 % slower in place).
+    let in_place = ars == 1 && tall(k) && !(acs * std::mem::size_of::<F>()).is_multiple_of(4096);
+    // Rows of a packed at a time: R-row blocks filling about A_BYTES (all of them, unpacked,
+    // when a is read in place).
+    let mc = if in_place {
+        m
+    } else {
+        ((A_BYTES / (kc * std::mem::size_of::<F>()) / R).max(1) * R).min(m.div_ceil(R) * R)
+    };
     // Grown when too small, never cleared: every element a tile reads is written below first
     // (zeroing the whole buffer was 15 % of a step at H = 128, T = 50, B = 1).
-    let need = kc * (panel + mc);
+    let need = kc * (panel + if in_place { 0 } else { mc });
     if buf.len() < need {
         buf.resize(need, F::zero());
     }
@@ -1121,10 +1137,12 @@ fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA:
                 // its contiguous axis (a page per row of a transposed a, read across, was
                 // a TLB miss per element).
                 let at = |blk: usize, r: usize, kk: usize| (i0 + blk * R + r) * ars + (k0 + kk) * acs;
-                if ars == 1 {
-                    // A transposed a (the gradient sums' dgᵀ): each block's R elements at one
-                    // kk lie side by side in a (element by element, this packing took 36 % of
-                    // 128 × 32000 × 128 in f32).
+                if in_place {
+                    // Nothing to pack.
+                } else if ars == 1 {
+                    // A transposed a whose steps lie a multiple of 4 KiB apart: each block's R
+                    // elements at one kk lie side by side in a (element by element, this
+                    // packing took 36 % of 128 × 32000 × 128 in f32).
                     // Eight steps of k per block before the next block: the blocks lie kc·R
                     // elements apart (the same first-level cache set), and one step's R
                     // elements are less than a cache line, which was evicted before the next
@@ -1158,12 +1176,17 @@ fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA:
                     let w = NB.min(j1 - jj);
                     let b_ops = (s * kc * NB, NB);
                     for blk in 0..blocks {
+                        let (a, a_ops) = if in_place {
+                            (a, ((i0 + blk * R) * ars + k0 * acs, ars, acs))
+                        } else {
+                            (&*pa, (blk * kc * R, 1, R))
+                        };
                         let ops = Ops {
-                            a: (blk * kc * R, 1, R),
+                            a: a_ops,
                             b: b_ops,
                             c: ((i0 + blk * R) * n + jj, n),
                         };
-                        run(pa, pb, c, ops, (R, w), kn, sums);
+                        run(a, pb, c, ops, (R, w), kn, sums);
                         if let Some(ahead) = ahead.as_mut() {
                             ahead.step();
                         }
@@ -1450,6 +1473,9 @@ mod tests {
             (40, 700, 150),
             // Packed and blocked over k though not tall: a last block of 44 rows.
             (48, 300, 100),
+            // Tall, a transposed a read in place (f32: its steps 2 KiB apart) and packed (f64:
+            // 4 KiB apart).
+            (512, 600, 70),
             // Strips: a tail strip 4 wide and blocked over k (AVX2: 32 rows as 6 × 4 + 4 + 4); 6
             // rows by 4 + 2; one row per strip.
             (32, 600, 100),

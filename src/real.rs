@@ -968,6 +968,16 @@ fn tiles<
     while k0 < k.max(1) {
         let k1 = (k0 + kc).min(k);
         let sums = Sums::block(k0, accumulate);
+        // A tall b read in place (row-major: the gradient sums computed as their transposes,
+        // whose strips each read a part of every row): the next block's rows are fetched
+        // between this block's tiles. db and dU of the adding problem as one such product, f32
+        // H = 128, B = 32: T = 1000 0.65–0.67 ms against 0.87–1.00 without (AMD EPYC family 26
+        // model 2).
+        let k2 = (k1 + kc).min(k);
+        let mut ahead = (kc < k && bs >= n && k2 > k1).then(|| {
+            let tiles = n.div_ceil(NB) * m.div_ceil(R);
+            Ahead::new([&b[k1 * n..k2 * n], &[]], tiles)
+        });
         let mut j = 0;
         while j < n {
             let w = NB.min(end(j) - j);
@@ -989,6 +999,9 @@ fn tiles<
                     (4, _) => tile::<F, NB, 4, ISA>(a, b, c, ops, w, k1 - k0, sums),
                     (2, _) => tile::<F, NB, 2, ISA>(a, b, c, ops, w, k1 - k0, sums),
                     _ => tile::<F, NB, 1, ISA>(a, b, c, ops, w, k1 - k0, sums),
+                }
+                if let Some(ahead) = ahead.as_mut() {
+                    ahead.step();
                 }
                 i += rows;
             }

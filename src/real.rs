@@ -1046,7 +1046,7 @@ fn large<const NB: usize, const R: usize>((m, k, n): (usize, usize, usize)) -> b
 /// each (kc, NB) contiguous; per group of rows (`A_BYTES` of a), a's R-row blocks into (kc, R)
 /// blocks; then each strip runs against every block of the group, so the strip stays in the
 /// first-level cache while the blocks stream from the second. A transposed a (aᵀ stored
-/// row-major, `ars` = 1: the gradient sums' dgᵀ) of a tall product is not packed: a block's R
+/// row-major, `ars` = 1: the gradient sums' dgᵀ) is not packed: a block's R
 /// elements at one step of k already lie side by side, and the tiles read them in place. Each
 /// element of c is still one running sum over k in order: only the memory traffic changes.
 /// `ISA` picks the tile compiled for AVX-512 (2), AVX2 (1) or the baseline (0).
@@ -1067,15 +1067,15 @@ fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA:
     // Panels of up to PANEL_BYTES, no wider than b; no more of a's rows than it has: the buffer
     // is sized for this product.
     let panel = ((PANEL_BYTES / (kc * std::mem::size_of::<F>()) / NB).max(1) * NB).min(n.div_ceil(NB) * NB);
-    // A tall transposed a is read in place, its copy saved: f32 128 × 32000 × 128 4.65–4.77 ms
+    // A transposed a is read in place, its copy saved: f32 128 × 32000 × 128 4.65–4.77 ms
     // against 5.15–5.34 packed, 512 × 32000 × 128 (an LSTM's dW) 17.4 against 30.8 (whose
     // packed groups of rows leave out the fetching ahead), f64 128 × 32000 × 128 9.2 against
-    // 10.3, AVX2 f32 128 × 32000 × 128 9.5 against 11.4 (AMD EPYC family 26 model 2, one
+    // 10.3, AVX2 f32 128 × 32000 × 128 9.5 against 11.4; short ones too (B = 1: 128 × 200 × 128
+    // 0.027 ms against 0.030, AVX2 0.053–0.054 against 0.058) (AMD EPYC family 26 model 2, one
     // thread). Not where its steps lie a multiple of 4 KiB apart, where a tile's every step
     // falls into the same first-level cache set (f64 512 × 6400 × 512: 32.8 ms in place, 30.0
-    // packed), nor when k is short and each block of a is read by many strips (f32 H = 512,
-    // B = 1, T = 50 and 200 measured 3-5 % slower in place).
-    let in_place = ars == 1 && tall(k) && !(acs * std::mem::size_of::<F>()).is_multiple_of(4096);
+    // packed).
+    let in_place = ars == 1 && !(acs * std::mem::size_of::<F>()).is_multiple_of(4096);
     // Rows of a packed at a time: R-row blocks filling about A_BYTES (all of them, unpacked,
     // when a is read in place).
     let mc = if in_place {

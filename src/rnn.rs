@@ -1081,7 +1081,9 @@ fn backward_window<F: Real>(
                 );
                 Zip::from(&mut part.dh).and(&part.carry_h).for_each(|d, &c| *d += c);
             } else {
-                part.dh.assign(&part.carry_h);
+                // dE/dh_t is what step t+1 carried back: the two buffers trade places (each
+                // step overwrites the carry before it is read), no copy.
+                std::mem::swap(&mut part.dh, &mut part.carry_h);
             }
             backward_step(p, cell, part, t, t > 1); // the window's entering state is a constant
         }

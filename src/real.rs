@@ -77,10 +77,10 @@ pub trait Real: NdFloat + Default + std::iter::Sum {
     /// `c (m, n) = [c +] a (m, k) · b (k, n)`, c row-major and contiguous, b in strips of
     /// `b.1` columns ([`Strips`]; `b.1 = n`: row-major), element (i, kk) of a at
     /// `a[i·astr.0 + kk·astr.1]` (`(k, 1)`: row-major; `(1, m)`: aᵀ stored row-major, the
-    /// gradient sums' operand, read in place). `pack`, when given, is a buffer for packing
+    /// gradient sums' operand, read in place). `pack`, when given, holds a buffer for packing
     /// the operands of a large product into contiguous panels (the same sums in the same order:
-    /// only the memory traffic changes). Runs on the calling thread ([`matmul`] and [`gemm`]
-    /// share a product out among threads).
+    /// only the memory traffic changes) and may carry a [`Side`] product. Runs on the calling
+    /// thread ([`matmul`] and [`gemm`] share a product out among threads).
     fn matmul_slices(
         a: &[Self],
         b: (&[Self], usize),
@@ -88,7 +88,7 @@ pub trait Real: NdFloat + Default + std::iter::Sum {
         mkn: (usize, usize, usize),
         accumulate: bool,
         astr: (usize, usize),
-        pack: Option<&mut Vec<Self>>,
+        pack: Option<Pack<'_, Self>>,
     );
 
     /// Σ x² in f64: in f64 the product kernel's fused running sum (x · x); in f32 eight
@@ -171,7 +171,7 @@ impl Real for f32 {
         (m, k, n): (usize, usize, usize),
         accumulate: bool,
         astr: (usize, usize),
-        pack: Option<&mut Vec<Self>>,
+        pack: Option<Pack<'_, Self>>,
     ) {
         // 32 f32 = two 512-bit vectors per row of a tile (16 for a narrow remainder), 8 rows
         // under AVX-512 (16 sums in flight, in the registers `micro` names; the compiler's own
@@ -234,7 +234,7 @@ impl Real for f64 {
         (m, k, n): (usize, usize, usize),
         accumulate: bool,
         astr: (usize, usize),
-        pack: Option<&mut Vec<Self>>,
+        pack: Option<Pack<'_, Self>>,
     ) {
         // 32 f64 = four 512-bit vectors per row: 16 sums in flight over a 4-row tile (two vectors
         // per row left the multiply-add units idle: H = 512, B = 32 ran at 64-72 % of the
@@ -558,14 +558,103 @@ impl<F> Scratch<F> {
     }
 }
 
+/// What a product of [`gemm`]'s may use besides its operands: a buffer to pack them into, and a
+/// [`Side`] product to run along.
+pub struct Pack<'p, F> {
+    buf: &'p mut Vec<F>,
+    side: Option<Side<'p, F>>,
+}
+
+/// A small second product that reads the same memory as a gradient sum's transposed a:
+/// cs (r, m) = sᵀ A, for A (k, m) the storage of a = Aᵀ (`astr` = (1, acs), columns 0 … m of
+/// rows acs apart) and s (k, r) row-major. It runs block by block of k right after the main
+/// product's block, while that block of A is still in the cache: db and dU of dense inputs ride
+/// along with dW (one pass over dgx, not two). Its sums start from +0 and replace cs; each is one
+/// running sum over k in order, like every product's, so its bits are those of the same product
+/// computed alone.
+pub(crate) struct Side<'s, F> {
+    /// s (k, r), row-major.
+    s: &'s [F],
+    /// cs (r, m), row-major.
+    c: &'s mut [F],
+    r: usize,
+}
+
+impl<'s, F> Side<'s, F> {
+    /// The side product of s (k, r) row-major into cs (r, m).
+    fn new(s: &'s [F], c: &'s mut [F], r: usize) -> Self {
+        assert!(
+            r > 0 && s.len().is_multiple_of(r) && c.len().is_multiple_of(r),
+            "side shapes"
+        );
+        Self { s, c, r }
+    }
+
+    /// Splits cs into its first m1 columns and the rest, each (r, ·) row-major in its own part of
+    /// cs; [`Side::join`] puts them back in place.
+    fn split(&mut self, m1: usize) -> (Side<'_, F>, Side<'_, F>) {
+        let (s, r) = (self.s, self.r);
+        let (c1, c2) = self.c.split_at_mut(r * m1);
+        (Side { s, c: c1, r }, Side { s, c: c2, r })
+    }
+
+    /// cs = [c1 c2] from `split`'s two parts (r, m1) and (r, m2), in place: each row of c2 is
+    /// rotated into place behind its row of c1 (r·r·m moves, no buffer).
+    fn join(c: &mut [F], r: usize, m1: usize) {
+        let m = c.len() / r;
+        let m2 = m - m1;
+        for q in 0..r {
+            // Rows 0 … q−1 are in place; from q·m lie c1's rows q … r−1, then c2's q … r−1.
+            let from = q * m + m1;
+            let to = q * m + (r - q) * m1 + m2;
+            c[from..to].rotate_right(m2);
+        }
+    }
+}
+
 /// `c (m, n) = [c +] a (m, k) · b (k, n)` for views of any layout (c in standard layout), by
 /// [`matmul`]'s kernel: an operand not in standard layout is first copied into `scratch`.
-pub fn gemm<'a, F: Real>(
-    a: ArrayView2<'a, F>,
-    b: ArrayView2<'a, F>,
+pub fn gemm<F: Real>(
+    a: ArrayView2<'_, F>,
+    b: ArrayView2<'_, F>,
+    c: ArrayViewMut2<'_, F>,
+    accumulate: bool,
+    scratch: &mut Scratch<F>,
+) {
+    gemm_and_side(a, b, c, accumulate, scratch, None);
+}
+
+/// [`gemm`] of a transposed a (a = Aᵀ, A (k, m) row-major: a gradient sum's dgxᵀ) with a
+/// [`Side`] product over A's memory: cs (r, m) = sᵀ A for s (k, r) in standard layout, its sums
+/// from +0 replacing cs, the same bits as `gemm(s.t(), A, cs, false, …)`. False, and nothing
+/// done, where a is not such a view or the product would be computed as its transpose.
+pub fn gemm_with_side<F: Real>(
+    a: ArrayView2<'_, F>,
+    b: ArrayView2<'_, F>,
+    c: ArrayViewMut2<'_, F>,
+    accumulate: bool,
+    scratch: &mut Scratch<F>,
+    (s, cs): (ArrayView2<'_, F>, &mut [F]),
+) -> bool {
+    let ((m, k), n, r) = (a.dim(), b.ncols(), s.ncols());
+    let (Some(s), true) = (s.to_slice(), a.t().to_slice().is_some() && a.to_slice().is_none()) else {
+        return false;
+    };
+    if narrow(m, n) || r == 0 || s.len() != k * r || cs.len() != r * m {
+        return false;
+    }
+    gemm_and_side(a, b, c, accumulate, scratch, Some(Side::new(s, cs, r)));
+    true
+}
+
+/// [`gemm`], with a [`Side`] product where a is read in place.
+fn gemm_and_side<F: Real>(
+    a: ArrayView2<'_, F>,
+    b: ArrayView2<'_, F>,
     mut c: ArrayViewMut2<'_, F>,
     accumulate: bool,
-    scratch: &'a mut Scratch<F>,
+    scratch: &mut Scratch<F>,
+    side: Option<Side<'_, F>>,
 ) {
     let ((m, k), (k2, n)) = (a.dim(), b.dim());
     assert!(k == k2 && c.dim() == (m, n), "gemm shapes");
@@ -575,14 +664,15 @@ pub fn gemm<'a, F: Real>(
     } = scratch;
     packs.resize_with(threads, Vec::new);
     if narrow(m, n) {
+        assert!(side.is_none(), "a side product of a transposed product");
         // cᵀ (n, m) = bᵀ aᵀ, so that the tiles' vectors run along m: each element is the same
         // ordered sum (a fused multiply–add does not care which factor comes first). b (k, n)
         // is bᵀ stored transposed, read in place; aᵀ (k, m) in place or copied.
         let at = standard(a.t(), sa);
-        let b = standard(b, sb);
+        let b = standard(b.view(), sb);
         p.clear();
         p.resize(n * m, F::zero());
-        shared(b, (1, n), (at, m), p, (n, k, m), false, Shares::Packed(packs));
+        shared(b, (1, n), (at, m), p, (n, k, m), false, Shares::Packed(packs, None));
         let c = c.as_slice_mut().expect("c in standard layout");
         for (i, row) in c.chunks_exact_mut(n).enumerate() {
             for (j, c) in row.iter_mut().enumerate() {
@@ -595,18 +685,21 @@ pub fn gemm<'a, F: Real>(
     // aᵀ stored row-major (a transposed view, as in the gradient sums) is read in place.
     let (a, astr) = match a.t().to_slice() {
         Some(s) if a.to_slice().is_none() => (s, (1, m)),
-        _ => (standard(a, sa), (k, 1)),
+        _ => {
+            assert!(side.is_none(), "a side product needs a transposed a read in place");
+            (standard(a.view(), sa), (k, 1))
+        }
     };
-    let b = standard(b, sb);
+    let b = standard(b.view(), sb);
     let c = c.as_slice_mut().expect("c in standard layout");
     if accumulate && tall(k) {
         // c + Σ with Σ summed from zero, as the unblocked kernel would: Σ apart, then added.
         p.clear();
         p.resize(m * n, F::zero());
-        shared(a, astr, (b, n), p, (m, k, n), false, Shares::Packed(packs));
+        shared(a, astr, (b, n), p, (m, k, n), false, Shares::Packed(packs, side));
         c.iter_mut().zip(p.iter()).for_each(|(c, &s)| *c += s);
     } else {
-        shared(a, astr, (b, n), c, (m, k, n), accumulate, Shares::Packed(packs));
+        shared(a, astr, (b, n), c, (m, k, n), accumulate, Shares::Packed(packs, side));
     }
 }
 
@@ -640,10 +733,13 @@ fn shared<F: Real>(
     // many rows as the inputs (the adding problem's dU: 2 rows, k = T·B), which ran on one
     // thread.
     let few = m < 2 * SHARE_ROWS;
-    let packed = matches!(shares, Shares::Packed(_));
+    let packed = matches!(shares, Shares::Packed(..));
     if parts < 2 || m < 2 || (few && (!packed || m >= 4)) || m * k * n < 2 * SHARE_WORK {
         let pack = match shares {
-            Shares::Packed(p) => p.first_mut(),
+            Shares::Packed(p, side) => Some(Pack {
+                buf: p.first_mut().expect("a packing buffer per share"),
+                side,
+            }),
             Shares::Threads(_) => None,
         };
         F::matmul_slices(a, b, c, (m, k, n), accumulate, astr, pack);
@@ -659,30 +755,46 @@ fn shared<F: Real>(
     };
     let (c1, c2) = c.split_at_mut(m1 * n);
     let a2 = &a[m1 * astr.0..];
-    let (s1, s2) = match shares {
-        Shares::Packed(p) => {
+    let (packs, mut side) = match shares {
+        Shares::Packed(p, side) => (Some(p), side),
+        Shares::Threads(_) => (None, None),
+    };
+    let (s1, s2) = match packs {
+        Some(p) => {
             let (x, y) = p.split_at_mut(first);
-            (Shares::Packed(x), Shares::Packed(y))
+            // A side product's columns are a's rows (its A's columns): split alike.
+            let (side1, side2) = match side.as_mut() {
+                Some(side) => {
+                    let (u, v) = side.split(m1);
+                    (Some(u), Some(v))
+                }
+                None => (None, None),
+            };
+            (Shares::Packed(x, side1), Shares::Packed(y, side2))
         }
-        Shares::Threads(_) => (Shares::Threads(first), Shares::Threads(parts - first)),
+        None => (Shares::Threads(first), Shares::Threads(parts - first)),
     };
     rayon::join(
         || shared(a, astr, b, c1, (m1, k, n), accumulate, s1),
         || shared(a2, astr, b, c2, (m - m1, k, n), accumulate, s2),
     );
+    if let Some(side) = side {
+        Side::join(side.c, side.r, m1);
+    }
 }
 
 /// Among how many threads [`shared`] may share a product out: one per packing buffer given
 /// (gemm's products, which pack their operands), or a number of threads (the time loop's).
 enum Shares<'p, F> {
-    Packed(&'p mut [Vec<F>]),
+    /// A buffer per share, and a side product that runs with the product.
+    Packed(&'p mut [Vec<F>], Option<Side<'p, F>>),
     Threads(usize),
 }
 
 impl<F> Shares<'_, F> {
     fn parts(&self) -> usize {
         match self {
-            Shares::Packed(p) => p.len(),
+            Shares::Packed(p, _) => p.len(),
             Shares::Threads(t) => *t,
         }
     }
@@ -755,7 +867,7 @@ fn dispatch<
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
     astr: (usize, usize),
-    pack: Option<&mut Vec<F>>,
+    pack: Option<Pack<'_, F>>,
 ) {
     let reach = if m * k == 0 {
         0
@@ -763,7 +875,13 @@ fn dispatch<
         (m - 1) * astr.0 + (k - 1) * astr.1 + 1
     };
     assert!(a.len() >= reach && b.len() == k * n && c.len() == m * n, "matmul sizes");
-    // Packing reads b row-major: only a row-major b (one strip) may be packed.
+    // Packing reads b row-major: only a row-major b (one strip) may be packed. A side product
+    // reads a's memory as A (k, m): only a transposed a.
+    assert!(
+        pack.as_ref()
+            .is_none_or(|p| p.side.is_none() || (astr.0 == 1 && bs >= n)),
+        "a side product needs a transposed a and a row-major b"
+    );
     let pack = pack.filter(|_| bs >= n);
     match Isa::current() {
         #[cfg(target_arch = "x86_64")]
@@ -777,16 +895,19 @@ fn dispatch<
             x86::avx2::<F, NB256, NB256H, NB1, NB1H, R256>(a, (b, bs), c, (m, k, n), accumulate, astr, pack)
         },
         // Fused by `mul_add` too, so that its bits are those of the paths above.
-        _ => match pack.filter(|_| large::<NB, 2>((m, k, n))) {
-            Some(buf) => packed::<F, NB, NB2, 2, 0>(a, b, c, (m, k, n), accumulate, astr, buf),
-            None => tiles::<F, NB, NB2, NB1, NB1H, 2, 0>(a, (b, bs), c, (m, k, n), accumulate, astr),
+        _ => match pack {
+            Some(p) if large::<NB, 2>((m, k, n)) => packed::<F, NB, NB2, 2, 0>(a, b, c, (m, k, n), accumulate, astr, p),
+            p => {
+                let side = p.and_then(|p| p.side);
+                tiles::<F, NB, NB2, NB1, NB1H, 2, 0>(a, (b, bs), c, (m, k, n), accumulate, astr, side)
+            }
         },
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Ops, Real, Sums, large, packed, tile, tiles};
+    use super::{Ops, Pack, Real, Sums, large, packed, tile, tiles};
 
     /// One tile compiled on its own for AVX-512 (inside the packed loop nest, the compiler left
     /// the tile's sums in memory: 2 GFLOP/s).
@@ -835,11 +956,14 @@ mod x86 {
         mkn: (usize, usize, usize),
         accumulate: bool,
         astr: (usize, usize),
-        pack: Option<&mut Vec<F>>,
+        pack: Option<Pack<'_, F>>,
     ) {
-        match pack.filter(|_| large::<NB, R>(mkn)) {
-            Some(buf) => packed::<F, NB, NB2, R, 2>(a, b, c, mkn, accumulate, astr, buf),
-            None => tiles::<F, NB, NB2, NB1, NB1H, R, 2>(a, (b, bs), c, mkn, accumulate, astr),
+        match pack {
+            Some(p) if large::<NB, R>(mkn) => packed::<F, NB, NB2, R, 2>(a, b, c, mkn, accumulate, astr, p),
+            p => {
+                let side = p.and_then(|p| p.side);
+                tiles::<F, NB, NB2, NB1, NB1H, R, 2>(a, (b, bs), c, mkn, accumulate, astr, side)
+            }
         }
     }
 
@@ -859,11 +983,14 @@ mod x86 {
         mkn: (usize, usize, usize),
         accumulate: bool,
         astr: (usize, usize),
-        pack: Option<&mut Vec<F>>,
+        pack: Option<Pack<'_, F>>,
     ) {
-        match pack.filter(|_| large::<NB, R>(mkn)) {
-            Some(buf) => packed::<F, NB, NB2, R, 1>(a, b, c, mkn, accumulate, astr, buf),
-            None => tiles::<F, NB, NB2, NB1, NB1H, R, 1>(a, (b, bs), c, mkn, accumulate, astr),
+        match pack {
+            Some(p) if large::<NB, R>(mkn) => packed::<F, NB, NB2, R, 1>(a, b, c, mkn, accumulate, astr, p),
+            p => {
+                let side = p.and_then(|p| p.side);
+                tiles::<F, NB, NB2, NB1, NB1H, R, 1>(a, (b, bs), c, mkn, accumulate, astr, side)
+            }
         }
     }
 }
@@ -924,6 +1051,7 @@ fn tiles<
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
     (ars, acs): (usize, usize),
+    mut side: Option<Side<'_, F>>,
 ) {
     // Element (i, kk) of a is a[i·ars + kk·acs]; b is in strips of bs columns, c row-major.
     let at = |i: usize, k0: usize, j: usize| Ops {
@@ -952,6 +1080,9 @@ fn tiles<
                     j += w;
                 }
             }
+        }
+        if let Some(side) = side.as_mut() {
+            side_block::<F, NB, NB2, R, ISA>(side, a, acs, m, (0, k));
         }
         return;
     }
@@ -1007,7 +1138,80 @@ fn tiles<
             }
             j += w;
         }
+        if let Some(side) = side.as_mut() {
+            side_block::<F, NB, NB2, R, ISA>(side, a, acs, m, (k0, k1));
+        }
         k0 += kc;
+    }
+}
+
+/// The sums of a [`Side`] product over the block k0 … k1 of k, right after the main product's:
+/// its r rows (R, 4, 2 or 1 at a time) by strips of NB of A's m columns, A (a's memory, rows acs
+/// apart) read in place while the block is still in the cache.
+#[inline(always)]
+fn side_block<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA: u8>(
+    side: &mut Side<'_, F>,
+    a: &[F],
+    acs: usize,
+    m: usize,
+    (k0, k1): (usize, usize),
+) {
+    let (r, sums) = (side.r, Sums::block(k0, false));
+    assert_eq!(side.c.len(), r * m, "side product shape");
+    let mut j = 0;
+    while j < m {
+        let w = NB.min(m - j);
+        let mut q = 0;
+        while q < r {
+            let rows = [R, 4, 2, 1].into_iter().find(|&t| t <= R && q + t <= r).unwrap_or(1);
+            let ops = Ops {
+                a: (k0 * r + q, 1, r),
+                b: (k0 * acs + j, acs),
+                c: (q * m + j, m),
+            };
+            run_tile::<F, NB, NB2, R, ISA>(side.s, a, side.c, ops, (rows, w), k1 - k0, sums);
+            q += rows;
+        }
+        j += w;
+    }
+}
+
+/// One tile of `rows` (R, 4, 2 or 1) by w ≤ NB columns, compiled on its own for the path `ISA`
+/// (see `x86::tile512`).
+#[inline(always)]
+fn run_tile<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA: u8>(
+    a: &[F],
+    b: &[F],
+    c: &mut [F],
+    ops: Ops,
+    (rows, w): (usize, usize),
+    kn: usize,
+    sums: Sums,
+) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: ISA 2 and 1 are passed only from the AVX-512 and AVX2 paths, which run only where
+    // those features were detected.
+    unsafe {
+        match (ISA, rows, w <= NB2) {
+            (2, r, false) if r == R => return x86::tile512::<F, NB, R>(a, b, c, ops, w, kn, sums),
+            (2, r, true) if r == R => return x86::tile512::<F, NB2, R>(a, b, c, ops, w, kn, sums),
+            (2, 4, _) => return x86::tile512::<F, NB, 4>(a, b, c, ops, w, kn, sums),
+            (2, 2, _) => return x86::tile512::<F, NB, 2>(a, b, c, ops, w, kn, sums),
+            (2, _, _) => return x86::tile512::<F, NB, 1>(a, b, c, ops, w, kn, sums),
+            (1, r, false) if r == R => return x86::tile256::<F, NB, R>(a, b, c, ops, w, kn, sums),
+            (1, r, true) if r == R => return x86::tile256::<F, NB2, R>(a, b, c, ops, w, kn, sums),
+            (1, 4, _) => return x86::tile256::<F, NB, 4>(a, b, c, ops, w, kn, sums),
+            (1, 2, _) => return x86::tile256::<F, NB, 2>(a, b, c, ops, w, kn, sums),
+            (1, _, _) => return x86::tile256::<F, NB, 1>(a, b, c, ops, w, kn, sums),
+            _ => {}
+        }
+    }
+    match (rows, w <= NB2) {
+        (r, false) if r == R => tile_apart::<F, NB, R>(a, b, c, ops, w, kn, sums),
+        (r, true) if r == R => tile_apart::<F, NB2, R>(a, b, c, ops, w, kn, sums),
+        (4, _) => tile_apart::<F, NB, 4>(a, b, c, ops, w, kn, sums),
+        (2, _) => tile_apart::<F, NB, 2>(a, b, c, ops, w, kn, sums),
+        _ => tile_apart::<F, NB, 1>(a, b, c, ops, w, kn, sums),
     }
 }
 
@@ -1058,8 +1262,9 @@ fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA:
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
     (ars, acs): (usize, usize),
-    buf: &mut Vec<F>,
+    pack: Pack<'_, F>,
 ) {
+    let Pack { buf, mut side } = pack;
     // Blocked over k as soon as a strip outgrows the first-level cache (512³ in f64 with k
     // whole: 47–50 GFLOP/s, in blocks of 128: 62–66; f32 125–130 whole, 133–141 in blocks of 256;
     // Intel Xeon family 6 model 207).
@@ -1090,26 +1295,8 @@ fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA:
         buf.resize(need, F::zero());
     }
     let (pb, pa) = buf.split_at_mut(kc * panel);
-    let run = |a: &[F], b: &[F], c: &mut [F], ops: Ops, (rows, w): (usize, usize), kn: usize, sums: Sums| {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: ISA 2 and 1 are passed only from the AVX-512 and AVX2 paths, which run only
-        // where those features were detected.
-        unsafe {
-            match (ISA, rows == R, w <= NB2) {
-                (2, true, false) => return x86::tile512::<F, NB, R>(a, b, c, ops, w, kn, sums),
-                (2, true, true) => return x86::tile512::<F, NB2, R>(a, b, c, ops, w, kn, sums),
-                (2, false, _) => return x86::tile512::<F, NB, 1>(a, b, c, ops, w, kn, sums),
-                (1, true, false) => return x86::tile256::<F, NB, R>(a, b, c, ops, w, kn, sums),
-                (1, true, true) => return x86::tile256::<F, NB2, R>(a, b, c, ops, w, kn, sums),
-                (1, false, _) => return x86::tile256::<F, NB, 1>(a, b, c, ops, w, kn, sums),
-                _ => {}
-            }
-        }
-        match (rows == R, w <= NB2) {
-            (true, false) => tile_apart::<F, NB, R>(a, b, c, ops, w, kn, sums),
-            (true, true) => tile_apart::<F, NB2, R>(a, b, c, ops, w, kn, sums),
-            (false, _) => tile_apart::<F, NB, 1>(a, b, c, ops, w, kn, sums),
-        }
+    let run = |a: &[F], b: &[F], c: &mut [F], ops: Ops, rows_w: (usize, usize), kn: usize, sums: Sums| {
+        run_tile::<F, NB, NB2, R, ISA>(a, b, c, ops, rows_w, kn, sums)
     };
     let mut k0 = 0;
     while k0 < k {
@@ -1216,6 +1403,9 @@ fn packed<F: Real, const NB: usize, const NB2: usize, const R: usize, const ISA:
                 i0 = i1;
             }
             j0 = j1;
+        }
+        if let Some(side) = side.as_mut() {
+            side_block::<F, NB, NB2, R, ISA>(side, a, acs, m, (k0, k1));
         }
         k0 = k1;
     }

@@ -36,7 +36,7 @@ use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewMut, ArrayViewMut2, A
 
 use crate::Float;
 use crate::elem;
-use crate::real::{Real, Scratch, Strips, gemm, matmul, simd_fn};
+use crate::real::{Real, Scratch, Strips, gemm, gemm_with_side, matmul, simd_fn};
 
 /// The hidden activation σ, with its derivative written from the saved output s = σ(h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1100,11 +1100,17 @@ fn backward_window<F: Real>(
     };
     let prev = tr.h.slice(s![..len, .., ..]);
     let prev = prev.into_shape_with_order((len * b, h)).expect("contiguous");
-    gemm(dgh.t(), prev, g.w.view_mut(), true, &mut tr.scratch); // dW += Σ_t dgh_tᵀ h_{t−1}
+    // dW += Σ_t dgh_tᵀ h_{t−1}: here, unless it can take db and dU along (below).
+    let mut dw = Some((prev, g.w.view_mut()));
+    if cell == Cell::Gru || !matches!(batch.inputs, Inputs::Dense(_)) {
+        let (prev, dw) = dw.take().expect("dW");
+        gemm(dgh.t(), prev, dw, true, &mut tr.scratch);
+    }
     if cell == Cell::Gru {
         add_row_sum(&mut g.bh, dgh, &mut tr.sums); // dbh += Σ_t dgh_t
     }
-    // db += Σ_t dgx_t and dU += Σ_t dgx_tᵀ x_t (with a few dense inputs, as one product).
+    // db += Σ_t dgx_t and dU += Σ_t dgx_tᵀ x_t (with a few dense inputs, as one product, which
+    // runs along dW's where dgh is dgx).
     match &batch.inputs {
         Inputs::Dense(x) => {
             let x = x.slice(s![start - 1..end, .., ..]);
@@ -1114,6 +1120,7 @@ fn backward_window<F: Real>(
                 &mut g.u,
                 dgx,
                 x,
+                dw,
                 (&mut tr.ones, &mut tr.sums),
                 &mut tr.scratch,
             ) {
@@ -1167,26 +1174,34 @@ fn add_row_sum<F: Real>(acc: &mut Array1<F>, x: ArrayView2<'_, F>, sums: &mut Ve
 const WITH_ONES: usize = 4;
 
 /// db += Σ_i x[i, ·] and du += Σ_i x[i, ·]ᵀ inputs[i, ·] for x (n, m) (a window's dgx, n = T·B)
-/// and up to three dense inputs (n, d), as one product, dgxᵀ [1 | inputs | 0]: one pass over x
+/// and up to three dense inputs (n, d), as one product, [1 | inputs | 0]ᵀ x: one pass over x
 /// where `add_row_sum` and `gemm` made two or three (16 MiB each at f32 H = 128, T = 1000,
-/// B = 32). The same bits: a fused multiply–add by 1 is the rounded sum, so the product's
-/// first column is `add_row_sum`'s sums (from +0, row after row), and the others `gemm`'s
-/// (one fused multiply–add per row, in order, from +0), each then added: c + Σ. False, and
-/// nothing done, where those would take another order (a single column) or the inputs are
-/// more. `ones` holds [1 | inputs | 0] (n, 4), `sums` the product (m, 4). With the next block
-/// of rows fetched ahead (see `real::tiles`), f32 H = 128, B = 32 (AMD EPYC family 26 model 2,
-/// alternating): T = 1000 0.65–0.67 ms against 0.84–0.93 for the separate passes, and a step
-/// 2–7 % faster at T = 200 (H = 64: 0.99 against 1.03–1.06 ms).
+/// B = 32). With `dw` = (h, dW), also dW += xᵀ h, the product then running along dW's block by
+/// block of n (a [`Side`](crate::real::Side) product), so that x is read once for the three
+/// gradients. The same bits: a fused multiply–add by 1 is the rounded sum, so the product's
+/// first row is `add_row_sum`'s sums (from +0, row after row), and the others `gemm`'s (one
+/// fused multiply–add per row, in order, from +0, whichever factor comes first), each then
+/// added: c + Σ. False where those would take another order (a single column) or the inputs
+/// are more: then only dW is done, and db and dU are left to the caller. `ones` holds
+/// [1 | inputs | 0] (n, 4), `sums` the product (4, m). f32 H = 128, B = 32, one thread (AMD EPYC
+/// family 26 model 2): alone, T = 1000 0.65–0.67 ms against 0.84–0.93 for the separate passes;
+/// along dW, dW + db + dU at T = 1000 5.71 ms against 6.47 for dW then this product alone
+/// (f64 10.67 against 11.71, AVX2 f32 9.79 against 10.53), at T = 200 1.02 against 1.06 (medians
+/// of 200 alternations, dgx last touched by the backward loop).
 fn add_row_sums_and_products<F: Real>(
     db: &mut Array1<F>,
     du: &mut Array2<F>,
     x: ArrayView2<'_, F>,
     inputs: ArrayView2<'_, F>,
+    dw: Option<(ArrayView2<'_, F>, ArrayViewMut2<'_, F>)>,
     (ones, sums): (&mut Vec<F>, &mut Vec<F>),
     scratch: &mut Scratch<F>,
 ) -> bool {
     let ((n, m), d) = (x.dim(), inputs.ncols());
     if m < 2 || d >= WITH_ONES {
+        if let Some((h, dw)) = dw {
+            gemm(x.t(), h, dw, true, scratch);
+        }
         return false;
     }
     assert!(du.dim() == (m, d) && db.len() == m && inputs.nrows() == n, "shapes");
@@ -1197,14 +1212,27 @@ fn add_row_sums_and_products<F: Real>(
         row[1..=d].iter_mut().zip(input).for_each(|(r, &v)| *r = v);
     }
     sums.clear();
-    sums.resize(m * WITH_ONES, F::zero());
-    let with_ones = ArrayView2::from_shape((n, WITH_ONES), ones).expect("n × 4");
-    let mut c = ArrayViewMut2::from_shape((m, WITH_ONES), sums).expect("m × 4");
-    gemm(x.t(), with_ones, c.view_mut(), false, scratch);
-    db.iter_mut().zip(c.column(0)).for_each(|(a, &s)| *a += s);
-    du.iter_mut()
-        .zip(c.slice(s![.., 1..=d]).iter())
-        .for_each(|(a, &s)| *a += s);
+    sums.resize(WITH_ONES * m, F::zero());
+    let with_ones = ArrayView2::from_shape((n, WITH_ONES), &ones[..]).expect("n × 4");
+    let along = match dw {
+        Some((h, mut dw)) => {
+            let along = gemm_with_side(x.t(), h, dw.view_mut(), true, scratch, (with_ones, &mut sums[..]));
+            if !along {
+                gemm(x.t(), h, dw, true, scratch);
+            }
+            along
+        }
+        None => false,
+    };
+    if !along {
+        let c = ArrayViewMut2::from_shape((WITH_ONES, m), &mut sums[..]).expect("4 × m");
+        gemm(with_ones.t(), x, c, false, scratch);
+    }
+    db.iter_mut().zip(&sums[..m]).for_each(|(a, &s)| *a += s);
+    for (j, mut column) in du.columns_mut().into_iter().enumerate() {
+        let row = &sums[(1 + j) * m..(2 + j) * m];
+        column.iter_mut().zip(row).for_each(|(a, &s)| *a += s);
+    }
     true
 }
 
@@ -1321,19 +1349,35 @@ mod tests {
                     let (mut db_want, mut du_want) = (acc0.clone(), du0.clone());
                     add_row_sum(&mut db_want, x.view(), &mut sums);
                     gemm(x.t(), inputs.view(), du_want.view_mut(), true, &mut Scratch::default());
-                    let (mut db, mut du, mut ones) = (acc0.clone(), du0.clone(), Vec::new());
-                    let one = add_row_sums_and_products(
-                        &mut db,
-                        &mut du,
-                        x.view(),
-                        inputs.view(),
-                        (&mut ones, &mut sums),
-                        &mut Scratch::default(),
-                    );
-                    assert_eq!(one, m > 1, "one product for ({n}, {m}), d = {d}");
-                    if one {
-                        assert_eq!(bits(&db), bits(&db_want), "{:?} db of ({n}, {m}), d = {d}", F::DTYPE);
-                        assert_eq!(bits2(&du), bits2(&du_want), "{:?} dU of ({n}, {m}), d = {d}", F::DTYPE);
+                    // Alone, then along dW += xᵀ h (h of a few widths: partial strips, a packed
+                    // product, blocks of a tall n, shares split and joined on 2 and 3 threads).
+                    for hc in [None, Some(5), Some(70), Some(129)] {
+                        let h = hc.map(|c| Array2::from_shape_fn((n, c), |(i, j)| val(i + 2 * j, j + 1)));
+                        let dw0 = hc.map(|c| Array2::from_shape_fn((m, c), |(i, j)| val(i + 4, j + 3)));
+                        let mut dw_want = dw0.clone();
+                        if let (Some(h), Some(dw)) = (&h, &mut dw_want) {
+                            gemm(x.t(), h.view(), dw.view_mut(), true, &mut Scratch::default());
+                        }
+                        let (mut db, mut du, mut ones) = (acc0.clone(), du0.clone(), Vec::new());
+                        let mut dw = dw0.clone();
+                        let one = add_row_sums_and_products(
+                            &mut db,
+                            &mut du,
+                            x.view(),
+                            inputs.view(),
+                            h.as_ref().zip(dw.as_mut()).map(|(h, dw)| (h.view(), dw.view_mut())),
+                            (&mut ones, &mut sums),
+                            &mut Scratch::default(),
+                        );
+                        let what = format!("{:?} ({n}, {m}), d = {d}, h {hc:?}", F::DTYPE);
+                        assert_eq!(one, m > 1, "one product for {what}");
+                        if one {
+                            assert_eq!(bits(&db), bits(&db_want), "db of {what}");
+                            assert_eq!(bits2(&du), bits2(&du_want), "dU of {what}");
+                        }
+                        if let (Some(dw), Some(want)) = (&dw, &dw_want) {
+                            assert_eq!(bits2(dw), bits2(want), "dW of {what}");
+                        }
                     }
                 }
 

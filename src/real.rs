@@ -895,19 +895,42 @@ fn dispatch<
             x86::avx2::<F, NB256, NB256H, NB1, NB1H, R256>(a, (b, bs), c, (m, k, n), accumulate, astr, pack)
         },
         // Fused by `mul_add` too, so that its bits are those of the paths above.
-        _ => match pack {
-            Some(p) if large::<NB, 2>((m, k, n)) => packed::<F, NB, NB2, 2, 0>(a, b, c, (m, k, n), accumulate, astr, p),
-            p => {
-                let side = p.and_then(|p| p.side);
-                tiles::<F, NB, NB2, NB1, NB1H, 2, 0>(a, (b, bs), c, (m, k, n), accumulate, astr, side)
-            }
-        },
+        _ => product::<F, NB, NB2, NB1, NB1H, 2, 0>(a, (b, bs), c, (m, k, n), accumulate, astr, pack),
+    }
+}
+
+/// A product on the path `ISA`: packed where it is large and a buffer is given, else by the
+/// tiles reading the operands in place (a side product runs along either way).
+#[inline(always)]
+fn product<
+    F: Real,
+    const NB: usize,
+    const NB2: usize,
+    const NB1: usize,
+    const NB1H: usize,
+    const R: usize,
+    const ISA: u8,
+>(
+    a: &[F],
+    (b, bs): (&[F], usize),
+    c: &mut [F],
+    mkn: (usize, usize, usize),
+    accumulate: bool,
+    astr: (usize, usize),
+    pack: Option<Pack<'_, F>>,
+) {
+    match pack {
+        Some(p) if large::<NB, R>(mkn) => packed::<F, NB, NB2, R, ISA>(a, b, c, mkn, accumulate, astr, p),
+        p => {
+            let side = p.and_then(|p| p.side);
+            tiles::<F, NB, NB2, NB1, NB1H, R, ISA>(a, (b, bs), c, mkn, accumulate, astr, side)
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Ops, Pack, Real, Sums, large, packed, tile, tiles};
+    use super::{Ops, Pack, Real, Sums, product, tile};
 
     /// One tile compiled on its own for AVX-512 (inside the packed loop nest, the compiler left
     /// the tile's sums in memory: 2 GFLOP/s).
@@ -958,13 +981,7 @@ mod x86 {
         astr: (usize, usize),
         pack: Option<Pack<'_, F>>,
     ) {
-        match pack {
-            Some(p) if large::<NB, R>(mkn) => packed::<F, NB, NB2, R, 2>(a, b, c, mkn, accumulate, astr, p),
-            p => {
-                let side = p.and_then(|p| p.side);
-                tiles::<F, NB, NB2, NB1, NB1H, R, 2>(a, (b, bs), c, mkn, accumulate, astr, side)
-            }
-        }
+        product::<F, NB, NB2, NB1, NB1H, R, 2>(a, (b, bs), c, mkn, accumulate, astr, pack);
     }
 
     /// The tiles compiled for AVX2: R rows × NB columns (half the vector registers' width).
@@ -985,13 +1002,7 @@ mod x86 {
         astr: (usize, usize),
         pack: Option<Pack<'_, F>>,
     ) {
-        match pack {
-            Some(p) if large::<NB, R>(mkn) => packed::<F, NB, NB2, R, 1>(a, b, c, mkn, accumulate, astr, p),
-            p => {
-                let side = p.and_then(|p| p.side);
-                tiles::<F, NB, NB2, NB1, NB1H, R, 1>(a, (b, bs), c, mkn, accumulate, astr, side)
-            }
-        }
+        product::<F, NB, NB2, NB1, NB1H, R, 1>(a, (b, bs), c, mkn, accumulate, astr, pack);
     }
 }
 

@@ -385,11 +385,36 @@ pub fn sigmoid_in_place(v: &mut [f64]) {
     in_place(v, Function::Sigmoid, Isa::current());
 }
 
+/// v = e^v element-wise, in place (the softmax's), as [`tanh_in_place`]: the same bits as
+/// [`exp`]. Under AVX-512 and AVX2, a block of vectors is computed as vectors where all its
+/// lanes lie in −708 … 709, whose results are normal numbers that `exp` forms as y · 2^k without
+/// its overflow and subnormal branches; any other block, and the portable path, element by
+/// element by `exp`. A character model's softmax (f64, 76 classes): `experiments/charlm.toml`
+/// 27.5–28.4 s against 34.2–36.5 element by element (alternating, AMD EPYC family 26 model 2).
+pub fn exp_in_place(v: &mut [f64]) {
+    in_place(v, Function::Exp, Isa::current());
+}
+
+/// Where [`exp_normal`] gives [`exp`]'s bits: k = round(x / ln 2) lies in −1021 … 1023, so that
+/// e^x = y · 2^k is a normal number, formed by one exact product.
+#[cfg(target_arch = "x86_64")]
+const EXP_VECTOR: std::ops::RangeInclusive<f64> = -708.0..=709.0;
+
+/// [`exp`] per lane for lanes in [`EXP_VECTOR`]: its operations without the branches that other
+/// inputs need.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn exp_normal<const FUSED: bool, V: F64s>(x: V) -> V {
+    let (k, m) = reduce::<FUSED, V>(x);
+    fast_two_sum(V::splat(1.0), m.hi).add_f64(m.lo).value() * k.pow2()
+}
+
 /// The functions [`in_place`] applies.
 #[derive(Clone, Copy, Debug)]
 enum Function {
     Tanh,
     Sigmoid,
+    Exp,
 }
 
 /// v = f(v) element-wise, in place, on the path `isa` (one this processor runs).
@@ -418,6 +443,11 @@ fn in_place(v: &mut [f64], f: Function, isa: Isa) {
                 *x = sigmoid_with::<FUSED>(*x);
             }
         }
+        Function::Exp => {
+            for x in v {
+                *x = exp(*x);
+            }
+        }
     }
 }
 
@@ -429,6 +459,7 @@ unsafe fn wide(v: &mut [f64], f: Function) {
     match f {
         Function::Tanh => in_vectors!(v, tanh_of, Zmm<CHAINS>, Zmm<1>),
         Function::Sigmoid => in_vectors!(v, sigmoid_of, Zmm<CHAINS>, Zmm<1>),
+        Function::Exp => exp_vectors!(v, Zmm<CHAINS>, Zmm<1>),
     }
 }
 
@@ -440,6 +471,7 @@ unsafe fn mid(v: &mut [f64], f: Function) {
     match f {
         Function::Tanh => in_vectors!(v, tanh_of, Ymm<CHAINS>, Ymm<1>),
         Function::Sigmoid => in_vectors!(v, sigmoid_of, Ymm<CHAINS>, Ymm<1>),
+        Function::Exp => exp_vectors!(v, Ymm<CHAINS>, Ymm<1>),
     }
 }
 
@@ -464,6 +496,35 @@ macro_rules! in_vectors {
 }
 #[cfg(target_arch = "x86_64")]
 use in_vectors;
+
+/// `v[i] = exp(v[i])` in place as [`in_vectors`], a block as vectors where all its lanes lie in
+/// [`EXP_VECTOR`] ([`exp_normal`]), else element by element (a NaN is in no range).
+#[cfg(target_arch = "x86_64")]
+macro_rules! exp_vectors {
+    ($v:expr, $wide:ty, $one:ty) => {{
+        let mut blocks = $v.chunks_exact_mut(<$wide>::LANES);
+        for b in &mut blocks {
+            if b.iter().all(|x| EXP_VECTOR.contains(x)) {
+                exp_normal::<true, $wide>(<$wide>::load(b)).store(b);
+            } else {
+                b.iter_mut().for_each(|x| *x = exp(*x));
+            }
+        }
+        let mut singles = blocks.into_remainder().chunks_exact_mut(<$one>::LANES);
+        for b in &mut singles {
+            if b.iter().all(|x| EXP_VECTOR.contains(x)) {
+                exp_normal::<true, $one>(<$one>::load(b)).store(b);
+            } else {
+                b.iter_mut().for_each(|x| *x = exp(*x));
+            }
+        }
+        for x in singles.into_remainder() {
+            *x = exp(*x);
+        }
+    }};
+}
+#[cfg(target_arch = "x86_64")]
+use exp_vectors;
 
 /// e^x in f32: the f64 value rounded to f32.
 pub fn exp_f32(x: f32) -> f32 {
@@ -722,16 +783,17 @@ mod tests {
         inputs
     }
 
-    /// The in-place slices give each element the bits of the one-element functions, on every
-    /// path this processor runs (AVX-512 and AVX2: several vectors side by side, single vectors,
-    /// then element by element): over every input at once, and over slices of each length up to
-    /// three AVX-512 blocks (32 lanes) and a bit (every mix of the three).
+    /// The in-place slices (tanh, σ, e^x) give each element the bits of the one-element
+    /// functions, on every path this processor runs (AVX-512 and AVX2: several vectors side by
+    /// side, single vectors, then element by element): over every input at once, over slices of
+    /// each length up to three AVX-512 blocks (32 lanes) and a bit (every mix of the three), and
+    /// over whole blocks at the ends of e^x's vector range and past them (a wider range fails).
     #[test]
     fn slices_give_the_same_bits_on_every_path() {
         let x = inputs();
         let paths = [Isa::Portable, Isa::Avx2, Isa::Avx512];
         for isa in paths.into_iter().filter(|&isa| isa <= Isa::native()) {
-            for f in [Function::Tanh, Function::Sigmoid] {
+            for f in [Function::Tanh, Function::Sigmoid, Function::Exp] {
                 let check = |x: &[f64]| {
                     let mut v = x.to_vec();
                     in_place(&mut v, f, isa);
@@ -739,6 +801,7 @@ mod tests {
                         let want = match f {
                             Function::Tanh => tanh(x),
                             Function::Sigmoid => sigmoid(x),
+                            Function::Exp => exp(x),
                         };
                         assert!(same(y, want), "{f:?}({x:e}) on {}: {y:e}, not {want:e}", isa.name());
                     }
@@ -746,6 +809,23 @@ mod tests {
                 check(&x);
                 for len in 0..=3 * 32 + 9 {
                     check(&x[1000..1000 + len]);
+                }
+                // Whole blocks at the ends of exp's vector range, and just past them.
+                let ends = [
+                    -708.0,
+                    709.0,
+                    -707.999_999_999,
+                    708.999_999_999,
+                    -708.000_000_001,
+                    709.000_000_001,
+                    -740.0,
+                    709.7,
+                ];
+                for end in ends {
+                    let block: Vec<f64> = (0..64)
+                        .map(|i| if i % 3 == 0 { end } else { (i as f64 - 32.0) * 0.37 })
+                        .collect();
+                    check(&block);
                 }
             }
         }

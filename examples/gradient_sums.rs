@@ -14,22 +14,13 @@ use ndarray::{Array2, ArrayViewMut2};
 use runner::real::{Dtype, Real, Scratch, gemm, gemm_with_side};
 use std::time::Instant;
 
+#[path = "../benches/workload/mod.rs"]
+mod workload;
+
+use workload::{arg, sizes};
+
 const B: usize = 32;
 const REPS: usize = 200;
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn sizes(name: &str, default: &[usize]) -> Vec<usize> {
-    arg(name).map_or_else(
-        || default.to_vec(),
-        |s| s.split(',').map(|v| v.trim().parse().expect("a size")).collect(),
-    )
-}
 
 /// (median, tenth percentile) in milliseconds.
 fn summary(mut ms: Vec<f64>) -> (f64, f64) {

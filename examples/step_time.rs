@@ -24,6 +24,8 @@ use runner::rnn::{Activation, Cell};
 #[path = "../benches/workload/mod.rs"]
 mod workload;
 
+use workload::{arg, sizes};
+
 #[global_allocator]
 static GLOBAL: workload::Counting = workload::Counting;
 
@@ -86,18 +88,6 @@ fn recurrence_gflops<F: Real>(cell: Cell, h: usize, b: usize) -> f64 {
         Duration::from_millis(300),
     );
     2.0 * (b * h * gh * calls) as f64 / (ms / 1e3) / 1e9
-}
-
-/// `--name value` from the command line.
-fn arg(name: &str) -> Option<String> {
-    std::env::args().skip_while(|a| a != name).nth(1)
-}
-
-/// Comma-separated sizes from `--name`, or the default grid.
-fn sizes(name: &str, default: &[usize]) -> Vec<usize> {
-    arg(name)
-        .map(|v| v.split(',').map(|x| x.trim().parse().expect("a size")).collect())
-        .unwrap_or(default.to_vec())
 }
 
 /// Median and 10th-percentile milliseconds of one training step in element type F.

@@ -409,6 +409,18 @@ fn exp_normal<const FUSED: bool, V: F64s>(x: V) -> V {
     fast_two_sum(V::splat(1.0), m.hi).add_f64(m.lo).value() * k.pow2()
 }
 
+/// e^x over one block of `V::LANES` values: as vectors where all of them lie in [`EXP_VECTOR`]
+/// ([`exp_normal`]), else element by element (a NaN is in no range).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn exp_block<V: F64s>(b: &mut [f64]) {
+    if b.iter().all(|x| EXP_VECTOR.contains(x)) {
+        exp_normal::<true, V>(V::load(b)).store(b);
+    } else {
+        b.iter_mut().for_each(|x| *x = exp(*x));
+    }
+}
+
 /// The functions [`in_place`] applies.
 #[derive(Clone, Copy, Debug)]
 enum Function {
@@ -497,26 +509,17 @@ macro_rules! in_vectors {
 #[cfg(target_arch = "x86_64")]
 use in_vectors;
 
-/// `v[i] = exp(v[i])` in place as [`in_vectors`], a block as vectors where all its lanes lie in
-/// [`EXP_VECTOR`] ([`exp_normal`]), else element by element (a NaN is in no range).
+/// `v[i] = exp(v[i])` in place as [`in_vectors`], each block by [`exp_block`].
 #[cfg(target_arch = "x86_64")]
 macro_rules! exp_vectors {
     ($v:expr, $wide:ty, $one:ty) => {{
         let mut blocks = $v.chunks_exact_mut(<$wide>::LANES);
         for b in &mut blocks {
-            if b.iter().all(|x| EXP_VECTOR.contains(x)) {
-                exp_normal::<true, $wide>(<$wide>::load(b)).store(b);
-            } else {
-                b.iter_mut().for_each(|x| *x = exp(*x));
-            }
+            exp_block::<$wide>(b);
         }
         let mut singles = blocks.into_remainder().chunks_exact_mut(<$one>::LANES);
         for b in &mut singles {
-            if b.iter().all(|x| EXP_VECTOR.contains(x)) {
-                exp_normal::<true, $one>(<$one>::load(b)).store(b);
-            } else {
-                b.iter_mut().for_each(|x| *x = exp(*x));
-            }
+            exp_block::<$one>(b);
         }
         for x in singles.into_remainder() {
             *x = exp(*x);

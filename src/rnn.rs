@@ -1100,11 +1100,11 @@ fn backward_window<F: Real>(
     };
     let prev = tr.h.slice(s![..len, .., ..]);
     let prev = prev.into_shape_with_order((len * b, h)).expect("contiguous");
-    // dW += Σ_t dgh_tᵀ h_{t−1}: here, unless it can take db and dU along (below).
-    let mut dw = Some((prev, g.w.view_mut()));
-    if cell == Cell::Gru || !matches!(batch.inputs, Inputs::Dense(_)) {
-        let (prev, dw) = dw.take().expect("dW");
-        gemm(dgh.t(), prev, dw, true, &mut tr.scratch);
+    // dW += Σ_t dgh_tᵀ h_{t−1}: here, or below with db and dU along where dgh is dgx and the
+    // inputs are dense.
+    let dw_along = cell != Cell::Gru && matches!(batch.inputs, Inputs::Dense(_));
+    if !dw_along {
+        gemm(dgh.t(), prev, g.w.view_mut(), true, &mut tr.scratch);
     }
     if cell == Cell::Gru {
         add_row_sum(&mut g.bh, dgh, &mut tr.sums); // dbh += Σ_t dgh_t
@@ -1120,7 +1120,7 @@ fn backward_window<F: Real>(
                 &mut g.u,
                 dgx,
                 x,
-                dw,
+                dw_along.then(|| (prev, g.w.view_mut())),
                 (&mut tr.ones, &mut tr.sums),
                 &mut tr.scratch,
             ) {

@@ -1,6 +1,6 @@
-//! What `benches/step.rs`, `examples/step_time.rs` and `tests/alloc.rs` share (each includes this
-//! file with `#[path]`): the adding-problem workload of the speed comparison, and a counting
-//! allocator.
+//! What `benches/step.rs`, `examples/step_time.rs`, `examples/gradient_sums.rs` and
+//! `tests/alloc.rs` share (each includes this file with `#[path]`): the adding-problem workload
+//! of the speed comparison, a counting allocator, and the examples' command-line sizes.
 
 #![allow(dead_code)] // each includer uses part of it
 
@@ -113,4 +113,16 @@ unsafe impl GlobalAlloc for Counting {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
+}
+
+/// `--name value` from the command line.
+pub fn arg(name: &str) -> Option<String> {
+    std::env::args().skip_while(|a| a != name).nth(1)
+}
+
+/// Comma-separated sizes from `--name`, or the default grid.
+pub fn sizes(name: &str, default: &[usize]) -> Vec<usize> {
+    arg(name)
+        .map(|v| v.split(',').map(|x| x.trim().parse().expect("a size")).collect())
+        .unwrap_or(default.to_vec())
 }

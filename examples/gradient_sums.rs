@@ -77,7 +77,7 @@ fn main() {
         "{}, {} thread(s), kernel path {}: dW, db and dU, ms (tenth percentile)",
         dtype.name(),
         rayon::current_num_threads(),
-        runner::real::Isa::current().name()
+        runner::isa::Isa::current().name()
     );
     println!("| H | T | two products | db and dU along dW | along ÷ two |\n|---|---|---|---|---|");
     for h in sizes("--H", &[128]) {

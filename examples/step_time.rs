@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use ndarray::Array2;
 use ndarray::linalg::general_mat_mul;
-use runner::real::{Dtype, Isa, Real, Scratch, Strips, gemm, matmul_strips};
+use runner::isa::Isa;
+use runner::real::{Dtype, Real, Scratch, Strips, gemm, matmul_strips};
 use runner::rnn::{Activation, Cell};
 
 #[path = "../benches/workload/mod.rs"]

@@ -24,7 +24,7 @@
 
 mod vector;
 
-use crate::real::Isa;
+use crate::isa::Isa;
 use std::f64::consts::LOG2_E;
 use vector::F64s;
 

@@ -290,7 +290,7 @@ pub fn manifest(spec: &Spec, runs: &[RunConfig], threads: usize) -> Manifest {
             .map(String::from)
             .filter(|s| !s.is_empty()),
         threads,
-        isa: Some(crate::real::Isa::current().name().to_string()),
+        isa: Some(crate::isa::Isa::current().name().to_string()),
         started: output::now_rfc3339(),
         finished: None,
         settings: json_map(&settings),

@@ -10,6 +10,7 @@
 pub mod budget;
 pub mod check;
 pub mod elem;
+pub mod isa;
 pub mod launch;
 pub mod optim;
 pub mod output;

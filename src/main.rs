@@ -158,7 +158,7 @@ fn main() -> ExitCode {
     install_signal_handlers();
     let cli = Cli::parse();
     // A kernel path forced for testing must exist on this processor: checked before any work.
-    if let Err(message) = runner::real::Isa::from_env() {
+    if let Err(message) = runner::isa::Isa::from_env() {
         eprintln!("error: {message}");
         return ExitCode::from(2);
     }

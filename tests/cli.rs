@@ -863,10 +863,10 @@ fn every_kernel_path_gives_the_same_bytes() {
         "kind = \"hello\"",
         "kind = \"text\"\npath = \"text.txt\"\nseq_len = 10",
     ];
-    let native = runner::real::Isa::native();
+    let native = runner::isa::Isa::native();
     let paths: Vec<&str> = ["avx512", "avx2", "portable"]
         .into_iter()
-        .filter(|p| runner::real::Isa::from_name(p).unwrap() <= native)
+        .filter(|p| runner::isa::Isa::from_name(p).unwrap() <= native)
         .collect();
     for (t, task) in tasks.iter().enumerate() {
         let spec = format!(

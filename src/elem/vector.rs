@@ -141,7 +141,7 @@ pub(crate) mod x86 {
     //! K vectors side by side: AVX-512 ([`Zmm`], 8 lanes each) and AVX2 with FMA ([`Ymm`], 4).
     //!
     //! Values of these types are made only inside functions compiled for those instruction sets,
-    //! which their callers reach after [`crate::real::Isa::current`] found them: that is the
+    //! which their callers reach after [`crate::isa::Isa::current`] found them: that is the
     //! SAFETY of every intrinsic below.
 
     use super::{EXP_BIAS, F64s, ROUND_BITS};

@@ -80,7 +80,7 @@ pub trait Real: NdFloat + Default + std::iter::Sum {
     /// `a[i·astr.0 + kk·astr.1]` (`(k, 1)`: row-major; `(1, m)`: aᵀ stored row-major, the
     /// gradient sums' operand, read in place). `pack`, when given, holds a buffer for packing
     /// the operands of a large product into contiguous panels (the same sums in the same order:
-    /// only the memory traffic changes) and may carry a [`Side`] product. Runs on the calling
+    /// only the memory traffic changes) and may carry a `Side` product. Runs on the calling
     /// thread ([`matmul`] and [`gemm`] share a product out among threads).
     fn matmul_slices(
         a: &[Self],
@@ -500,7 +500,7 @@ impl<F> Scratch<F> {
 }
 
 /// What a product of [`gemm`]'s may use besides its operands: a buffer to pack them into, and a
-/// [`Side`] product to run along.
+/// `Side` product to run along.
 pub struct Pack<'p, F> {
     buf: &'p mut Vec<F>,
     side: Option<Side<'p, F>>,
@@ -566,7 +566,7 @@ pub fn gemm<F: Real>(
 }
 
 /// [`gemm`] of a transposed a (a = Aᵀ, A (k, m) row-major: a gradient sum's dgxᵀ) with a
-/// [`Side`] product over A's memory: cs (r, m) = sᵀ A for s (k, r) in standard layout, its sums
+/// `Side` product over A's memory: cs (r, m) = sᵀ A for s (k, r) in standard layout, its sums
 /// from +0 replacing cs, the same bits as `gemm(s.t(), A, cs, false, …)`. False, and nothing
 /// done, where a is not such a view or the product would be computed as its transpose.
 pub fn gemm_with_side<F: Real>(

@@ -12,7 +12,8 @@
 
 use ndarray::Axis;
 
-use super::{Params, Part, prev_and_cur};
+use super::Params;
+use super::bptt::{Part, prev_and_cur};
 use crate::real::{Real, matmul_strips_on, simd_fn};
 
 /// Step t (1-based).

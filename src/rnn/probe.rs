@@ -4,10 +4,8 @@
 
 use ndarray::{Array2, Axis, Zip, s};
 
-use super::{
-    Batch, Cell, Params, Targets, Trace, backward_step, begin, carry_state, forward, forward_window, window_losses,
-    windows,
-};
+use super::bptt::{backward_step, begin, carry_state, forward_window, window_losses, windows};
+use super::{Batch, Cell, Params, Targets, Trace, forward};
 use crate::Float;
 use crate::elem;
 use crate::real::{Real, Scratch, dot, gemm, simd_fn};

@@ -24,7 +24,8 @@ use ndarray::{Array2, Axis, s};
 use crate::elem;
 use crate::real::dot;
 
-use super::{Batch, Cell, Params, Trace, backward_step, begin, carry_state, forward_window, windows};
+use super::bptt::{backward_step, begin, carry_state, forward_window, windows};
+use super::{Batch, Cell, Params, Trace};
 
 /// One sequence's exponents λ_1 … λ_k, natural log per step, −∞ where a step was singular.
 pub type Exponents = Vec<f64>;

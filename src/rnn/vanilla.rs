@@ -10,7 +10,8 @@
 
 use ndarray::Axis;
 
-use super::{Activation, Params, Part, prev_and_cur};
+use super::bptt::{Part, prev_and_cur};
+use super::{Activation, Params};
 use crate::real::{Real, matmul_strips_on};
 
 /// Step t (1-based): h_t = σ(h_t + h_{t−1} Wᵀ), h_t holding the input projection on entry. W

@@ -14,7 +14,7 @@ use crate::elem;
 use crate::optim::{Clip, OptimConfig, Optimizer, Schedule, global_norm};
 use crate::real::{Dtype, Real};
 use crate::record::{CurveRow, DecayRow, RunRow, SpectrumRow, Status, finite};
-use crate::rnn::{self, Batch, Cell, Params, RnnConfig, Trace};
+use crate::rnn::{self, Batch, Cell, Exponents, Params, Probe, RnnConfig, Trace};
 use crate::spec::Value;
 use crate::task::{Task, TaskConfig};
 
@@ -131,215 +131,409 @@ pub fn train(
 }
 
 /// [`train`] in element type F. Data and initial weights are drawn in f64 and rounded to F, so
-/// both precisions start from the same network and see the same sequences.
+/// both precisions start from the same network and see the same sequences. Each step evaluates
+/// and probes when due (and always at the last step, which trains no more), then updates the
+/// parameters, until the steps are done or the loss or gradient stops being finite.
 fn train_as<F: Real>(
     cfg: &RunConfig,
     on_step: &(dyn Fn() -> bool + Sync),
     threads: &(dyn Fn() -> usize + Sync),
 ) -> Option<RunResult> {
     let started = Instant::now();
-    let task = Task::new(cfg.task.clone());
-    let cell = cfg.model.cell;
-    let mut init_rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.train.seed, INIT_STREAM));
-    let mut data_rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.train.seed, DATA_STREAM));
-
-    let init = cfg.model.init(&mut init_rng).cast::<F>().cast::<f64>();
-    let mut params: Params<F> = init.cast();
-    // The evaluation and probe sets go through the training trace a training batch at a time,
-    // so that a run's memory is that of its training batch's BPTT, whatever their sizes.
-    let b = cfg.train.batch;
-    let eval_parts: Vec<Batch<F>> = task.eval_set().cast().split(b);
-    let probe_batch = task.probe_set(cfg.probe.batch);
-    let probe_parts: Vec<Batch<F>> = probe_batch.cast().split(b);
-    let probe_sizes: Vec<usize> = probe_parts.iter().map(|p| p.dims().1).collect();
-    // The spectrum's f64 copy of the probe set (as an f32 run sees it: rounded, then widened).
-    let probe_f64: Batch = probe_batch.cast::<F>().cast();
-    // The trace of B sequences, and one for a last, smaller part.
-    let (mut tr_train, mut tr_rest) = (Trace::default(), Trace::default());
-    let mut grads = params.zeros_like();
-    let mut opt = Optimizer::<F>::new(cfg.train.optimizer);
-
-    let mut curve = Vec::with_capacity((cfg.train.steps as usize + 1).min(1 << 20));
-    let mut decay = Vec::new();
-    let mut spectrum = Vec::new();
-    let mut lyapunov = (None, None); // λ₁ at the first and the last probe
-    let mut decay_first = None;
-    let mut decay_last = None;
-    let mut status = Status::Ok;
-    let mut diverged_step = None;
-    let mut clipped_steps = 0;
-    let mut final_eval = (None, None);
+    let mut run = Training::<F>::new(cfg);
+    let mut record = Record::new(cfg);
     let steps = cfg.train.steps;
-
     for step in 0..=steps {
-        let share = threads();
-        tr_train.share(share);
-        tr_rest.share(share);
-        let (eval_loss, eval_accuracy) = if step % cfg.train.eval_every == 0 || step == steps {
-            let (mut loss, mut acc, mut n) = (0.0, None, 0);
-            for part in &eval_parts {
-                let size = part.dims().1;
-                let tr = if size == b { &mut tr_train } else { &mut tr_rest };
-                let (part_loss, part_acc) = rnn::evaluate(&params, cell, part, tr, cfg.train.bptt);
-                loss += part_loss * size as Float;
-                acc = part_acc.map(|a| acc.unwrap_or(0.0) + a * size as Float);
-                n += size;
-            }
-            (finite(loss / n as Float), acc.map(|a| a / n as Float))
+        run.traces.share(threads());
+        let eval = if step % cfg.train.eval_every == 0 || step == steps {
+            run.evaluate()
         } else {
             (None, None)
         };
         if step % cfg.probe.every == 0 || step == steps {
-            let parts: Vec<_> = probe_parts
-                .iter()
-                .map(|part| {
-                    let tr = if part.dims().1 == b {
-                        &mut tr_train
-                    } else {
-                        &mut tr_rest
-                    };
-                    rnn::probe(&params, cell, part, tr, cfg.train.bptt)
-                })
-                .collect();
-            let probed = rnn::join_probes(&parts, &probe_sizes);
-            let factor = rnn::decay_factor(&probed.h);
-            if step == 0 {
-                decay_first = factor;
-            }
-            decay_last = factor;
-            if cfg.probe.spectrum > 0 {
-                // In f64 whatever F is, through a trace of as many rows as the probe's.
-                let rows = cfg.train.bptt.unwrap_or(usize::MAX).min(probe_f64.dims().0) * b;
-                let per_seq = rnn::spectrum(&params.cast(), cell, &probe_f64, cfg.probe.spectrum, rows);
-                let lambdas = rnn::mean_exponents(&per_seq);
-                let first = lambdas.first().copied().and_then(finite);
-                if step == 0 {
-                    lyapunov.0 = first;
-                }
-                lyapunov.1 = first;
-                spectrum.extend(lambdas.iter().enumerate().map(|(i, &l)| SpectrumRow {
-                    run_id: cfg.id.clone(),
-                    probe_step: step,
-                    index: i as u64 + 1,
-                    exponent: finite(l),
-                }));
-            }
-            for (state, logs) in std::iter::once(("h", &probed.h)).chain(probed.c.as_ref().map(|c| ("c", c))) {
-                decay.extend(logs.iter().enumerate().map(|(d, &ln)| DecayRow {
-                    run_id: cfg.id.clone(),
-                    probe_step: step,
-                    state: state.to_string(),
-                    distance: d as u64,
-                    grad_norm: if ln.is_nan() { None } else { Some(elem::exp(ln)) },
-                    log10_grad_norm: finite(ln / std::f64::consts::LN_10 as Float),
-                }));
-            }
+            let (probed, lambdas) = run.probe();
+            record.probed(step, &probed, lambdas.as_deref());
         }
         if step == steps {
-            final_eval = (eval_loss, eval_accuracy);
-            curve.push(CurveRow {
-                run_id: cfg.id.clone(),
-                step,
-                train_loss: None,
-                grad_norm: None,
-                clipped: None,
-                lr: None,
-                eval_loss,
-                eval_accuracy,
-            });
-            if eval_loss.is_none() {
-                status = Status::Diverged;
-                diverged_step = Some(step);
-            }
+            record.last(step, eval);
             break;
         }
-
-        let batch: Batch<F> = task.sample(cfg.train.batch, &mut data_rng).cast();
-        grads.fill_zero();
-        let loss = rnn::train_step(&params, cell, &batch, &mut tr_train, cfg.train.bptt, &mut grads);
-        let lr = cfg.train.schedule.lr_at(step);
-        let norm = global_norm(&grads);
-        if !loss.is_finite() || !norm.is_finite() {
-            status = Status::Diverged;
-            diverged_step = Some(step);
-            curve.push(CurveRow {
-                run_id: cfg.id.clone(),
-                step,
-                train_loss: finite(loss),
-                grad_norm: finite(norm),
-                clipped: None,
-                lr: Some(lr),
-                eval_loss,
-                eval_accuracy,
-            });
+        let update = run.update(step);
+        record.update(step, &update, eval);
+        if update.diverged() {
             break;
         }
-        let clipped = cfg.train.clip.apply(&mut grads, norm);
-        clipped_steps += u64::from(clipped);
-        opt.step(&mut params, &grads, lr);
-        curve.push(CurveRow {
-            run_id: cfg.id.clone(),
-            step,
-            train_loss: Some(loss),
-            grad_norm: Some(norm),
-            clipped: Some(clipped),
-            lr: Some(lr),
-            eval_loss,
-            eval_accuracy,
-        });
         if !on_step() {
             return None;
         }
     }
+    Some(run.finish(record, started))
+}
 
-    let params = params.cast::<f64>();
-    let params_finite = params.slices().iter().all(|t| t.iter().all(|x| x.is_finite()));
-    let w_norm_final = params_finite.then(|| rnn::spectral_norm(&params.w));
-    let radius = |p: &Params| {
-        // The block that plays W's role: the whole W, or the candidate block of a gated cell.
-        let h = p.hidden();
-        let block = match cell {
-            Cell::Rnn(_) => 0,
-            Cell::Lstm => 2,
-            Cell::Gru => 2,
+/// A run while it trains, built from its config: the task and its data stream, the network,
+/// its gradient and optimiser, the evaluation and probe sets, and the traces they go through.
+struct Training<'c, F: Real> {
+    /// The run's configuration.
+    cfg: &'c RunConfig,
+    /// The task, which draws the training batches.
+    task: Task,
+    /// The stream the training batches are drawn from.
+    data_rng: ChaCha8Rng,
+    /// The parameters at initialisation, in f64 (exact for an f32 run: rounded to F, widened).
+    init: Params,
+    /// The parameters being trained.
+    params: Params<F>,
+    /// The gradient of the current step, its fields mirroring `params`.
+    grads: Params<F>,
+    /// The optimiser and its state.
+    opt: Optimizer<F>,
+    /// The evaluation set, in parts of at most a training batch of sequences.
+    eval_parts: Vec<Batch<F>>,
+    /// The probe set, drawn in f64, as the checkpoint stores it.
+    probe_batch: Batch,
+    /// The probe set in F, in parts of at most a training batch of sequences.
+    probe_parts: Vec<Batch<F>>,
+    /// The sequences in each of `probe_parts`.
+    probe_sizes: Vec<usize>,
+    /// The spectrum's f64 copy of the probe set (as an f32 run sees it: rounded, then widened).
+    probe_f64: Batch,
+    /// The traces every pass goes through.
+    traces: Traces<F>,
+}
+
+/// The traces of a run. The evaluation and probe sets go through the training trace a training
+/// batch at a time, so that a run's memory is that of its training batch's BPTT, whatever their
+/// sizes.
+struct Traces<F: Real> {
+    /// B, the training batch's sequences.
+    batch: usize,
+    /// The trace of B sequences.
+    full: Trace<F>,
+    /// The trace of a last, smaller part.
+    rest: Trace<F>,
+}
+
+impl<F: Real> Traces<F> {
+    /// Shares both traces' work among at most `threads` of the pool's threads.
+    fn share(&mut self, threads: usize) {
+        self.full.share(threads);
+        self.rest.share(threads);
+    }
+
+    /// The trace for a part of `rows` sequences.
+    fn of(&mut self, rows: usize) -> &mut Trace<F> {
+        if rows == self.batch {
+            &mut self.full
+        } else {
+            &mut self.rest
+        }
+    }
+}
+
+/// What one update measured.
+struct Update {
+    /// The training batch's loss.
+    loss: Float,
+    /// The gradient's global norm before clipping.
+    norm: Float,
+    /// The learning rate of the step.
+    lr: Float,
+    /// Whether the gradient was clipped; `None` when the loss or the norm is not finite, and
+    /// the parameters were left as they were.
+    clipped: Option<bool>,
+}
+
+impl Update {
+    /// The loss or the gradient's norm is not finite: the run stops here.
+    fn diverged(&self) -> bool {
+        self.clipped.is_none()
+    }
+}
+
+impl<'c, F: Real> Training<'c, F> {
+    /// Draws the initial weights from the run's init stream, seeds its data stream, and draws
+    /// the evaluation and probe sets.
+    fn new(cfg: &'c RunConfig) -> Self {
+        let task = Task::new(cfg.task.clone());
+        let mut init_rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.train.seed, INIT_STREAM));
+        let data_rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.train.seed, DATA_STREAM));
+
+        let init = cfg.model.init(&mut init_rng).cast::<F>().cast::<f64>();
+        let params: Params<F> = init.cast();
+        let b = cfg.train.batch;
+        let eval_parts: Vec<Batch<F>> = task.eval_set().cast().split(b);
+        let probe_batch = task.probe_set(cfg.probe.batch);
+        let probe_parts: Vec<Batch<F>> = probe_batch.cast().split(b);
+        let probe_sizes: Vec<usize> = probe_parts.iter().map(|p| p.dims().1).collect();
+        let probe_f64: Batch = probe_batch.cast::<F>().cast();
+        let traces = Traces {
+            batch: b,
+            full: Trace::default(),
+            rest: Trace::default(),
         };
-        rnn::spectral_radius(&p.w.slice(ndarray::s![block * h..(block + 1) * h, ..]).to_owned())
-    };
-    let w_norm_init = rnn::spectral_norm(&init.w);
-    let max_deriv = match cell {
-        Cell::Rnn(act) => Some(act.max_deriv()),
-        _ => None,
-    };
-    let row = RunRow {
-        run_id: cfg.id.clone(),
-        swept: cfg.swept.iter().map(|(_, v)| v.to_string()).collect(),
-        status,
-        steps: diverged_step.unwrap_or(steps),
-        final_loss: if status == Status::Ok { final_eval.0 } else { None },
-        baseline_loss: task.baseline_loss(),
-        final_accuracy: if status == Status::Ok { final_eval.1 } else { None },
-        diverged_step,
-        clipped_steps,
-        decay_factor: decay_last,
-        decay_factor_init: decay_first,
-        bound_factor: w_norm_final.zip(max_deriv).map(|(n, m)| n * m).and_then(finite),
-        bound_factor_init: max_deriv.map(|m| w_norm_init * m).and_then(finite),
-        w_norm_init: finite(w_norm_init),
-        w_norm_final: w_norm_final.and_then(finite),
-        w_radius_init: finite(radius(&init)),
-        w_radius_final: params_finite.then(|| radius(&params)).and_then(finite),
-        lyapunov_max_init: lyapunov.0,
-        lyapunov_max: lyapunov.1,
-        seconds: started.elapsed().as_secs_f64(),
-        error: String::new(),
-    };
-    Some(RunResult {
-        row,
-        curve,
-        decay,
-        spectrum,
-        init: Some(init),
-        last: (status == Status::Ok && params_finite).then_some(params),
-        probe_batch: Some(probe_batch),
-    })
+        let grads = params.zeros_like();
+        let opt = Optimizer::<F>::new(cfg.train.optimizer);
+        Self {
+            cfg,
+            task,
+            data_rng,
+            init,
+            params,
+            grads,
+            opt,
+            eval_parts,
+            probe_batch,
+            probe_parts,
+            probe_sizes,
+            probe_f64,
+            traces,
+        }
+    }
+
+    /// Loss and accuracy on the evaluation set (means over its sequences), `None` where not
+    /// finite or (accuracy) for real-valued targets.
+    fn evaluate(&mut self) -> (Option<Float>, Option<Float>) {
+        let (cell, bptt) = (self.cfg.model.cell, self.cfg.train.bptt);
+        let (mut loss, mut acc, mut n) = (0.0, None, 0);
+        for part in &self.eval_parts {
+            let size = part.dims().1;
+            let tr = self.traces.of(size);
+            let (part_loss, part_acc) = rnn::evaluate(&self.params, cell, part, tr, bptt);
+            loss += part_loss * size as Float;
+            acc = part_acc.map(|a| acc.unwrap_or(0.0) + a * size as Float);
+            n += size;
+        }
+        (finite(loss / n as Float), acc.map(|a| a / n as Float))
+    }
+
+    /// The gradient-decay probe over the probe set, and the mean Lyapunov exponents of its
+    /// trajectories when `probe.spectrum` asks for them (in f64 whatever F is).
+    fn probe(&mut self) -> (Probe, Option<Exponents>) {
+        let (cell, bptt) = (self.cfg.model.cell, self.cfg.train.bptt);
+        let parts: Vec<_> = self
+            .probe_parts
+            .iter()
+            .map(|part| rnn::probe(&self.params, cell, part, self.traces.of(part.dims().1), bptt))
+            .collect();
+        let probed = rnn::join_probes(&parts, &self.probe_sizes);
+        let k = self.cfg.probe.spectrum;
+        let lambdas = (k > 0).then(|| {
+            // Through a trace of as many rows as the probe's.
+            let rows = bptt.unwrap_or(usize::MAX).min(self.probe_f64.dims().0) * self.traces.batch;
+            let per_seq = rnn::spectrum(&self.params.cast(), cell, &self.probe_f64, k, rows);
+            rnn::mean_exponents(&per_seq)
+        });
+        (probed, lambdas)
+    }
+
+    /// One parameter update at `step` on a fresh training batch: its loss and gradient, then,
+    /// if both are finite, clipping and the optimiser's step.
+    fn update(&mut self, step: u64) -> Update {
+        let (train, cell) = (&self.cfg.train, self.cfg.model.cell);
+        let batch: Batch<F> = self.task.sample(train.batch, &mut self.data_rng).cast();
+        self.grads.fill_zero();
+        let tr = &mut self.traces.full;
+        let loss = rnn::train_step(&self.params, cell, &batch, tr, train.bptt, &mut self.grads);
+        let lr = train.schedule.lr_at(step);
+        let norm = global_norm(&self.grads);
+        if !loss.is_finite() || !norm.is_finite() {
+            return Update {
+                loss,
+                norm,
+                lr,
+                clipped: None,
+            };
+        }
+        let clipped = train.clip.apply(&mut self.grads, norm);
+        self.opt.step(&mut self.params, &self.grads, lr);
+        Update {
+            loss,
+            norm,
+            lr,
+            clipped: Some(clipped),
+        }
+    }
+
+    /// The run's result: its `runs.csv` row (W's norms and radii at the start and the end, the
+    /// bounds they give, what `record` kept), its other tables' rows, and its checkpoints.
+    fn finish(self, record: Record, started: Instant) -> RunResult {
+        let (cfg, cell, init) = (self.cfg, self.cfg.model.cell, self.init);
+        let params = self.params.cast::<f64>();
+        let params_finite = params.slices().iter().all(|t| t.iter().all(|x| x.is_finite()));
+        let w_norm_final = params_finite.then(|| rnn::spectral_norm(&params.w));
+        let radius = |p: &Params| {
+            // The block that plays W's role: the whole W, or the candidate block of a gated cell.
+            let h = p.hidden();
+            let block = match cell {
+                Cell::Rnn(_) => 0,
+                Cell::Lstm => 2,
+                Cell::Gru => 2,
+            };
+            rnn::spectral_radius(&p.w.slice(ndarray::s![block * h..(block + 1) * h, ..]).to_owned())
+        };
+        let w_norm_init = rnn::spectral_norm(&init.w);
+        let max_deriv = match cell {
+            Cell::Rnn(act) => Some(act.max_deriv()),
+            _ => None,
+        };
+        let (status, ok) = (record.status, record.status == Status::Ok);
+        let row = RunRow {
+            run_id: cfg.id.clone(),
+            swept: cfg.swept.iter().map(|(_, v)| v.to_string()).collect(),
+            status,
+            steps: record.diverged_step.unwrap_or(cfg.train.steps),
+            final_loss: if ok { record.final_eval.0 } else { None },
+            baseline_loss: self.task.baseline_loss(),
+            final_accuracy: if ok { record.final_eval.1 } else { None },
+            diverged_step: record.diverged_step,
+            clipped_steps: record.clipped_steps,
+            decay_factor: record.decay_last,
+            decay_factor_init: record.decay_first,
+            bound_factor: w_norm_final.zip(max_deriv).map(|(n, m)| n * m).and_then(finite),
+            bound_factor_init: max_deriv.map(|m| w_norm_init * m).and_then(finite),
+            w_norm_init: finite(w_norm_init),
+            w_norm_final: w_norm_final.and_then(finite),
+            w_radius_init: finite(radius(&init)),
+            w_radius_final: params_finite.then(|| radius(&params)).and_then(finite),
+            lyapunov_max_init: record.lyapunov.0,
+            lyapunov_max: record.lyapunov.1,
+            seconds: started.elapsed().as_secs_f64(),
+            error: String::new(),
+        };
+        RunResult {
+            row,
+            curve: record.curve,
+            decay: record.decay,
+            spectrum: record.spectrum,
+            init: Some(init),
+            last: (ok && params_finite).then_some(params),
+            probe_batch: Some(self.probe_batch),
+        }
+    }
+}
+
+/// What a run records as it trains: its rows of `curves.csv`, `grad_decay.csv` and
+/// `spectrum.csv`, and what its `runs.csv` row takes from the steps and probes.
+struct Record {
+    /// The run's id, on every row.
+    run_id: String,
+    /// `curves.csv` rows, one a step.
+    curve: Vec<CurveRow>,
+    /// `grad_decay.csv` rows, one a distance of each probe (and state).
+    decay: Vec<DecayRow>,
+    /// `spectrum.csv` rows, one an exponent of each probe.
+    spectrum: Vec<SpectrumRow>,
+    /// λ₁ at the first and the last probe.
+    lyapunov: (Option<Float>, Option<Float>),
+    /// The decay factor at the probe of step 0.
+    decay_first: Option<Float>,
+    /// The decay factor at the last probe.
+    decay_last: Option<Float>,
+    /// Ok, or diverged at `diverged_step`.
+    status: Status,
+    /// The step whose loss or gradient (or last evaluation) was not finite.
+    diverged_step: Option<u64>,
+    /// Updates whose gradient was clipped.
+    clipped_steps: u64,
+    /// Evaluation loss and accuracy after the last step.
+    final_eval: (Option<Float>, Option<Float>),
+}
+
+impl Record {
+    /// Nothing recorded yet, room for a curve row a step.
+    fn new(cfg: &RunConfig) -> Self {
+        Self {
+            run_id: cfg.id.clone(),
+            curve: Vec::with_capacity((cfg.train.steps as usize + 1).min(1 << 20)),
+            decay: Vec::new(),
+            spectrum: Vec::new(),
+            lyapunov: (None, None),
+            decay_first: None,
+            decay_last: None,
+            status: Status::Ok,
+            diverged_step: None,
+            clipped_steps: 0,
+            final_eval: (None, None),
+        }
+    }
+
+    /// A probe at `step`: the decay factor fitted to its gradient norms, their rows by
+    /// distance (h, then c for the LSTM), and the spectrum's rows when it was computed.
+    fn probed(&mut self, step: u64, probed: &Probe, lambdas: Option<&[f64]>) {
+        let factor = rnn::decay_factor(&probed.h);
+        if step == 0 {
+            self.decay_first = factor;
+        }
+        self.decay_last = factor;
+        if let Some(lambdas) = lambdas {
+            let first = lambdas.first().copied().and_then(finite);
+            if step == 0 {
+                self.lyapunov.0 = first;
+            }
+            self.lyapunov.1 = first;
+            let rows = lambdas.iter().enumerate().map(|(i, &l)| SpectrumRow {
+                run_id: self.run_id.clone(),
+                probe_step: step,
+                index: i as u64 + 1,
+                exponent: finite(l),
+            });
+            self.spectrum.extend(rows);
+        }
+        for (state, logs) in std::iter::once(("h", &probed.h)).chain(probed.c.as_ref().map(|c| ("c", c))) {
+            self.decay.extend(logs.iter().enumerate().map(|(d, &ln)| DecayRow {
+                run_id: self.run_id.clone(),
+                probe_step: step,
+                state: state.to_string(),
+                distance: d as u64,
+                grad_norm: if ln.is_nan() { None } else { Some(elem::exp(ln)) },
+                log10_grad_norm: finite(ln / std::f64::consts::LN_10 as Float),
+            }));
+        }
+    }
+
+    /// The last step, which only evaluates: its curve row, and divergence if the evaluation
+    /// loss is not finite.
+    fn last(&mut self, step: u64, eval: (Option<Float>, Option<Float>)) {
+        self.final_eval = eval;
+        self.curve.push(CurveRow {
+            run_id: self.run_id.clone(),
+            step,
+            train_loss: None,
+            grad_norm: None,
+            clipped: None,
+            lr: None,
+            eval_loss: eval.0,
+            eval_accuracy: eval.1,
+        });
+        if eval.0.is_none() {
+            self.status = Status::Diverged;
+            self.diverged_step = Some(step);
+        }
+    }
+
+    /// An update at `step` (with the evaluation before it, if any): its curve row, and either a
+    /// clipped step counted or divergence.
+    fn update(&mut self, step: u64, update: &Update, (eval_loss, eval_accuracy): (Option<Float>, Option<Float>)) {
+        let (train_loss, grad_norm) = match update.clipped {
+            Some(clipped) => {
+                self.clipped_steps += u64::from(clipped);
+                (Some(update.loss), Some(update.norm))
+            }
+            None => {
+                self.status = Status::Diverged;
+                self.diverged_step = Some(step);
+                (finite(update.loss), finite(update.norm))
+            }
+        };
+        self.curve.push(CurveRow {
+            run_id: self.run_id.clone(),
+            step,
+            train_loss,
+            grad_norm,
+            clipped: update.clipped,
+            lr: Some(update.lr),
+            eval_loss,
+            eval_accuracy,
+        });
+    }
 }

@@ -71,6 +71,20 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
     },
+    /// Print the reference of every spec key (type, default, range, meaning), or of the keys
+    /// that start with PREFIX, e.g. `runner keys model.`; every key listed can be set with
+    /// `--set KEY=VALUE` and, unless marked, swept.
+    Keys {
+        /// Only the keys whose dotted names start with this, e.g. `model.` or `train.lr`.
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Print each key's full meaning, not only its first sentence.
+        #[arg(long, short = 'l')]
+        long: bool,
+        /// Print the reference as the Markdown table of docs/spec.md.
+        #[arg(long, conflicts_with = "long")]
+        markdown: bool,
+    },
     /// Generate text from a trained character model (a `text` or `hello` run).
     Sample {
         /// The results folder, e.g. results/charlm.
@@ -167,6 +181,7 @@ fn main() -> ExitCode {
             println!("drew {} charts in {}", charts.len(), dir.join("charts").display());
             0
         }),
+        Some(Command::Keys { prefix, long, markdown }) => keys(&prefix, long, markdown),
         Some(Command::Sample {
             dir,
             run,
@@ -227,6 +242,17 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code() as u8)
         }
     }
+}
+
+/// `runner keys`: the key reference, whole or for a prefix; an unknown prefix is bad input.
+fn keys(prefix: &str, long: bool, markdown: bool) -> Result<i32, Error> {
+    let defs = spec::keys::select(prefix).map_err(Error::Usage)?;
+    if markdown {
+        print!("{}", spec::keys::markdown_table(&defs));
+    } else {
+        print!("{}", spec::keys::terminal_text(&defs, long));
+    }
+    Ok(0)
 }
 
 /// What a sweep needs before it can run: its runs, folder and options, all validated.

@@ -44,7 +44,7 @@ pub fn canonical_json(settings: &BTreeMap<&'static str, Value>) -> String {
 pub fn expand(spec: &Spec) -> Result<Vec<RunConfig>, SpecErrors> {
     let mut runs = Vec::new();
     let mut problems: Vec<Problem> = Vec::new();
-    let mut corpora: HashMap<(String, usize), Result<Arc<Corpus>, String>> = HashMap::new();
+    let mut corpora = Corpora::new();
     let variants: Vec<Option<&Variant>> = if spec.variants.is_empty() {
         vec![None]
     } else {
@@ -94,227 +94,91 @@ pub fn expand(spec: &Spec) -> Result<Vec<RunConfig>, SpecErrors> {
     }
 }
 
-/// Builds one run's typed configuration from its flat settings.
+/// One run's flat settings while they are turned into typed configurations: the values, and
+/// where each came from (for a problem's file, line and column).
+struct Settings<'s> {
+    spec: &'s Spec,
+    variant: Option<&'s Variant>,
+    values: BTreeMap<&'static str, Value>,
+}
+
+impl Settings<'_> {
+    /// Where `key`'s value came from: its sweep list, else the variant that sets it, else the
+    /// spec's sections, `--set` or its default.
+    fn origin(&self, key: &str) -> Origin {
+        if let Some((_, _, o)) = self.spec.sweep.iter().find(|(k, _, _)| *k == key) {
+            return o.clone();
+        }
+        match self.variant {
+            Some(v) if v.settings.iter().any(|(k, _)| *k == key) => v.origin.clone(),
+            _ => self.spec.base[key].origin.clone(),
+        }
+    }
+
+    /// A problem with `key`, located where its value came from.
+    fn problem(&self, key: &str, message: String) -> Problem {
+        Problem {
+            key: Some(key.to_string()),
+            origin: self.origin(key),
+            message,
+        }
+    }
+
+    fn text(&self, k: &str) -> String {
+        match &self.values[k] {
+            Value::Str(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    fn int(&self, k: &str) -> i64 {
+        match self.values[k] {
+            Value::Int(i) => i,
+            _ => unreachable!("{k} validated as an integer"),
+        }
+    }
+
+    fn float(&self, k: &str) -> f64 {
+        match self.values[k] {
+            Value::Float(x) => x,
+            _ => unreachable!("{k} validated as a float"),
+        }
+    }
+
+    /// A number, or `None` for its "off" word (`"none"`, `"full"`).
+    fn off_or_float(&self, k: &str) -> Option<f64> {
+        match self.values[k] {
+            Value::Float(x) => Some(x),
+            _ => None,
+        }
+    }
+
+    fn flag(&self, k: &str) -> bool {
+        self.values[k] == Value::Bool(true)
+    }
+}
+
+/// Builds one run's typed configuration from its flat settings, section by section, each
+/// checking the rules that involve more than one key; the first broken rule is the problem.
 fn resolve(
     spec: &Spec,
     variant: Option<&Variant>,
     index: usize,
     swept: Vec<(&'static str, Value)>,
-    mut settings: BTreeMap<&'static str, Value>,
-    corpora: &mut HashMap<(String, usize), Result<Arc<Corpus>, String>>,
+    settings: BTreeMap<&'static str, Value>,
+    corpora: &mut Corpora,
 ) -> Result<RunConfig, Problem> {
-    let origin_of = |key: &str| -> Origin {
-        if let Some((_, _, o)) = spec.sweep.iter().find(|(k, _, _)| *k == key) {
-            return o.clone();
-        }
-        match variant {
-            Some(v) if v.settings.iter().any(|(k, _)| *k == key) => v.origin.clone(),
-            _ => spec.base[key].origin.clone(),
-        }
+    let s = Settings {
+        spec,
+        variant,
+        values: settings,
     };
-    let problem = |key: &str, message: String| Problem {
-        key: Some(key.to_string()),
-        origin: origin_of(key),
-        message,
-    };
-    let text = |k: &str| match &settings[k] {
-        Value::Str(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let int = |k: &str| match settings[k] {
-        Value::Int(i) => i,
-        _ => unreachable!("{k} validated as an integer"),
-    };
-    let float = |k: &str| match settings[k] {
-        Value::Float(x) => x,
-        _ => unreachable!("{k} validated as a float"),
-    };
-    let off_or_float = |k: &str| match settings[k] {
-        Value::Float(x) => Some(x),
-        _ => None,
-    };
-    let flag = |k: &str| settings[k] == Value::Bool(true);
-
-    let seq_len = int("task.seq_len") as usize;
-    let eval_size = int("task.eval_size") as usize;
-    let task = match text("task.kind").as_str() {
-        "adding" => TaskConfig::Adding { seq_len, eval_size },
-        "copy" => TaskConfig::Copy {
-            delay: seq_len,
-            eval_size,
-        },
-        "temporal_order" => {
-            if seq_len < 10 {
-                return Err(problem(
-                    "task.seq_len",
-                    format!(
-                        "{seq_len} is too short for temporal_order, whose relevant symbols sit at T/10 … 2T/10 and 5T/10 … 6T/10; use 10 or more"
-                    ),
-                ));
-            }
-            TaskConfig::TemporalOrder { seq_len, eval_size }
-        }
-        "text" => {
-            let path = text("task.path");
-            let corpus = corpora
-                .entry((path.clone(), seq_len))
-                .or_insert_with(|| Corpus::load(&path, seq_len).map(Arc::new))
-                .clone()
-                .map_err(|m| problem("task.path", m))?;
-            TaskConfig::Text {
-                path,
-                corpus,
-                seq_len,
-                eval_size,
-            }
-        }
-        _ => {
-            if spec.is_set("task.seq_len") {
-                return Err(problem(
-                    "task.seq_len",
-                    "does not apply to the hello task, whose length comes from `task.word`; remove it".into(),
-                ));
-            }
-            let word = text("task.word");
-            if word.chars().count() < 2 {
-                return Err(problem(
-                    "task.word",
-                    format!("\"{word}\" is too short: the hello task needs at least 2 characters"),
-                ));
-            }
-            TaskConfig::Hello { word }
-        }
-    };
+    let task = task_of(&s, corpora)?;
     let shape = Task::new(task.clone());
-    let seq_len = shape.seq_len();
-    let bptt = match settings["train.bptt"] {
-        Value::Int(k) => Some(k as usize),
-        _ => None,
-    };
-    if let Some(k) = bptt
-        && k > seq_len
-    {
-        return Err(problem(
-            "train.bptt",
-            format!(
-                "window {k} is longer than the sequence ({seq_len} steps); use \"full\" or a value up to {seq_len}"
-            ),
-        ));
-    }
-    let activation = Activation::from_name(&text("model.activation")).expect("validated");
-    let cell = match text("model.cell").as_str() {
-        "lstm" => Cell::Lstm,
-        "gru" => Cell::Gru,
-        _ => Cell::Rnn(activation),
-    };
-    if !matches!(cell, Cell::Rnn(_)) && activation != Activation::Tanh {
-        return Err(problem(
-            "model.activation",
-            format!(
-                "applies to the rnn cell only; the {} cell has its own gates and tanh, so remove it or use model.cell = \"rnn\"",
-                cell.name()
-            ),
-        ));
-    }
-    let optimizer = match text("train.optimizer").as_str() {
-        "adam" => OptimConfig::Adam {
-            beta1: float("train.beta1"),
-            beta2: float("train.beta2"),
-            eps: float("train.eps"),
-        },
-        "rmsprop" => OptimConfig::RmsProp {
-            alpha: float("train.alpha"),
-            eps: float("train.eps"),
-        },
-        "adagrad" => OptimConfig::Adagrad {
-            eps: float("train.eps"),
-        },
-        _ => OptimConfig::Sgd {
-            momentum: float("train.momentum"),
-            nesterov: flag("train.nesterov"),
-        },
-    };
-    if flag("train.nesterov") && !matches!(optimizer, OptimConfig::Sgd { momentum, .. } if momentum > 0.0) {
-        return Err(problem(
-            "train.nesterov",
-            "needs train.optimizer = \"sgd\" and train.momentum > 0".into(),
-        ));
-    }
-    let steps = int("train.steps") as u64;
-    let schedule = Schedule {
-        lr: float("train.lr"),
-        kind: match text("train.schedule").as_str() {
-            "step" => ScheduleKind::Step {
-                size: int("train.step_size") as u64,
-                gamma: float("train.gamma"),
-            },
-            "cosine" => ScheduleKind::Cosine {
-                lr_min: float("train.lr_min"),
-            },
-            _ => ScheduleKind::Constant,
-        },
-        warmup: int("train.warmup") as u64,
-        steps,
-    };
-    let init = Init::from_name(
-        &text("model.init"),
-        int("model.sparsity") as usize,
-        float("model.spectral_radius"),
-    )
-    .expect("validated");
-    let model = RnnConfig {
-        input: shape.input_dim(),
-        hidden: int("model.hidden") as usize,
-        output: shape.output_dim(),
-        cell,
-        init,
-        init_io: Init::from_name(&text("model.init_io"), 0, 0.0).expect("validated"),
-        std: float("model.std"),
-        scale: float("model.scale"),
-        forget_bias: float("model.forget_bias"),
-        dtype: Dtype::from_name(&text("model.dtype")).expect("validated"),
-    };
-    let train = TrainConfig {
-        steps,
-        batch: int("train.batch") as usize,
-        optimizer,
-        schedule,
-        clip: Clip {
-            norm: off_or_float("train.clip"),
-            value: off_or_float("train.clip_value"),
-        },
-        seed: int("train.seed") as u64,
-        bptt,
-        eval_every: int("train.eval_every") as u64,
-    };
-    let spectrum = int("probe.spectrum") as usize;
-    let state_dim = if cell == Cell::Lstm { 2 } else { 1 } * int("model.hidden") as usize;
-    if spectrum > state_dim {
-        return Err(problem(
-            "probe.spectrum",
-            format!(
-                "{spectrum} exponents asked for, but the {} cell's state has {state_dim} dimensions (H{}); use a value up to {state_dim}",
-                cell.name(),
-                if cell == Cell::Lstm { ", and as many for c" } else { "" }
-            ),
-        ));
-    }
-    let probe = ProbeConfig {
-        every: int("probe.every") as u64,
-        batch: int("probe.batch") as usize,
-        spectrum,
-    };
-
-    if let Some(v) = variant {
-        settings.insert("variant", Value::Str(v.label.clone()));
-    }
-    // A spectrum left off (its default) adds nothing to a run: such runs keep the ids they had
-    // before the key existed, so their results folders still resume.
-    let resolved: BTreeMap<&'static str, Value> = settings
-        .into_iter()
-        .filter(|(k, v)| affects_result(k) && !(*k == "probe.spectrum" && *v == Value::Int(0)))
-        .collect();
-    let id = format!("{:016x}", fnv1a(canonical_json(&resolved).as_bytes()));
+    let model = model_of(&s, &shape)?;
+    let train = train_of(&s, shape.seq_len())?;
+    let probe = probe_of(&s, model.cell)?;
+    let (id, resolved) = identity(s.values, variant);
     Ok(RunConfig {
         index,
         id,
@@ -325,6 +189,215 @@ fn resolve(
         train,
         probe,
     })
+}
+
+/// Text corpora already read, by path and window length, so that a sweep reads each once.
+type Corpora = HashMap<(String, usize), Result<Arc<Corpus>, String>>;
+
+/// `[task]`: the task and its data. `temporal_order` needs T ≥ 10; `hello` takes its length
+/// from its word (at least 2 characters) and refuses `task.seq_len`; `text` reads its corpus.
+fn task_of(s: &Settings<'_>, corpora: &mut Corpora) -> Result<TaskConfig, Problem> {
+    let seq_len = s.int("task.seq_len") as usize;
+    let eval_size = s.int("task.eval_size") as usize;
+    Ok(match s.text("task.kind").as_str() {
+        "adding" => TaskConfig::Adding { seq_len, eval_size },
+        "copy" => TaskConfig::Copy {
+            delay: seq_len,
+            eval_size,
+        },
+        "temporal_order" => {
+            if seq_len < 10 {
+                return Err(s.problem(
+                    "task.seq_len",
+                    format!(
+                        "{seq_len} is too short for temporal_order, whose relevant symbols sit at T/10 … 2T/10 and 5T/10 … 6T/10; use 10 or more"
+                    ),
+                ));
+            }
+            TaskConfig::TemporalOrder { seq_len, eval_size }
+        }
+        "text" => {
+            let path = s.text("task.path");
+            let corpus = corpora
+                .entry((path.clone(), seq_len))
+                .or_insert_with(|| Corpus::load(&path, seq_len).map(Arc::new))
+                .clone()
+                .map_err(|m| s.problem("task.path", m))?;
+            TaskConfig::Text {
+                path,
+                corpus,
+                seq_len,
+                eval_size,
+            }
+        }
+        _ => {
+            if s.spec.is_set("task.seq_len") {
+                return Err(s.problem(
+                    "task.seq_len",
+                    "does not apply to the hello task, whose length comes from `task.word`; remove it".into(),
+                ));
+            }
+            let word = s.text("task.word");
+            if word.chars().count() < 2 {
+                return Err(s.problem(
+                    "task.word",
+                    format!("\"{word}\" is too short: the hello task needs at least 2 characters"),
+                ));
+            }
+            TaskConfig::Hello { word }
+        }
+    })
+}
+
+/// `[model]`: the cell, its sizes (input and output from the task) and initialisation;
+/// `model.activation` applies to the plain cell only.
+fn model_of(s: &Settings<'_>, shape: &Task) -> Result<RnnConfig, Problem> {
+    let activation = Activation::from_name(&s.text("model.activation")).expect("validated");
+    let cell = match s.text("model.cell").as_str() {
+        "lstm" => Cell::Lstm,
+        "gru" => Cell::Gru,
+        _ => Cell::Rnn(activation),
+    };
+    if !matches!(cell, Cell::Rnn(_)) && activation != Activation::Tanh {
+        return Err(s.problem(
+            "model.activation",
+            format!(
+                "applies to the rnn cell only; the {} cell has its own gates and tanh, so remove it or use model.cell = \"rnn\"",
+                cell.name()
+            ),
+        ));
+    }
+    let init = Init::from_name(
+        &s.text("model.init"),
+        s.int("model.sparsity") as usize,
+        s.float("model.spectral_radius"),
+    )
+    .expect("validated");
+    Ok(RnnConfig {
+        input: shape.input_dim(),
+        hidden: s.int("model.hidden") as usize,
+        output: shape.output_dim(),
+        cell,
+        init,
+        init_io: Init::from_name(&s.text("model.init_io"), 0, 0.0).expect("validated"),
+        std: s.float("model.std"),
+        scale: s.float("model.scale"),
+        forget_bias: s.float("model.forget_bias"),
+        dtype: Dtype::from_name(&s.text("model.dtype")).expect("validated"),
+    })
+}
+
+/// `[train]`: optimiser, schedule, clipping and BPTT window; the window may not be longer than
+/// the sequence (`seq_len` steps), and Nesterov needs SGD with momentum.
+fn train_of(s: &Settings<'_>, seq_len: usize) -> Result<TrainConfig, Problem> {
+    let bptt = match s.values["train.bptt"] {
+        Value::Int(k) => Some(k as usize),
+        _ => None,
+    };
+    if let Some(k) = bptt
+        && k > seq_len
+    {
+        return Err(s.problem(
+            "train.bptt",
+            format!(
+                "window {k} is longer than the sequence ({seq_len} steps); use \"full\" or a value up to {seq_len}"
+            ),
+        ));
+    }
+    let optimizer = match s.text("train.optimizer").as_str() {
+        "adam" => OptimConfig::Adam {
+            beta1: s.float("train.beta1"),
+            beta2: s.float("train.beta2"),
+            eps: s.float("train.eps"),
+        },
+        "rmsprop" => OptimConfig::RmsProp {
+            alpha: s.float("train.alpha"),
+            eps: s.float("train.eps"),
+        },
+        "adagrad" => OptimConfig::Adagrad {
+            eps: s.float("train.eps"),
+        },
+        _ => OptimConfig::Sgd {
+            momentum: s.float("train.momentum"),
+            nesterov: s.flag("train.nesterov"),
+        },
+    };
+    if s.flag("train.nesterov") && !matches!(optimizer, OptimConfig::Sgd { momentum, .. } if momentum > 0.0) {
+        return Err(s.problem(
+            "train.nesterov",
+            "needs train.optimizer = \"sgd\" and train.momentum > 0".into(),
+        ));
+    }
+    let steps = s.int("train.steps") as u64;
+    let schedule = Schedule {
+        lr: s.float("train.lr"),
+        kind: match s.text("train.schedule").as_str() {
+            "step" => ScheduleKind::Step {
+                size: s.int("train.step_size") as u64,
+                gamma: s.float("train.gamma"),
+            },
+            "cosine" => ScheduleKind::Cosine {
+                lr_min: s.float("train.lr_min"),
+            },
+            _ => ScheduleKind::Constant,
+        },
+        warmup: s.int("train.warmup") as u64,
+        steps,
+    };
+    Ok(TrainConfig {
+        steps,
+        batch: s.int("train.batch") as usize,
+        optimizer,
+        schedule,
+        clip: Clip {
+            norm: s.off_or_float("train.clip"),
+            value: s.off_or_float("train.clip_value"),
+        },
+        seed: s.int("train.seed") as u64,
+        bptt,
+        eval_every: s.int("train.eval_every") as u64,
+    })
+}
+
+/// `[probe]`: the gradient-decay probe and the spectrum, which has at most as many exponents as
+/// the cell's state has dimensions (H, or 2H for the LSTM's h and c).
+fn probe_of(s: &Settings<'_>, cell: Cell) -> Result<ProbeConfig, Problem> {
+    let spectrum = s.int("probe.spectrum") as usize;
+    let state_dim = if cell == Cell::Lstm { 2 } else { 1 } * s.int("model.hidden") as usize;
+    if spectrum > state_dim {
+        return Err(s.problem(
+            "probe.spectrum",
+            format!(
+                "{spectrum} exponents asked for, but the {} cell's state has {state_dim} dimensions (H{}); use a value up to {state_dim}",
+                cell.name(),
+                if cell == Cell::Lstm { ", and as many for c" } else { "" }
+            ),
+        ));
+    }
+    Ok(ProbeConfig {
+        every: s.int("probe.every") as u64,
+        batch: s.int("probe.batch") as usize,
+        spectrum,
+    })
+}
+
+/// A run's identity: its resolved settings (every key that affects the result, and the
+/// variant's label) and their hash, the run id.
+fn identity(
+    mut settings: BTreeMap<&'static str, Value>,
+    variant: Option<&Variant>,
+) -> (String, BTreeMap<&'static str, Value>) {
+    if let Some(v) = variant {
+        settings.insert("variant", Value::Str(v.label.clone()));
+    }
+    // A spectrum left off (its default) adds nothing to a run: such runs keep the ids they had
+    // before the key existed, so their results folders still resume.
+    let resolved: BTreeMap<&'static str, Value> = settings
+        .into_iter()
+        .filter(|(k, v)| affects_result(k) && !(*k == "probe.spectrum" && *v == Value::Int(0)))
+        .collect();
+    let id = format!("{:016x}", fnv1a(canonical_json(&resolved).as_bytes()));
+    (id, resolved)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //! f64, about 106 bits) so that each f64 result is a value accurate far beyond f64 rounded once:
 //! the error stays a little above half an ulp (σ's subnormal results, rounded twice: within
 //! 0.75). Measured maximum errors against mpmath at 200 bits, and over every f32 input, are in
-//! the README ("The arithmetic contract") and come from `scripts/check_ulp.py` and
+//! docs/arithmetic.md and come from `scripts/check_ulp.py` and
 //! `cargo run --release --example ulp`.
 //!
 //! In f32, e^x and ln x are the f64 functions rounded to f32 (≤ 0.5 ulp + 2⁻²⁹); tanh and σ,

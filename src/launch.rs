@@ -217,7 +217,7 @@ pub fn prepare_out(out: &Path, force: bool, run_ids: &[String], shard: Option<Sh
 }
 
 /// The chart grouping the sweep's runs get from `plot.x`, `plot.color` and `plot.panel` (the
-/// same choice `runner plot` makes from the finished tables; see the README).
+/// same choice `runner plot` makes from the finished tables; see docs/outputs.md).
 pub fn plot_choice(spec: &Spec, runs: &[RunConfig]) -> PlotChoice {
     let setting = |k: &str| match &spec.base[k].value {
         Value::Str(s) => s.clone(),

@@ -3,7 +3,8 @@
 //! The data flow, one module per arrow:
 //! spec.toml → [`spec`] (parse, validate) → [`sweep`] (resolved run configs, stable ids) →
 //! [`launch`] (a worker loop per thread) → [`run`] (one training run) → [`rnn`] (forward, BPTT,
-//! probe; its element type and per-step kernels in [`real`]),
+//! probe; its element type and products in [`real`], its elementary functions in [`elem`], both
+//! on the instruction set [`isa`] chooses once),
 //! [`task`] (data) and [`optim`] (clipping, SGD) → [`record`] (rows) → [`output`] (CSV,
 //! manifest, checkpoints) → [`plot`] (charts drawn from the CSV files alone).
 

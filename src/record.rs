@@ -1,5 +1,5 @@
-//! The rows of the three CSV tables. Each field's doc is the column's meaning; the README's
-//! column reference repeats them. A missing value (not applicable, or not a finite number) is
+//! The rows of the three CSV tables. Each field's doc is the column's meaning; the column
+//! reference in docs/outputs.md repeats them. A missing value (not applicable, or not a finite number) is
 //! an empty field: no `NaN` or `inf` is ever written where a number is expected.
 
 use serde::{Deserialize, Serialize};

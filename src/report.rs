@@ -216,7 +216,7 @@ pub fn write_report(out: &Path, manifest: &Manifest, charts: bool) -> Result<(),
         r.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     if charts {
-        r.push_str("\n## Charts\n\nLines are geometric means over seeds, bands the range from the lowest to the highest seed; the README of runner explains how to read each chart.\n\n");
+        r.push_str("\n## Charts\n\nLines are geometric means over seeds, bands the range from the lowest to the highest seed; runner's docs/outputs.md explains how to read each chart.\n\n");
         for (name, title) in [
             ("grad_decay", "Gradient reaching back d steps, after training"),
             ("grad_decay_init", "Gradient reaching back d steps, at initialisation"),

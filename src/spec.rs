@@ -4,7 +4,7 @@
 //!
 //! A spec is kept flat on purpose: `[model] activation = "tanh"`, `--set model.activation=tanh`
 //! and `[sweep] "model.activation" = [...]` all speak of the same dotted key, so one table of
-//! [`KeyDef`]s serves the file, the command line, the sweep and the README's reference.
+//! [`KeyDef`]s serves the file, the command line, the sweep, `runner keys` and the reference in docs/spec.md.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -351,11 +351,11 @@ pub fn parse_bytes(file: &str, bytes: &[u8], stem: &str, sets: &[String]) -> Res
 /// Parses and validates spec text (see [`load`]); `stem` is the default experiment name.
 ///
 /// The stages, one function each, in the order a reader meets them: the TOML document split
-/// into its parts ([`Reader::document`]); the plain settings of `[task]`, `[model]`, `[train]`,
+/// into its parts (`Reader::document`); the plain settings of `[task]`, `[model]`, `[train]`,
 /// `[probe]`, `[output]` and `[plot]`, each value against its key's range
-/// ([`Reader::settings`]); `[sweep]` ([`Reader::sweep`]); the `[[variant]]` tables
-/// ([`Reader::variants`]); the `--set` overrides ([`Reader::overrides`]); defaults
-/// ([`Reader::defaults`]); then the rules on the whole (the run count, the `plot.*` keys).
+/// (`Reader::settings`); `[sweep]` (`Reader::sweep`); the `[[variant]]` tables
+/// (`Reader::variants`); the `--set` overrides (`Reader::overrides`); defaults
+/// (`Reader::defaults`); then the rules on the whole (the run count, the `plot.*` keys).
 /// Every stage records its problems and goes on, so that one report lists them all.
 pub fn parse(file: &str, text: &str, stem: &str, sets: &[String]) -> Result<Spec, SpecErrors> {
     let mut r = Reader {

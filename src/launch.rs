@@ -11,13 +11,14 @@ use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::claim::{self, CLAIMS, Claim, Holder, Lease};
 use crate::output::{self, Manifest, ManifestRun, PlotChoice, SweepAxis};
 use crate::record::{CurveRow, DecayRow, RunRow, SpectrumRow, Status};
 use crate::report::{REPORT_MD, SUMMARY_CSV};
@@ -41,6 +42,11 @@ pub struct Options {
     /// Set (by a SIGINT handler) to stop: no new run starts and runs in flight are abandoned at
     /// their next step; what is complete is written.
     pub stop: Option<&'static AtomicBool>,
+    /// The lease of this process's claims and their heartbeat.
+    pub lease: Lease,
+    /// When every run left is held by another worker, wait for them (and take over those whose
+    /// worker dies) instead of leaving.
+    pub wait: bool,
 }
 
 /// One of `count` disjoint parts of a sweep: the runs whose position in the sweep is congruent
@@ -120,6 +126,15 @@ pub struct Outcome {
     pub failed: usize,
     /// Runs whose completed record was reused instead of training again.
     pub reused: usize,
+    /// Runs this process trained and recorded.
+    pub trained: usize,
+    /// Runs other worker processes recorded while this one ran.
+    pub by_others: usize,
+    /// Runs other workers were still training when this one left (`--no-wait`).
+    pub left_to_others: usize,
+    /// Runs this process trained but did not record: another worker had taken them over (this
+    /// one was stopped for longer than the lease) or recorded them first.
+    pub discarded: usize,
     /// Runs not completed because the sweep was interrupted (0 unless it was).
     pub interrupted: usize,
     /// Wall-clock seconds of the whole sweep.
@@ -157,19 +172,46 @@ pub fn out_dir(spec: &Spec, out: Option<&Path>) -> PathBuf {
 /// Folder of the per-run completion records.
 pub const RECORDS: &str = "records";
 
-/// Checks the results folder before any work and says whether it resumes: an absent or empty
-/// folder starts afresh; a folder whose manifest lists exactly these runs (same spec, same
-/// shard) resumes; anything else is refused, unless `force`, which removes the files this tool
-/// writes there (and nothing else) and starts afresh.
-pub fn prepare_out(out: &Path, force: bool, run_ids: &[String], shard: Option<Shard>) -> Result<bool, Error> {
+/// Whether a folder entry is a temporary file of ours (`.NAME.….tmp`), half of an atomic write
+/// that another process may be making at this moment.
+fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".tmp")
+}
+
+/// Checks the results folder before any work and says whether it holds earlier results (to
+/// resume, or a sweep that other workers are draining, to join): an absent or empty folder
+/// starts afresh; a folder whose manifest lists exactly these runs (same spec, same shard) is
+/// resumed or joined; anything else is refused, unless `force`, which removes the files this
+/// tool writes there (and nothing else) and starts afresh, but never while another worker
+/// holds a live claim. The folder must be writable.
+pub fn prepare_out(
+    out: &Path,
+    force: bool,
+    run_ids: &[String],
+    shard: Option<Shard>,
+    lease: &Lease,
+) -> Result<bool, Error> {
     if out.exists() && !out.is_dir() {
         return Err(Error::Usage(format!(
             "{} exists and is not a folder; choose another with --out",
             out.display()
         )));
     }
-    let non_empty = out.exists() && std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.next().is_some();
-    if non_empty && force {
+    let non_empty = out.exists()
+        && std::fs::read_dir(out)
+            .map_err(|e| Error::io(out, e))?
+            .filter_map(|e| e.ok())
+            .any(|e| !is_temporary(&e.file_name().to_string_lossy()));
+    let resumes = if non_empty && force {
+        let live = live_claims(out, run_ids, lease);
+        if let Some((id, holder)) = live.first() {
+            return Err(Error::Usage(format!(
+                "{} has {} runs in training by other workers (run {id} by {holder}); --force would pull their results from under them. Wait for them (`runner status {}`), stop them, or use --out DIR",
+                out.display(),
+                live.len(),
+                out.display()
+            )));
+        }
         for f in [
             output::RUNS_CSV,
             output::CURVES_CSV,
@@ -184,12 +226,13 @@ pub fn prepare_out(out: &Path, force: bool, run_ids: &[String], shard: Option<Sh
                 std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
             }
         }
-        for d in ["checkpoints", "charts", RECORDS] {
+        for d in ["checkpoints", "charts", RECORDS, CLAIMS] {
             let p = out.join(d);
             if p.exists() {
                 std::fs::remove_dir_all(&p).map_err(|e| Error::io(&p, e))?;
             }
         }
+        false
     } else if non_empty {
         let same = match output::read_manifest(out) {
             Ok(m) => {
@@ -206,14 +249,52 @@ pub fn prepare_out(out: &Path, force: bool, run_ids: &[String], shard: Option<Sh
         };
         if !same {
             return Err(Error::Usage(format!(
-                "{} holds results of a different spec or shard; nothing was changed. Use --out DIR to write elsewhere, or --force to replace them",
+                "{} holds another spec (or shard); nothing was changed. Use --out DIR to write elsewhere, or --force to replace its results",
                 out.display()
             )));
         }
-        return Ok(true);
+        true
+    } else {
+        false
+    };
+    std::fs::create_dir_all(out).map_err(|e| unwritable(out, &e))?;
+    // A folder we cannot write in is bad input, found before any run trains.
+    let probe = out.join(format!(".write-test.{}.tmp", claim::unique_suffix()));
+    std::fs::write(&probe, b"").map_err(|e| unwritable(out, &e))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(resumes)
+}
+
+/// The error for a results folder that cannot be created or written.
+fn unwritable(out: &Path, e: &std::io::Error) -> Error {
+    Error::Usage(format!(
+        "cannot write in the results folder {}: {e}; choose a writable folder with --out",
+        out.display()
+    ))
+}
+
+/// The runs among `run_ids` that another worker process trains now (a live claim), with its
+/// holder.
+fn live_claims(out: &Path, run_ids: &[String], lease: &Lease) -> Vec<(String, String)> {
+    let me = (claim::hostname(), std::process::id());
+    let names = claim::listing(out);
+    if names.is_empty() {
+        return Vec::new();
     }
-    output::create_dir(out)?;
-    Ok(false)
+    run_ids
+        .iter()
+        .filter_map(|id| {
+            let seen = claim::seen(out, &names, id, lease)?;
+            let mine = seen
+                .holder
+                .as_ref()
+                .is_some_and(|h| (h.host.as_str(), h.pid) == (me.0.as_str(), me.1));
+            (!seen.stale && !mine).then(|| {
+                let holder = seen.holder.map_or_else(|| "?".to_string(), |h| h.to_string());
+                (id.clone(), holder)
+            })
+        })
+        .collect()
 }
 
 /// The chart grouping the sweep's runs get from `plot.x`, `plot.color` and `plot.panel` (the
@@ -345,7 +426,7 @@ fn failed_result(cfg: &RunConfig, message: String, seconds: f64) -> RunResult {
     }
 }
 
-/// A completed run's record: what `runs/<id>.json` holds and the final files are built from.
+/// A completed run's record: what `records/<id>.json` holds and the final files are built from.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunRecord {
     /// Its `runs.csv` row.
@@ -359,21 +440,145 @@ pub struct RunRecord {
     pub spectrum: Vec<SpectrumRow>,
 }
 
+/// The record of a completed (ok or diverged) run.
 fn record_path(out: &Path, id: &str) -> PathBuf {
     out.join(RECORDS).join(format!("{id}.json"))
 }
 
+/// The record of a failed run: it counts as done for the workers draining the sweep now, and is
+/// removed (so the run is tried again) when a sweep starts or resumes with no worker left.
+fn failed_path(out: &Path, id: &str) -> PathBuf {
+    out.join(RECORDS).join(format!("{id}.failed.json"))
+}
+
 /// Reads a run's completion record; `None` if absent or unreadable (the run is then redone).
 fn read_record(out: &Path, id: &str) -> Option<RunRecord> {
-    let text = std::fs::read_to_string(record_path(out, id)).ok()?;
+    read_record_at(&record_path(out, id), id)
+}
+
+fn read_record_at(path: &Path, id: &str) -> Option<RunRecord> {
+    let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str::<RunRecord>(&text)
         .ok()
         .filter(|r| r.row.run_id == id)
 }
 
+/// A run's record of either kind, completed or failed.
+fn read_any_record(out: &Path, id: &str) -> Option<RunRecord> {
+    read_record(out, id).or_else(|| read_record_at(&failed_path(out, id), id))
+}
+
+/// Where each run of this process's part of the sweep stands, as this process knows it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Slot {
+    /// Not recorded yet: free, or claimed by another worker.
+    Open,
+    /// This process trains it now.
+    Mine,
+    /// Recorded (by anyone), or given up (interrupted).
+    Closed,
+}
+
+/// What a worker thread gets when it asks for work.
+enum Pick<'a> {
+    /// A run it now holds the claim of.
+    Run(&'a RunConfig, Claim),
+    /// Nothing it can claim now: the open runs are all held by live claims.
+    Wait,
+    /// Every run is closed.
+    Done,
+}
+
+/// The runs of one sweep that this process may train, longest first, and their slots.
+struct Queue<'a> {
+    out: &'a Path,
+    me: Holder,
+    lease: Lease,
+    runs: Vec<&'a RunConfig>,
+    slots: std::sync::Mutex<Vec<Slot>>,
+}
+
+impl<'a> Queue<'a> {
+    /// The first open run whose claim this process can take (free, or stale), skipping those
+    /// recorded meanwhile. A claim is taken before the record is looked at again, so a run
+    /// recorded between the two looks is not trained twice.
+    fn pick(&self) -> Result<Pick<'a>, Error> {
+        let mut slots = self.slots.lock().expect("no worker panics while holding the queue");
+        let mut waiting = false;
+        for (i, cfg) in self.runs.iter().enumerate() {
+            if slots[i] != Slot::Open {
+                continue;
+            }
+            if read_any_record(self.out, &cfg.id).is_some() {
+                slots[i] = Slot::Closed;
+                continue;
+            }
+            let Some(claim) = claim::try_claim(self.out, &cfg.id, &self.me, &self.lease)? else {
+                waiting = true;
+                continue;
+            };
+            if read_any_record(self.out, &cfg.id).is_some() {
+                claim::clear(self.out, &cfg.id);
+                slots[i] = Slot::Closed;
+                continue;
+            }
+            // A record that exists but cannot be read (cut short by a full disk) is the claim
+            // holder's to replace.
+            let _ = std::fs::remove_file(record_path(self.out, &cfg.id));
+            slots[i] = Slot::Mine;
+            return Ok(Pick::Run(cfg, claim));
+        }
+        Ok(if waiting { Pick::Wait } else { Pick::Done })
+    }
+
+    /// Puts `cfg`'s run in `slot`.
+    fn set(&self, cfg: &RunConfig, slot: Slot) {
+        let mut slots = self.slots.lock().expect("no worker panics while holding the queue");
+        if let Some(i) = self.runs.iter().position(|r| r.id == cfg.id) {
+            slots[i] = slot;
+        }
+    }
+}
+
+/// The claims this process holds, each with the flag its run reads at every step: set when the
+/// heartbeat finds that another worker has taken the run over.
+type Held = std::sync::Mutex<Vec<(Claim, std::sync::Arc<AtomicBool>)>>;
+
+/// Refreshes every claim in `held` once per heartbeat until `done` is set; a claim found lost
+/// raises its run's flag.
+fn heartbeat(out: &Path, lease: &Lease, held: &Held, done: &AtomicBool) {
+    let tick = Duration::from_millis(50);
+    let mut last = Instant::now();
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(tick);
+        if last.elapsed() < lease.heartbeat {
+            continue;
+        }
+        last = Instant::now();
+        let claims = held.lock().expect("no worker panics while holding the claims").clone();
+        for (claim, lost) in claims {
+            if !claim.beat(out) {
+                lost.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// What one run's training came to, for this process.
+enum Trained {
+    /// Recorded by this process (ok, diverged or failed), or interrupted (nothing recorded).
+    Finished,
+    /// Another worker took the run over (this one was stopped longer than the lease) or recorded
+    /// it first: the result is discarded.
+    Lost,
+}
+
 /// Runs a sweep (or this process's shard of it) into `opts.out`, which [`prepare_out`] must have
-/// accepted, reusing the runs already recorded there; then writes every output (charts too when
-/// `charts` is set).
+/// accepted, with any number of other worker processes draining the same folder: each run is
+/// claimed before it trains (see [`crate::claim`]), runs already recorded are reused, and runs
+/// other workers hold are waited for (unless `opts.wait` is off). Then every output is written
+/// from the records (charts too when `charts` is set), once every run is recorded or no other
+/// worker is left to do it.
 pub fn run_sweep(
     spec: &Spec,
     runs: &[RunConfig],
@@ -383,28 +588,43 @@ pub fn run_sweep(
 ) -> Result<Outcome, Error> {
     let started = Instant::now();
     let out = &opts.out;
-    let mut manifest = manifest(spec, runs, opts.jobs);
-    manifest.shard = opts.shard.map(|s| s.to_string());
-    output::write_manifest(out, &manifest)?;
-    output::create_dir(&out.join(RECORDS))?;
-
+    let me = Holder::me(&output::now_rfc3339(), &opts.lease);
     let mine: Vec<&RunConfig> = runs
         .iter()
         .filter(|r| opts.shard.is_none_or(|s| s.contains(r.index)))
         .collect();
-    let mut done: BTreeMap<usize, RunRecord> = BTreeMap::new();
-    for cfg in &mine {
-        if let Some(rec) = read_record(out, &cfg.id) {
-            done.insert(cfg.index, rec);
+    let ids: Vec<String> = mine.iter().map(|r| r.id.clone()).collect();
+
+    // The first worker writes the manifest; one that resumes (no other worker left) writes it
+    // afresh and tries failed runs again; one that joins live workers keeps both.
+    let mut manifest = manifest(spec, runs, opts.jobs);
+    manifest.shard = opts.shard.map(|s| s.to_string());
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialise");
+    let first = claim::create_exclusive(&out.join(output::MANIFEST), &json)?;
+    output::create_dir(&out.join(RECORDS))?;
+    output::create_dir(&out.join(CLAIMS))?;
+    if !first && live_claims(out, &ids, &opts.lease).is_empty() {
+        output::write_manifest(out, &manifest)?;
+        for id in &ids {
+            let _ = std::fs::remove_file(failed_path(out, id));
         }
     }
-    let reused = done.len();
-    let mut todo: Vec<&RunConfig> = mine.iter().copied().filter(|r| !done.contains_key(&r.index)).collect();
+
+    let recorded_before = |id: &str| read_any_record(out, id).is_some();
+    let reused = ids.iter().filter(|id| recorded_before(id)).count();
+    let mut todo: Vec<&RunConfig> = mine.iter().copied().filter(|r| !recorded_before(&r.id)).collect();
     // Longest runs first: the workers take the next run as they free up, so a sweep over lengths
     // does not leave one worker with all the long runs.
     todo.sort_by_key(|r| std::cmp::Reverse(run_cost(r)));
+    let queue = Queue {
+        out,
+        me,
+        lease: opts.lease,
+        slots: std::sync::Mutex::new(vec![Slot::Open; todo.len()]),
+        runs: todo,
+    };
 
-    let total_steps: u64 = todo.iter().map(|r| r.train.steps).sum();
+    let total_steps: u64 = queue.runs.iter().map(|r| r.train.steps).sum();
     let bar = ProgressBar::with_draw_target(
         Some(total_steps),
         if opts.quiet {
@@ -418,8 +638,9 @@ pub fn run_sweep(
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let finished_runs = AtomicUsize::new(0);
-    bar.set_message(format!("runs 0/{}", todo.len()));
+    let trained_here = AtomicUsize::new(0);
+    let discarded = AtomicUsize::new(0);
+    bar.set_message(format!("runs 0/{}", queue.runs.len()));
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs)
@@ -433,21 +654,36 @@ pub fn run_sweep(
     // 2.29-2.38 on one thread each, AMD EPYC family 26 model 2.)
     let running = AtomicUsize::new(0);
     let share = || opts.jobs.div_ceil(running.load(Ordering::Relaxed).max(1));
-    let work = |cfg: &RunConfig| -> Result<Option<(usize, RunRecord)>, Error> {
-        if stopped() {
-            return Ok(None); // interrupted: do not start
-        }
+    let held: Held = std::sync::Mutex::new(Vec::new());
+    let work = |cfg: &RunConfig, claim: Claim| -> Result<Trained, Error> {
+        let lost = std::sync::Arc::new(AtomicBool::new(false));
+        held.lock()
+            .expect("no worker panics while holding the claims")
+            .push((claim.clone(), lost.clone()));
+        let release = || {
+            held.lock()
+                .expect("no worker panics while holding the claims")
+                .retain(|(c, _)| c.run_id != claim.run_id);
+        };
         let t0 = Instant::now();
         let on_step = || {
             bar.inc(1);
-            !stopped()
+            !stopped() && !lost.load(Ordering::Relaxed)
         };
         running.fetch_add(1, Ordering::Relaxed);
         let result = catch_unwind(AssertUnwindSafe(|| run::train(cfg, &on_step, &share)));
         running.fetch_sub(1, Ordering::Relaxed);
+        release();
+        if lost.load(Ordering::Relaxed) || !claim.held(out) {
+            return Ok(Trained::Lost);
+        }
         let result = match result {
             Ok(Some(result)) => result,
-            Ok(None) => return Ok(None), // abandoned mid-run: nothing recorded
+            Ok(None) => {
+                // Abandoned mid-run: nothing recorded, and the run is free for another worker.
+                claim.release(out);
+                return Ok(Trained::Finished);
+            }
             Err(panic) => {
                 let message = panic
                     .downcast_ref::<String>()
@@ -466,46 +702,97 @@ pub fn run_sweep(
             decay: result.decay,
             spectrum: result.spectrum,
         };
-        // The record marks the run complete; a failed run gets none, so a rerun redoes it.
-        if record.row.status != Status::Failed {
-            let json = serde_json::to_vec(&record).expect("records serialise");
-            output::write_atomic(&record_path(out, &cfg.id), &json)?;
+        let status = record.row.status;
+        let json = serde_json::to_vec(&record).expect("records serialise");
+        // The record marks the run complete; it is created once, whoever finishes first.
+        if status == Status::Failed {
+            output::write_atomic(&failed_path(out, &cfg.id), &json)?;
+        } else if !claim::create_exclusive(&record_path(out, &cfg.id), &json)? {
+            return Ok(Trained::Lost);
         }
-        let n = finished_runs.fetch_add(1, Ordering::Relaxed) + 1;
-        bar.set_message(format!("runs {n}/{}", todo.len()));
-        Ok(Some((cfg.index, record)))
+        claim::clear(out, &cfg.id);
+        let n = trained_here.fetch_add(1, Ordering::Relaxed) + 1;
+        bar.set_message(format!("runs {n}/{}", queue.runs.len()));
+        Ok(Trained::Finished)
     };
-    // One worker loop per thread of the pool, each taking the next run (longest first) as it
+    // One worker loop per thread of the pool, each claiming the next run (longest first) as it
     // frees up. No run waits in a queue as a rayon task, so a thread that waits for a share of a
     // product it gave away (`real::gemm`) can only pick up other shares, never start a second
     // run on top of its own; and a thread whose loop has ended (the sweep's tail) takes shares
-    // of the products of the runs still going, so the cores stay busy.
-    let next = AtomicUsize::new(0);
-    let results: Vec<Result<Option<(usize, RunRecord)>, Error>> = pool
-        .broadcast(|_| {
-            let mut mine = Vec::new();
-            while let Some(cfg) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
-                mine.push(work(cfg));
+    // of the products of the runs still going, so the cores stay busy. When nothing is left to
+    // claim but other workers' runs, the process polls until they are recorded or their claims
+    // go stale (then it takes them over).
+    let beating = AtomicBool::new(false);
+    let mut errors = Vec::new();
+    let mut waiting_on_others = false;
+    std::thread::scope(|s| {
+        s.spawn(|| heartbeat(out, &opts.lease, &held, &beating));
+        loop {
+            let results: Vec<Result<Pick<'_>, Error>> = pool
+                .broadcast(|_| {
+                    loop {
+                        if stopped() {
+                            return Ok(Pick::Done);
+                        }
+                        match queue.pick() {
+                            Ok(Pick::Run(cfg, claim)) => match work(cfg, claim) {
+                                Ok(Trained::Lost) => {
+                                    // Another worker has it: wait for its record like any other.
+                                    discarded.fetch_add(1, Ordering::Relaxed);
+                                    queue.set(cfg, Slot::Open);
+                                }
+                                Ok(_) => queue.set(cfg, Slot::Closed),
+                                Err(e) => {
+                                    queue.set(cfg, Slot::Closed);
+                                    return Err(e);
+                                }
+                            },
+                            other => return other,
+                        }
+                    }
+                })
+                .into_iter()
+                .collect();
+            let mut wait = false;
+            for r in results {
+                match r {
+                    Ok(Pick::Wait) => wait = true,
+                    Ok(_) => {}
+                    Err(e) => errors.push(e),
+                }
             }
-            mine
-        })
-        .into_iter()
-        .flatten()
-        .collect();
-    bar.finish_and_clear();
-    for r in results {
-        if let Some((index, record)) = r? {
-            done.insert(index, record);
+            waiting_on_others = wait;
+            if !wait || !opts.wait || stopped() || !errors.is_empty() {
+                break;
+            }
+            let poll = opts.lease.heartbeat.min(Duration::from_secs(1));
+            let until = Instant::now() + poll;
+            while Instant::now() < until && !stopped() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
+        beating.store(true, Ordering::Relaxed);
+    });
+    bar.finish_and_clear();
+    if let Some(e) = errors.into_iter().next() {
+        return Err(e);
     }
 
+    // The tables come from every record in the folder, whoever trained the run.
     let mut outcome = Outcome {
         reused,
+        trained: trained_here.load(Ordering::Relaxed),
+        discarded: discarded.load(Ordering::Relaxed),
         ..Outcome::default()
     };
+    let mut records = Vec::with_capacity(mine.len());
     for cfg in &mine {
-        let Some(record) = done.get(&cfg.index) else {
-            outcome.interrupted += 1;
+        let Some(record) = read_any_record(out, &cfg.id) else {
+            if waiting_on_others && !stopped() {
+                outcome.left_to_others += 1;
+            } else {
+                outcome.interrupted += 1;
+            }
             continue;
         };
         match record.row.status {
@@ -516,9 +803,14 @@ pub fn run_sweep(
             }
             Status::Diverged => outcome.diverged_unexpected += 1,
         }
+        records.push(record);
     }
-    let records: Vec<RunRecord> = done.into_values().collect();
-    finish(out, &mut manifest, &records, charts)?;
+    outcome.by_others = records.len() - outcome.reused - outcome.trained;
+    // A worker that leaves runs to others writes no tables: the last one to finish does.
+    if outcome.left_to_others == 0 && (outcome.interrupted == 0 || live_claims(out, &ids, &opts.lease).is_empty()) {
+        let mut manifest = output::read_manifest(out)?;
+        finish(out, &mut manifest, &records, charts)?;
+    }
     outcome.seconds = started.elapsed().as_secs_f64();
     Ok(outcome)
 }
@@ -611,7 +903,8 @@ pub fn merge(shards: &[PathBuf], out: &Path, force: bool, charts: bool) -> Resul
         )));
     }
     manifest.shard = None;
-    prepare_out(out, force, &ids, None)?;
+    let lease = Lease::new(Lease::DEFAULT_SECONDS, None).expect("the default lease is valid");
+    prepare_out(out, force, &ids, None, &lease)?;
     output::write_manifest(out, &manifest)?;
     output::create_dir(&out.join(RECORDS))?;
     let mut ordered = Vec::with_capacity(ids.len());

@@ -10,6 +10,7 @@
 
 pub mod budget;
 pub mod check;
+pub mod claim;
 pub mod elem;
 pub mod isa;
 pub mod launch;
@@ -23,6 +24,7 @@ pub mod rnn;
 pub mod run;
 pub mod sample;
 pub mod spec;
+pub mod status;
 pub mod sweep;
 pub mod task;
 

@@ -71,6 +71,18 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
     },
+    /// Where a sweep stands while workers drain it: runs done, running (worker, heartbeat),
+    /// stale, pending and failed, the mean run time and an estimate of the time left.
+    Status {
+        /// The results folder, e.g. results/remedies.
+        dir: PathBuf,
+        /// Print the report as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+        /// The lease by which to judge claims whose worker recorded none (seconds).
+        #[arg(long, value_name = "SECONDS", default_value_t = runner::claim::Lease::DEFAULT_SECONDS)]
+        lease: f64,
+    },
     /// Print the reference of every spec key (type, default, range, meaning), or of the keys
     /// that start with PREFIX, e.g. `runner keys model.`; every key listed can be set with
     /// `--set KEY=VALUE` and, unless marked, swept.
@@ -142,6 +154,21 @@ struct RunArgs {
     /// Validate the spec and list the runs it expands to; run and write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Seconds a run's claim lives without a heartbeat; a worker silent for longer is taken for
+    /// dead and its run is trained by another (see docs/cluster.md).
+    #[arg(long, value_name = "SECONDS", default_value_t = runner::claim::Lease::DEFAULT_SECONDS)]
+    lease: f64,
+    /// Seconds between two heartbeats of this worker's claims (default: a fifth of the lease;
+    /// at most half of it).
+    #[arg(long, value_name = "SECONDS")]
+    heartbeat: Option<f64>,
+    /// When every run left is being trained by other workers, leave instead of waiting for them.
+    #[arg(long)]
+    no_wait: bool,
+    /// Drain the sweep as a queue with every other worker on the same folder, ignoring the
+    /// static shard a Slurm array or Kubernetes indexed job would assign.
+    #[arg(long, conflicts_with = "shard")]
+    queue: bool,
 }
 
 /// Set by SIGINT or SIGTERM: stop starting runs, abandon those in flight, write what is complete.
@@ -182,6 +209,7 @@ fn main() -> ExitCode {
             0
         }),
         Some(Command::Keys { prefix, long, markdown }) => keys(&prefix, long, markdown),
+        Some(Command::Status { dir, json, lease }) => status(&dir, json, lease),
         Some(Command::Sample {
             dir,
             run,
@@ -244,6 +272,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// `runner status`: the state of a sweep's folder, as text or JSON.
+fn status(dir: &std::path::Path, json: bool, lease: f64) -> Result<i32, Error> {
+    let lease = runner::claim::Lease::new(lease, None).map_err(Error::Usage)?;
+    if !dir.join(runner::output::MANIFEST).exists() {
+        return Err(Error::Usage(format!(
+            "{} holds no sweep (no manifest.json); give the results folder of a sweep",
+            dir.display()
+        )));
+    }
+    let report = runner::status::read(dir, &lease)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("reports serialise"));
+    } else {
+        print!("{}", runner::status::text(dir, &report));
+    }
+    Ok(0)
+}
+
 /// `runner keys`: the key reference, whole or for a prefix; an unknown prefix is bad input.
 fn keys(prefix: &str, long: bool, markdown: bool) -> Result<i32, Error> {
     let defs = spec::keys::select(prefix).map_err(Error::Usage)?;
@@ -268,8 +314,10 @@ fn prepare(args: RunArgs) -> Result<Option<Prepared>, Error> {
     let path = args.spec.expect("clap requires the spec");
     let spec = spec::load(&path, &args.sets)?;
     let runs = sweep::expand(&spec)?;
+    let lease = runner::claim::Lease::new(args.lease, args.heartbeat).map_err(Error::Usage)?;
     let shard = match &args.shard {
         Some(text) => Some(launch::Shard::parse(text).map_err(Error::Usage)?),
+        None if args.queue => None,
         None => launch::Shard::from_env(|k| std::env::var(k).ok()).map_err(Error::Usage)?,
     };
     let out = match (&args.out, shard) {
@@ -306,7 +354,7 @@ fn prepare(args: RunArgs) -> Result<Option<Prepared>, Error> {
         .map_err(Error::Usage)?;
     runner::budget::check(&mine, jobs, limit).map_err(Error::Usage)?;
     let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
-    let resuming = launch::prepare_out(&out, args.force, &ids, shard)?;
+    let resuming = launch::prepare_out(&out, args.force, &ids, shard, &lease)?;
     let opts = launch::Options {
         jobs,
         out,
@@ -314,6 +362,8 @@ fn prepare(args: RunArgs) -> Result<Option<Prepared>, Error> {
         quiet: args.quiet,
         shard,
         stop: Some(&STOP),
+        lease,
+        wait: !args.no_wait,
     };
     Ok(Some(Prepared {
         spec,
@@ -334,7 +384,7 @@ fn execute(p: &Prepared) -> Result<launch::Outcome, Error> {
     )?;
     let jobs = p.opts.jobs;
     println!(
-        "{} runs in {:.1} s with {jobs} thread{}{}: {} ok, {} diverged without clipping, {} diverged with clipping, {} failed{} -> {}",
+        "{} runs in {:.1} s with {jobs} thread{}{}: {} ok, {} diverged without clipping, {} diverged with clipping, {} failed{}{} -> {}",
         outcome.ok + outcome.diverged_expected + outcome.diverged_unexpected + outcome.failed,
         outcome.seconds,
         if jobs == 1 { "" } else { "s" },
@@ -345,6 +395,31 @@ fn execute(p: &Prepared) -> Result<launch::Outcome, Error> {
         outcome.failed,
         if p.resuming {
             format!(", {} reused from an earlier run", outcome.reused)
+        } else {
+            String::new()
+        },
+        if outcome.by_others + outcome.left_to_others + outcome.discarded > 0 {
+            format!(
+                "; {} trained by this worker, {} by others{}{}",
+                outcome.trained,
+                outcome.by_others,
+                if outcome.discarded > 0 {
+                    format!(
+                        ", {} discarded (another worker took the run over while this one was stopped)",
+                        outcome.discarded
+                    )
+                } else {
+                    String::new()
+                },
+                if outcome.left_to_others > 0 {
+                    format!(
+                        ", {} left to the workers training them (--no-wait)",
+                        outcome.left_to_others
+                    )
+                } else {
+                    String::new()
+                }
+            )
         } else {
             String::new()
         },

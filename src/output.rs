@@ -28,14 +28,16 @@ pub const SPECTRUM_CSV: &str = "spectrum.csv";
 pub const MANIFEST: &str = "manifest.json";
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed, then
-/// renamed over the target.
+/// renamed over the target. The temporary file's name is unique to this process and call, so
+/// that workers writing the same file at the same moment (the tables, the manifest) never
+/// collide: the last rename wins, and a reader sees one whole file or the other.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
+    let tmp = dir.join(format!(".{name}.{}.tmp", crate::claim::unique_suffix()));
     let io = |e| Error::io(path, e);
     let mut f = fs::File::create(&tmp).map_err(io)?;
     f.write_all(bytes).and_then(|_| f.sync_data()).map_err(|e| {

@@ -553,9 +553,11 @@ fn a_panicking_run_is_recorded_as_failed_and_the_others_complete() {
         quiet: true,
         shard: None,
         stop: None,
+        lease: runner::claim::Lease::new(60.0, None).unwrap(),
+        wait: true,
     };
     let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
-    assert!(!runner::launch::prepare_out(&opts.out, false, &ids, None).unwrap());
+    assert!(!runner::launch::prepare_out(&opts.out, false, &ids, None, &opts.lease).unwrap());
     let outcome = runner::launch::run_sweep(&spec, &runs, &opts, true, true).unwrap();
     assert_eq!((outcome.ok, outcome.failed), (15, 1));
     assert_eq!(outcome.exit_code(), 1);

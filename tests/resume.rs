@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{BIN, run, runs_without_seconds, scratch, text};
+use common::{BIN, assert_same_results, comparable, run, scratch, text};
 
 /// Twelve runs of a few hundred milliseconds each.
 const SPEC: &str = r#"
@@ -30,40 +30,6 @@ every = 50
 "model.activation" = ["tanh", "relu"]
 "train.seed" = [0, 1, 2]
 "#;
-
-/// A file as text, with the `seconds` column of runs.csv blanked (the only field allowed to
-/// differ).
-fn comparable(dir: &Path, file: &str) -> String {
-    if file == "runs.csv" {
-        return runs_without_seconds(dir);
-    }
-    fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()))
-}
-
-fn assert_same_results(a: &Path, b: &Path) {
-    for f in ["runs.csv", "curves.csv", "grad_decay.csv", "summary.csv"] {
-        assert!(
-            comparable(a, f) == comparable(b, f),
-            "{f} differs between {} and {}",
-            a.display(),
-            b.display()
-        );
-    }
-    for entry in fs::read_dir(a.join("checkpoints")).unwrap() {
-        let id = entry.unwrap().file_name();
-        for f in ["init.safetensors", "final.safetensors"] {
-            let (x, y) = (
-                a.join("checkpoints").join(&id).join(f),
-                b.join("checkpoints").join(&id).join(f),
-            );
-            assert!(
-                fs::read(&x).ok() == fs::read(&y).ok(),
-                "{} differs (or exists in one folder only)",
-                x.display()
-            );
-        }
-    }
-}
 
 fn records(dir: &Path) -> usize {
     fs::read_dir(dir.join("records"))
@@ -120,7 +86,7 @@ fn a_killed_sweep_resumes_to_the_results_of_an_uninterrupted_one() {
     // A different spec is refused, and nothing is touched; --force reruns everything.
     let other = run(&dir, &["s.toml", "-q", "--out", "full", "--set", "train.steps=20"]);
     assert_eq!(other.status.code(), Some(2));
-    assert!(text(&other).contains("different spec"), "{}", text(&other));
+    assert!(text(&other).contains("holds another spec"), "{}", text(&other));
     assert_eq!(comparable(&dir.join("full"), "curves.csv"), before);
     let forced = run(&dir, &["s.toml", "-q", "--out", "full", "--force"]);
     assert!(text(&forced).contains("12 ok"), "{}", text(&forced));

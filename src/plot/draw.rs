@@ -27,7 +27,8 @@ pub fn save(fig: &Figure, dir: &Path, name: &str) -> Result<Vec<PathBuf>, Error>
     );
 
     let png = dir.join(format!("{name}.png"));
-    let tmp = dir.join(format!(".{name}.tmp.png"));
+    // A name of its own: two workers finishing one sweep together may draw the same chart.
+    let tmp = dir.join(format!(".{name}.{}.tmp.png", crate::claim::unique_suffix()));
     let drawn = {
         let root = BitMapBackend::new(&tmp, size).into_drawing_area();
         draw(fig, &root, cols, rows)

@@ -55,3 +55,38 @@ pub fn runs_without_seconds(dir: &Path) -> String {
     }
     out
 }
+
+/// A file as text, with the `seconds` column of runs.csv blanked (the only field allowed to
+/// differ).
+pub fn comparable(dir: &Path, file: &str) -> String {
+    if file == "runs.csv" {
+        return runs_without_seconds(dir);
+    }
+    fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()))
+}
+
+/// Asserts that two results folders hold the same tables (but for `seconds`) and checkpoints.
+pub fn assert_same_results(a: &Path, b: &Path) {
+    for f in ["runs.csv", "curves.csv", "grad_decay.csv", "summary.csv"] {
+        assert!(
+            comparable(a, f) == comparable(b, f),
+            "{f} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+    for entry in fs::read_dir(a.join("checkpoints")).unwrap() {
+        let id = entry.unwrap().file_name();
+        for f in ["init.safetensors", "final.safetensors"] {
+            let (x, y) = (
+                a.join("checkpoints").join(&id).join(f),
+                b.join("checkpoints").join(&id).join(f),
+            );
+            assert!(
+                fs::read(&x).ok() == fs::read(&y).ok(),
+                "{} differs (or exists in one folder only)",
+                x.display()
+            );
+        }
+    }
+}

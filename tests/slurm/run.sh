@@ -2,7 +2,8 @@
 # Integration test on a real Slurm: installs Debian's slurmctld, slurmd and munge when missing,
 # writes a single-node configuration for this machine, starts the daemons, submits a sweep as a
 # job array plus a dependent merge job (experiments/slurm/submit.sh), waits, compares the merged
-# results with a local unsharded run, and stops the daemons it started. Needs root.
+# results with a local unsharded run; then submits it as a job array of workers draining one
+# queue (submit.sh --queue), waits, compares again; and stops the daemons it started. Needs root.
 #
 #   tests/slurm/run.sh            (from the repository root; builds the release binary)
 set -euo pipefail
@@ -81,14 +82,17 @@ for _ in $(seq 100); do
 done
 [ "$state" = "idle" ] || { echo "node did not become idle (state '$state')"; cat "$work/slurmctld.log" "$work/slurmd.log"; exit 1; }
 
-spec=experiments/ci.toml
+# SPEC and TASKS choose the sweep and the array size (CI: experiments/ci.toml, 3); with
+# SPEC=experiments/remedies.toml TASKS=4 the printed times compare static shards with a queue.
+spec=${SPEC:-experiments/ci.toml}
+tasks=${TASKS:-3}
 echo "== local run of $spec"
 "$RUNNER" "$spec" --out "$work/local" --quiet
 
-echo "== submitting $spec as a 3-shard job array and a merge job"
+echo "== submitting $spec as a $tasks-shard job array and a merge job"
 start=$(date +%s%N)
 cd "$work"
-ids=$("$root/experiments/slurm/submit.sh" "$root/$spec" 3 "$work/cluster")
+ids=$("$root/experiments/slurm/submit.sh" "$root/$spec" "$tasks" "$work/cluster")
 echo "$ids"
 merge_id=${ids##* merge job }
 merge_id=${merge_id%% *}
@@ -105,8 +109,9 @@ end=$(date +%s%N)
 cd "$root"
 echo "== cluster sweep and merge finished in $(( (end - start) / 1000000 )) ms"
 
-echo "== comparing the merged results with the local run"
-python3 - "$work/local" "$work/cluster" <<'PY'
+# compare DIR: the tables (seconds aside) and checkpoints of DIR are the local run's.
+compare() {
+python3 - "$work/local" "$1" <<'PY'
 import csv, sys, pathlib
 a, b = map(pathlib.Path, sys.argv[1:])
 def rows(d, f):
@@ -118,12 +123,37 @@ def rows(d, f):
     return r
 for f in ["runs.csv", "curves.csv", "grad_decay.csv", "summary.csv"]:
     if rows(a, f) != rows(b, f):
-        sys.exit(f"{f} differs between the local and the cluster run")
+        sys.exit(f"{f} differs between the local run and {b}")
 ckpts = sorted(p.relative_to(a) for p in (a / "checkpoints").rglob("*.safetensors"))
 for c in ckpts:
     if (a / c).read_bytes() != (b / c).read_bytes():
-        sys.exit(f"{c} differs between the local and the cluster run")
+        sys.exit(f"{c} differs between the local run and {b}")
 n = len(rows(a, "runs.csv")) - 1
 print(f"identical: runs.csv ({n} runs, seconds aside), curves.csv, grad_decay.csv, summary.csv, {len(ckpts)} checkpoints")
 PY
+}
+echo "== comparing the merged results with the local run"
+compare "$work/cluster"
+
+echo "== submitting $spec as a job array of $tasks workers draining one queue"
+start=$(date +%s%N)
+cd "$work"
+ids=$("$root/experiments/slurm/submit.sh" --queue "$root/$spec" "$tasks" "$work/queue")
+echo "$ids"
+array_id=${ids#array job }
+array_id=${array_id%% *}
+for _ in $(seq 600); do
+  states=$(scontrol show job "$array_id" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2 | sort -u | tr '\n' ' ' || true)
+  case "$states" in
+    *PENDING*|*RUNNING*|*CONFIGURING*|*COMPLETING*|"") sleep 0.5 ;;
+    "COMPLETED ") break ;;
+    *) echo "queue workers ended as: $states"; cat "$work"/slurm-runner-drain-*.out; exit 1 ;;
+  esac
+done
+[ "$states" = "COMPLETED " ] || { echo "queue workers did not complete (states '$states')"; cat "$work"/slurm-*.out || true; exit 1; }
+end=$(date +%s%N)
+cd "$root"
+echo "== the queue drained in $(( (end - start) / 1000000 )) ms; each worker's closing line:"
+cat "$work"/slurm-runner-drain-*.out
+compare "$work/queue"
 echo "Slurm test passed"

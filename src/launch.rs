@@ -722,11 +722,11 @@ pub fn run_sweep(
     // of the products of the runs still going, so the cores stay busy. When nothing is left to
     // claim but other workers' runs, the process polls until they are recorded or their claims
     // go stale (then it takes them over).
-    let beating = AtomicBool::new(false);
+    let finished = AtomicBool::new(false);
     let mut errors = Vec::new();
     let mut waiting_on_others = false;
     std::thread::scope(|s| {
-        s.spawn(|| heartbeat(out, &opts.lease, &held, &beating));
+        s.spawn(|| heartbeat(out, &opts.lease, &held, &finished));
         loop {
             let results: Vec<Result<Pick<'_>, Error>> = pool
                 .broadcast(|_| {
@@ -771,7 +771,7 @@ pub fn run_sweep(
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        beating.store(true, Ordering::Relaxed);
+        finished.store(true, Ordering::Relaxed);
     });
     bar.finish_and_clear();
     if let Some(e) = errors.into_iter().next() {

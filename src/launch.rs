@@ -838,7 +838,7 @@ pub fn finish(out: &Path, manifest: &mut Manifest, records: &[RunRecord], charts
         &out.join(output::SPECTRUM_CSV),
         records.iter().flat_map(|r| r.spectrum.iter()),
     )?;
-    crate::report::write_summary(out, &keys, &rows)?;
+    crate::report::write_summary(out, &manifest.name, &keys, &rows)?;
     if charts {
         crate::plot::draw_all(out, &[])?;
     }

@@ -25,7 +25,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Redraw every chart of a results folder from its CSV files and manifest alone.
+    /// Redraw every chart of a results folder from its CSV files and manifest alone, and rewrite
+    /// summary.tex and report.md from them.
     Plot {
         /// The results folder, e.g. results/vanishing.
         dir: PathBuf,
@@ -204,7 +205,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match cli.command {
-        Some(Command::Plot { dir, set }) => runner::plot::draw_all(&dir, &set).map(|charts| {
+        Some(Command::Plot { dir, set }) => runner::report::redraw(&dir, &set).map(|charts| {
             println!("drew {} charts in {}", charts.len(), dir.join("charts").display());
             0
         }),

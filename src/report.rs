@@ -1,5 +1,6 @@
-//! Seeds summarised (`summary.csv`) and the report a user pastes into their own
-//! (`report.md`: the manifest's facts, the summary as a Markdown table, every chart).
+//! Seeds summarised (`summary.csv`, and the same table for LaTeX papers in `summary.tex`) and
+//! the report a user pastes into their own (`report.md`: the manifest's facts, the summary as a
+//! Markdown table, every chart).
 
 use std::path::Path;
 
@@ -9,6 +10,8 @@ use crate::record::{RunRow, Status, fmt_num};
 
 /// The per-configuration summary table.
 pub const SUMMARY_CSV: &str = "summary.csv";
+/// The per-configuration summary as a booktabs LaTeX table.
+pub const SUMMARY_TEX: &str = "summary.tex";
 /// The Markdown report.
 pub const REPORT_MD: &str = "report.md";
 
@@ -82,10 +85,10 @@ fn beats_baseline(g: &Group) -> bool {
         .all(|r| r.status == Status::Ok && r.final_loss.is_some_and(|l| l < r.baseline_loss))
 }
 
-/// Writes `summary.csv`: one row per configuration with n, the number of `ok` runs, and n, mean,
-/// std, min, max of `final_loss`, `final_accuracy` and `decay_factor`, the baseline, and whether
-/// the configuration beats its baseline in every seed.
-pub fn write_summary(out: &Path, keys: &[&str], rows: &[RunRow]) -> Result<(), Error> {
+/// `summary.csv` as bytes: one row per configuration with n, the number of `ok` runs, and
+/// mean, std, min, max of `final_loss`, `final_accuracy` and `decay_factor`, the baseline, and
+/// whether the configuration beats its baseline in every seed.
+pub fn summary_csv(keys: &[&str], rows: &[RunRow]) -> Result<Vec<u8>, csv::Error> {
     let (names, groups) = groups(keys, rows);
     let mut header = names.clone();
     header.extend(["runs", "runs_ok"].map(String::from));
@@ -95,14 +98,8 @@ pub fn write_summary(out: &Path, keys: &[&str], rows: &[RunRow]) -> Result<(), E
         }
     }
     header.extend(["baseline_loss", "beats_baseline"].map(String::from));
-    let path = out.join(SUMMARY_CSV);
     let mut w = csv::Writer::from_writer(Vec::new());
-    let err = |e: csv::Error| Error::Data {
-        path: path.clone(),
-        line: None,
-        message: e.to_string(),
-    };
-    w.write_record(&header).map_err(err)?;
+    w.write_record(&header)?;
     for g in &groups {
         let mut rec = g.config.clone();
         rec.push(g.rows.len().to_string());
@@ -116,9 +113,150 @@ pub fn write_summary(out: &Path, keys: &[&str], rows: &[RunRow]) -> Result<(), E
         }
         rec.push(fmt_num(g.rows.first().map(|r| r.baseline_loss)));
         rec.push(beats_baseline(g).to_string());
-        w.write_record(&rec).map_err(err)?;
+        w.write_record(&rec)?;
     }
-    output::write_atomic(&path, &w.into_inner().expect("in-memory writer"))
+    Ok(w.into_inner().expect("in-memory writer"))
+}
+
+/// Writes `summary.csv` ([`summary_csv`]) and beside it `summary.tex` ([`summary_tex`]), the
+/// same configurations for a LaTeX paper.
+pub fn write_summary(out: &Path, name: &str, keys: &[&str], rows: &[RunRow]) -> Result<(), Error> {
+    let path = out.join(SUMMARY_CSV);
+    let bytes = summary_csv(keys, rows).map_err(|e| Error::Data {
+        path: path.clone(),
+        line: None,
+        message: e.to_string(),
+    })?;
+    output::write_atomic(&path, &bytes)?;
+    output::write_atomic(&out.join(SUMMARY_TEX), summary_tex(name, keys, rows).as_bytes())
+}
+
+/// `text` with LaTeX's special characters escaped, for a table cell or caption.
+fn tex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\textbackslash{}"),
+            '{' | '}' | '$' | '&' | '#' | '_' | '%' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '^' => out.push_str("\\textasciicircum{}"),
+            '~' => out.push_str("\\textasciitilde{}"),
+            '<' => out.push_str("\\textless{}"),
+            '>' => out.push_str("\\textgreater{}"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A number for LaTeX's math mode, 4 significant digits as in `report.md`: `0.1234`,
+/// `1.234\times10^{-5}`.
+fn tex_num(x: f64) -> String {
+    let m = md(Some(x));
+    match m.split_once('e') {
+        Some((mant, exp)) => {
+            let exp = exp.trim_start_matches('+');
+            let exp = exp.strip_prefix('-').map_or_else(
+                || exp.trim_start_matches('0').to_string(),
+                |e| format!("-{}", e.trim_start_matches('0')),
+            );
+            format!("{mant}\\times10^{{{exp}}}")
+        }
+        None => m,
+    }
+}
+
+/// A statistics cell: `$mean \pm std$` over two or more values, the value alone for one, `--`
+/// for none.
+fn tex_stats(s: &Stats) -> String {
+    match (s.mean, s.std) {
+        (Some(m), Some(d)) => format!("${} \\pm {}$", tex_num(m), tex_num(d)),
+        (Some(m), None) => format!("${}$", tex_num(m)),
+        _ => "--".into(),
+    }
+}
+
+/// The summary as a booktabs LaTeX `table` (caption and label included) that compiles as is in
+/// a document loading `booktabs`: one row per configuration, mean ± sample standard deviation
+/// over its seeds of the final loss, final accuracy (when the task has one) and the measured
+/// decay factor after training, the baseline and whether every seed beat it. Swept numbers are
+/// right-aligned, words left-aligned.
+pub fn summary_tex(name: &str, keys: &[&str], rows: &[RunRow]) -> String {
+    let (names, groups) = groups(keys, rows);
+    let accuracy = rows.iter().any(|r| r.final_accuracy.is_some());
+    let numeric: Vec<bool> = (0..names.len())
+        .map(|i| {
+            groups
+                .iter()
+                .all(|g| g.config[i] == "none" || g.config[i].parse::<f64>().is_ok())
+        })
+        .collect();
+    let mut spec: String = numeric.iter().map(|&n| if n { 'r' } else { 'l' }).collect();
+    spec.push_str(if accuracy { "rcccrl" } else { "rccrl" });
+    let mut head: Vec<String> = names.iter().map(|n| format!("\\texttt{{{}}}", tex_escape(n))).collect();
+    head.push("seeds".into());
+    head.push("final loss".into());
+    if accuracy {
+        head.push("final accuracy".into());
+    }
+    head.extend(["decay factor", "baseline", "beats baseline"].map(String::from));
+    let label: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .collect();
+    let mut t = String::new();
+    t.push_str("% Written by runner from the runs of summary.csv: one row per configuration, its seeds\n");
+    t.push_str("% summarised. Needs \\usepackage{booktabs}; \\input{summary.tex} where the table goes.\n");
+    t.push_str("\\begin{table}[htbp]\n\\centering\n\\small\n");
+    t.push_str(&format!(
+        "\\caption{{{}: final evaluation loss{}, and the measured per-step factor of the gradient after training, mean $\\pm$ sample standard deviation over the seeds of each configuration. \\emph{{Beats baseline}}: every seed completed below the task's memoryless baseline.}}\n",
+        tex_escape(name),
+        if accuracy { ", final accuracy" } else { "" }
+    ));
+    t.push_str(&format!("\\label{{tab:{label}-summary}}\n"));
+    t.push_str(&format!("\\begin{{tabular}}{{{spec}}}\n\\toprule\n"));
+    t.push_str(&format!("{} \\\\\n\\midrule\n", head.join(" & ")));
+    for g in &groups {
+        let ok = g.rows.iter().filter(|x| x.status == Status::Ok).count();
+        let mut cells: Vec<String> = g.config.iter().map(|v| tex_escape(v)).collect();
+        cells.push(if ok == g.rows.len() {
+            ok.to_string()
+        } else {
+            format!("{ok} of {} ok", g.rows.len())
+        });
+        cells.push(tex_stats(&Stats::of(g.rows.iter().map(|x| x.final_loss))));
+        if accuracy {
+            cells.push(tex_stats(&Stats::of(g.rows.iter().map(|x| x.final_accuracy))));
+        }
+        cells.push(tex_stats(&Stats::of(g.rows.iter().map(|x| x.decay_factor))));
+        cells.push(
+            g.rows
+                .first()
+                .map_or("--".into(), |x| format!("${}$", tex_num(x.baseline_loss))),
+        );
+        cells.push(if beats_baseline(g) { "yes".into() } else { "no".into() });
+        t.push_str(&format!("{} \\\\\n", cells.join(" & ")));
+    }
+    t.push_str("\\bottomrule\n\\end{tabular}\n\\end{table}\n");
+    t
+}
+
+/// `runner plot DIR`: redraws every chart of a results folder (with `overrides`, as
+/// [`crate::plot::draw_all`]), then rewrites `summary.tex` and `report.md` from its files, so a
+/// folder written before a file existed gains it. Returns the charts written.
+pub fn redraw(dir: &Path, overrides: &[String]) -> Result<Vec<std::path::PathBuf>, Error> {
+    let charts = crate::plot::draw_all(dir, overrides)?;
+    let manifest = output::read_manifest(dir)?;
+    let table = output::read_runs(dir)?;
+    let keys: Vec<&str> = table.swept_keys.iter().map(String::as_str).collect();
+    output::write_atomic(
+        &dir.join(SUMMARY_TEX),
+        summary_tex(&manifest.name, &keys, &table.rows).as_bytes(),
+    )?;
+    write_report(dir, &manifest, true)?;
+    Ok(charts)
 }
 
 /// A number in a Markdown cell: 4 significant digits.

@@ -308,6 +308,7 @@ pub fn plot_choice(spec: &Spec, runs: &[RunConfig]) -> PlotChoice {
         x: setting("plot.x"),
         color: setting("plot.color"),
         panel: setting("plot.panel"),
+        heatmap: crate::plot::PlotSettings::heatmap_setting(&setting("plot.heatmap")),
     };
     let columns = crate::plot::Columns {
         keys: runs
@@ -355,9 +356,19 @@ pub fn manifest(spec: &Spec, runs: &[RunConfig], threads: usize) -> Manifest {
             serde_json::json!({ "label": v.label, "settings": set })
         })
         .collect();
+    // Keys added after hashes were first recorded count only when set away from their
+    // default, so a spec that does not use them keeps the hash it had.
+    let hashed: BTreeMap<&'static str, Value> = settings
+        .iter()
+        .filter(|(k, v)| {
+            !matches!(**k, "plot.heatmap" | "output.formats")
+                || crate::spec::keydef(k).is_none_or(|d| crate::spec::default_value(d) != **v)
+        })
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
     let hash_input = format!(
         "{}|{}|{}",
-        canonical_json(&settings),
+        canonical_json(&hashed),
         serde_json::to_string(&sweep.iter().map(|a| (&a.key, &a.values)).collect::<Vec<_>>()).expect("json"),
         serde_json::to_string(&variants).expect("json")
     );

@@ -370,12 +370,17 @@ pub fn write_report(out: &Path, manifest: &Manifest, charts: bool) -> Result<(),
             ("spectrum", "Lyapunov spectrum after training"),
             ("lyapunov_max_init", "Largest Lyapunov exponent at initialisation"),
             ("lyapunov_max", "Largest Lyapunov exponent after training"),
+            ("final_loss_heatmap", "Final loss by two swept keys"),
         ] {
-            // Charts drawn only for some sweeps (accuracy, the bound) are listed when present.
-            if !out.join("charts").join(format!("{name}.png")).exists() {
+            // Charts drawn only for some sweeps (accuracy, the bound) are listed when present,
+            // as PNG, or as SVG when `output.formats` leaves PNG out.
+            let Some(ext) = ["png", "svg"]
+                .into_iter()
+                .find(|e| out.join("charts").join(format!("{name}.{e}")).exists())
+            else {
                 continue;
-            }
-            r.push_str(&format!("### {title}\n\n![{title}](charts/{name}.png)\n\n"));
+            };
+            r.push_str(&format!("### {title}\n\n![{title}](charts/{name}.{ext})\n\n"));
         }
     }
     output::write_atomic(&out.join(REPORT_MD), r.as_bytes())

@@ -730,7 +730,7 @@ impl Reader<'_> {
 }
 
 /// The `plot.*` keys name a swept key (or `variant` when the spec has variants), `auto` or
-/// `none`.
+/// `none`; `plot.heatmap` two of them, the seed excepted.
 fn check_plot_keys(spec: &Spec) -> Vec<Problem> {
     let mut problems = Vec::new();
     for key in ["plot.x", "plot.color", "plot.panel"] {
@@ -746,6 +746,24 @@ fn check_plot_keys(spec: &Spec) -> Vec<Problem> {
                 origin: located.origin.clone(),
                 message: format!("\"{s}\" is not swept by this spec; use \"auto\" or one of the keys in [sweep]"),
             });
+        }
+    }
+    let located = &spec.base["plot.heatmap"];
+    if let Value::List(items) = &located.value {
+        for item in items {
+            let s = item.to_string();
+            let swept = spec.sweep.iter().any(|(k, _, _)| *k == s) || (s == "variant" && !spec.variants.is_empty());
+            if !swept || s == "train.seed" {
+                problems.push(Problem {
+                    key: Some("plot.heatmap".into()),
+                    origin: located.origin.clone(),
+                    message: if s == "train.seed" {
+                        "\"train.seed\" cannot be a heatmap axis: each cell averages over the seeds".into()
+                    } else {
+                        format!("\"{s}\" is not swept by this spec; name two of the keys in [sweep], or \"auto\"")
+                    },
+                });
+            }
         }
     }
     problems

@@ -16,7 +16,7 @@ use crate::task::{Corpus, Task, TaskConfig};
 fn affects_result(key: &str) -> bool {
     !matches!(
         key,
-        "name" | "description" | "output.dir" | "output.checkpoints" | "output.charts"
+        "name" | "description" | "output.dir" | "output.checkpoints" | "output.charts" | "output.formats"
     ) && !key.starts_with("plot.")
 }
 

@@ -112,3 +112,68 @@ fn files(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+#[test]
+fn heatmap_is_drawn_for_two_numeric_keys_and_redrawn_with_another_pair() {
+    let res = sweep("heatmap", "grid", GRID, &[]);
+    let svg = |res: &Path| fs::read_to_string(res.join("charts/final_loss_heatmap.svg")).unwrap();
+    assert!(res.join("charts/final_loss_heatmap.png").exists());
+    let first = svg(&res);
+    // auto: the first two numeric keys, learning rate across, clipping up; activation as panels.
+    assert!(
+        first.contains("by learning rate and gradient-norm clipping threshold θ"),
+        "{}",
+        &first[..first.len().min(2000)]
+    );
+    assert!(first.contains("activation = tanh") && first.contains("activation = relu"));
+    assert!(first.contains("1 of 2 diverged"), "the diverged ReLU cell is marked");
+    let report = fs::read_to_string(res.join("report.md")).unwrap();
+    assert!(report.contains("charts/final_loss_heatmap.png"), "{report}");
+
+    let plot = |args: &[&str]| {
+        let mut all = vec!["plot", "res"];
+        all.extend(args);
+        run(res.parent().unwrap(), &all)
+    };
+    let out = plot(&["--set", "plot.heatmap=[train.clip, train.lr]"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(svg(&res).contains("by gradient-norm clipping threshold θ and learning rate"));
+    // The seed is averaged in each cell; an unswept key is not there: refused, nothing redrawn.
+    for bad in [
+        "plot.heatmap=[train.seed, train.lr]",
+        "plot.heatmap=[model.hidden, train.lr]",
+    ] {
+        let out = plot(&["--set", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+        assert!(stderr(&out).contains("plot.heatmap"), "{}", stderr(&out));
+    }
+    assert!(svg(&res).contains("by gradient-norm clipping threshold θ and learning rate"));
+    let out = plot(&["--set", "plot.heatmap=none"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!res.join("charts/final_loss_heatmap.svg").exists());
+    assert!(!fs::read_to_string(res.join("report.md")).unwrap().contains("heatmap"));
+}
+
+#[test]
+fn a_spec_naming_unswept_heatmap_keys_is_refused_before_any_run() {
+    let dir = scratch("heatmap-spec");
+    for (bad, says) in [
+        ("[plot]\nheatmap = [\"model.hidden\", \"train.lr\"]\n", "not swept"),
+        ("[plot]\nheatmap = [\"train.lr\"]\n", "two"),
+        (
+            "[plot]\nheatmap = [\"train.seed\", \"train.lr\"]\n",
+            "averages over the seeds",
+        ),
+        ("[output]\nformats = [\"png\", \"gif\"]\n", "gif"),
+    ] {
+        fs::write(
+            dir.join("bad.toml"),
+            format!("{bad}{}", &GRID[GRID.find("[task]").unwrap()..]),
+        )
+        .unwrap();
+        let out = run(&dir, &["bad.toml", "--quiet", "--out", "res"]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{bad}: {}", stderr(&out));
+        assert!(!dir.join("res").exists());
+    }
+}

@@ -23,6 +23,8 @@ pub struct PlotSettings {
     pub color: String,
     /// `plot.panel`: the key with one panel per value.
     pub panel: String,
+    /// `plot.heatmap`: `auto`, `none`, or the heatmap's two keys joined by a comma (x first).
+    pub heatmap: String,
 }
 
 impl Default for PlotSettings {
@@ -31,13 +33,14 @@ impl Default for PlotSettings {
             x: "auto".into(),
             color: "auto".into(),
             panel: "auto".into(),
+            heatmap: "auto".into(),
         }
     }
 }
 
 impl PlotSettings {
     /// The names of the settings, as written in a spec and after `--set`.
-    pub const KEYS: [&'static str; 3] = ["plot.x", "plot.color", "plot.panel"];
+    pub const KEYS: [&'static str; 4] = ["plot.x", "plot.color", "plot.panel", "plot.heatmap"];
 
     /// The value of one setting by its dotted name.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut String> {
@@ -45,6 +48,7 @@ impl PlotSettings {
             "plot.x" => Some(&mut self.x),
             "plot.color" => Some(&mut self.color),
             "plot.panel" => Some(&mut self.panel),
+            "plot.heatmap" => Some(&mut self.heatmap),
             _ => None,
         }
     }
@@ -68,7 +72,47 @@ impl PlotSettings {
                 ));
             }
         }
+        if self.heatmap != "auto" && self.heatmap != "none" {
+            let keys: Vec<&str> = self.heatmap.split(',').collect();
+            let swept = || {
+                table
+                    .keys
+                    .iter()
+                    .filter(|k| *k != SEED)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if keys.len() != 2 || keys[0] == keys[1] {
+                return Err(format!(
+                    "`plot.heatmap`: \"{}\" is not two different keys; write [KEY, KEY] with two of: {}",
+                    self.heatmap,
+                    swept()
+                ));
+            }
+            for k in keys {
+                if k == SEED || !table.keys.iter().any(|s| s == k) {
+                    return Err(format!(
+                        "`plot.heatmap`: \"{k}\" is not a swept key of these results other than the seed (swept here: {}); use \"auto\", \"none\" or two of them",
+                        swept()
+                    ));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// `plot.heatmap`'s value in the form [`PlotSettings::heatmap`] keeps: a spec's list
+    /// (`["train.lr", "train.clip"]`, also as `--set` writes it, `[train.lr, train.clip]`)
+    /// becomes `train.lr,train.clip`; `auto` and `none` stay.
+    pub fn heatmap_setting(text: &str) -> String {
+        let inner = text.trim().trim_start_matches('[').trim_end_matches(']');
+        inner
+            .split(',')
+            .map(|k| k.trim().trim_matches('"').trim())
+            .filter(|k| !k.is_empty())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -230,6 +274,8 @@ pub struct Layout {
     /// Lines and panels of the per-step charts (loss, gradient norm, gradient decay), whose x
     /// axis is the step or the distance, so every swept key but the seed tells lines apart.
     pub steps: Grouping,
+    /// The keys of the `final_loss_heatmap` (x, then y), when one is drawn.
+    pub heatmap: Option<(String, String)>,
 }
 
 /// Chooses the layout; `settings` must have passed [`PlotSettings::check`].
@@ -237,7 +283,43 @@ pub fn layout(table: &Columns, settings: &PlotSettings) -> Layout {
     let x = x_axis(table, &settings.x);
     let summary = grouping(table, settings, x.key.as_deref());
     let steps = grouping(table, settings, None);
-    Layout { x, summary, steps }
+    let heatmap = heatmap_keys(table, &settings.heatmap);
+    Layout {
+        x,
+        summary,
+        steps,
+        heatmap,
+    }
+}
+
+/// The heatmap's keys: the two named, or with `auto` the first two swept numeric keys other
+/// than the seed that take two or more values; `none` (or too few such keys): no heatmap.
+fn heatmap_keys(table: &Columns, setting: &str) -> Option<(String, String)> {
+    let keys: Vec<String> = match setting {
+        "none" => return None,
+        "auto" => table
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|(i, k)| {
+                let values = values_in_order(table, *i);
+                *k != SEED && values.len() >= 2 && numeric(&values)
+            })
+            .map(|(_, k)| k.clone())
+            .take(2)
+            .collect(),
+        pair => pair.split(',').map(String::from).collect(),
+    };
+    match keys.as_slice() {
+        [x, y] => Some((x.clone(), y.clone())),
+        _ => None,
+    }
+}
+
+/// The values of swept key `key` in axis order (numbers ascending, `none` last; words in sweep
+/// order).
+pub fn axis_values(table: &Columns, key: &str) -> Vec<String> {
+    column(table, key).map_or_else(Vec::new, |i| axis_order(values_in_order(table, i)))
 }
 
 /// Distinct values of column `i` in order of first appearance (sweep order).
@@ -747,6 +829,42 @@ mod tests {
         );
         assert_eq!(l.steps.panels.len(), 1);
         assert_eq!(l.steps.lines.len(), 36);
+    }
+
+    #[test]
+    fn the_heatmap_takes_the_first_two_numeric_keys() {
+        let t = table(&[
+            ("task.seq_len", &["10", "25", "50"]),
+            ("model.activation", &["tanh", "relu"]),
+            ("train.clip", &["none", "1.0"]),
+            ("train.seed", &["0", "1"]),
+        ]);
+        let pair = |l: Layout| l.heatmap;
+        assert_eq!(pair(auto(&t)), Some(("task.seq_len".into(), "train.clip".into())));
+        let s = |h: &str| PlotSettings {
+            heatmap: h.into(),
+            ..PlotSettings::default()
+        };
+        assert_eq!(pair(layout(&t, &s("none"))), None);
+        assert_eq!(
+            pair(layout(&t, &s("model.activation,task.seq_len"))),
+            Some(("model.activation".into(), "task.seq_len".into())),
+            "any two swept keys when named"
+        );
+        assert!(s("train.seed,task.seq_len").check(&t).is_err());
+        assert!(s("task.seq_len").check(&t).is_err());
+        // One numeric key (and one swept with a single value): no heatmap.
+        let t = table(&[
+            ("model.scale", &["0.5", "1.0"]),
+            ("train.lr", &["0.1"]),
+            ("model.activation", &["tanh", "relu"]),
+        ]);
+        assert_eq!(pair(auto(&t)), None);
+        assert_eq!(
+            PlotSettings::heatmap_setting("[train.lr, \"train.clip\"]"),
+            "train.lr,train.clip"
+        );
+        assert_eq!(PlotSettings::heatmap_setting("auto"), "auto");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Drawing a `Figure`: the backends (PNG and SVG, each written atomically), the panel grid,
-//! axes and ticks, series, reference lines and the legend strip. It decides nothing about
-//! what a chart shows; the same routine draws every figure on both backends.
+//! Drawing a chart: the backends (PNG, SVG and PDF, each file written atomically), the panel
+//! grid, axes and ticks, series, reference lines and the legend strip of a `Figure`, and the
+//! cells and colour bar of a `Heatmap`. It decides nothing about what a chart shows; the same
+//! routine draws every chart on every backend.
 
 use std::path::{Path, PathBuf};
 
@@ -8,62 +9,349 @@ use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
 use super::FAMILY;
 use super::figure::{DASHES, Figure, Mark, Panel, Series, Style, linear_ticks, log_ticks};
+use super::heatmap::{Heatmap, cell_label, viridis};
 use crate::Error;
 use crate::output;
 
 /// Width of the legend strip on the right, in pixels.
 const LEGEND_WIDTH: u32 = 370;
 
-/// Writes `fig` as `<name>.png` and `<name>.svg` in `dir`, each atomically.
-pub fn save(fig: &Figure, dir: &Path, name: &str) -> Result<Vec<PathBuf>, Error> {
-    let cols = fig.columns.clamp(1, fig.panels.len().max(1));
-    let rows = fig.panels.len().div_ceil(cols).max(1);
-    let legend_rows = fig.legend.len() as u32;
-    let size = (
-        (LEGEND_WIDTH + 10 + 480 * cols as u32).max(1300),
-        (90 + 380 * rows as u32).max(110 + 24 * legend_rows),
-    );
+/// A chart to draw: series on axes ([`Figure`]) or a grid of coloured cells ([`Heatmap`]).
+pub enum Chart {
+    /// Lines, dots, bands and reference lines in panels.
+    Lines(Figure),
+    /// The final-loss heatmap.
+    Heat(Heatmap),
+}
 
-    let png = dir.join(format!("{name}.png"));
-    // A name of its own: two workers finishing one sweep together may draw the same chart.
-    let tmp = dir.join(format!(".{name}.{}.tmp.png", crate::claim::unique_suffix()));
-    let drawn = {
-        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
-        draw(fig, &root, cols, rows)
-            .map_err(|message| Error::Plot {
-                path: png.clone(),
-                message,
-            })
-            .and_then(|_| {
-                root.present().map_err(|e| Error::Plot {
-                    path: png.clone(),
-                    message: e.to_string(),
-                })
-            })
-    };
-    if let Err(e) = drawn {
-        let _ = std::fs::remove_file(&tmp); // never leave a half-written image behind
-        return Err(e);
+/// The file formats a chart is written in (`output.formats`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// A bitmap, `<name>.png`.
+    Png,
+    /// Vector, `<name>.svg`.
+    Svg,
+    /// Vector with the font embedded, `<name>.pdf`.
+    Pdf,
+}
+
+impl Format {
+    /// Every format, in the order files are written.
+    pub const ALL: [Format; 3] = [Format::Png, Format::Svg, Format::Pdf];
+
+    /// The file extension, also the name `output.formats` lists.
+    pub fn ext(self) -> &'static str {
+        match self {
+            Format::Png => "png",
+            Format::Svg => "svg",
+            Format::Pdf => "pdf",
+        }
     }
-    std::fs::rename(&tmp, &png).map_err(|e| Error::io(&png, e))?;
+}
 
-    let svg = dir.join(format!("{name}.svg"));
-    let mut text = String::new();
-    {
-        let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
-        draw(fig, &root, cols, rows).map_err(|message| Error::Plot {
-            path: svg.clone(),
+/// The size of a chart in pixels.
+fn size(chart: &Chart) -> (u32, u32) {
+    match chart {
+        Chart::Lines(fig) => {
+            let cols = fig.columns.clamp(1, fig.panels.len().max(1));
+            let rows = fig.panels.len().div_ceil(cols).max(1);
+            let legend_rows = fig.legend.len() as u32;
+            (
+                (LEGEND_WIDTH + 10 + 480 * cols as u32).max(1300),
+                (90 + 380 * rows as u32).max(110 + 24 * legend_rows),
+            )
+        }
+        Chart::Heat(hm) => {
+            let cols = hm.columns.clamp(1, hm.panels.len().max(1));
+            let rows = hm.panels.len().div_ceil(cols).max(1);
+            let panel_w = (140 + 78 * hm.x_values.len() as u32).max(430);
+            let panel_h = (150 + 46 * hm.y_values.len() as u32).max(360);
+            (
+                (LEGEND_WIDTH + 10 + panel_w * cols as u32).max(1300),
+                (70 + panel_h * rows as u32).max(480),
+            )
+        }
+    }
+}
+
+/// Draws `chart` on any backend.
+fn render<DB: DrawingBackend>(chart: &Chart, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    match chart {
+        Chart::Lines(fig) => {
+            let cols = fig.columns.clamp(1, fig.panels.len().max(1));
+            let rows = fig.panels.len().div_ceil(cols).max(1);
+            draw(fig, root, cols, rows)
+        }
+        Chart::Heat(hm) => draw_heat(hm, root),
+    }
+}
+
+/// Writes `chart` as `<name>.<ext>` in `dir` for each of `formats`, each file atomically, and
+/// removes the files of the formats left out (so a folder never holds a stale chart beside a
+/// fresh one).
+pub fn save(chart: &Chart, dir: &Path, name: &str, formats: &[Format]) -> Result<Vec<PathBuf>, Error> {
+    let size = size(chart);
+    let mut written = Vec::new();
+    for format in Format::ALL {
+        let path = dir.join(format!("{name}.{}", format.ext()));
+        if !formats.contains(&format) {
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+            continue;
+        }
+        let plot_err = |message: String| Error::Plot {
+            path: path.clone(),
             message,
-        })?;
-        root.present().map_err(|e| Error::Plot {
-            path: svg.clone(),
-            message: e.to_string(),
-        })?;
+        };
+        match format {
+            Format::Png => {
+                // A name of its own: two workers finishing one sweep together may draw the same chart.
+                let tmp = dir.join(format!(".{name}.{}.tmp.png", crate::claim::unique_suffix()));
+                let drawn = {
+                    let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+                    render(chart, &root)
+                        .map_err(plot_err)
+                        .and_then(|_| root.present().map_err(|e| plot_err(e.to_string())))
+                };
+                if let Err(e) = drawn {
+                    let _ = std::fs::remove_file(&tmp); // never leave a half-written image behind
+                    return Err(e);
+                }
+                std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+            }
+            Format::Svg => {
+                let mut text = String::new();
+                {
+                    let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
+                    render(chart, &root).map_err(plot_err)?;
+                    root.present().map_err(|e| plot_err(e.to_string()))?;
+                }
+                output::write_atomic(&path, text.as_bytes())?;
+            }
+            // Written from the next commit on.
+            Format::Pdf => continue,
+        }
+        written.push(path);
     }
-    output::write_atomic(&svg, text.as_bytes())?;
-    Ok(vec![png, svg])
+    Ok(written)
+}
+
+/// Removes every file of chart `name` from `dir` (a chart no longer drawn).
+pub fn remove(dir: &Path, name: &str) -> Result<(), Error> {
+    for format in Format::ALL {
+        let path = dir.join(format!("{name}.{}", format.ext()));
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Draws the heatmap: its panels of cells with the values written in them, and the colour bar
+/// with its ticks, the baseline and what the marks mean in the strip on the right.
+fn draw_heat<DB: DrawingBackend>(hm: &Heatmap, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(err)?;
+    let root = root.titled(&hm.title, (FAMILY, 22)).map_err(err)?;
+    let (plots, bar_area) = root.split_horizontally(root.dim_in_pixel().0 - LEGEND_WIDTH);
+    let cols = hm.columns.clamp(1, hm.panels.len().max(1));
+    let rows = hm.panels.len().div_ceil(cols).max(1);
+    let (nx, ny) = (hm.x_values.len(), hm.y_values.len());
+    let (lo, hi) = hm.range;
+    let fill = |log: f64| {
+        let (r, g, b) = viridis((log - lo) / (hi - lo));
+        RGBColor(r, g, b)
+    };
+    let areas = plots.split_evenly((rows, cols));
+    for (pi, (panel, area)) in hm.panels.iter().zip(&areas).enumerate() {
+        let xk: Vec<f64> = (0..nx).map(|i| i as f64).collect();
+        let yk: Vec<f64> = (0..ny).map(|i| i as f64).collect();
+        let mut chart = ChartBuilder::on(area)
+            .caption(&panel.title, (FAMILY, 17))
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(64)
+            .build_cartesian_2d(
+                Ticked::new(-0.5..nx as f64 - 0.5, xk),
+                Ticked::new(-0.5..ny as f64 - 0.5, yk),
+            )
+            .map_err(err)?;
+        let label = |values: &[String], v: f64| {
+            let i = v.round();
+            if (v - i).abs() < 1e-9 && i >= 0.0 {
+                values.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        };
+        let x_fmt = |v: &f64| label(&hm.x_values, *v);
+        let y_fmt = |v: &f64| label(&hm.y_values, *v);
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc(&hm.x_label)
+            .y_desc(if pi % cols == 0 { hm.y_label.as_str() } else { "" })
+            .label_style((FAMILY, 13))
+            .axis_desc_style((FAMILY, 14))
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&y_fmt)
+            .draw()
+            .map_err(err)?;
+        for (yi, row) in panel.cells.iter().enumerate() {
+            for (xi, cell) in row.iter().enumerate() {
+                let (x, y) = (xi as f64, yi as f64);
+                let corners = [(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)];
+                let (color, text_color) = match cell.log_mean {
+                    Some(v) => {
+                        let c = fill(v);
+                        let light = 0.3 * c.0 as f64 + 0.59 * c.1 as f64 + 0.11 * c.2 as f64 > 140.0;
+                        (c, if light { BLACK } else { WHITE })
+                    }
+                    None if cell.runs > 0 => (RGBColor(200, 200, 200), BLACK),
+                    None => (WHITE, BLACK),
+                };
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(corners, color.filled())))
+                    .map_err(err)?;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(corners, WHITE.stroke_width(2))))
+                    .map_err(err)?;
+                let mut lines: Vec<String> = Vec::new();
+                match cell.log_mean {
+                    Some(v) => lines.push(cell_label(v)),
+                    None if cell.runs == 0 => lines.push("no run".into()),
+                    None if cell.diverged == cell.runs => lines.push("all diverged".into()),
+                    None => lines.push("no loss".into()),
+                }
+                if cell.diverged > 0 && cell.log_mean.is_some() {
+                    lines.push(format!("{} of {} diverged", cell.diverged, cell.runs));
+                }
+                let centre = chart.backend_coord(&(x, y));
+                let base = area.get_base_pixel();
+                let n = lines.len() as i32;
+                for (i, line) in lines.iter().enumerate() {
+                    let size = if i == 0 { 14 } else { 11 };
+                    let style = TextStyle::from((FAMILY, size).into_font())
+                        .color(&text_color)
+                        .pos(Pos::new(HPos::Center, VPos::Center));
+                    let dy = (2 * i as i32 - (n - 1)) * 9;
+                    area.draw(&Text::new(
+                        line.clone(),
+                        (centre.0 - base.0, centre.1 - base.1 + dy),
+                        style,
+                    ))
+                    .map_err(err)?;
+                }
+                if cell.diverged > 0 {
+                    // A cross in the cell's top right corner: some seed diverged here.
+                    let at = chart.backend_coord(&(x + 0.5, y + 0.5));
+                    area.draw(&Cross::new(
+                        (at.0 - base.0 - 10, at.1 - base.1 + 10),
+                        5,
+                        text_color.stroke_width(2),
+                    ))
+                    .map_err(err)?;
+                }
+            }
+        }
+    }
+
+    // The colour bar: the scale from the lowest cell (bottom) to the highest, log ticks, the
+    // baseline; under it what the marks mean.
+    let bar = bar_area.margin(50, 10, 10, 10);
+    let (_, h) = bar.dim_in_pixel();
+    let (top, bottom) = (48i32, (h as i32 - 130).max(140));
+    let (left, right) = (0i32, 28i32);
+    let text = TextStyle::from((FAMILY, 14).into_font()).color(&BLACK);
+    bar.draw(&Text::new(
+        "final loss: geometric mean over seeds".to_string(),
+        (0, 0),
+        text.clone(),
+    ))
+    .map_err(err)?;
+    bar.draw(&Text::new("(log scale)".to_string(), (0, 16), text.clone()))
+        .map_err(err)?;
+    let y_of = |v: f64| bottom - ((v - lo) / (hi - lo) * (bottom - top) as f64).round() as i32;
+    let steps = 96;
+    for i in 0..steps {
+        let (a, b) = (
+            bottom - (bottom - top) * i / steps,
+            bottom - (bottom - top) * (i + 1) / steps,
+        );
+        let v = lo + (hi - lo) * (i as f64 + 0.5) / steps as f64;
+        bar.draw(&Rectangle::new([(left, b), (right, a)], fill(v).filled()))
+            .map_err(err)?;
+    }
+    bar.draw(&Rectangle::new([(left, top), (right, bottom)], BLACK.stroke_width(1)))
+        .map_err(err)?;
+    let small = TextStyle::from((FAMILY, 13).into_font())
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    for (v, label) in log_ticks(lo, hi) {
+        let y = y_of(v);
+        bar.draw(&PathElement::new(
+            vec![(right, y), (right + 6, y)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(err)?;
+        if hm.capped && y - top < 14 {
+            continue; // the cap's own label stands there
+        }
+        bar.draw(&Text::new(label, (right + 10, y), small.clone()))
+            .map_err(err)?;
+    }
+    if hm.capped {
+        bar.draw(&Text::new(
+            format!("≥ {}", cell_label(hi)),
+            (right + 10, top),
+            small.clone(),
+        ))
+        .map_err(err)?;
+    }
+    for &b in hm.baselines.iter().filter(|b| (lo..=hi).contains(*b)) {
+        let y = y_of(b);
+        bar.draw(&PathElement::new(
+            vec![(left - 6, y), (right + 6, y)],
+            RED.stroke_width(3),
+        ))
+        .map_err(err)?;
+        let style = TextStyle::from((FAMILY, 13).into_font())
+            .color(&RED)
+            .pos(Pos::new(HPos::Left, VPos::Center));
+        bar.draw(&Text::new(
+            format!("task baseline {}", cell_label(b)),
+            (right + 90, y),
+            style,
+        ))
+        .map_err(err)?;
+    }
+    let notes = [
+        "× in a corner: some seed diverged (its value is",
+        "    the mean of the seeds that completed)",
+        "grey: every seed diverged or failed",
+    ];
+    for (i, line) in notes.iter().enumerate() {
+        bar.draw(&Text::new(
+            line.to_string(),
+            (0, bottom + 24 + 20 * i as i32),
+            text.clone(),
+        ))
+        .map_err(err)?;
+    }
+    if hm.capped {
+        bar.draw(&Text::new(
+            "≥: losses beyond 10× the baseline share the top colour".to_string(),
+            (0, bottom + 24 + 20 * notes.len() as i32),
+            text,
+        ))
+        .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// Axis range covering `values` with a small margin; a fixed span around a single value.

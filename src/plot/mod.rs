@@ -18,6 +18,7 @@
 pub mod choose;
 mod draw;
 mod figure;
+mod heatmap;
 mod spectrum;
 mod steps;
 mod summary;
@@ -28,6 +29,8 @@ use std::path::{Path, PathBuf};
 use plotters::style::{BLACK, FontStyle};
 
 pub use choose::{AxisKind, Columns, Grouping, Layout, Line, PlotSettings, XAxis, layout};
+use draw::Chart;
+pub use draw::Format;
 use figure::HLine;
 
 use crate::Error;
@@ -149,8 +152,16 @@ impl Data {
 pub fn resolve(manifest: &Manifest, table: &RunsTable, overrides: &[String]) -> Result<Layout, Error> {
     let mut s = PlotSettings::default();
     for key in PlotSettings::KEYS {
-        if let Some(serde_json::Value::String(v)) = manifest.settings.get(key) {
-            *s.get_mut(key).expect("a plot key") = v.clone();
+        match manifest.settings.get(key) {
+            Some(serde_json::Value::String(v)) => *s.get_mut(key).expect("a plot key") = v.clone(),
+            Some(serde_json::Value::Array(items)) if key == "plot.heatmap" => {
+                s.heatmap = items
+                    .iter()
+                    .map(|v| v.as_str().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
+            _ => (),
         }
     }
     for o in overrides {
@@ -159,12 +170,16 @@ pub fn resolve(manifest: &Manifest, table: &RunsTable, overrides: &[String]) -> 
                 "--set {o}: expected KEY=VALUE, e.g. --set plot.x=train.lr; nothing was redrawn"
             ))
         })?;
-        let value = value.trim().trim_matches('"').to_string();
+        let value = if key.trim() == "plot.heatmap" {
+            PlotSettings::heatmap_setting(value)
+        } else {
+            value.trim().trim_matches('"').to_string()
+        };
         match s.get_mut(key.trim()) {
             Some(slot) => *slot = value,
             None => {
                 return Err(Error::Usage(format!(
-                    "--set {o}: `runner plot` takes only plot.x, plot.color and plot.panel (any other key changes results and needs a new run); nothing was redrawn"
+                    "--set {o}: `runner plot` takes only plot.x, plot.color, plot.panel and plot.heatmap (any other key changes results and needs a new run); nothing was redrawn"
                 )));
             }
         }
@@ -175,9 +190,28 @@ pub fn resolve(manifest: &Manifest, table: &RunsTable, overrides: &[String]) -> 
     Ok(layout(&columns, &s))
 }
 
-/// Draws every chart into `<dir>/charts/` as PNG and SVG with the folder's own chart settings
-/// and `overrides` (`plot.x=KEY`, `plot.color=KEY`, `plot.panel=KEY`); returns the files
-/// written. Bad overrides are refused before anything is drawn.
+/// The file name of the heatmap chart (without extension).
+pub const HEATMAP: &str = "final_loss_heatmap";
+
+fn charts_dir(dir: &Path) -> PathBuf {
+    dir.join("charts")
+}
+
+/// The formats `output.formats` of a folder's manifest asks for (every one for a manifest
+/// that predates the key).
+pub fn formats(manifest: &Manifest) -> Vec<Format> {
+    match manifest.settings.get("output.formats") {
+        Some(serde_json::Value::Array(items)) => Format::ALL
+            .into_iter()
+            .filter(|f| items.iter().any(|v| v.as_str() == Some(f.ext())))
+            .collect(),
+        _ => Format::ALL.to_vec(),
+    }
+}
+
+/// Draws every chart into `<dir>/charts/` in the formats of `output.formats` with the folder's own chart settings
+/// and `overrides` (`plot.x=KEY`, `plot.color=KEY`, `plot.panel=KEY`, `plot.heatmap=[KEY, KEY]`);
+/// returns the files written. Bad overrides are refused before anything is drawn.
 pub fn draw_all(dir: &Path, overrides: &[String]) -> Result<Vec<PathBuf>, Error> {
     let data = Data::load(dir)?;
     if data.table.rows.is_empty() {
@@ -192,8 +226,8 @@ pub fn draw_all(dir: &Path, overrides: &[String]) -> Result<Vec<PathBuf>, Error>
         path: dir.to_path_buf(),
         message: "the bundled font is invalid".into(),
     })?;
-    let charts = dir.join("charts");
-    output::create_dir(&charts)?;
+    output::create_dir(&charts_dir(dir))?;
+    let formats = formats(&data.manifest);
     let g = &layout.steps;
     let mut figures = vec![
         ("grad_decay", steps::decay_figure(&data, g, false)),
@@ -203,9 +237,17 @@ pub fn draw_all(dir: &Path, overrides: &[String]) -> Result<Vec<PathBuf>, Error>
     ];
     figures.extend(summary::figures(&data, &layout));
     figures.extend(spectrum::figures(&data, &layout));
+    let mut charts: Vec<(&str, Chart)> = figures.into_iter().map(|(n, f)| (n, Chart::Lines(f))).collect();
+    match heatmap::figure(&data, &layout) {
+        Some(hm) => charts.push((HEATMAP, Chart::Heat(hm))),
+        // No heatmap now: one drawn before with other settings goes.
+        None => {
+            draw::remove(&charts_dir(dir), HEATMAP)?;
+        }
+    }
     let mut written = Vec::new();
-    for (name, fig) in &figures {
-        written.extend(draw::save(fig, &charts, name)?);
+    for (name, chart) in &charts {
+        written.extend(draw::save(chart, &charts_dir(dir), name, &formats)?);
     }
     Ok(written)
 }

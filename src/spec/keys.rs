@@ -28,6 +28,10 @@ pub enum Kind {
     Text { max_len: usize },
     /// `"auto"`, `"none"` or one of the sweepable dotted keys.
     KeyRef,
+    /// `"auto"`, `"none"` or a list of two different sweepable dotted keys.
+    KeyPair,
+    /// A non-empty list of distinct strings, each one of the listed options.
+    Subset(&'static [&'static str]),
 }
 
 impl Kind {
@@ -53,6 +57,15 @@ impl Kind {
             }
             Kind::Text { max_len } => format!("any text up to {max_len} characters"),
             Kind::KeyRef => "\"auto\", \"none\" or a swept dotted key".to_string(),
+            Kind::KeyPair => "\"auto\", \"none\" or a list of two swept dotted keys".to_string(),
+            Kind::Subset(options) => format!(
+                "a non-empty list of distinct values from {}",
+                options
+                    .iter()
+                    .map(|o| format!("\"{o}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 
@@ -67,6 +80,8 @@ impl Kind {
             Kind::Bool => "boolean".into(),
             Kind::Name { .. } => "name".into(),
             Kind::KeyRef => "key".into(),
+            Kind::KeyPair => "key pair".into(),
+            Kind::Subset(_) => "list of strings".into(),
         }
     }
 
@@ -83,6 +98,15 @@ impl Kind {
             Kind::Name { max_len } => format!("1 to {max_len} of A-Z a-z 0-9 _ . - (no leading dot)"),
             Kind::Text { max_len } => format!("up to {max_len} characters"),
             Kind::KeyRef => "\"auto\", \"none\" or a swept key".into(),
+            Kind::KeyPair => "\"auto\", \"none\" or [KEY, KEY], two swept keys".into(),
+            Kind::Subset(options) => format!(
+                "non-empty subset of {}",
+                options
+                    .iter()
+                    .map(|o| format!("\"{o}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 
@@ -173,6 +197,36 @@ impl Kind {
                         .unwrap_or_default();
                     Err(format!("\"{s}\" is not a sweepable key{hint}"))
                 }
+            }
+            (Kind::KeyPair, Value::Str(s)) if s == "auto" || s == "none" => Ok(value.clone()),
+            (Kind::KeyPair, Value::List(items)) => {
+                let keys: Vec<&str> = items
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::Str(s) => Some(s.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                if keys.len() != 2 || items.len() != 2 || keys[0] == keys[1] {
+                    return Err(format!("expected {}, got {value}", self.describe()));
+                }
+                for k in &keys {
+                    Kind::KeyRef.check(&Value::Str(k.to_string()))?;
+                }
+                Ok(value.clone())
+            }
+            (Kind::Subset(options), Value::List(items)) => {
+                let mut seen: Vec<&str> = Vec::new();
+                for item in items {
+                    match item {
+                        Value::Str(s) if options.contains(&s.as_str()) && !seen.contains(&s.as_str()) => seen.push(s),
+                        _ => return Err(format!("{item} in {value}: expected {}", self.describe())),
+                    }
+                }
+                if seen.is_empty() {
+                    return Err(format!("the list is empty: expected {}", self.describe()));
+                }
+                Ok(value.clone())
             }
             _ => Err(expected()),
         }
@@ -305,19 +359,23 @@ pub const KEYS: &[KeyDef] = &[
         "Write each run's initial and final weights to `checkpoints/<run_id>/{init,final}.safetensors`."),
     key("output.charts", Kind::Bool, "true",
         "Draw the charts at the end of the sweep."),
+    key("output.formats", Kind::Subset(&["png", "svg", "pdf"]), "[\"png\", \"svg\", \"pdf\"]",
+        "The files each chart is written as: PNG (a bitmap for screens), SVG (vector, inlined in `report.html`) and PDF (vector with its font embedded, for LaTeX's `\\includegraphics`). `report.md` embeds the PNG, `report.html` the SVG; a format left out is not written (and the page or report falls back to what is there)."),
     key("plot.x", Kind::KeyRef, "\"auto\"",
         "Swept key on the x axis of every summary chart (final loss, accuracy, decay factor, divergence). `auto`: `task.seq_len` if swept, else the first swept numeric key other than `train.seed`, else the first swept key (as categories); `none`: one category per configuration. Numbers are drawn on a log axis when positive and spanning a decade or more, else a linear one; words as categories; a `none` among numbers (`train.clip`) sits past the largest."),
     key("plot.color", Kind::KeyRef, "\"auto\"",
         "Swept key (or `variant`) whose values colour the lines; a numeric key gets an ordered palette (light = small) and a legend in value order. `auto`: `variant` if the spec has variants, else `model.activation` if it tells lines apart, else the first such key; `none`: one colour."),
     key("plot.panel", Kind::KeyRef, "\"auto\"",
         "Swept key with one panel per value. `auto`: `task.seq_len` if swept (not on charts whose x axis it is). With `auto` or a key, a panel that would hold more than 8 lines is split further by the line key with the fewest values; `none`: a single panel, however many lines."),
+    key("plot.heatmap", Kind::KeyPair, "\"auto\"",
+        "The two swept keys of the `final_loss_heatmap` chart, x first: `[\"train.lr\", \"train.clip\"]`. One cell per pair of values holds the geometric mean over seeds of the final loss on a log colour scale; the other swept keys (but the seed) make panels. `auto`: the first two swept numeric keys other than `train.seed` with two or more values each (no heatmap when there are fewer); `none`: no heatmap."),
 ];
 
 /// Whether `key` may appear in `[sweep]` (everything but the experiment's name, description,
 /// output folder and chart settings).
 pub fn sweepable(key: &str) -> bool {
     KEYS.iter().any(|k| k.key == key)
-        && !matches!(key, "name" | "description" | "output.dir")
+        && !matches!(key, "name" | "description" | "output.dir" | "output.formats")
         && !key.starts_with("plot.")
 }
 

@@ -102,8 +102,7 @@ fn summary_tex_compiles_with_pdflatex() {
     assert!(!log.contains("Undefined control sequence"), "{log}");
 }
 
-/// Reads a folder's file list, sorted, relative to it.
-#[allow(dead_code)]
+/// A folder's file names, sorted.
 fn files(dir: &Path) -> Vec<String> {
     let mut out: Vec<String> = fs::read_dir(dir)
         .unwrap()
@@ -176,4 +175,144 @@ fn a_spec_naming_unswept_heatmap_keys_is_refused_before_any_run() {
         assert!(stderr(&out).contains(says), "{bad}: {}", stderr(&out));
         assert!(!dir.join("res").exists());
     }
+}
+
+/// A greyscale image: width, height, one byte per pixel.
+struct Grey(usize, usize, Vec<u8>);
+
+/// A PNG chart as written by runner (8-bit RGB or RGBA), in grey.
+fn read_png(path: &Path) -> Grey {
+    let decoder = png::Decoder::new(fs::File::open(path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    let grey = buf[..info.buffer_size()]
+        .chunks(channels)
+        .map(|p| ((u32::from(p[0]) * 30 + u32::from(p[1]) * 59 + u32::from(p[2]) * 11) / 100) as u8)
+        .collect();
+    Grey(info.width as usize, info.height as usize, grey)
+}
+
+/// A PDF's first page rendered by pdftoppm at 96 pixels per inch (one pixel per chart pixel),
+/// in grey.
+fn render_pdf(pdf: &Path) -> Grey {
+    let stem = pdf.with_extension("");
+    let out = Command::new("pdftoppm")
+        .args(["-r", "96", "-gray", "-singlefile"])
+        .arg(pdf)
+        .arg(&stem)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pdftoppm {}: {}", pdf.display(), stderr(&out));
+    let bytes = fs::read(stem.with_extension("pgm")).unwrap();
+    // Binary PGM: "P5", width, height, 255, each after whitespace, then the pixels.
+    let mut fields = Vec::new();
+    let mut at = 0;
+    while fields.len() < 4 {
+        while bytes[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        let start = at;
+        while !bytes[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        fields.push(String::from_utf8_lossy(&bytes[start..at]).into_owned());
+    }
+    let (w, h): (usize, usize) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+    Grey(w, h, bytes[at + 1..at + 1 + w * h].to_vec())
+}
+
+/// How far apart two images are in content: the mean and the largest absolute difference of
+/// their 16×16-pixel block averages (0–255). Antialiasing and font hinting move single pixels,
+/// not blocks; a missing line, panel or label moves blocks.
+fn block_difference(a: &Grey, b: &Grey) -> (f64, f64) {
+    let (w, h) = (a.0.min(b.0), a.1.min(b.1));
+    let block = |img: &Grey, bx: usize, by: usize| {
+        let mut sum = 0u32;
+        for y in by * 16..by * 16 + 16 {
+            for x in bx * 16..bx * 16 + 16 {
+                sum += u32::from(img.2[y * img.0 + x]);
+            }
+        }
+        f64::from(sum) / 256.0
+    };
+    let (mut total, mut worst, mut n) = (0.0, 0f64, 0.0);
+    for by in 0..h / 16 {
+        for bx in 0..w / 16 {
+            let d = (block(a, bx, by) - block(b, bx, by)).abs();
+            total += d;
+            worst = worst.max(d);
+            n += 1.0;
+        }
+    }
+    (total / n, worst)
+}
+
+/// Whether two renders show the same chart: matching charts measured 0.4–1.3 on average and at
+/// most 22 in one block; two different charts of one sweep, 2.5 and far more in some block.
+fn alike(mean: f64, worst: f64) -> bool {
+    mean < 2.0 && worst < 40.0
+}
+
+#[test]
+fn every_chart_is_a_pdf_with_its_font_that_renders_like_its_png() {
+    let res = sweep("pdf", "grid", GRID, &[]);
+    let charts = res.join("charts");
+    let mut names: Vec<String> = files(&charts)
+        .into_iter()
+        .filter_map(|f| f.strip_suffix(".png").map(String::from))
+        .collect();
+    names.sort();
+    assert!(
+        names.len() >= 10 && names.contains(&"final_loss_heatmap".to_string()),
+        "{names:?}"
+    );
+    for name in &names {
+        let pdf = fs::read(charts.join(format!("{name}.pdf"))).unwrap();
+        assert!(pdf.starts_with(b"%PDF-"), "{name}.pdf");
+        let text = String::from_utf8_lossy(&pdf);
+        assert!(
+            text.contains("/FontFile2") && text.contains("+DejaVuSans"),
+            "{name}: font embedded"
+        );
+        assert!(!text.contains("/CreationDate"), "{name}: no date");
+    }
+    // The same sweep with one thread: the same PDF bytes.
+    let again = sweep("pdf-1", "grid", GRID, &["-j", "1"]);
+    for name in &names {
+        let (a, b) = (
+            fs::read(charts.join(format!("{name}.pdf"))).unwrap(),
+            fs::read(again.join(format!("charts/{name}.pdf"))).unwrap(),
+        );
+        assert!(a == b, "{name}.pdf differs between 2 threads and 1");
+    }
+    if !have("pdftoppm", "every_chart_is_a_pdf_…_renders_like_its_png") {
+        return;
+    }
+    for name in &names {
+        let png = read_png(&charts.join(format!("{name}.png")));
+        let page = render_pdf(&charts.join(format!("{name}.pdf")));
+        assert!(
+            png.0.abs_diff(page.0) <= 1 && png.1.abs_diff(page.1) <= 1,
+            "{name}: PNG {}×{}, PDF page {}×{}",
+            png.0,
+            png.1,
+            page.0,
+            page.1
+        );
+        let (mean, worst) = block_difference(&png, &page);
+        eprintln!("{name}: PDF against PNG, 16×16 blocks: mean {mean:.2}, largest {worst:.1} (of 255)");
+        assert!(alike(mean, worst), "{name}: the PDF does not draw what the PNG does");
+    }
+    // The measure tells charts apart: two different charts are far from each other.
+    let (mean, worst) = block_difference(
+        &read_png(&charts.join("loss.png")),
+        &render_pdf(&charts.join("grad_norm.pdf")),
+    );
+    eprintln!("control, loss.png against grad_norm.pdf: mean {mean:.2}, largest {worst:.1}");
+    assert!(
+        !alike(mean, worst),
+        "loss against grad_norm: mean {mean:.2}, largest {worst:.1}"
+    );
 }

@@ -133,8 +133,10 @@ pub fn save(chart: &Chart, dir: &Path, name: &str, formats: &[Format]) -> Result
                 }
                 output::write_atomic(&path, text.as_bytes())?;
             }
-            // Written from the next commit on.
-            Format::Pdf => continue,
+            Format::Pdf => {
+                let bytes = super::pdf::render(size, |root| render(chart, root)).map_err(plot_err)?;
+                output::write_atomic(&path, &bytes)?;
+            }
         }
         written.push(path);
     }

@@ -5,7 +5,8 @@
 //! `plot.x`, `plot.color` and `plot.panel` settings into a [`Layout`] (the summary charts' x
 //! axis, which runs form lines, colours, dash patterns, panels); `steps` (per-step charts) and
 //! `summary` (one number per run against `plot.x`) reduce the tables to figures, plain data;
-//! `draw` draws a figure once per backend (PNG and SVG).
+//! `heatmap` the final-loss heatmap; `draw` draws a chart once per backend (PNG, SVG, and PDF
+//! through `pdf`, a backend of our own).
 //!
 //! Grouping: runs that differ only in `train.seed` form one line (mean with a min–max band);
 //! values spanning decades are drawn as log₁₀ on a linear axis labelled with the quantity,
@@ -19,6 +20,7 @@ pub mod choose;
 mod draw;
 mod figure;
 mod heatmap;
+mod pdf;
 mod spectrum;
 mod steps;
 mod summary;

@@ -383,6 +383,7 @@ pub fn manifest(spec: &Spec, runs: &[RunConfig], threads: usize) -> Manifest {
             .filter(|s| !s.is_empty()),
         threads,
         isa: Some(crate::isa::Isa::current().name().to_string()),
+        processor: output::processor_name(),
         started: output::now_rfc3339(),
         finished: None,
         settings: json_map(&settings),

@@ -73,6 +73,9 @@ pub struct Manifest {
     /// The kernel path the runs used (`avx512`, `avx2`, `portable`; see `RUNNER_ISA`).
     #[serde(default)]
     pub isa: Option<String>,
+    /// The processor's model name (`model name` of `/proc/cpuinfo`), when the system says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processor: Option<String>,
     /// Start time, UTC, RFC 3339.
     pub started: String,
     /// End time, UTC, RFC 3339; absent while the sweep runs.
@@ -127,6 +130,17 @@ pub struct ManifestRun {
     pub swept: BTreeMap<String, serde_json::Value>,
     /// Its full resolved configuration.
     pub config: BTreeMap<String, serde_json::Value>,
+}
+
+/// The processor's model name as the system reports it (Linux: the first `model name` line of
+/// `/proc/cpuinfo`), or `None`.
+pub fn processor_name() -> Option<String> {
+    let text = fs::read_to_string("/proc/cpuinfo").ok()?;
+    text.lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|v| !v.is_empty())
 }
 
 /// Writes the manifest.

@@ -1,8 +1,11 @@
-//! Seeds summarised (`summary.csv`, and the same table for LaTeX papers in `summary.tex`) and
-//! the report a user pastes into their own (`report.md`: the manifest's facts, the summary as a
-//! Markdown table, every chart).
+//! Seeds summarised (`summary.csv`, and the same table for LaTeX papers in `summary.tex`), the
+//! report a user pastes into their own (`report.md`: the manifest's facts, the summary as a
+//! Markdown table, every chart) and the page they open to explore the sweep (`report.html`,
+//! in [`html`]).
 
 use std::path::Path;
+
+pub mod html;
 
 use crate::Error;
 use crate::output::{self, Manifest};
@@ -244,7 +247,7 @@ pub fn summary_tex(name: &str, keys: &[&str], rows: &[RunRow]) -> String {
 }
 
 /// `runner plot DIR`: redraws every chart of a results folder (with `overrides`, as
-/// [`crate::plot::draw_all`]), then rewrites `summary.tex` and `report.md` from its files, so a
+/// [`crate::plot::draw_all`]), then rewrites `summary.tex`, `report.md` and `report.html` from its files, so a
 /// folder written before a file existed gains it. Returns the charts written.
 pub fn redraw(dir: &Path, overrides: &[String]) -> Result<Vec<std::path::PathBuf>, Error> {
     let charts = crate::plot::draw_all(dir, overrides)?;
@@ -271,7 +274,8 @@ fn md(x: Option<f64>) -> String {
     }
 }
 
-/// Writes `report.md` from the manifest and the final tables.
+/// Writes `report.md` from the manifest and the final tables, and beside it `report.html`
+/// ([`html::write`]).
 pub fn write_report(out: &Path, manifest: &Manifest, charts: bool) -> Result<(), Error> {
     let table = output::read_runs(out)?;
     let keys: Vec<&str> = table.swept_keys.iter().map(String::as_str).collect();
@@ -320,39 +324,33 @@ pub fn write_report(out: &Path, manifest: &Manifest, charts: bool) -> Result<(),
 
     r.push_str("## Summary\n\nOne row per configuration; statistics over its seeds (mean ± sample standard deviation, [min, max]). ");
     r.push_str("*Beats baseline*: every seed completed with a final loss below the task's memoryless baseline.\n\n");
-    let mut head: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
-    head.extend(
-        [
-            "seeds",
-            "final loss",
-            "final accuracy",
-            "decay factor",
-            "baseline",
-            "beats baseline",
-        ]
-        .map(String::from),
-    );
-    r.push_str(&format!("| {} |\n|{}\n", head.join(" | "), "---|".repeat(head.len())));
-    for g in &groups {
-        let cell = |s: Stats| match s.n {
-            0 => "–".to_string(),
-            1 => md(s.mean),
-            _ => format!("{} ± {} [{}, {}]", md(s.mean), md(s.std), md(s.min), md(s.max)),
-        };
-        let ok = g.rows.iter().filter(|x| x.status == Status::Ok).count();
-        let mut cells = g.config.clone();
-        cells.push(if ok == g.rows.len() {
-            ok.to_string()
+    let (head, cells) = summary_cells(&names, &groups);
+    let md_head: Vec<String> = head
+        .iter()
+        .enumerate()
+        .map(|(i, h)| if i < names.len() { format!("`{h}`") } else { h.clone() })
+        .collect();
+    let mut md_table = format!("| {} |\n|{}\n", md_head.join(" | "), "---|".repeat(md_head.len()));
+    let mut html_table = String::from("<div class=\"scroll\"><table class=\"summary\">\n<thead><tr>");
+    for (i, h) in head.iter().enumerate() {
+        let h = html::escape(h);
+        html_table.push_str(&if i < names.len() {
+            format!("<th><code>{h}</code></th>")
         } else {
-            format!("{ok} of {} ok", g.rows.len())
+            format!("<th>{h}</th>")
         });
-        cells.push(cell(Stats::of(g.rows.iter().map(|x| x.final_loss))));
-        cells.push(cell(Stats::of(g.rows.iter().map(|x| x.final_accuracy))));
-        cells.push(cell(Stats::of(g.rows.iter().map(|x| x.decay_factor))));
-        cells.push(md(g.rows.first().map(|x| x.baseline_loss)));
-        cells.push(if beats_baseline(g) { "yes".into() } else { "no".into() });
-        r.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
+    html_table.push_str("</tr></thead>\n<tbody>\n");
+    for row in &cells {
+        md_table.push_str(&format!("| {} |\n", row.join(" | ")));
+        html_table.push_str("<tr>");
+        for c in row {
+            html_table.push_str(&format!("<td>{}</td>", html::escape(c)));
+        }
+        html_table.push_str("</tr>\n");
+    }
+    html_table.push_str("</tbody></table></div>\n");
+    r.push_str(&md_table);
     if charts {
         r.push_str("\n## Charts\n\nLines are geometric means over seeds, bands the range from the lowest to the highest seed; runner's docs/outputs.md explains how to read each chart.\n\n");
         for (name, title) in [
@@ -383,7 +381,60 @@ pub fn write_report(out: &Path, manifest: &Manifest, charts: bool) -> Result<(),
             r.push_str(&format!("### {title}\n\n![{title}](charts/{name}.{ext})\n\n"));
         }
     }
-    output::write_atomic(&out.join(REPORT_MD), r.as_bytes())
+    output::write_atomic(&out.join(REPORT_MD), r.as_bytes())?;
+    let csv = summary_csv(&keys, &table.rows).map_err(|e| Error::Data {
+        path: out.join(SUMMARY_CSV),
+        line: None,
+        message: e.to_string(),
+    })?;
+    let copies = [
+        md_table,
+        summary_tex(&manifest.name, &keys, &table.rows),
+        String::from_utf8_lossy(&csv).into_owned(),
+    ];
+    html::write(out, manifest, &html_table, copies)
+}
+
+/// The summary's header and cells as `report.md` and `report.html` show them: the
+/// configuration, the seeds, mean ± std [min, max] of the final loss, final accuracy and decay
+/// factor, the baseline and whether every seed beat it.
+fn summary_cells(names: &[String], groups: &[Group]) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut head: Vec<String> = names.to_vec();
+    head.extend(
+        [
+            "seeds",
+            "final loss",
+            "final accuracy",
+            "decay factor",
+            "baseline",
+            "beats baseline",
+        ]
+        .map(String::from),
+    );
+    let rows = groups
+        .iter()
+        .map(|g| {
+            let cell = |s: Stats| match s.n {
+                0 => "–".to_string(),
+                1 => md(s.mean),
+                _ => format!("{} ± {} [{}, {}]", md(s.mean), md(s.std), md(s.min), md(s.max)),
+            };
+            let ok = g.rows.iter().filter(|x| x.status == Status::Ok).count();
+            let mut cells = g.config.clone();
+            cells.push(if ok == g.rows.len() {
+                ok.to_string()
+            } else {
+                format!("{ok} of {} ok", g.rows.len())
+            });
+            cells.push(cell(Stats::of(g.rows.iter().map(|x| x.final_loss))));
+            cells.push(cell(Stats::of(g.rows.iter().map(|x| x.final_accuracy))));
+            cells.push(cell(Stats::of(g.rows.iter().map(|x| x.decay_factor))));
+            cells.push(md(g.rows.first().map(|x| x.baseline_loss)));
+            cells.push(if beats_baseline(g) { "yes".into() } else { "no".into() });
+            cells
+        })
+        .collect();
+    (head, rows)
 }
 
 #[cfg(test)]

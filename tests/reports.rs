@@ -58,8 +58,13 @@ fn sweep(test: &str, name: &str, spec: &str, extra: &[&str]) -> PathBuf {
 
 /// Whether `tool` runs here; if not, says which test skips and why.
 fn have(tool: &str, test: &str) -> bool {
-    let found = Command::new(tool).arg("--version").output().is_ok();
+    let found = Command::new(tool).arg("-v").output().is_ok();
     if !found {
+        // .ci/run installs the tools and sets this: there a missing tool is a failure.
+        assert!(
+            std::env::var_os("RUNNER_REQUIRE_TOOLS").is_none(),
+            "{test}: `{tool}` is missing although RUNNER_REQUIRE_TOOLS is set"
+        );
         eprintln!("SKIPPED {test}: `{tool}` is not installed here (.ci/run installs it)");
     }
     found
@@ -315,4 +320,112 @@ fn every_chart_is_a_pdf_with_its_font_that_renders_like_its_png() {
         !alike(mean, worst),
         "loss against grad_norm: mean {mean:.2}, largest {worst:.1}"
     );
+}
+
+/// report.html with the rows that hold times or the thread count left out (as report.md, the
+/// page shows them); everything else must be the same bytes.
+fn html_without_times(res: &Path) -> String {
+    fs::read_to_string(res.join("report.html"))
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            !["<tr><th>threads", "<tr><th>started", "<tr><th>wall time"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_new_files_are_the_same_whatever_the_thread_count() {
+    let (a, b) = (
+        sweep("det-2", "grid", GRID, &["-j", "2"]),
+        sweep("det-1", "grid", GRID, &["-j", "1"]),
+    );
+    for f in [
+        "summary.tex",
+        "summary.csv",
+        "charts/final_loss_heatmap.svg",
+        "charts/final_loss_heatmap.png",
+    ] {
+        assert!(
+            fs::read(a.join(f)).unwrap() == fs::read(b.join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    assert!(
+        html_without_times(&a) == html_without_times(&b),
+        "report.html differs beyond its times"
+    );
+    let html = fs::read_to_string(a.join("report.html")).unwrap();
+    // Self-contained: nothing to fetch (no http, no src= or href= to another file).
+    // (The SVG namespace is a name, never fetched.)
+    let fetchable = html.replace("http://www.w3.org/2000/svg", "");
+    for pattern in ["http://", "https://", " src=", "@import", "url("] {
+        assert!(!fetchable.contains(pattern), "report.html holds {pattern}");
+    }
+    assert!(html.contains("Content-Security-Policy") && html.contains("default-src 'none'"));
+}
+
+#[test]
+fn runner_plot_gives_a_folder_from_before_the_new_files_and_leaves_its_tables() {
+    let res = sweep("old", "grid", GRID, &[]);
+    // Make it a folder of the previous version: no summary.tex, no report.html, no PDF and no
+    // heatmap, and a manifest without the keys that came with them.
+    fs::remove_file(res.join("summary.tex")).unwrap();
+    fs::remove_file(res.join("report.html")).unwrap();
+    for f in files(&res.join("charts")) {
+        if f.ends_with(".pdf") || f.starts_with("final_loss_heatmap") {
+            fs::remove_file(res.join("charts").join(f)).unwrap();
+        }
+    }
+    let manifest = fs::read_to_string(res.join("manifest.json")).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    let settings = m["settings"].as_object_mut().unwrap();
+    settings.remove("plot.heatmap");
+    settings.remove("output.formats");
+    m.as_object_mut().unwrap().remove("processor");
+    fs::write(res.join("manifest.json"), serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let tables = [
+        "runs.csv",
+        "curves.csv",
+        "grad_decay.csv",
+        "spectrum.csv",
+        "summary.csv",
+    ];
+    let before: Vec<Vec<u8>> = tables.iter().map(|f| fs::read(res.join(f)).unwrap()).collect();
+
+    let out = run(res.parent().unwrap(), &["plot", "res"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for f in [
+        "summary.tex",
+        "report.html",
+        "charts/final_loss_heatmap.png",
+        "charts/final_loss_heatmap.svg",
+        "charts/final_loss_heatmap.pdf",
+        "charts/loss.pdf",
+    ] {
+        assert!(res.join(f).exists(), "runner plot did not write {f}");
+    }
+    let after: Vec<Vec<u8>> = tables.iter().map(|f| fs::read(res.join(f)).unwrap()).collect();
+    assert!(before == after, "runner plot changed a table");
+    let html = fs::read_to_string(res.join("report.html")).unwrap();
+    assert!(html.contains("not recorded"), "the processor the old manifest lacks");
+}
+
+#[test]
+fn output_formats_chooses_the_files_of_each_chart() {
+    let res = sweep("formats", "grid", GRID, &["--set", "output.formats=[\"svg\", \"pdf\"]"]);
+    let names = files(&res.join("charts"));
+    assert!(names.iter().all(|f| !f.ends_with(".png")), "{names:?}");
+    assert!(names.contains(&"loss.svg".to_string()) && names.contains(&"loss.pdf".to_string()));
+    // report.md embeds the SVG when there is no PNG; the page holds every chart inline.
+    let report = fs::read_to_string(res.join("report.md")).unwrap();
+    assert!(
+        report.contains("charts/loss.svg") && !report.contains(".png"),
+        "{report}"
+    );
+    let html = fs::read_to_string(res.join("report.html")).unwrap();
+    assert!(html.contains("<figure id=\"chart-loss\">"));
 }

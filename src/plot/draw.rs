@@ -286,8 +286,12 @@ fn draw_heat<DB: DrawingBackend>(hm: &Heatmap, root: &DrawingArea<DB, Shift>) ->
             bottom - (bottom - top) * (i + 1) / steps,
         );
         let v = lo + (hi - lo) * (i as f64 + 0.5) / steps as f64;
-        bar.draw(&Rectangle::new([(left, b), (right, a)], fill(v).filled()))
-            .map_err(err)?;
+        // One pixel of overlap: no seam between steps on vector backends.
+        bar.draw(&Rectangle::new(
+            [(left, b), (right, (a + 1).min(bottom))],
+            fill(v).filled(),
+        ))
+        .map_err(err)?;
     }
     bar.draw(&Rectangle::new([(left, top), (right, bottom)], BLACK.stroke_width(1)))
         .map_err(err)?;

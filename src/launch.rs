@@ -765,7 +765,9 @@ pub fn run_sweep(
             if !wait || !opts.wait || stopped() || !errors.is_empty() {
                 break;
             }
-            let poll = opts.lease.heartbeat.min(Duration::from_secs(1));
+            // A quarter of a second: the sweep's tail waits at most that long for the last
+            // record, and a look costs a listing of claims/ and a lookup per open run.
+            let poll = opts.lease.heartbeat.min(Duration::from_millis(250));
             let until = Instant::now() + poll;
             while Instant::now() < until && !stopped() {
                 std::thread::sleep(Duration::from_millis(50));

@@ -206,7 +206,7 @@ pub fn try_claim(dir: &Path, run_id: &str, me: &Holder, lease: &Lease) -> Result
     };
     let path = claim_path(dir, run_id, generation);
     let bytes = serde_json::to_vec(me).expect("holders serialise");
-    if create_exclusive(&path, &bytes)? {
+    if create_exclusive(&path, &bytes, false)? {
         Ok(Some(Claim {
             run_id: run_id.to_string(),
             generation,
@@ -269,8 +269,9 @@ pub fn unique_suffix() -> String {
 
 /// Creates `path` holding `bytes` if no file of that name exists, atomically even on NFS:
 /// `Ok(true)` if this call created it, `Ok(false)` if it existed. The file appears complete or
-/// not at all.
-pub fn create_exclusive(path: &Path, bytes: &[u8]) -> Result<bool, Error> {
+/// not at all. `durable` flushes its content to the disk first (records and the manifest; a
+/// claim, which a crash makes stale anyway, skips the cost).
+pub fn create_exclusive(path: &Path, bytes: &[u8], durable: bool) -> Result<bool, Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -280,7 +281,7 @@ pub fn create_exclusive(path: &Path, bytes: &[u8]) -> Result<bool, Error> {
     let io = |e| Error::io(path, e);
     {
         let mut f = fs::File::create(&tmp).map_err(io)?;
-        if let Err(e) = f.write_all(bytes).and_then(|_| f.sync_data()) {
+        if let Err(e) = f.write_all(bytes).and_then(|_| if durable { f.sync_data() } else { Ok(()) }) {
             let _ = fs::remove_file(&tmp);
             return Err(io(e));
         }
@@ -382,7 +383,7 @@ mod tests {
             let handles: Vec<_> = (0..8)
                 .map(|i| {
                     let path = &path;
-                    s.spawn(move || create_exclusive(path, format!("{i}").as_bytes()).unwrap())
+                    s.spawn(move || create_exclusive(path, format!("{i}").as_bytes(), true).unwrap())
                 })
                 .collect();
             handles.into_iter().map(|h| usize::from(h.join().unwrap())).sum()

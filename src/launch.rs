@@ -612,7 +612,7 @@ pub fn run_sweep(
     let mut manifest = manifest(spec, runs, opts.jobs);
     manifest.shard = opts.shard.map(|s| s.to_string());
     let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialise");
-    let first = claim::create_exclusive(&out.join(output::MANIFEST), &json)?;
+    let first = claim::create_exclusive(&out.join(output::MANIFEST), &json, true)?;
     output::create_dir(&out.join(RECORDS))?;
     output::create_dir(&out.join(CLAIMS))?;
     if !first && live_claims(out, &ids, &opts.lease).is_empty() {
@@ -719,7 +719,7 @@ pub fn run_sweep(
         // The record marks the run complete; it is created once, whoever finishes first.
         if status == Status::Failed {
             output::write_atomic(&failed_path(out, &cfg.id), &json)?;
-        } else if !claim::create_exclusive(&record_path(out, &cfg.id), &json)? {
+        } else if !claim::create_exclusive(&record_path(out, &cfg.id), &json, true)? {
             return Ok(Trained::Lost);
         }
         claim::clear(out, &cfg.id);
@@ -777,7 +777,9 @@ pub fn run_sweep(
             if !wait || !opts.wait || stopped() || !errors.is_empty() {
                 break;
             }
-            let poll = opts.lease.heartbeat.min(Duration::from_secs(1));
+            // A quarter of a second: the sweep's tail waits at most that long for the last
+            // record, and a look costs a listing of claims/ and a lookup per open run.
+            let poll = opts.lease.heartbeat.min(Duration::from_millis(250));
             let until = Instant::now() + poll;
             while Instant::now() < until && !stopped() {
                 std::thread::sleep(Duration::from_millis(50));

@@ -394,7 +394,7 @@ fn execute(p: &Prepared) -> Result<launch::Outcome, Error> {
         outcome.diverged_expected,
         outcome.diverged_unexpected,
         outcome.failed,
-        if p.resuming {
+        if p.resuming && outcome.reused > 0 {
             format!(", {} reused from an earlier run", outcome.reused)
         } else {
             String::new()

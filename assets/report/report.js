@@ -180,9 +180,9 @@
       box.append(svg("line", { x1: L - 4, x2: W - R, y1: Y(e), y2: Y(e), stroke: "#e3e3e3" }));
       box.append(svg("text", { x: L - 6, y: Y(e) + 4, "text-anchor": "end" }, pow10(e)));
     }
-    for (const x of [x0, (x0 + x1) / 2, x1]) {
-      box.append(svg("text", { x: X(x), y: H - B + 16, "text-anchor": "middle" }, String(Math.round(x))));
-    }
+    [[x0, "start"], [(x0 + x1) / 2, "middle"], [x1, "end"]].forEach(([x, anchor]) =>
+      box.append(svg("text", { x: X(x), y: H - B + 16, "text-anchor": anchor }, String(Math.round(x))))
+    );
     box.append(svg("text", { x: L + (W - L - R) / 2, y: H - 6, "text-anchor": "middle" }, xLabel));
     if (hline) {
       box.append(svg("line", { x1: L, x2: W - R, y1: Y(hline.y), y2: Y(hline.y), stroke: "#000", "stroke-dasharray": "6 4" }));

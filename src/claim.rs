@@ -281,7 +281,10 @@ pub fn create_exclusive(path: &Path, bytes: &[u8], durable: bool) -> Result<bool
     let io = |e| Error::io(path, e);
     {
         let mut f = fs::File::create(&tmp).map_err(io)?;
-        if let Err(e) = f.write_all(bytes).and_then(|_| if durable { f.sync_data() } else { Ok(()) }) {
+        if let Err(e) = f
+            .write_all(bytes)
+            .and_then(|_| if durable { f.sync_data() } else { Ok(()) })
+        {
             let _ = fs::remove_file(&tmp);
             return Err(io(e));
         }

@@ -14,7 +14,7 @@ use crate::elem;
 use crate::optim::{Clip, OptimConfig, Optimizer, Schedule, global_norm};
 use crate::real::{Dtype, Real};
 use crate::record::{CurveRow, DecayRow, RunRow, SpectrumRow, Status, finite};
-use crate::rnn::{self, Batch, Cell, Exponents, Params, Probe, RnnConfig, Trace};
+use crate::rnn::{self, Activation, Batch, Exponents, Params, Probe, RnnConfig, Trace};
 use crate::spec::Value;
 use crate::task::{Task, TaskConfig};
 
@@ -359,23 +359,18 @@ impl<'c, F: Real> Training<'c, F> {
     fn finish(self, record: Record, started: Instant) -> RunResult {
         let (cfg, cell, init) = (self.cfg, self.cfg.model.cell, self.init);
         let params = self.params.cast::<f64>();
-        let params_finite = params.slices().iter().all(|t| t.iter().all(|x| x.is_finite()));
-        let w_norm_final = params_finite.then(|| rnn::spectral_norm(&params.w));
+        let params_finite = params.slices().all(|t| t.iter().all(|x| x.is_finite()));
+        let w = |p: &Params| p.layers()[0].roles().w.to_owned();
+        let w_norm_final = params_finite.then(|| rnn::spectral_norm(&w(&params)));
         let radius = |p: &Params| {
             // The block that plays W's role: the whole W, or the candidate block of a gated cell.
-            let h = p.hidden();
-            let block = match cell {
-                Cell::Rnn(_) => 0,
-                Cell::Lstm => 2,
-                Cell::Gru => 2,
-            };
-            rnn::spectral_radius(&p.w.slice(ndarray::s![block * h..(block + 1) * h, ..]).to_owned())
+            let (h, block) = (p.hidden(), cell.spec().radius_block);
+            let w = p.layers()[0].roles().w;
+            rnn::spectral_radius(&w.slice(ndarray::s![block * h..(block + 1) * h, ..]).to_owned())
         };
-        let w_norm_init = rnn::spectral_norm(&init.w);
-        let max_deriv = match cell {
-            Cell::Rnn(act) => Some(act.max_deriv()),
-            _ => None,
-        };
+        let w_norm_init = rnn::spectral_norm(&w(&init));
+        // The plain cell's bound ‖W‖₂·max|σ'| on the per-step factor.
+        let max_deriv = cell.activation().map(Activation::max_deriv);
         let (status, ok) = (record.status, record.status == Status::Ok);
         let row = RunRow {
             run_id: cfg.id.clone(),
@@ -417,6 +412,8 @@ impl<'c, F: Real> Training<'c, F> {
 struct Record {
     /// The run's id, on every row.
     run_id: String,
+    /// The cell's states, by their names in `grad_decay.csv` (h, and c for the LSTM).
+    states: &'static [&'static str],
     /// `curves.csv` rows, one a step.
     curve: Vec<CurveRow>,
     /// `grad_decay.csv` rows, one a distance of each probe (and state).
@@ -444,6 +441,7 @@ impl Record {
     fn new(cfg: &RunConfig) -> Self {
         Self {
             run_id: cfg.id.clone(),
+            states: cfg.model.cell.spec().states,
             curve: Vec::with_capacity((cfg.train.steps as usize + 1).min(1 << 20)),
             decay: Vec::new(),
             spectrum: Vec::new(),
@@ -458,7 +456,7 @@ impl Record {
     }
 
     /// A probe at `step`: the decay factor fitted to its gradient norms, their rows by
-    /// distance (h, then c for the LSTM), and the spectrum's rows when it was computed.
+    /// distance (h, then the LSTM's c), and the spectrum's rows when it was computed.
     fn probed(&mut self, step: u64, probed: &Probe, lambdas: Option<&[f64]>) {
         let factor = rnn::decay_factor(&probed.h);
         if step == 0 {
@@ -479,7 +477,7 @@ impl Record {
             });
             self.spectrum.extend(rows);
         }
-        for (state, logs) in std::iter::once(("h", &probed.h)).chain(probed.c.as_ref().map(|c| ("c", c))) {
+        for (&state, logs) in self.states.iter().zip(std::iter::once(&probed.h).chain(&probed.c)) {
             self.decay.extend(logs.iter().enumerate().map(|(d, &ln)| DecayRow {
                 run_id: self.run_id.clone(),
                 probe_step: step,

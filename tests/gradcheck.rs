@@ -60,12 +60,12 @@ fn naive_step(
     c_prev: &[f64],
     c_bump: Option<(usize, f64)>,
 ) -> (Vec<f64>, Vec<f64>) {
-    let h = p.w.ncols();
+    let layer = p.layers()[0].roles();
+    let (u, w, b, bh) = (layer.u, layer.w, layer.b, layer.bh);
+    let h = w.ncols();
     // Input side U x + b and hidden side W h (+ bh for the GRU), per gate row.
-    let xs = |row: usize| p.b[row] + (0..p.u.ncols()).map(|d| p.u[[row, d]] * x(d)).sum::<f64>();
-    let hs = |row: usize| {
-        (0..h).map(|j| p.w[[row, j]] * h_prev[j]).sum::<f64>() + if p.bh.is_empty() { 0.0 } else { p.bh[row] }
-    };
+    let xs = |row: usize| b[row] + (0..u.ncols()).map(|d| u[[row, d]] * x(d)).sum::<f64>();
+    let hs = |row: usize| (0..h).map(|j| w[[row, j]] * h_prev[j]).sum::<f64>() + bh.map_or(0.0, |bh| bh[row]);
     match cell {
         Cell::Rnn(act) => ((0..h).map(|i| act.forward(xs(i) + hs(i))).collect(), vec![0.0; h]),
         Cell::Lstm => {
@@ -110,7 +110,7 @@ fn naive(
     bump: Option<(usize, usize, usize, f64, Which)>,
 ) -> (f64, States, States, Vec<f64>) {
     let (t_len, b_len) = batch.inputs.dims();
-    let (h, o) = (p.w.ncols(), p.v.nrows());
+    let (h, o) = (p.hidden(), p.v.nrows());
     let mut hs = vec![vec![vec![0.0; h]; b_len]; t_len + 1];
     let mut cs = vec![vec![vec![0.0; h]; b_len]; t_len + 1];
     for t in 1..=t_len {
@@ -180,8 +180,11 @@ fn params(cell: Cell, d: usize, o: usize, seed: u64) -> Params {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut p = cfg.init(&mut rng);
     // Non-zero biases so that their gradients are exercised away from the initial point.
-    p.b.mapv_inplace(|x| x + rng.random_range(-0.3..0.3));
-    p.bh.mapv_inplace(|_| rng.random_range(-0.3..0.3));
+    let mut layer = p.layers_mut()[0].roles_mut();
+    layer.b.mapv_inplace(|x| x + rng.random_range(-0.3..0.3));
+    if let Some(mut bh) = layer.bh {
+        bh.mapv_inplace(|_| rng.random_range(-0.3..0.3));
+    }
     p.c.mapv_inplace(|_| rng.random_range(-0.3..0.3));
     p
 }
@@ -241,18 +244,17 @@ fn max_rel_error(
     cell: Cell,
     loss: &dyn Fn(&Params) -> (f64, States),
 ) -> (f64, &'static str) {
-    let names = ["U", "W", "b", "bh", "V", "c"];
     let mut worst = (0.0, "");
     let base = region(cell, &loss(p).1);
     let (mut skipped, mut total) = (0, 0);
-    for (ti, name) in names.iter().enumerate() {
-        for i in 0..p.slices()[ti].len() {
+    for (ti, (name, len)) in p.names().zip(p.slices().map(<[f64]>::len)).enumerate() {
+        for i in 0..len {
             total += 1;
             let crosses_kink = std::cell::Cell::new(false);
             let numeric = central_difference(
                 &|eps| {
                     let mut q = p.clone();
-                    q.slices_mut()[ti][i] += eps;
+                    q.slices_mut().nth(ti).expect("a tensor")[i] += eps;
                     let (e, states) = loss(&q);
                     if region(cell, &states) != base {
                         crosses_kink.set(true);
@@ -265,7 +267,7 @@ fn max_rel_error(
                 skipped += 1;
                 continue;
             }
-            let a = analytic.slices()[ti][i];
+            let a = analytic.slices().nth(ti).expect("a tensor")[i];
             let rel = (a - numeric).abs() / a.abs().max(numeric.abs()).max(1e-5);
             if rel > worst.0 {
                 worst = (rel, name);
@@ -332,7 +334,7 @@ fn backward_adds_into_the_gradient() {
         let mut twice = once.clone();
         rnn::forward(&p, cell, &batch, &mut tr); // backward consumes the trace
         rnn::backward(&p, cell, &batch, &mut tr, &mut twice);
-        for (a, b) in once.slices().iter().zip(twice.slices()) {
+        for (a, b) in once.slices().zip(twice.slices()) {
             for (x, y) in a.iter().zip(b) {
                 assert!((2.0 * x - y).abs() <= 1e-15 * x.abs().max(1e-300));
             }
@@ -373,7 +375,8 @@ fn truncated_bptt_matches_its_definition() {
                 let mut full = p.zeros_like();
                 rnn::forward(&p, cell, &batch, &mut tr);
                 rnn::backward(&p, cell, &batch, &mut tr, &mut full);
-                assert_ne!(full.u, g.u, "{cell:?} k={k}");
+                let u = |p: &Params| p.layers()[0].roles().u.to_owned();
+                assert_ne!(u(&full), u(&g), "{cell:?} k={k}");
             }
         }
     }
@@ -461,13 +464,9 @@ fn f32_core_agrees_with_f64() {
             rnn::backward(&p64, cell, &b64, &mut t64, &mut g64);
             rnn::backward(&p32, cell, &b32, &mut t32, &mut g32);
             let g32 = g32.cast::<f64>();
-            let scale = g64
-                .slices()
-                .iter()
-                .flat_map(|t| t.iter())
-                .fold(0.0f64, |a, x| a.max(x.abs()));
+            let scale = g64.slices().flat_map(|t| t.iter()).fold(0.0f64, |a, x| a.max(x.abs()));
             let mut err: f64 = ((l64 - l32) / l64).abs();
-            for (a, b) in g64.slices().iter().zip(g32.slices()) {
+            for (a, b) in g64.slices().zip(g32.slices()) {
                 for (x, y) in a.iter().zip(b) {
                     err = err.max((x - y).abs() / scale);
                 }

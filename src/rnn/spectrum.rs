@@ -37,8 +37,8 @@ pub type Exponents = Vec<f64>;
 pub fn spectrum(p: &Params<f64>, cell: Cell, batch: &Batch<f64>, k: usize, rows: usize) -> Vec<Exponents> {
     let (t_len, b) = batch.dims();
     let h = p.hidden();
-    let lstm = cell == Cell::Lstm;
-    let n = if lstm { 2 * h } else { h };
+    let second = cell.spec().states.len() > 1; // a second state (the LSTM's c) beside h
+    let n = cell.spec().states.len() * h;
     assert!(k >= 1 && k <= n, "1 ≤ k ≤ the state dimension");
     let w = (rows / k).clamp(1, t_len);
     let wins = windows(t_len, w);
@@ -52,7 +52,7 @@ pub fn spectrum(p: &Params<f64>, cell: Cell, batch: &Batch<f64>, k: usize, rows:
         let mut last_len = 0;
         for &(start, end) in &wins {
             carry_state(cell, &mut tr, last_len);
-            let c0 = if lstm {
+            let c0 = if second {
                 tr.c.index_axis(Axis(0), 0).to_owned()
             } else {
                 Array2::zeros((0, 0))
@@ -72,7 +72,7 @@ pub fn spectrum(p: &Params<f64>, cell: Cell, batch: &Batch<f64>, k: usize, rows:
         for (wi, &(start, end)) in wins.iter().enumerate().rev() {
             if wi + 1 < wins.len() {
                 tr.h.index_axis_mut(Axis(0), 0).assign(&entries[wi].0);
-                if lstm {
+                if second {
                     tr.c.index_axis_mut(Axis(0), 0).assign(&entries[wi].1);
                 }
                 forward_window(p, cell, &copies, &mut tr, (start, end));
@@ -80,12 +80,12 @@ pub fn spectrum(p: &Params<f64>, cell: Cell, batch: &Batch<f64>, k: usize, rows:
             for t in (1..=end + 1 - start).rev() {
                 // J_tᵀ Q: Q's h part as dE/dh_t (and its c part as dE/dc_t) back through step t.
                 tr.dh.assign(&q.slice(s![.., ..h]));
-                if lstm {
+                if second {
                     tr.carry_c.assign(&q.slice(s![.., h..]));
                 }
-                backward_step(p, cell, &mut tr.part(), t, true);
+                backward_step(&p.layers()[0], cell, &mut tr.part(), t, true);
                 q.slice_mut(s![.., ..h]).assign(&tr.carry_h);
-                if lstm {
+                if second {
                     q.slice_mut(s![.., h..]).assign(&tr.carry_c);
                 }
                 orthonormalise_rows(&mut q, &mut sums);
@@ -186,7 +186,7 @@ mod tests {
 
     fn params(cfg: &RnnConfig, seed: u64) -> Params<f64> {
         let mut p = cfg.init(&mut ChaCha8Rng::seed_from_u64(seed));
-        p.b.mapv_inplace(|_| 0.1); // a bias, so that the trajectory is not symmetric
+        p.layers_mut()[0].roles_mut().b.fill(0.1); // a bias, so that the trajectory is not symmetric
         p
     }
 
@@ -229,7 +229,7 @@ mod tests {
         // The states, from the ordinary forward pass.
         let mut tr = Trace::default();
         super::super::forward(&p, cell, &x, &mut tr);
-        let ln_det_w = log_abs_det(p.w.clone());
+        let ln_det_w = log_abs_det(p.layers()[0].roles().w.to_owned());
         let mut worst: f64 = 0.0;
         for (i, lambdas) in per_seq.iter().enumerate() {
             let mut s = 0.0;

@@ -293,12 +293,12 @@ impl<'c, F: Real> Training<'c, F> {
     /// Loss and accuracy on the evaluation set (means over its sequences), `None` where not
     /// finite or (accuracy) for real-valued targets.
     fn evaluate(&mut self) -> (Option<Float>, Option<Float>) {
-        let (cell, bptt) = (self.cfg.model.cell, self.cfg.train.bptt);
+        let bptt = self.cfg.train.bptt;
         let (mut loss, mut acc, mut n) = (0.0, None, 0);
         for part in &self.eval_parts {
             let size = part.dims().1;
             let tr = self.traces.of(size);
-            let (part_loss, part_acc) = rnn::evaluate(&self.params, cell, part, tr, bptt);
+            let (part_loss, part_acc) = rnn::evaluate(&self.params, part, tr, bptt);
             loss += part_loss * size as Float;
             acc = part_acc.map(|a| acc.unwrap_or(0.0) + a * size as Float);
             n += size;
@@ -309,18 +309,18 @@ impl<'c, F: Real> Training<'c, F> {
     /// The gradient-decay probe over the probe set, and the mean Lyapunov exponents of its
     /// trajectories when `probe.spectrum` asks for them (in f64 whatever F is).
     fn probe(&mut self) -> (Probe, Option<Exponents>) {
-        let (cell, bptt) = (self.cfg.model.cell, self.cfg.train.bptt);
+        let bptt = self.cfg.train.bptt;
         let parts: Vec<_> = self
             .probe_parts
             .iter()
-            .map(|part| rnn::probe(&self.params, cell, part, self.traces.of(part.dims().1), bptt))
+            .map(|part| rnn::probe(&self.params, part, self.traces.of(part.dims().1), bptt))
             .collect();
         let probed = rnn::join_probes(&parts, &self.probe_sizes);
         let k = self.cfg.probe.spectrum;
         let lambdas = (k > 0).then(|| {
             // Through a trace of as many rows as the probe's.
             let rows = bptt.unwrap_or(usize::MAX).min(self.probe_f64.dims().0) * self.traces.batch;
-            let per_seq = rnn::spectrum(&self.params.cast(), cell, &self.probe_f64, k, rows);
+            let per_seq = rnn::spectrum(&self.params.cast(), &self.probe_f64, k, rows);
             rnn::mean_exponents(&per_seq)
         });
         (probed, lambdas)
@@ -329,11 +329,11 @@ impl<'c, F: Real> Training<'c, F> {
     /// One parameter update at `step` on a fresh training batch: its loss and gradient, then,
     /// if both are finite, clipping and the optimiser's step.
     fn update(&mut self, step: u64) -> Update {
-        let (train, cell) = (&self.cfg.train, self.cfg.model.cell);
+        let train = &self.cfg.train;
         let batch: Batch<F> = self.task.sample(train.batch, &mut self.data_rng).cast();
         self.grads.fill_zero();
         let tr = &mut self.traces.full;
-        let loss = rnn::train_step(&self.params, cell, &batch, tr, train.bptt, &mut self.grads);
+        let loss = rnn::train_step(&self.params, &batch, tr, train.bptt, &mut self.grads);
         let lr = train.schedule.lr_at(step);
         let norm = global_norm(&self.grads);
         if !loss.is_finite() || !norm.is_finite() {

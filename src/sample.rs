@@ -78,7 +78,6 @@ pub fn sample(dir: &Path, opts: &SampleOptions) -> Result<String, Error> {
             "run {id} was not trained on a character task (text or hello)"
         )));
     }
-    let cell = params.layers()[0].cell(); // as the checkpoint's metadata names it
     let window = meta["config"]["task.seq_len"].as_u64().unwrap_or(50).max(1) as usize;
     let mut ids = Vec::with_capacity(opts.prime.chars().count() + opts.length);
     for ch in opts.prime.chars() {
@@ -106,7 +105,7 @@ pub fn sample(dir: &Path, opts: &SampleOptions) -> Result<String, Error> {
             targets: Targets::Classes(Array2::zeros((t, 1))),
             accuracy_from: 0,
         };
-        rnn::forward(&params, cell, &batch, &mut tr);
+        rnn::forward(&params, &batch, &mut tr);
         let probs = tr.outputs();
         let last = probs.row(t - 1);
         let weights: Vec<f64> = last

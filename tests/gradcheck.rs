@@ -289,14 +289,14 @@ fn check(cell: Cell, dense: bool, classes: bool, every_step: bool, seed: u64) ->
     let p = params(cell, D, o, seed);
     let batch = batch(dense, classes, every_step, D, o, seed + 100);
     let mut tr = Trace::default();
-    let e = rnn::forward(&p, cell, &batch, &mut tr);
+    let e = rnn::forward(&p, &batch, &mut tr);
     let (e_ref, ..) = naive(&p, cell, &batch, &[], None);
     assert!(
         (e - e_ref).abs() <= 1e-12 * e_ref.abs().max(1.0),
         "forward {cell:?}: {e} vs naive {e_ref}"
     );
     let mut g = p.zeros_like();
-    rnn::backward(&p, cell, &batch, &mut tr, &mut g);
+    rnn::backward(&p, &batch, &mut tr, &mut g);
     let (err, name) = max_rel_error(&p, &g, cell, &|q| {
         let (e, hs, ..) = naive(q, cell, &batch, &[], None);
         (e, hs)
@@ -328,12 +328,12 @@ fn backward_adds_into_the_gradient() {
         let p = params(cell, D, O, 3);
         let batch = batch(true, false, true, D, O, 4);
         let mut tr = Trace::default();
-        rnn::forward(&p, cell, &batch, &mut tr);
+        rnn::forward(&p, &batch, &mut tr);
         let mut once = p.zeros_like();
-        rnn::backward(&p, cell, &batch, &mut tr, &mut once);
+        rnn::backward(&p, &batch, &mut tr, &mut once);
         let mut twice = once.clone();
-        rnn::forward(&p, cell, &batch, &mut tr); // backward consumes the trace
-        rnn::backward(&p, cell, &batch, &mut tr, &mut twice);
+        rnn::forward(&p, &batch, &mut tr); // backward consumes the trace
+        rnn::backward(&p, &batch, &mut tr, &mut twice);
         for (a, b) in once.slices().zip(twice.slices()) {
             for (x, y) in a.iter().zip(b) {
                 assert!((2.0 * x - y).abs() <= 1e-15 * x.abs().max(1e-300));
@@ -353,7 +353,7 @@ fn truncated_bptt_matches_its_definition() {
             let batch = batch(true, false, every_step, D, O, 12);
             let mut tr = Trace::default();
             let mut g = p.zeros_like();
-            rnn::train_step(&p, cell, &batch, &mut tr, Some(k), &mut g);
+            rnn::train_step(&p, &batch, &mut tr, Some(k), &mut g);
             let (_, hs, cs, _) = naive(&p, cell, &batch, &[], None);
             let fixed: Vec<(usize, Step, Step)> = (1..=T)
                 .filter(|j| (T - j).is_multiple_of(k))
@@ -373,8 +373,8 @@ fn truncated_bptt_matches_its_definition() {
             let vanishes = matches!(cell, Cell::Rnn(Activation::Sigmoid | Activation::Relu));
             if !(vanishes && k == 19) {
                 let mut full = p.zeros_like();
-                rnn::forward(&p, cell, &batch, &mut tr);
-                rnn::backward(&p, cell, &batch, &mut tr, &mut full);
+                rnn::forward(&p, &batch, &mut tr);
+                rnn::backward(&p, &batch, &mut tr, &mut full);
                 let u = |p: &Params| p.layers()[0].roles().u.to_owned();
                 assert_ne!(u(&full), u(&g), "{cell:?} k={k}");
             }
@@ -392,7 +392,7 @@ fn probe_matches_finite_differences_of_the_last_step_loss() {
             let p = params(cell, D, o, 21);
             let batch = batch(true, classes, every_step, D, o, 22);
             let mut tr = Trace::default();
-            let probed = rnn::probe(&p, cell, &batch, &mut tr, None);
+            let probed = rnn::probe(&p, &batch, &mut tr, None);
             assert_eq!(probed.h.len(), T);
             assert_eq!(probed.c.is_some(), cell == Cell::Lstm);
             let mut worst: f64 = 0.0;
@@ -456,13 +456,10 @@ fn f32_core_agrees_with_f64() {
             // Compare against f64 run on the f32-rounded inputs, so only arithmetic differs.
             let (p64, b64) = (p32.cast::<f64>(), b32.cast::<f64>());
             let (mut t64, mut t32) = (Trace::default(), Trace::<f32>::default());
-            let (l64, l32) = (
-                rnn::forward(&p64, cell, &b64, &mut t64),
-                rnn::forward(&p32, cell, &b32, &mut t32),
-            );
+            let (l64, l32) = (rnn::forward(&p64, &b64, &mut t64), rnn::forward(&p32, &b32, &mut t32));
             let (mut g64, mut g32) = (p64.zeros_like(), p32.zeros_like());
-            rnn::backward(&p64, cell, &b64, &mut t64, &mut g64);
-            rnn::backward(&p32, cell, &b32, &mut t32, &mut g32);
+            rnn::backward(&p64, &b64, &mut t64, &mut g64);
+            rnn::backward(&p32, &b32, &mut t32, &mut g32);
             let g32 = g32.cast::<f64>();
             let scale = g64.slices().flat_map(|t| t.iter()).fold(0.0f64, |a, x| a.max(x.abs()));
             let mut err: f64 = ((l64 - l32) / l64).abs();
@@ -472,8 +469,8 @@ fn f32_core_agrees_with_f64() {
                 }
             }
             let (q64, q32) = (
-                rnn::probe(&p64, cell, &b64, &mut t64, None),
-                rnn::probe(&p32, cell, &b32, &mut t32, None),
+                rnn::probe(&p64, &b64, &mut t64, None),
+                rnn::probe(&p32, &b32, &mut t32, None),
             );
             let probe_err = q64
                 .h
@@ -506,9 +503,8 @@ fn f32_probe_measures_norms_below_the_smallest_f32() {
         .cast::<f64>();
     let b32 = task.probe_set(4).cast::<f32>();
     let b64 = b32.cast::<f64>();
-    let cell = Cell::Rnn(Activation::Sigmoid);
-    let q64 = rnn::probe(&p64, cell, &b64, &mut Trace::default(), None);
-    let q32 = rnn::probe(&p64.cast::<f32>(), cell, &b32, &mut Trace::default(), None);
+    let q64 = rnn::probe(&p64, &b64, &mut Trace::default(), None);
+    let q32 = rnn::probe(&p64.cast::<f32>(), &b32, &mut Trace::default(), None);
     let deepest = *q32.h.last().unwrap();
     let diff = q64.h.iter().zip(&q32.h).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     println!(
@@ -529,19 +525,19 @@ fn evaluating_and_probing_in_parts_equals_one_pass() {
         let p = params(cell, D, 4, 31);
         let whole = batch(false, true, true, D, 4, 32); // B = 3 sequences, many-to-many
         let mut tr = Trace::default();
-        let loss = rnn::forward(&p, cell, &whole, &mut tr);
-        let probe = rnn::probe(&p, cell, &whole, &mut tr, None);
+        let loss = rnn::forward(&p, &whole, &mut tr);
+        let probe = rnn::probe(&p, &whole, &mut tr, None);
         let parts = whole.split(2); // sizes 2 and 1
         let sizes: Vec<usize> = parts.iter().map(|b| b.dims().1).collect();
         assert_eq!(sizes, [2, 1]);
         let joined_loss: f64 = parts
             .iter()
-            .map(|b| rnn::forward(&p, cell, b, &mut Trace::default()) * b.dims().1 as f64)
+            .map(|b| rnn::forward(&p, b, &mut Trace::default()) * b.dims().1 as f64)
             .sum::<f64>()
             / 3.0;
         let probes: Vec<_> = parts
             .iter()
-            .map(|b| rnn::probe(&p, cell, b, &mut Trace::default(), None))
+            .map(|b| rnn::probe(&p, b, &mut Trace::default(), None))
             .collect();
         let joined = rnn::join_probes(&probes, &sizes);
         let gap = probe
@@ -571,13 +567,13 @@ fn windowed_evaluation_and_probe_equal_one_pass() {
             let p = params(cell, D, o, 41);
             let batch = batch(!classes, classes, every_step, D, o, 42);
             let mut tr = Trace::default();
-            let loss = rnn::forward(&p, cell, &batch, &mut tr);
+            let loss = rnn::forward(&p, &batch, &mut tr);
             let acc = rnn::accuracy(&batch, &tr);
-            let whole = rnn::probe(&p, cell, &batch, &mut tr, None);
+            let whole = rnn::probe(&p, &batch, &mut tr, None);
             for k in [1, 4, 7, 19] {
                 let mut tr = Trace::default();
-                let (wl, wacc) = rnn::evaluate(&p, cell, &batch, &mut tr, Some(k));
-                let windowed = rnn::probe(&p, cell, &batch, &mut tr, Some(k));
+                let (wl, wacc) = rnn::evaluate(&p, &batch, &mut tr, Some(k));
+                let windowed = rnn::probe(&p, &batch, &mut tr, Some(k));
                 let gap = whole
                     .h
                     .iter()

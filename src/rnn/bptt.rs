@@ -414,18 +414,18 @@ pub(super) fn backward_step<F: Real>(p: &Layer<F>, cell: Cell, tr: &mut Part<'_,
 
 /// Forward pass over a batch; returns the loss E, averaged over the L·B (step, sequence) pairs
 /// that carry a loss. Squared error is also averaged over the O outputs.
-pub fn forward<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>) -> f64 {
+pub fn forward<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>) -> f64 {
     let t_len = batch.dims().0;
-    begin(p, cell, batch, tr, t_len);
-    forward_window(p, cell, batch, tr, (1, t_len)) / loss_count(batch)
+    begin(p, batch, tr, t_len);
+    forward_window(p, batch, tr, (1, t_len)) / loss_count(batch)
 }
 
 /// Backward pass through the batch that the last [`forward`] saw, full backpropagation through
 /// time; **adds** dE/dθ into `g`. It consumes the trace (the gate buffer is reused for the
 /// gradients): run [`forward`] again before another backward.
-pub fn backward<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>, g: &mut Params<F>) {
+pub fn backward<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>, g: &mut Params<F>) {
     let t_len = batch.dims().0;
-    backward_window(p, cell, batch, tr, (1, t_len), g);
+    backward_window(p, batch, tr, (1, t_len), g);
 }
 
 /// One training step's forward and backward passes: returns the loss E (as [`forward`]) and
@@ -440,28 +440,27 @@ pub fn backward<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut T
 /// the window, not the sequence.
 pub fn train_step<F: Real>(
     p: &Params<F>,
-    cell: Cell,
     batch: &Batch<F>,
     tr: &mut Trace<F>,
     bptt: Option<usize>,
     g: &mut Params<F>,
 ) -> f64 {
-    let t_len = batch.dims().0;
+    let (t_len, cell) = (batch.dims().0, p.cell());
     let k = bptt.unwrap_or(t_len).min(t_len);
     if k == t_len {
-        let loss = forward(p, cell, batch, tr);
-        backward(p, cell, batch, tr, g);
+        let loss = forward(p, batch, tr);
+        backward(p, batch, tr, g);
         return loss;
     }
     let l = batch.targets.steps();
-    begin(p, cell, batch, tr, k);
+    begin(p, batch, tr, k);
     let mut sum = 0.0;
     let mut last_len = 0;
     for (start, end) in windows(t_len, k) {
         carry_state(cell, tr, last_len); // the state entering this window, left by the last one
-        sum += forward_window(p, cell, batch, tr, (start, end));
+        sum += forward_window(p, batch, tr, (start, end));
         if end > t_len - l {
-            backward_window(p, cell, batch, tr, (start, end), g); // the window carries a loss
+            backward_window(p, batch, tr, (start, end), g); // the window carries a loss
         }
         last_len = end + 1 - start;
     }
@@ -497,8 +496,8 @@ const PACK_WORK: usize = 1 << 16;
 /// Readies the trace for a pass over `batch` in windows of k steps (k = T: one window): sizes
 /// it, stores Wᵀ and W in strips (row-major for fewer than 4 sequences, whose one-row tiles run
 /// wider than a strip) and sets the entry state h_0 = 0 (and c_0 = 0).
-pub(super) fn begin<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>, k: usize) {
-    let b = batch.dims().1;
+pub(super) fn begin<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>, k: usize) {
+    let (b, cell) = (batch.dims().1, p.cell());
     let l = batch.targets.steps();
     tr.ensure(cell, k, b, p.hidden(), l.min(k), p.v.nrows());
     let two = tr.threads() > 1;
@@ -549,13 +548,13 @@ const PROJECT_BYTES: usize = 256 << 10;
 /// steps and returns their loss summed (not averaged) over (step, sequence) pairs and outputs.
 pub(super) fn forward_window<F: Real>(
     p: &Params<F>,
-    cell: Cell,
     batch: &Batch<F>,
     tr: &mut Trace<F>,
     (start, end): (usize, usize),
 ) -> f64 {
     let b = batch.dims().1;
     let (layer, o) = (&p.layers()[0], p.v.nrows());
+    let cell = layer.cell();
     let roles = layer.roles();
     let (h, gh) = (layer.hidden(), roles.w.nrows());
     let len = end + 1 - start;
@@ -634,14 +633,13 @@ fn softmax_in_place<F: Real>(row: &mut [F]) {
 /// pairs).
 fn backward_window<F: Real>(
     p: &Params<F>,
-    cell: Cell,
     batch: &Batch<F>,
     tr: &mut Trace<F>,
     (start, end): (usize, usize),
     g: &mut Params<F>,
 ) {
     let b = batch.dims().1;
-    let layer = &p.layers()[0];
+    let (layer, cell) = (&p.layers()[0], p.cell());
     let (h, o, l) = (layer.hidden(), p.v.nrows(), batch.targets.steps());
     let gh = cell.gates() * h;
     let n = F::of((l * b) as f64);
@@ -892,7 +890,6 @@ fn count_correct<F: Real>(out: ArrayView2<'_, F>, y: ndarray::ArrayView2<'_, usi
 /// with truncated BPTT.
 pub fn evaluate<F: Real>(
     p: &Params<F>,
-    cell: Cell,
     batch: &Batch<F>,
     tr: &mut Trace<F>,
     window: Option<usize>,
@@ -900,14 +897,14 @@ pub fn evaluate<F: Real>(
     let (t_len, b) = batch.dims();
     let k = window.unwrap_or(t_len).min(t_len);
     if k == t_len {
-        let loss = forward(p, cell, batch, tr);
+        let loss = forward(p, batch, tr);
         return (loss, accuracy(batch, tr));
     }
-    begin(p, cell, batch, tr, k);
+    begin(p, batch, tr, k);
     let (mut sum, mut correct, mut last_len) = (0.0, 0, 0);
     for (start, end) in windows(t_len, k) {
-        carry_state(cell, tr, last_len);
-        sum += forward_window(p, cell, batch, tr, (start, end));
+        carry_state(p.cell(), tr, last_len);
+        sum += forward_window(p, batch, tr, (start, end));
         if let Targets::Classes(y) = &batch.targets {
             let (_, lw, row) = window_losses(batch, (start, end));
             let y = y.slice(s![row..row + lw, ..]);

@@ -397,6 +397,11 @@ impl<F: Real> Params<F> {
         }
     }
 
+    /// The cell (every layer's).
+    pub fn cell(&self) -> Cell {
+        self.layers[0].cell
+    }
+
     /// H, the hidden size of the layer the head reads.
     pub fn hidden(&self) -> usize {
         self.v.ncols()

@@ -5,7 +5,7 @@
 use ndarray::{Array2, Axis, Zip, s};
 
 use super::bptt::{backward_step, begin, carry_state, forward_window, window_losses, windows};
-use super::{Batch, Cell, Params, Targets, Trace, forward};
+use super::{Batch, Params, Targets, Trace, forward};
 use crate::Float;
 use crate::elem;
 use crate::real::{Real, Scratch, dot, gemm, simd_fn};
@@ -29,8 +29,8 @@ pub struct Probe {
 /// Each sequence's gradient is renormalised at every step and its scale kept as a logarithm,
 /// so norms far below the smallest float are still measured; a gradient that becomes exactly
 /// zero (dead ReLU units) gives −∞.
-pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>, window: Option<usize>) -> Probe {
-    let (t_len, b) = batch.dims();
+pub fn probe<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>, window: Option<usize>) -> Probe {
+    let (t_len, b, cell) = (batch.dims().0, batch.dims().1, p.cell());
     let (o, l) = (p.v.nrows(), batch.targets.steps());
     let k = window.unwrap_or(t_len).min(t_len);
     let wins = windows(t_len, k);
@@ -39,9 +39,9 @@ pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trac
     // Forward, keeping the (B, H) state entering each window (h, and c for the LSTM).
     let mut entries: Vec<(Array2<F>, Array2<F>)> = Vec::with_capacity(wins.len());
     if k == t_len {
-        forward(p, cell, batch, tr);
+        forward(p, batch, tr);
     } else {
-        begin(p, cell, batch, tr, k);
+        begin(p, batch, tr, k);
         let mut last_len = 0;
         for &(start, end) in &wins {
             carry_state(cell, tr, last_len);
@@ -51,7 +51,7 @@ pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trac
                 Array2::zeros((0, 0))
             };
             entries.push((tr.h.index_axis(Axis(0), 0).to_owned(), c0));
-            forward_window(p, cell, batch, tr, (start, end));
+            forward_window(p, batch, tr, (start, end));
             last_len = end + 1 - start;
         }
     }
@@ -92,7 +92,7 @@ pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trac
             if second {
                 tr.c.index_axis_mut(Axis(0), 0).assign(&entries[wi].1);
             }
-            forward_window(p, cell, batch, tr, (start, end));
+            forward_window(p, batch, tr, (start, end));
         }
         for t in (1..=end + 1 - start).rev() {
             let step = start - 1 + t; // trace index t is this step of the sequence

@@ -160,6 +160,9 @@ pub struct Layer<F: Real = f64> {
     input: usize,
     /// H, its hidden size.
     hidden: usize,
+    /// Where each of the table's tensors ends in `data`, in the table's order (the running sums
+    /// of their sizes: kept, so that a step finds a tensor without working out shapes).
+    ends: Vec<usize>,
     /// (N) the entries of the cell's tensors, in the table's order (N, the sum of their sizes).
     data: Vec<F>,
 }
@@ -234,15 +237,28 @@ impl Sizes {
 impl<F: Real> Layer<F> {
     /// All-zero parameters of `cell` for input size `input` (D) and hidden size `hidden` (H).
     pub fn zeros(cell: Cell, input: usize, hidden: usize) -> Self {
-        let mut layer = Self {
+        let sizes = Sizes {
+            input,
+            hidden,
+            gates: cell.gates(),
+        };
+        let ends: Vec<usize> = cell
+            .spec()
+            .tensors
+            .iter()
+            .scan(0, |end, t| {
+                *end += sizes.len(t);
+                Some(*end)
+            })
+            .collect();
+        let data = vec![F::zero(); ends.last().copied().unwrap_or(0)];
+        Self {
             cell,
             input,
             hidden,
-            data: Vec::new(),
-        };
-        let sizes = layer.sizes();
-        layer.data = vec![F::zero(); cell.spec().tensors.iter().map(|t| sizes.len(t)).sum()];
-        layer
+            ends,
+            data,
+        }
     }
 
     /// Zeros of the same cell and sizes.
@@ -256,6 +272,7 @@ impl<F: Real> Layer<F> {
             cell: self.cell,
             input: self.input,
             hidden: self.hidden,
+            ends: self.ends.clone(),
             data: self.data.iter().map(|x| G::of(x.f64())).collect(),
         }
     }
@@ -282,28 +299,30 @@ impl<F: Real> Layer<F> {
 
     /// The cell's tensors, in its table's order, each with its entries (row-major).
     pub fn tensors(&self) -> impl Iterator<Item = (&'static TensorSpec, &[F])> {
-        let (sizes, mut rest) = (self.sizes(), &self.data[..]);
-        self.cell.spec().tensors.iter().map(move |t| {
-            let (x, after) = rest.split_at(sizes.len(t));
-            rest = after;
+        let mut start = 0;
+        self.cell.spec().tensors.iter().zip(&self.ends).map(move |(t, &end)| {
+            let x = &self.data[start..end];
+            start = end;
             (t, x)
         })
     }
 
     /// [`Layer::tensors`], mutable.
     pub fn tensors_mut(&mut self) -> impl Iterator<Item = (&'static TensorSpec, &mut [F])> {
-        let (sizes, mut rest) = (self.sizes(), &mut self.data[..]);
-        self.cell.spec().tensors.iter().map(move |t| {
-            let (x, after) = std::mem::take(&mut rest).split_at_mut(sizes.len(t));
-            rest = after;
+        let (mut start, mut rest) = (0, &mut self.data[..]);
+        self.cell.spec().tensors.iter().zip(&self.ends).map(move |(t, &end)| {
+            let (x, after) = std::mem::take(&mut rest).split_at_mut(end - start);
+            (start, rest) = (end, after);
             (t, x)
         })
     }
 
-    /// The entries of the tensor of `role`, if the cell declares one (a scan of its table: cheap
-    /// enough for a step to call).
+    /// The entries of the tensor of `role`, if the cell declares one (a scan of its table's
+    /// roles: cheap enough for a step to call).
     pub fn get(&self, role: Role) -> Option<&[F]> {
-        self.tensors().find(|(t, _)| t.role == role).map(|(_, x)| x)
+        let i = self.cell.spec().tensors.iter().position(|t| t.role == role)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(&self.data[start..self.ends[i]])
     }
 
     /// The tensors the shared passes read, as views (their shapes are their roles').
@@ -535,6 +554,9 @@ mod tests {
             assert_eq!(roles.b[0], starts.next().unwrap());
             assert_eq!(roles.bh.map(|bh| bh[0]), starts.next());
             assert_eq!(roles.w[[1, 0]], roles.w[[0, 0]] + h as f64, "row-major");
+            for (t, x) in layer.tensors() {
+                assert_eq!(layer.get(t.role), Some(x), "{name} {}", t.name);
+            }
         }
     }
 }

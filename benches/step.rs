@@ -24,7 +24,7 @@ fn grid<F: Real>(c: &mut Criterion) {
         for t in [50, 200, 1000] {
             for b in [1, 32] {
                 let (p, batches) = workload::adding::<F>(cell, h, t, b, 1);
-                let mut trainer = workload::Trainer::new(cell, p);
+                let mut trainer = workload::Trainer::new(p);
                 // Model FLOPs of a step: 6·B·T·(H² + H·D + H·O); criterion reports them per second.
                 group.throughput(Throughput::Elements(workload::step_flops(cell, h, t, b) as u64));
                 group.bench_function(BenchmarkId::from_parameter(format!("H{h}/T{t}/B{b}")), |bench| {

@@ -94,7 +94,7 @@ fn recurrence_gflops<F: Real>(cell: Cell, h: usize, b: usize) -> f64 {
 /// Median and 10th-percentile milliseconds of one training step in element type F.
 fn step_ms<F: Real>(cell: Cell, (h, t, b): (usize, usize, usize), seconds: f64) -> (f64, f64, f64) {
     let (p, batches) = workload::adding::<F>(cell, h, t, b, 8);
-    let mut trainer = workload::Trainer::new(cell, p);
+    let mut trainer = workload::Trainer::new(p);
     let mut i = 0;
     time_steps(
         || {

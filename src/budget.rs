@@ -25,18 +25,19 @@ pub const BASE: u64 = 8 << 20;
 /// backward and the probe use).
 fn trace_bytes(cfg: &RunConfig, t: u64, b: u64, l: u64, backward: bool, e: u64) -> u64 {
     let (h, o) = (cfg.model.hidden as u64, cfg.model.output as u64);
-    let g = cfg.model.cell.gates() as u64;
-    let lstm = matches!(cfg.model.cell, crate::rnn::Cell::Lstm) as u64;
-    let gru = matches!(cfg.model.cell, crate::rnn::Cell::Gru) as u64;
+    let spec = cfg.model.cell.spec();
+    let g = spec.gates as u64;
+    let second = spec.states.len() as u64 - 1; // a second state (the LSTM's c)
+    let (aux, hidden_side) = (u64::from(spec.aux), u64::from(spec.hidden_side));
     let forward = 2 * g * h * h // wt, w
         + (t + 1) * b * h // h
-        + lstm * (t + 1) * b * h // c
+        + second * (t + 1) * b * h // c
         + t * b * g * h // gates
-        + (lstm + gru) * t * b * h // aux
-        + gru * b * g * h // hp
+        + aux * t * b * h // aux
+        + hidden_side * b * g * h // hp
         + 2 * l * b * o // out, dout
         + 4 * b * h; // dh, dc, carry_h, carry_c
-    let back = if backward { gru * t * b * g * h } else { 0 }; // dgh
+    let back = if backward { hidden_side * t * b * g * h } else { 0 }; // dgh
     (forward + back) * e
 }
 
@@ -72,6 +73,7 @@ pub fn run_bytes(cfg: &RunConfig) -> u64 {
     let (d, h, o) = (cfg.model.input as u64, cfg.model.hidden as u64, cfg.model.output as u64);
     let g = cfg.model.cell.gates() as u64;
     let size = cfg.model.dtype.size() as u64;
+    // U, W, two biases (b and the GRU's bh, counted for every cell), V and c.
     let params = (g * h * d + g * h * h + 2 * g * h + o * h + o) * (4 * size + F64);
     let rest = |n: u64| if n < b { n } else { n % b }; // the last part's sequences (0: none)
     // Truncated BPTT runs (and evaluates and probes) a window of k steps at a time; the probe
@@ -80,9 +82,9 @@ pub fn run_bytes(cfg: &RunConfig) -> u64 {
         Some(k) if (k as u64) < t => (k as u64, l.min(k as u64)),
         _ => (t, l),
     };
-    let lstm = matches!(cfg.model.cell, crate::rnn::Cell::Lstm) as u64;
+    let states = cfg.model.cell.spec().states.len() as u64;
     let entries = if tw < t {
-        t.div_ceil(tw) * b.max(p) * h * (1 + lstm) * size
+        t.div_ceil(tw) * b.max(p) * h * states * size
     } else {
         0
     };
@@ -92,8 +94,8 @@ pub fn run_bytes(cfg: &RunConfig) -> u64 {
     let spectrum = if let Some(ws) = (tw * b).checked_div(k) {
         let ws = ws.clamp(1, t);
         trace_bytes(cfg, ws, k, l.min(ws), true, F64)
-            + t.div_ceil(ws) * k * h * (1 + lstm) * F64
-            + k * h * (1 + lstm) * F64
+            + t.div_ceil(ws) * k * h * states * F64
+            + k * h * states * F64
             + batch_bytes(cfg, t, k, l)
             + batch_bytes(cfg, t, p, l)
     } else {
@@ -113,11 +115,7 @@ pub fn run_bytes(cfg: &RunConfig) -> u64 {
 pub fn record_bytes(cfg: &RunConfig) -> u64 {
     let steps = cfg.train.steps;
     let probes = steps / cfg.probe.every + 2;
-    let states = if matches!(cfg.model.cell, crate::rnn::Cell::Lstm) {
-        2
-    } else {
-        1
-    };
+    let states = cfg.model.cell.spec().states.len() as u64;
     let t = Task::new(cfg.task.clone()).seq_len() as u64;
     (steps + 1) * ROW + probes * (states * t + cfg.probe.spectrum as u64) * ROW
 }

@@ -968,7 +968,7 @@ fn write_checkpoints(out: &Path, cfg: &RunConfig, result: &RunResult) -> Result<
     let meta = serde_json::json!({
         "run_id": cfg.id,
         "cell": cfg.model.cell.name(),
-        "activation": match cfg.model.cell { crate::rnn::Cell::Rnn(a) => a.name(), _ => "tanh" },
+        "activation": cfg.model.cell.activation().map_or("tanh", |a| a.name()),
         "dtype": cfg.model.dtype.name(),
         "loss": task.loss_name(),
         "vocab": task.vocab().iter().collect::<String>(),

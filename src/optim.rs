@@ -20,7 +20,7 @@ pub struct Clip {
 
 /// ‖g‖₂ over every parameter tensor, summed in a fixed order, in f64 whatever F is.
 pub fn global_norm<F: Real>(g: &Params<F>) -> Float {
-    g.slices().iter().map(|t| F::sum_squares(t)).sum::<Float>().sqrt()
+    g.slices().map(F::sum_squares).sum::<Float>().sqrt()
 }
 
 impl Clip {
@@ -32,14 +32,14 @@ impl Clip {
             && norm > theta
         {
             let k = F::of(theta / norm);
-            for t in g.slices_mut() {
+            for t in g.runs_mut() {
                 t.iter_mut().for_each(|x| *x *= k);
             }
             acted = true;
         }
         if let Some(v) = self.value {
             let v = F::of(v);
-            for t in g.slices_mut() {
+            for t in g.runs_mut() {
                 for x in t.iter_mut() {
                     if x.abs() > v {
                         *x = x.clamp(-v, v);
@@ -167,12 +167,11 @@ impl<F: Real> Optimizer<F> {
         let (lr, one) = (F::of(lr), F::one());
         let t = self.t;
         let first = self.first.get_or_insert_with(|| g.zeros_like());
-        let params = p.slices_mut();
-        let grads = g.slices();
+        let (params, grads) = (p.runs_mut(), g.runs());
         match self.config {
             OptimConfig::Sgd { momentum, nesterov } => {
                 let momentum = F::of(momentum);
-                for ((pt, vt), gt) in params.into_iter().zip(first.slices_mut()).zip(grads) {
+                for ((pt, vt), gt) in params.zip(first.runs_mut()).zip(grads) {
                     for ((p, v), &g) in pt.iter_mut().zip(vt.iter_mut()).zip(gt) {
                         if momentum == F::zero() {
                             *p -= lr * g;
@@ -187,12 +186,7 @@ impl<F: Real> Optimizer<F> {
                 let second = self.second.get_or_insert_with(|| g.zeros_like());
                 let (c1, c2) = (1.0 - elem::powi(beta1, t as i64), 1.0 - elem::powi(beta2, t as i64));
                 let (beta1, beta2, eps, c1, c2) = (F::of(beta1), F::of(beta2), F::of(eps), F::of(c1), F::of(c2));
-                for (((pt, mt), vt), gt) in params
-                    .into_iter()
-                    .zip(first.slices_mut())
-                    .zip(second.slices_mut())
-                    .zip(grads)
-                {
+                for (((pt, mt), vt), gt) in params.zip(first.runs_mut()).zip(second.runs_mut()).zip(grads) {
                     for (((p, m), v), &g) in pt.iter_mut().zip(mt.iter_mut()).zip(vt.iter_mut()).zip(gt) {
                         *m = beta1 * *m + (one - beta1) * g;
                         *v = beta2 * *v + (one - beta2) * g * g;
@@ -202,7 +196,7 @@ impl<F: Real> Optimizer<F> {
             }
             OptimConfig::RmsProp { alpha, eps } => {
                 let (alpha, eps) = (F::of(alpha), F::of(eps));
-                for ((pt, st), gt) in params.into_iter().zip(first.slices_mut()).zip(grads) {
+                for ((pt, st), gt) in params.zip(first.runs_mut()).zip(grads) {
                     for ((p, s), &g) in pt.iter_mut().zip(st.iter_mut()).zip(gt) {
                         *s = alpha * *s + (one - alpha) * g * g;
                         *p -= lr * g / (s.sqrt() + eps);
@@ -211,7 +205,7 @@ impl<F: Real> Optimizer<F> {
             }
             OptimConfig::Adagrad { eps } => {
                 let eps = F::of(eps);
-                for ((pt, st), gt) in params.into_iter().zip(first.slices_mut()).zip(grads) {
+                for ((pt, st), gt) in params.zip(first.runs_mut()).zip(grads) {
                     for ((p, s), &g) in pt.iter_mut().zip(st.iter_mut()).zip(gt) {
                         *s += g * g;
                         *p -= lr * g / (s.sqrt() + eps);
@@ -229,10 +223,18 @@ mod tests {
 
     fn grads(values: [Float; 3]) -> Params {
         let mut g = Params::zeros(Cell::Rnn(Activation::Tanh), 1, 1, 1);
-        g.u[[0, 0]] = values[0];
-        g.w[[0, 0]] = values[1];
+        let layer = g.layers_mut()[0].roles_mut();
+        let (mut u, mut w) = (layer.u, layer.w);
+        u[[0, 0]] = values[0];
+        w[[0, 0]] = values[1];
         g.v[[0, 0]] = values[2];
         g
+    }
+
+    /// The entries of U and W of a [`grads`]-shaped network.
+    fn u_w(g: &Params) -> (Float, Float) {
+        let layer = g.layers()[0].roles();
+        (layer.u[[0, 0]], layer.w[[0, 0]])
     }
 
     #[test]
@@ -245,7 +247,8 @@ mod tests {
         let norm = global_norm(&g);
         assert!(clip.apply(&mut g, norm));
         assert!((global_norm(&g) - 1.0).abs() < 1e-15);
-        assert!((g.u[[0, 0]] - 0.6).abs() < 1e-15 && (g.w[[0, 0]] - 0.8).abs() < 1e-15);
+        let (u, w) = u_w(&g);
+        assert!((u - 0.6).abs() < 1e-15 && (w - 0.8).abs() < 1e-15);
         let mut small = grads([0.3, 0.4, 0.0]);
         let norm = global_norm(&small);
         assert!(!clip.apply(&mut small, norm));
@@ -281,8 +284,9 @@ mod tests {
         let mut opt = Optimizer::new(config);
         opt.step(&mut p, &g, lr);
         opt.step(&mut p, &g, lr);
-        assert_eq!(p.w[[0, 0]], 1.0, "a zero gradient leaves w alone");
-        p.u[[0, 0]]
+        let (u, w) = u_w(&p);
+        assert_eq!(w, 1.0, "a zero gradient leaves w alone");
+        u
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::real;
 use crate::record::{CurveRow, DecayRow, RunRow, SpectrumRow};
-use crate::rnn::{Batch, Inputs, Params, Targets};
+use crate::rnn::{Activation, Batch, Cell, Dim, Inputs, Layer, Params, Targets};
 
 /// File names inside a results folder.
 pub const RUNS_CSV: &str = "runs.csv";
@@ -371,13 +371,14 @@ fn float_bytes<'a>(values: impl IntoIterator<Item = &'a f64>, dtype: real::Dtype
     }
 }
 
-/// Writes a checkpoint under PyTorch's names for `nn.RNN`/`nn.LSTM`/`nn.GRU` + `nn.Linear`
-/// (`rnn.weight_ih_l0` = U, `rnn.weight_hh_l0` = W; for the plain and LSTM cells
-/// `rnn.bias_hh_l0` = b and `rnn.bias_ih_l0` = 0, for the GRU `rnn.bias_ih_l0` = b and
-/// `rnn.bias_hh_l0` = bh; `head.weight` = V, `head.bias` = c) and the probe batch (`probe.x`
-/// (T, B, D), `probe.y` (L, B, O) or (L, B) int64 class indices). Floats are stored in the
-/// run's `dtype` (float32 or float64). `meta` is stored as one JSON string under the key
-/// `runner` of the header's metadata.
+/// Writes a checkpoint under PyTorch's names for `nn.RNN`/`nn.LSTM`/`nn.GRU` + `nn.Linear`:
+/// each layer k's tensors under the names its cell's table gives them (`rnn.weight_ih_l{k}` = U,
+/// `rnn.weight_hh_l{k}` = W; for the plain and LSTM cells `rnn.bias_hh_l{k}` = b and
+/// `rnn.bias_ih_l{k}` = 0, for the GRU `rnn.bias_ih_l{k}` = b and `rnn.bias_hh_l{k}` = bh),
+/// `head.weight` = V, `head.bias` = c, and the probe batch (`probe.x` (T, B, D), `probe.y`
+/// (L, B, O) or (L, B) int64 class indices). Floats are stored in the run's `dtype` (float32 or
+/// float64). `meta` is stored as one JSON string under the key `runner` of the header's
+/// metadata.
 pub fn write_checkpoint(
     path: &Path,
     p: &Params,
@@ -389,53 +390,55 @@ pub fn write_checkpoint(
         real::Dtype::F64 => Dtype::F64,
         real::Dtype::F32 => Dtype::F32,
     };
-    fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> TensorView<'_> {
-        TensorView::new(dtype, shape, data).expect("shape matches data")
+    // (name, dtype, shape, bytes) of every tensor; safetensors orders them itself.
+    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (k, layer) in p.layers().iter().enumerate() {
+        for (t, x) in layer.tensors() {
+            let shape = layer.sizes().shape(t);
+            if let Some(zero) = t.torch_zero {
+                let zeros = vec![0.0; x.len()];
+                tensors.push((
+                    format!("rnn.{zero}_l{k}"),
+                    float,
+                    shape.clone(),
+                    float_bytes(&zeros, dtype),
+                ));
+            }
+            tensors.push((format!("rnn.{}_l{k}", t.torch), float, shape, float_bytes(x, dtype)));
+        }
     }
-    let gru = !p.bh.is_empty();
-    let zeros = vec![0.0; p.b.len()];
-    let (bias_ih, bias_hh): (Vec<&f64>, Vec<&f64>) = if gru {
-        (p.b.iter().collect(), p.bh.iter().collect())
-    } else {
-        (zeros.iter().collect(), p.b.iter().collect())
-    };
-    let (u, w, v, c) = (
-        float_bytes(p.u.iter(), dtype),
-        float_bytes(p.w.iter(), dtype),
-        float_bytes(p.v.iter(), dtype),
-        float_bytes(p.c.iter(), dtype),
-    );
-    let (bih, bhh) = (float_bytes(bias_ih, dtype), float_bytes(bias_hh, dtype));
+    let (h, o) = (p.hidden(), p.v.nrows());
+    tensors.push(("head.bias".into(), float, vec![o], float_bytes(p.c.iter(), dtype)));
+    tensors.push(("head.weight".into(), float, vec![o, h], float_bytes(p.v.iter(), dtype)));
     let (t, bsz) = probe.inputs.dims();
-    let d = p.u.ncols();
+    let d = p.layers()[0].sizes().input;
     let x: ArrayD<f64> = match &probe.inputs {
         Inputs::Dense(x) => x.clone().into_dyn(),
         Inputs::OneHot(idx) => {
             Array3::from_shape_fn((t, bsz, d), |(i, j, k)| f64::from(u8::from(idx[[i, j]] == k))).into_dyn()
         }
     };
-    let x = float_bytes(x.iter(), dtype);
-    let (y, y_shape, y_dtype) = match &probe.targets {
-        Targets::Values(y) => (float_bytes(y.iter(), dtype), y.shape().to_vec(), float),
-        Targets::Classes(y) => (
-            y.iter().flat_map(|&k| (k as i64).to_le_bytes()).collect(),
+    tensors.push(("probe.x".into(), float, vec![t, bsz, d], float_bytes(x.iter(), dtype)));
+    tensors.push(match &probe.targets {
+        Targets::Values(y) => (
+            "probe.y".into(),
+            float,
             y.shape().to_vec(),
-            Dtype::I64,
+            float_bytes(y.iter(), dtype),
         ),
-    };
-    let (gh, h, o) = (p.w.nrows(), p.w.ncols(), p.v.nrows());
-    let tensors = vec![
-        ("head.bias", view(float, vec![o], &c)),
-        ("head.weight", view(float, vec![o, h], &v)),
-        ("probe.x", view(float, vec![t, bsz, d], &x)),
-        ("probe.y", view(y_dtype, y_shape, &y)),
-        ("rnn.bias_hh_l0", view(float, vec![gh], &bhh)),
-        ("rnn.bias_ih_l0", view(float, vec![gh], &bih)),
-        ("rnn.weight_hh_l0", view(float, vec![gh, h], &w)),
-        ("rnn.weight_ih_l0", view(float, vec![gh, d], &u)),
-    ];
+        Targets::Classes(y) => (
+            "probe.y".into(),
+            Dtype::I64,
+            y.shape().to_vec(),
+            y.iter().flat_map(|&k| (k as i64).to_le_bytes()).collect(),
+        ),
+    });
+    let views = tensors.iter().map(|(name, dtype, shape, data)| {
+        let view = TensorView::new(*dtype, shape.clone(), data).expect("shape matches data");
+        (name.as_str(), view)
+    });
     let info = HashMap::from([("runner".to_string(), meta.to_string())]);
-    let bytes = safetensors::serialize(tensors, Some(info)).map_err(|e| Error::Data {
+    let bytes = safetensors::serialize(views, Some(info)).map_err(|e| Error::Data {
         path: path.to_path_buf(),
         line: None,
         message: e.to_string(),
@@ -483,7 +486,7 @@ pub struct Checkpoint {
 /// names). Errors name the missing or malformed tensor.
 pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint, String> {
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
-    let get = |name: &str, rank: usize| -> Result<(Vec<usize>, Vec<f64>), String> {
+    let get = |name: &str, rank: usize| -> Result<Tensor, String> {
         let t = st.tensor(name).map_err(|_| format!("tensor `{name}` is missing"))?;
         let data = match t.dtype() {
             _ if t.shape().len() != rank => None,
@@ -510,46 +513,16 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint, String> {
         };
         Ok((t.shape().to_vec(), data))
     };
-    let mat = |name: &str| -> Result<ndarray::Array2<f64>, String> {
-        let (shape, data) = get(name, 2)?;
-        ndarray::Array2::from_shape_vec((shape[0], shape[1]), data).map_err(|e| format!("tensor `{name}`: {e}"))
-    };
-    let vec1 = |name: &str| -> Result<ndarray::Array1<f64>, String> { Ok(ndarray::Array1::from(get(name, 1)?.1)) };
-    let (u, w, v, c) = (
-        mat("rnn.weight_ih_l0")?,
-        mat("rnn.weight_hh_l0")?,
-        mat("head.weight")?,
-        vec1("head.bias")?,
-    );
-    let (bias_ih, bias_hh) = (vec1("rnn.bias_ih_l0")?, vec1("rnn.bias_hh_l0")?);
-    let (gh, h, d, o) = (w.nrows(), w.ncols(), u.ncols(), v.nrows());
-    if h == 0 || !gh.is_multiple_of(h) || ![1, 3, 4].contains(&(gh / h)) {
-        return Err(format!(
-            "tensor `rnn.weight_hh_l0` has shape ({gh}, {h}): not that of an RNN, GRU or LSTM layer"
-        ));
-    }
-    if u.nrows() != gh || bias_ih.len() != gh || bias_hh.len() != gh || v.ncols() != h || c.len() != o {
+    let meta = st_meta(bytes);
+    let layer = read_layer(&get, &meta)?;
+    let (v_shape, v) = get("head.weight", 2)?;
+    let (_, c) = get("head.bias", 1)?;
+    let (h, d, o) = (layer.hidden(), layer.sizes().input, c.len());
+    if v_shape != [o, h] {
         return Err("parameter shapes do not agree with each other".into());
     }
-    let params = if gh / h == 3 {
-        Params {
-            u,
-            w,
-            b: bias_ih,
-            bh: bias_hh,
-            v,
-            c,
-        }
-    } else {
-        Params {
-            u,
-            w,
-            b: &bias_ih + &bias_hh,
-            bh: ndarray::Array1::zeros(0),
-            v,
-            c,
-        }
-    };
+    let v = ndarray::Array2::from_shape_vec((o, h), v).map_err(|e| format!("tensor `head.weight`: {e}"))?;
+    let params = Params::new(vec![layer], v, ndarray::Array1::from(c));
     let (xs, xd) = get("probe.x", 3)?;
     if xs[2] != d {
         return Err(format!("tensor `probe.x` has {} inputs, the network {d}", xs[2]));
@@ -584,7 +557,6 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint, String> {
             ));
         }
     };
-    let meta = st_meta(bytes);
     Ok(Checkpoint {
         params,
         probe: Batch {
@@ -594,6 +566,71 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint, String> {
         },
         meta,
     })
+}
+
+/// A tensor read from a checkpoint: its shape and its entries, widened to f64.
+type Tensor = (Vec<usize>, Vec<f64>);
+
+/// Layer 0 of a checkpoint, its tensors read under the names its cell's table gives them. The
+/// cell is the one `meta` names (`cell`, `activation`); a file without it (a PyTorch state dict)
+/// is read as the layer of `nn.RNN` (tanh), `nn.GRU` or `nn.LSTM` whose gates its
+/// `rnn.weight_hh_l0` has.
+fn read_layer(get: &dyn Fn(&str, usize) -> Result<Tensor, String>, meta: &serde_json::Value) -> Result<Layer, String> {
+    let activation = meta["activation"].as_str().and_then(Activation::from_name);
+    let named = meta["cell"]
+        .as_str()
+        .and_then(|name| Cell::from_name(name, activation.unwrap_or(Activation::Tanh)));
+    let cell = match named {
+        Some(cell) => cell,
+        None => {
+            let (shape, _) = get("rnn.weight_hh_l0", 2)?;
+            let (gh, h) = (shape[0], shape[1]);
+            [Cell::Rnn(Activation::Tanh), Cell::Gru, Cell::Lstm]
+                .into_iter()
+                .find(|cell| h > 0 && gh == cell.gates() * h)
+                .ok_or_else(|| {
+                    format!("tensor `rnn.weight_hh_l0` has shape ({gh}, {h}): not that of an RNN, GRU or LSTM layer")
+                })?
+        }
+    };
+    // Each tensor's entries, and D and H as its shape gives them: every tensor must agree.
+    let mut read = Vec::new();
+    let (mut input, mut hidden) = (None, None);
+    let disagree = || "parameter shapes do not agree with each other".to_string();
+    for t in cell.spec().tensors {
+        let name = format!("rnn.{}_l0", t.torch);
+        let (shape, mut data) = get(&name, t.shape.len())?;
+        if let Some(zero) = t.torch_zero {
+            let (other, summand) = get(&format!("rnn.{zero}_l0"), t.shape.len())?;
+            if other != shape {
+                return Err(disagree());
+            }
+            data.iter_mut().zip(summand).for_each(|(x, s)| *x += s); // PyTorch adds the two
+        }
+        for (&dim, &size) in t.shape.iter().zip(&shape) {
+            let (slot, size) = match dim {
+                Dim::Input => (&mut input, size),
+                Dim::Hidden => (&mut hidden, size),
+                Dim::Gates if size.is_multiple_of(cell.gates()) => (&mut hidden, size / cell.gates()),
+                Dim::Gates => return Err(disagree()),
+            };
+            if *slot.get_or_insert(size) != size {
+                return Err(disagree());
+            }
+        }
+        read.push(data);
+    }
+    let (Some(input), Some(hidden)) = (input, hidden) else {
+        return Err(disagree());
+    };
+    let mut layer = Layer::zeros(cell, input, hidden);
+    for ((_, x), data) in layer.tensors_mut().zip(read) {
+        if x.len() != data.len() {
+            return Err(disagree());
+        }
+        x.copy_from_slice(&data);
+    }
+    Ok(layer)
 }
 
 /// The `runner` metadata of a safetensors header, parsed as JSON (`null` if absent).

@@ -1,10 +1,11 @@
 //! The recurrent core. This file holds what every cell shares: the hidden activation, the
-//! choice of cell, the parameters (initialised in `init`) and a batch's inputs and targets.
-//! Beside it, one file each: the three cells (`vanilla`, `lstm`, `gru`), each keeping its
-//! forward and backward step side by side; exact backpropagation through time, full or
-//! truncated (`bptt`: the trace, the windows, [`forward`], [`backward`], [`train_step`],
-//! [`evaluate`], [`accuracy`], re-exported here); the gradient-decay probe (`probe`) and the
-//! Lyapunov spectrum (`spectrum`).
+//! choice of cell and a batch's inputs and targets. Beside it, one file each: the three cells
+//! (`vanilla`, `lstm`, `gru`), each declaring its tensors ([`CellSpec`]) and keeping its
+//! forward and backward step side by side; the parameters (`params`: a layer's tensors as its
+//! cell declares them, [`Layer`], and the network, [`Params`]; drawn in `init`); exact
+//! backpropagation through time, full or truncated (`bptt`: the trace, the windows,
+//! [`forward`], [`backward`], [`train_step`], [`evaluate`], [`accuracy`], re-exported here);
+//! the gradient-decay probe (`probe`) and the Lyapunov spectrum (`spectrum`).
 //!
 //! Notation of the classic derivation, for the plain cell:
 //!
@@ -28,16 +29,18 @@ mod bptt;
 mod gru;
 mod init;
 mod lstm;
+mod params;
 mod probe;
 mod spectrum;
 mod vanilla;
 
 pub use bptt::{Trace, accuracy, backward, evaluate, forward, train_step};
 pub use init::{Init, RnnConfig, normal};
+pub use params::{CellSpec, Dim, Layer, Params, Projection, Role, Roles, RolesMut, Sizes, Start, TensorSpec};
 pub use probe::{Probe, decay_factor, join_probes, probe, spectral_norm, spectral_radius};
 pub use spectrum::{Exponents, mean_exponents, spectrum};
 
-use ndarray::{Array1, Array2, Array3, Axis, s};
+use ndarray::{Array2, Array3, Axis, s};
 
 use crate::Float;
 use crate::real::{Real, simd_fn};
@@ -152,7 +155,8 @@ simd_fn! {
     }
 }
 
-/// The recurrent cell.
+/// The recurrent cell. Each is one file beside this one (its table of tensors, [`CellSpec`], and
+/// its forward and backward step), listed here and in the two step dispatches of `bptt`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cell {
     /// h_t = σ(U x_t + W h_{t−1} + b).
@@ -164,21 +168,43 @@ pub enum Cell {
 }
 
 impl Cell {
+    /// The spec's names of the cells (`model.cell`).
+    pub const NAMES: [&str; 3] = ["rnn", "lstm", "gru"];
+
+    /// The cell of a spec's name, σ applying to the plain one; `None` for an unknown name.
+    pub fn from_name(name: &str, activation: Activation) -> Option<Self> {
+        Some(match name {
+            "rnn" => Cell::Rnn(activation),
+            "lstm" => Cell::Lstm,
+            "gru" => Cell::Gru,
+            _ => return None,
+        })
+    }
+
+    /// What the cell declares: its tensors, gates, states and the buffers it needs.
+    pub fn spec(self) -> &'static CellSpec {
+        match self {
+            Cell::Rnn(_) => &vanilla::SPEC,
+            Cell::Lstm => &lstm::SPEC,
+            Cell::Gru => &gru::SPEC,
+        }
+    }
+
     /// G, the number of gate blocks stacked in U and W.
     pub fn gates(self) -> usize {
-        match self {
-            Cell::Rnn(_) => 1,
-            Cell::Lstm => 4,
-            Cell::Gru => 3,
-        }
+        self.spec().gates
     }
 
     /// The spec's name of the cell.
     pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// σ of the plain cell; `None` for a cell with its own activations.
+    pub fn activation(self) -> Option<Activation> {
         match self {
-            Cell::Rnn(_) => "rnn",
-            Cell::Lstm => "lstm",
-            Cell::Gru => "gru",
+            Cell::Rnn(act) => Some(act),
+            Cell::Lstm | Cell::Gru => None,
         }
     }
 }
@@ -187,101 +213,6 @@ impl Cell {
 #[inline]
 pub fn sigmoid<F: Real>(x: F) -> F {
     F::act_sigmoid::<false>(x)
-}
-
-/// The network's parameters (also used for their gradients, whose fields mirror these names),
-/// in element type F (f64 unless `model.dtype = "f32"`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Params<F: Real = f64> {
-    /// (G·H, D) input→hidden, gate blocks stacked.
-    pub u: Array2<F>,
-    /// (G·H, H) hidden→hidden, gate blocks stacked.
-    pub w: Array2<F>,
-    /// (G·H) bias of the gates (input side for the GRU).
-    pub b: Array1<F>,
-    /// (G·H) hidden-side bias of the GRU (b_hn sits inside the reset product); empty otherwise.
-    pub bh: Array1<F>,
-    /// (O, H) hidden→output.
-    pub v: Array2<F>,
-    /// (O) output bias.
-    pub c: Array1<F>,
-}
-
-impl<F: Real> Params<F> {
-    /// All-zero parameters of the given sizes (a gradient accumulator).
-    pub fn zeros(cell: Cell, d: usize, h: usize, o: usize) -> Self {
-        let g = cell.gates();
-        Self {
-            u: Array2::zeros((g * h, d)),
-            w: Array2::zeros((g * h, h)),
-            b: Array1::zeros(g * h),
-            bh: Array1::zeros(if cell == Cell::Gru { g * h } else { 0 }),
-            v: Array2::zeros((o, h)),
-            c: Array1::zeros(o),
-        }
-    }
-
-    /// Zeros of the same shapes as `self`.
-    pub fn zeros_like(&self) -> Self {
-        Self {
-            u: Array2::zeros(self.u.raw_dim()),
-            w: Array2::zeros(self.w.raw_dim()),
-            b: Array1::zeros(self.b.raw_dim()),
-            bh: Array1::zeros(self.bh.raw_dim()),
-            v: Array2::zeros(self.v.raw_dim()),
-            c: Array1::zeros(self.c.raw_dim()),
-        }
-    }
-
-    /// The same parameters in element type G (exact from f32 to f64, rounded the other way).
-    pub fn cast<G: Real>(&self) -> Params<G> {
-        let f = |x: &F| G::of(x.f64());
-        Params {
-            u: self.u.map(f),
-            w: self.w.map(f),
-            b: self.b.map(f),
-            bh: self.bh.map(f),
-            v: self.v.map(f),
-            c: self.c.map(f),
-        }
-    }
-
-    /// H, the hidden size.
-    pub fn hidden(&self) -> usize {
-        self.w.ncols()
-    }
-
-    /// The tensors in a fixed order (U, W, b, bh, V, c).
-    pub fn slices(&self) -> [&[F]; 6] {
-        [
-            self.u.as_slice().expect("contiguous"),
-            self.w.as_slice().expect("contiguous"),
-            self.b.as_slice().expect("contiguous"),
-            self.bh.as_slice().expect("contiguous"),
-            self.v.as_slice().expect("contiguous"),
-            self.c.as_slice().expect("contiguous"),
-        ]
-    }
-
-    /// Mutable access to the tensors, in the order of [`Params::slices`].
-    pub fn slices_mut(&mut self) -> [&mut [F]; 6] {
-        let Self { u, w, b, bh, v, c } = self;
-        [
-            u.as_slice_mut().expect("contiguous"),
-            w.as_slice_mut().expect("contiguous"),
-            b.as_slice_mut().expect("contiguous"),
-            bh.as_slice_mut().expect("contiguous"),
-            v.as_slice_mut().expect("contiguous"),
-            c.as_slice_mut().expect("contiguous"),
-        ]
-    }
-
-    /// Sets every entry to zero, keeping the allocation.
-    pub fn fill_zero(&mut self) {
-        for t in self.slices_mut() {
-            t.fill(F::zero());
-        }
-    }
 }
 
 /// Inputs of a batch.

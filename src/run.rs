@@ -14,7 +14,7 @@ use crate::elem;
 use crate::optim::{Clip, OptimConfig, Optimizer, Schedule, global_norm};
 use crate::real::{Dtype, Real};
 use crate::record::{CurveRow, DecayRow, RunRow, SpectrumRow, Status, finite};
-use crate::rnn::{self, Batch, Cell, Exponents, Params, Probe, RnnConfig, Trace};
+use crate::rnn::{self, Activation, Batch, Exponents, Params, Probe, RnnConfig, Trace};
 use crate::spec::Value;
 use crate::task::{Task, TaskConfig};
 
@@ -293,12 +293,12 @@ impl<'c, F: Real> Training<'c, F> {
     /// Loss and accuracy on the evaluation set (means over its sequences), `None` where not
     /// finite or (accuracy) for real-valued targets.
     fn evaluate(&mut self) -> (Option<Float>, Option<Float>) {
-        let (cell, bptt) = (self.cfg.model.cell, self.cfg.train.bptt);
+        let bptt = self.cfg.train.bptt;
         let (mut loss, mut acc, mut n) = (0.0, None, 0);
         for part in &self.eval_parts {
             let size = part.dims().1;
             let tr = self.traces.of(size);
-            let (part_loss, part_acc) = rnn::evaluate(&self.params, cell, part, tr, bptt);
+            let (part_loss, part_acc) = rnn::evaluate(&self.params, part, tr, bptt);
             loss += part_loss * size as Float;
             acc = part_acc.map(|a| acc.unwrap_or(0.0) + a * size as Float);
             n += size;
@@ -309,18 +309,18 @@ impl<'c, F: Real> Training<'c, F> {
     /// The gradient-decay probe over the probe set, and the mean Lyapunov exponents of its
     /// trajectories when `probe.spectrum` asks for them (in f64 whatever F is).
     fn probe(&mut self) -> (Probe, Option<Exponents>) {
-        let (cell, bptt) = (self.cfg.model.cell, self.cfg.train.bptt);
+        let bptt = self.cfg.train.bptt;
         let parts: Vec<_> = self
             .probe_parts
             .iter()
-            .map(|part| rnn::probe(&self.params, cell, part, self.traces.of(part.dims().1), bptt))
+            .map(|part| rnn::probe(&self.params, part, self.traces.of(part.dims().1), bptt))
             .collect();
         let probed = rnn::join_probes(&parts, &self.probe_sizes);
         let k = self.cfg.probe.spectrum;
         let lambdas = (k > 0).then(|| {
             // Through a trace of as many rows as the probe's.
             let rows = bptt.unwrap_or(usize::MAX).min(self.probe_f64.dims().0) * self.traces.batch;
-            let per_seq = rnn::spectrum(&self.params.cast(), cell, &self.probe_f64, k, rows);
+            let per_seq = rnn::spectrum(&self.params.cast(), &self.probe_f64, k, rows);
             rnn::mean_exponents(&per_seq)
         });
         (probed, lambdas)
@@ -329,11 +329,11 @@ impl<'c, F: Real> Training<'c, F> {
     /// One parameter update at `step` on a fresh training batch: its loss and gradient, then,
     /// if both are finite, clipping and the optimiser's step.
     fn update(&mut self, step: u64) -> Update {
-        let (train, cell) = (&self.cfg.train, self.cfg.model.cell);
+        let train = &self.cfg.train;
         let batch: Batch<F> = self.task.sample(train.batch, &mut self.data_rng).cast();
         self.grads.fill_zero();
         let tr = &mut self.traces.full;
-        let loss = rnn::train_step(&self.params, cell, &batch, tr, train.bptt, &mut self.grads);
+        let loss = rnn::train_step(&self.params, &batch, tr, train.bptt, &mut self.grads);
         let lr = train.schedule.lr_at(step);
         let norm = global_norm(&self.grads);
         if !loss.is_finite() || !norm.is_finite() {
@@ -359,23 +359,18 @@ impl<'c, F: Real> Training<'c, F> {
     fn finish(self, record: Record, started: Instant) -> RunResult {
         let (cfg, cell, init) = (self.cfg, self.cfg.model.cell, self.init);
         let params = self.params.cast::<f64>();
-        let params_finite = params.slices().iter().all(|t| t.iter().all(|x| x.is_finite()));
-        let w_norm_final = params_finite.then(|| rnn::spectral_norm(&params.w));
+        let params_finite = params.slices().all(|t| t.iter().all(|x| x.is_finite()));
+        let w = |p: &Params| p.layers()[0].roles().w.to_owned();
+        let w_norm_final = params_finite.then(|| rnn::spectral_norm(&w(&params)));
         let radius = |p: &Params| {
             // The block that plays W's role: the whole W, or the candidate block of a gated cell.
-            let h = p.hidden();
-            let block = match cell {
-                Cell::Rnn(_) => 0,
-                Cell::Lstm => 2,
-                Cell::Gru => 2,
-            };
-            rnn::spectral_radius(&p.w.slice(ndarray::s![block * h..(block + 1) * h, ..]).to_owned())
+            let (h, block) = (p.hidden(), cell.spec().radius_block);
+            let w = p.layers()[0].roles().w;
+            rnn::spectral_radius(&w.slice(ndarray::s![block * h..(block + 1) * h, ..]).to_owned())
         };
-        let w_norm_init = rnn::spectral_norm(&init.w);
-        let max_deriv = match cell {
-            Cell::Rnn(act) => Some(act.max_deriv()),
-            _ => None,
-        };
+        let w_norm_init = rnn::spectral_norm(&w(&init));
+        // The plain cell's bound ‖W‖₂·max|σ'| on the per-step factor.
+        let max_deriv = cell.activation().map(Activation::max_deriv);
         let (status, ok) = (record.status, record.status == Status::Ok);
         let row = RunRow {
             run_id: cfg.id.clone(),
@@ -417,6 +412,8 @@ impl<'c, F: Real> Training<'c, F> {
 struct Record {
     /// The run's id, on every row.
     run_id: String,
+    /// The cell's states, by their names in `grad_decay.csv` (h, and c for the LSTM).
+    states: &'static [&'static str],
     /// `curves.csv` rows, one a step.
     curve: Vec<CurveRow>,
     /// `grad_decay.csv` rows, one a distance of each probe (and state).
@@ -444,6 +441,7 @@ impl Record {
     fn new(cfg: &RunConfig) -> Self {
         Self {
             run_id: cfg.id.clone(),
+            states: cfg.model.cell.spec().states,
             curve: Vec::with_capacity((cfg.train.steps as usize + 1).min(1 << 20)),
             decay: Vec::new(),
             spectrum: Vec::new(),
@@ -458,7 +456,7 @@ impl Record {
     }
 
     /// A probe at `step`: the decay factor fitted to its gradient norms, their rows by
-    /// distance (h, then c for the LSTM), and the spectrum's rows when it was computed.
+    /// distance (h, then the LSTM's c), and the spectrum's rows when it was computed.
     fn probed(&mut self, step: u64, probed: &Probe, lambdas: Option<&[f64]>) {
         let factor = rnn::decay_factor(&probed.h);
         if step == 0 {
@@ -479,7 +477,7 @@ impl Record {
             });
             self.spectrum.extend(rows);
         }
-        for (state, logs) in std::iter::once(("h", &probed.h)).chain(probed.c.as_ref().map(|c| ("c", c))) {
+        for (&state, logs) in self.states.iter().zip(std::iter::once(&probed.h).chain(&probed.c)) {
             self.decay.extend(logs.iter().enumerate().map(|(d, &ln)| DecayRow {
                 run_id: self.run_id.clone(),
                 probe_step: step,

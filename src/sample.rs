@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::Error;
 use crate::elem;
 use crate::output::{self, Checkpoint};
-use crate::rnn::{self, Activation, Batch, Cell, Inputs, Targets, Trace};
+use crate::rnn::{self, Batch, Inputs, Targets, Trace};
 
 /// What to generate.
 #[derive(Clone, Debug)]
@@ -78,16 +78,6 @@ pub fn sample(dir: &Path, opts: &SampleOptions) -> Result<String, Error> {
             "run {id} was not trained on a character task (text or hello)"
         )));
     }
-    let cell = match meta["cell"].as_str() {
-        Some("lstm") => Cell::Lstm,
-        Some("gru") => Cell::Gru,
-        _ => Cell::Rnn(
-            meta["activation"]
-                .as_str()
-                .and_then(Activation::from_name)
-                .unwrap_or(Activation::Tanh),
-        ),
-    };
     let window = meta["config"]["task.seq_len"].as_u64().unwrap_or(50).max(1) as usize;
     let mut ids = Vec::with_capacity(opts.prime.chars().count() + opts.length);
     for ch in opts.prime.chars() {
@@ -115,7 +105,7 @@ pub fn sample(dir: &Path, opts: &SampleOptions) -> Result<String, Error> {
             targets: Targets::Classes(Array2::zeros((t, 1))),
             accuracy_from: 0,
         };
-        rnn::forward(&params, cell, &batch, &mut tr);
+        rnn::forward(&params, &batch, &mut tr);
         let probs = tr.outputs();
         let last = probs.row(t - 1);
         let weights: Vec<f64> = last

@@ -253,12 +253,8 @@ fn task_of(s: &Settings<'_>, corpora: &mut Corpora) -> Result<TaskConfig, Proble
 /// `model.activation` applies to the plain cell only.
 fn model_of(s: &Settings<'_>, shape: &Task) -> Result<RnnConfig, Problem> {
     let activation = Activation::from_name(&s.text("model.activation")).expect("validated");
-    let cell = match s.text("model.cell").as_str() {
-        "lstm" => Cell::Lstm,
-        "gru" => Cell::Gru,
-        _ => Cell::Rnn(activation),
-    };
-    if !matches!(cell, Cell::Rnn(_)) && activation != Activation::Tanh {
+    let cell = Cell::from_name(&s.text("model.cell"), activation).expect("validated");
+    if cell.activation().is_none() && activation != Activation::Tanh {
         return Err(s.problem(
             "model.activation",
             format!(
@@ -363,14 +359,15 @@ fn train_of(s: &Settings<'_>, seq_len: usize) -> Result<TrainConfig, Problem> {
 /// the cell's state has dimensions (H, or 2H for the LSTM's h and c).
 fn probe_of(s: &Settings<'_>, cell: Cell) -> Result<ProbeConfig, Problem> {
     let spectrum = s.int("probe.spectrum") as usize;
-    let state_dim = if cell == Cell::Lstm { 2 } else { 1 } * s.int("model.hidden") as usize;
+    let states = cell.spec().states.len();
+    let state_dim = states * s.int("model.hidden") as usize;
     if spectrum > state_dim {
         return Err(s.problem(
             "probe.spectrum",
             format!(
                 "{spectrum} exponents asked for, but the {} cell's state has {state_dim} dimensions (H{}); use a value up to {state_dim}",
                 cell.name(),
-                if cell == Cell::Lstm { ", and as many for c" } else { "" }
+                if states > 1 { ", and as many for c" } else { "" }
             ),
         ));
     }

@@ -20,14 +20,14 @@ fn counted(cell: Cell, t: usize, b: usize, bptt: Option<usize>) -> (usize, usize
     let batch = &batches[0];
     let mut g = p.zeros_like();
     let mut tr = Trace::default();
-    rnn::train_step(&p, cell, batch, &mut tr, bptt, &mut g); // sizes the trace
-    rnn::probe(&p, cell, batch, &mut tr, None);
-    rnn::train_step(&p, cell, batch, &mut tr, bptt, &mut g);
+    rnn::train_step(&p, batch, &mut tr, bptt, &mut g); // sizes the trace
+    rnn::probe(&p, batch, &mut tr, None);
+    rnn::train_step(&p, batch, &mut tr, bptt, &mut g);
     let before = allocations();
-    rnn::train_step(&p, cell, batch, &mut tr, bptt, &mut g);
+    rnn::train_step(&p, batch, &mut tr, bptt, &mut g);
     let step = allocations() - before;
     let before = allocations();
-    rnn::probe(&p, cell, batch, &mut tr, None);
+    rnn::probe(&p, batch, &mut tr, None);
     (step, allocations() - before)
 }
 

@@ -145,7 +145,8 @@ fn end_to_end_every_output_exists_and_parses() {
         let ck = output::read_checkpoint(&bytes).unwrap();
         assert_eq!(ck.meta["activation"], row.swept[1].as_str());
         let cell = runner::rnn::Cell::Rnn(runner::rnn::Activation::from_name(&row.swept[1]).unwrap());
-        let logs = runner::rnn::probe(&ck.params, cell, &ck.probe, &mut runner::rnn::Trace::default(), None).h;
+        assert_eq!(ck.params.cell(), cell, "the checkpoint's cell, with its σ");
+        let logs = runner::rnn::probe(&ck.params, &ck.probe, &mut runner::rnn::Trace::default(), None).h;
         let recorded = decay_of(&row.run_id);
         assert_eq!(logs.len(), recorded.len());
         for (l, r) in logs.iter().zip(&recorded) {
@@ -655,7 +656,8 @@ model.spectral_radius = 1.2
         assert_eq!(st.tensor("rnn.weight_ih_l0").unwrap().shape(), [gates * 5, 2]);
         let ck = output::read_checkpoint(&bytes).unwrap();
         assert_eq!(ck.meta["cell"], cell.name());
-        let probed = runner::rnn::probe(&ck.params, cell, &ck.probe, &mut runner::rnn::Trace::default(), None);
+        assert_eq!(ck.params.cell(), cell);
+        let probed = runner::rnn::probe(&ck.params, &ck.probe, &mut runner::rnn::Trace::default(), None);
         for (state, logs) in std::iter::once(("h", &probed.h)).chain(probed.c.as_ref().map(|c| ("c", c))) {
             let recorded: Vec<f64> = decay
                 .iter()

@@ -60,12 +60,12 @@ fn naive_step(
     c_prev: &[f64],
     c_bump: Option<(usize, f64)>,
 ) -> (Vec<f64>, Vec<f64>) {
-    let h = p.w.ncols();
+    let layer = p.layers()[0].roles();
+    let (u, w, b, bh) = (layer.u, layer.w, layer.b, layer.bh);
+    let h = w.ncols();
     // Input side U x + b and hidden side W h (+ bh for the GRU), per gate row.
-    let xs = |row: usize| p.b[row] + (0..p.u.ncols()).map(|d| p.u[[row, d]] * x(d)).sum::<f64>();
-    let hs = |row: usize| {
-        (0..h).map(|j| p.w[[row, j]] * h_prev[j]).sum::<f64>() + if p.bh.is_empty() { 0.0 } else { p.bh[row] }
-    };
+    let xs = |row: usize| b[row] + (0..u.ncols()).map(|d| u[[row, d]] * x(d)).sum::<f64>();
+    let hs = |row: usize| (0..h).map(|j| w[[row, j]] * h_prev[j]).sum::<f64>() + bh.map_or(0.0, |bh| bh[row]);
     match cell {
         Cell::Rnn(act) => ((0..h).map(|i| act.forward(xs(i) + hs(i))).collect(), vec![0.0; h]),
         Cell::Lstm => {
@@ -110,7 +110,7 @@ fn naive(
     bump: Option<(usize, usize, usize, f64, Which)>,
 ) -> (f64, States, States, Vec<f64>) {
     let (t_len, b_len) = batch.inputs.dims();
-    let (h, o) = (p.w.ncols(), p.v.nrows());
+    let (h, o) = (p.hidden(), p.v.nrows());
     let mut hs = vec![vec![vec![0.0; h]; b_len]; t_len + 1];
     let mut cs = vec![vec![vec![0.0; h]; b_len]; t_len + 1];
     for t in 1..=t_len {
@@ -180,8 +180,11 @@ fn params(cell: Cell, d: usize, o: usize, seed: u64) -> Params {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut p = cfg.init(&mut rng);
     // Non-zero biases so that their gradients are exercised away from the initial point.
-    p.b.mapv_inplace(|x| x + rng.random_range(-0.3..0.3));
-    p.bh.mapv_inplace(|_| rng.random_range(-0.3..0.3));
+    let mut layer = p.layers_mut()[0].roles_mut();
+    layer.b.mapv_inplace(|x| x + rng.random_range(-0.3..0.3));
+    if let Some(mut bh) = layer.bh {
+        bh.mapv_inplace(|_| rng.random_range(-0.3..0.3));
+    }
     p.c.mapv_inplace(|_| rng.random_range(-0.3..0.3));
     p
 }
@@ -241,18 +244,17 @@ fn max_rel_error(
     cell: Cell,
     loss: &dyn Fn(&Params) -> (f64, States),
 ) -> (f64, &'static str) {
-    let names = ["U", "W", "b", "bh", "V", "c"];
     let mut worst = (0.0, "");
     let base = region(cell, &loss(p).1);
     let (mut skipped, mut total) = (0, 0);
-    for (ti, name) in names.iter().enumerate() {
-        for i in 0..p.slices()[ti].len() {
+    for (ti, (name, len)) in p.names().zip(p.slices().map(<[f64]>::len)).enumerate() {
+        for i in 0..len {
             total += 1;
             let crosses_kink = std::cell::Cell::new(false);
             let numeric = central_difference(
                 &|eps| {
                     let mut q = p.clone();
-                    q.slices_mut()[ti][i] += eps;
+                    q.slices_mut().nth(ti).expect("a tensor")[i] += eps;
                     let (e, states) = loss(&q);
                     if region(cell, &states) != base {
                         crosses_kink.set(true);
@@ -265,7 +267,7 @@ fn max_rel_error(
                 skipped += 1;
                 continue;
             }
-            let a = analytic.slices()[ti][i];
+            let a = analytic.slices().nth(ti).expect("a tensor")[i];
             let rel = (a - numeric).abs() / a.abs().max(numeric.abs()).max(1e-5);
             if rel > worst.0 {
                 worst = (rel, name);
@@ -287,14 +289,14 @@ fn check(cell: Cell, dense: bool, classes: bool, every_step: bool, seed: u64) ->
     let p = params(cell, D, o, seed);
     let batch = batch(dense, classes, every_step, D, o, seed + 100);
     let mut tr = Trace::default();
-    let e = rnn::forward(&p, cell, &batch, &mut tr);
+    let e = rnn::forward(&p, &batch, &mut tr);
     let (e_ref, ..) = naive(&p, cell, &batch, &[], None);
     assert!(
         (e - e_ref).abs() <= 1e-12 * e_ref.abs().max(1.0),
         "forward {cell:?}: {e} vs naive {e_ref}"
     );
     let mut g = p.zeros_like();
-    rnn::backward(&p, cell, &batch, &mut tr, &mut g);
+    rnn::backward(&p, &batch, &mut tr, &mut g);
     let (err, name) = max_rel_error(&p, &g, cell, &|q| {
         let (e, hs, ..) = naive(q, cell, &batch, &[], None);
         (e, hs)
@@ -326,13 +328,13 @@ fn backward_adds_into_the_gradient() {
         let p = params(cell, D, O, 3);
         let batch = batch(true, false, true, D, O, 4);
         let mut tr = Trace::default();
-        rnn::forward(&p, cell, &batch, &mut tr);
+        rnn::forward(&p, &batch, &mut tr);
         let mut once = p.zeros_like();
-        rnn::backward(&p, cell, &batch, &mut tr, &mut once);
+        rnn::backward(&p, &batch, &mut tr, &mut once);
         let mut twice = once.clone();
-        rnn::forward(&p, cell, &batch, &mut tr); // backward consumes the trace
-        rnn::backward(&p, cell, &batch, &mut tr, &mut twice);
-        for (a, b) in once.slices().iter().zip(twice.slices()) {
+        rnn::forward(&p, &batch, &mut tr); // backward consumes the trace
+        rnn::backward(&p, &batch, &mut tr, &mut twice);
+        for (a, b) in once.slices().zip(twice.slices()) {
             for (x, y) in a.iter().zip(b) {
                 assert!((2.0 * x - y).abs() <= 1e-15 * x.abs().max(1e-300));
             }
@@ -351,7 +353,7 @@ fn truncated_bptt_matches_its_definition() {
             let batch = batch(true, false, every_step, D, O, 12);
             let mut tr = Trace::default();
             let mut g = p.zeros_like();
-            rnn::train_step(&p, cell, &batch, &mut tr, Some(k), &mut g);
+            rnn::train_step(&p, &batch, &mut tr, Some(k), &mut g);
             let (_, hs, cs, _) = naive(&p, cell, &batch, &[], None);
             let fixed: Vec<(usize, Step, Step)> = (1..=T)
                 .filter(|j| (T - j).is_multiple_of(k))
@@ -371,9 +373,10 @@ fn truncated_bptt_matches_its_definition() {
             let vanishes = matches!(cell, Cell::Rnn(Activation::Sigmoid | Activation::Relu));
             if !(vanishes && k == 19) {
                 let mut full = p.zeros_like();
-                rnn::forward(&p, cell, &batch, &mut tr);
-                rnn::backward(&p, cell, &batch, &mut tr, &mut full);
-                assert_ne!(full.u, g.u, "{cell:?} k={k}");
+                rnn::forward(&p, &batch, &mut tr);
+                rnn::backward(&p, &batch, &mut tr, &mut full);
+                let u = |p: &Params| p.layers()[0].roles().u.to_owned();
+                assert_ne!(u(&full), u(&g), "{cell:?} k={k}");
             }
         }
     }
@@ -389,7 +392,7 @@ fn probe_matches_finite_differences_of_the_last_step_loss() {
             let p = params(cell, D, o, 21);
             let batch = batch(true, classes, every_step, D, o, 22);
             let mut tr = Trace::default();
-            let probed = rnn::probe(&p, cell, &batch, &mut tr, None);
+            let probed = rnn::probe(&p, &batch, &mut tr, None);
             assert_eq!(probed.h.len(), T);
             assert_eq!(probed.c.is_some(), cell == Cell::Lstm);
             let mut worst: f64 = 0.0;
@@ -453,28 +456,21 @@ fn f32_core_agrees_with_f64() {
             // Compare against f64 run on the f32-rounded inputs, so only arithmetic differs.
             let (p64, b64) = (p32.cast::<f64>(), b32.cast::<f64>());
             let (mut t64, mut t32) = (Trace::default(), Trace::<f32>::default());
-            let (l64, l32) = (
-                rnn::forward(&p64, cell, &b64, &mut t64),
-                rnn::forward(&p32, cell, &b32, &mut t32),
-            );
+            let (l64, l32) = (rnn::forward(&p64, &b64, &mut t64), rnn::forward(&p32, &b32, &mut t32));
             let (mut g64, mut g32) = (p64.zeros_like(), p32.zeros_like());
-            rnn::backward(&p64, cell, &b64, &mut t64, &mut g64);
-            rnn::backward(&p32, cell, &b32, &mut t32, &mut g32);
+            rnn::backward(&p64, &b64, &mut t64, &mut g64);
+            rnn::backward(&p32, &b32, &mut t32, &mut g32);
             let g32 = g32.cast::<f64>();
-            let scale = g64
-                .slices()
-                .iter()
-                .flat_map(|t| t.iter())
-                .fold(0.0f64, |a, x| a.max(x.abs()));
+            let scale = g64.slices().flat_map(|t| t.iter()).fold(0.0f64, |a, x| a.max(x.abs()));
             let mut err: f64 = ((l64 - l32) / l64).abs();
-            for (a, b) in g64.slices().iter().zip(g32.slices()) {
+            for (a, b) in g64.slices().zip(g32.slices()) {
                 for (x, y) in a.iter().zip(b) {
                     err = err.max((x - y).abs() / scale);
                 }
             }
             let (q64, q32) = (
-                rnn::probe(&p64, cell, &b64, &mut t64, None),
-                rnn::probe(&p32, cell, &b32, &mut t32, None),
+                rnn::probe(&p64, &b64, &mut t64, None),
+                rnn::probe(&p32, &b32, &mut t32, None),
             );
             let probe_err = q64
                 .h
@@ -507,9 +503,8 @@ fn f32_probe_measures_norms_below_the_smallest_f32() {
         .cast::<f64>();
     let b32 = task.probe_set(4).cast::<f32>();
     let b64 = b32.cast::<f64>();
-    let cell = Cell::Rnn(Activation::Sigmoid);
-    let q64 = rnn::probe(&p64, cell, &b64, &mut Trace::default(), None);
-    let q32 = rnn::probe(&p64.cast::<f32>(), cell, &b32, &mut Trace::default(), None);
+    let q64 = rnn::probe(&p64, &b64, &mut Trace::default(), None);
+    let q32 = rnn::probe(&p64.cast::<f32>(), &b32, &mut Trace::default(), None);
     let deepest = *q32.h.last().unwrap();
     let diff = q64.h.iter().zip(&q32.h).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     println!(
@@ -530,19 +525,19 @@ fn evaluating_and_probing_in_parts_equals_one_pass() {
         let p = params(cell, D, 4, 31);
         let whole = batch(false, true, true, D, 4, 32); // B = 3 sequences, many-to-many
         let mut tr = Trace::default();
-        let loss = rnn::forward(&p, cell, &whole, &mut tr);
-        let probe = rnn::probe(&p, cell, &whole, &mut tr, None);
+        let loss = rnn::forward(&p, &whole, &mut tr);
+        let probe = rnn::probe(&p, &whole, &mut tr, None);
         let parts = whole.split(2); // sizes 2 and 1
         let sizes: Vec<usize> = parts.iter().map(|b| b.dims().1).collect();
         assert_eq!(sizes, [2, 1]);
         let joined_loss: f64 = parts
             .iter()
-            .map(|b| rnn::forward(&p, cell, b, &mut Trace::default()) * b.dims().1 as f64)
+            .map(|b| rnn::forward(&p, b, &mut Trace::default()) * b.dims().1 as f64)
             .sum::<f64>()
             / 3.0;
         let probes: Vec<_> = parts
             .iter()
-            .map(|b| rnn::probe(&p, cell, b, &mut Trace::default(), None))
+            .map(|b| rnn::probe(&p, b, &mut Trace::default(), None))
             .collect();
         let joined = rnn::join_probes(&probes, &sizes);
         let gap = probe
@@ -572,13 +567,13 @@ fn windowed_evaluation_and_probe_equal_one_pass() {
             let p = params(cell, D, o, 41);
             let batch = batch(!classes, classes, every_step, D, o, 42);
             let mut tr = Trace::default();
-            let loss = rnn::forward(&p, cell, &batch, &mut tr);
+            let loss = rnn::forward(&p, &batch, &mut tr);
             let acc = rnn::accuracy(&batch, &tr);
-            let whole = rnn::probe(&p, cell, &batch, &mut tr, None);
+            let whole = rnn::probe(&p, &batch, &mut tr, None);
             for k in [1, 4, 7, 19] {
                 let mut tr = Trace::default();
-                let (wl, wacc) = rnn::evaluate(&p, cell, &batch, &mut tr, Some(k));
-                let windowed = rnn::probe(&p, cell, &batch, &mut tr, Some(k));
+                let (wl, wacc) = rnn::evaluate(&p, &batch, &mut tr, Some(k));
+                let windowed = rnn::probe(&p, &batch, &mut tr, Some(k));
                 let gap = whole
                     .h
                     .iter()

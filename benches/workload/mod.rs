@@ -46,7 +46,6 @@ pub fn adding<F: Real>(cell: Cell, h: usize, t: usize, b: usize, batches: usize)
 /// The training step of the comparison, with its state: forward, full BPTT, global-norm
 /// clipping at 1.0, plain SGD with learning rate 10⁻³.
 pub struct Trainer<F: Real> {
-    cell: Cell,
     p: Params<F>,
     g: Params<F>,
     tr: Trace<F>,
@@ -54,15 +53,14 @@ pub struct Trainer<F: Real> {
 }
 
 impl<F: Real> Trainer<F> {
-    /// A trainer of `cell` starting from `p`.
-    pub fn new(cell: Cell, p: Params<F>) -> Self {
+    /// A trainer starting from `p`.
+    pub fn new(p: Params<F>) -> Self {
         let g = p.zeros_like();
         let opt = Optimizer::new(OptimConfig::Sgd {
             momentum: 0.0,
             nesterov: false,
         });
         Self {
-            cell,
             p,
             g,
             tr: Trace::default(),
@@ -73,7 +71,7 @@ impl<F: Real> Trainer<F> {
     /// One training step on `batch`; returns its loss.
     pub fn step(&mut self, batch: &Batch<F>) -> f64 {
         self.g.fill_zero();
-        let loss = rnn::train_step(&self.p, self.cell, batch, &mut self.tr, None, &mut self.g);
+        let loss = rnn::train_step(&self.p, batch, &mut self.tr, None, &mut self.g);
         let clip = Clip {
             norm: Some(1.0),
             value: None,

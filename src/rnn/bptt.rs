@@ -7,9 +7,9 @@
 //! B = batch, D = input size, H = hidden size, O = output size, G = gates, L = loss-carrying
 //! steps.
 
-use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewMut, ArrayViewMut2, ArrayViewMut3, Axis, Zip, s};
+use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut, ArrayViewMut1, ArrayViewMut2, ArrayViewMut3, Axis, Zip, s};
 
-use super::{Batch, Cell, Inputs, Params, Targets, gru, lstm, vanilla};
+use super::{Batch, Cell, Inputs, Layer, Params, Projection, Roles, RolesMut, Targets, gru, lstm, vanilla};
 use crate::elem;
 use crate::real::{Real, Scratch, Strips, gemm, gemm_with_side, matmul};
 
@@ -135,10 +135,9 @@ impl<F: Real> Trace<F> {
     }
 
     fn ensure(&mut self, cell: Cell, t: usize, b: usize, h: usize, l: usize, o: usize) {
-        let g = cell.gates();
+        let spec = cell.spec();
+        let g = spec.gates;
         if self.h.dim() != (t + 1, b, h) || self.gates.dim() != (t, b, g * h) {
-            let lstm = cell == Cell::Lstm;
-            let gru = cell == Cell::Gru;
             let sized = |on: bool, shape: (usize, usize, usize)| {
                 if on {
                     zeros_in_huge_pages(shape)
@@ -147,10 +146,10 @@ impl<F: Real> Trace<F> {
                 }
             };
             self.h = zeros_in_huge_pages((t + 1, b, h));
-            self.c = sized(lstm, (t + 1, b, h));
+            self.c = sized(spec.states.len() > 1, (t + 1, b, h));
             self.gates = zeros_in_huge_pages((t, b, g * h));
-            self.aux = sized(lstm || gru, (t, b, h));
-            self.hp = Array2::zeros(if gru { (b, g * h) } else { (0, 0) });
+            self.aux = sized(spec.aux, (t, b, h));
+            self.hp = Array2::zeros(if spec.hidden_side { (b, g * h) } else { (0, 0) });
             // Backward's buffers are sized on first use: an evaluation-only trace never needs them.
             self.dgh = Array3::zeros((0, 0, 0));
             self.dh = Array2::zeros((b, h));
@@ -167,7 +166,7 @@ impl<F: Real> Trace<F> {
     /// Sizes the buffers only backward (and the probe) use, for the shapes of the last forward.
     pub(super) fn ensure_backward(&mut self, cell: Cell) {
         let shape = self.gates.dim();
-        if cell == Cell::Gru && self.dgh.dim() != shape {
+        if cell.spec().hidden_side && self.dgh.dim() != shape {
             self.dgh = zeros_in_huge_pages(shape);
         }
     }
@@ -252,17 +251,17 @@ impl<'a, F: Real> Part<'a, F> {
     /// ordered sum over the inputs, then plus the bias, however the steps and sequences are
     /// grouped: one product for the steps at once when this block holds the whole batch (its
     /// rows are then contiguous), one per step otherwise.
-    fn project(&mut self, p: &Params<F>, cell: Cell, batch: &Batch<F>, start: usize, (t0, t1): (usize, usize)) {
+    fn project(&mut self, p: &Roles<'_, F>, cell: Cell, batch: &Batch<F>, start: usize, (t0, t1): (usize, usize)) {
         let (rows, row0) = (self.rows(), self.row0);
-        let mut to = match cell {
-            Cell::Rnn(_) => self.h.slice_mut(s![t0..=t1, .., ..]),
-            Cell::Lstm | Cell::Gru => self.gates.slice_mut(s![t0 - 1..t1, .., ..]),
+        let mut to = match cell.spec().projection {
+            Projection::State => self.h.slice_mut(s![t0..=t1, .., ..]),
+            Projection::Gates => self.gates.slice_mut(s![t0 - 1..t1, .., ..]),
         }; // (steps, b, G·H)
         let (first, len) = (start + t0 - 2, t1 + 1 - t0); // batch index of trace step t0; steps
         match &batch.inputs {
             Inputs::Dense(x) => {
                 let x = x.slice(s![first..first + len, row0..row0 + rows, ..]); // (steps, b, D)
-                let (ut, bias) = (self.ut, p.b.as_slice().expect("contiguous"));
+                let (ut, bias) = (self.ut, p.b.to_slice().expect("contiguous"));
                 let product = |x: ArrayView2<'_, F>, mut to: ArrayViewMut2<'_, F>| {
                     matmul(x, ut, to.view_mut(), false);
                     add_to_rows(to.as_slice_mut().expect("contiguous"), bias);
@@ -395,7 +394,8 @@ fn split_parts<F: Real>(mut part: Part<'_, F>, threads: usize, per_row: usize, f
     );
 }
 
-fn forward_step<F: Real>(p: &Params<F>, cell: Cell, tr: &mut Part<'_, F>, t: usize) {
+/// Step t of `cell`, forward: its file's `forward_step`.
+fn forward_step<F: Real>(p: &Layer<F>, cell: Cell, tr: &mut Part<'_, F>, t: usize) {
     match cell {
         Cell::Rnn(act) => vanilla::forward_step(p, act, tr, t),
         Cell::Lstm => lstm::forward_step(p, tr, t),
@@ -403,7 +403,8 @@ fn forward_step<F: Real>(p: &Params<F>, cell: Cell, tr: &mut Part<'_, F>, t: usi
     }
 }
 
-pub(super) fn backward_step<F: Real>(p: &Params<F>, cell: Cell, tr: &mut Part<'_, F>, t: usize, carry: bool) {
+/// Step t of `cell`, backward: its file's `backward_step`.
+pub(super) fn backward_step<F: Real>(p: &Layer<F>, cell: Cell, tr: &mut Part<'_, F>, t: usize, carry: bool) {
     match cell {
         Cell::Rnn(act) => vanilla::backward_step(p, act, tr, t, carry),
         Cell::Lstm => lstm::backward_step(p, tr, t, carry),
@@ -413,18 +414,18 @@ pub(super) fn backward_step<F: Real>(p: &Params<F>, cell: Cell, tr: &mut Part<'_
 
 /// Forward pass over a batch; returns the loss E, averaged over the L·B (step, sequence) pairs
 /// that carry a loss. Squared error is also averaged over the O outputs.
-pub fn forward<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>) -> f64 {
+pub fn forward<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>) -> f64 {
     let t_len = batch.dims().0;
-    begin(p, cell, batch, tr, t_len);
-    forward_window(p, cell, batch, tr, (1, t_len)) / loss_count(batch)
+    begin(p, batch, tr, t_len);
+    forward_window(p, batch, tr, (1, t_len)) / loss_count(batch)
 }
 
 /// Backward pass through the batch that the last [`forward`] saw, full backpropagation through
 /// time; **adds** dE/dθ into `g`. It consumes the trace (the gate buffer is reused for the
 /// gradients): run [`forward`] again before another backward.
-pub fn backward<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>, g: &mut Params<F>) {
+pub fn backward<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>, g: &mut Params<F>) {
     let t_len = batch.dims().0;
-    backward_window(p, cell, batch, tr, (1, t_len), g);
+    backward_window(p, batch, tr, (1, t_len), g);
 }
 
 /// One training step's forward and backward passes: returns the loss E (as [`forward`]) and
@@ -439,28 +440,27 @@ pub fn backward<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut T
 /// the window, not the sequence.
 pub fn train_step<F: Real>(
     p: &Params<F>,
-    cell: Cell,
     batch: &Batch<F>,
     tr: &mut Trace<F>,
     bptt: Option<usize>,
     g: &mut Params<F>,
 ) -> f64 {
-    let t_len = batch.dims().0;
+    let (t_len, cell) = (batch.dims().0, p.cell());
     let k = bptt.unwrap_or(t_len).min(t_len);
     if k == t_len {
-        let loss = forward(p, cell, batch, tr);
-        backward(p, cell, batch, tr, g);
+        let loss = forward(p, batch, tr);
+        backward(p, batch, tr, g);
         return loss;
     }
     let l = batch.targets.steps();
-    begin(p, cell, batch, tr, k);
+    begin(p, batch, tr, k);
     let mut sum = 0.0;
     let mut last_len = 0;
     for (start, end) in windows(t_len, k) {
         carry_state(cell, tr, last_len); // the state entering this window, left by the last one
-        sum += forward_window(p, cell, batch, tr, (start, end));
+        sum += forward_window(p, batch, tr, (start, end));
         if end > t_len - l {
-            backward_window(p, cell, batch, tr, (start, end), g); // the window carries a loss
+            backward_window(p, batch, tr, (start, end), g); // the window carries a loss
         }
         last_len = end + 1 - start;
     }
@@ -496,20 +496,20 @@ const PACK_WORK: usize = 1 << 16;
 /// Readies the trace for a pass over `batch` in windows of k steps (k = T: one window): sizes
 /// it, stores Wᵀ and W in strips (row-major for fewer than 4 sequences, whose one-row tiles run
 /// wider than a strip) and sets the entry state h_0 = 0 (and c_0 = 0).
-pub(super) fn begin<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>, k: usize) {
-    let b = batch.dims().1;
+pub(super) fn begin<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>, k: usize) {
+    let (b, cell) = (batch.dims().1, p.cell());
     let l = batch.targets.steps();
     tr.ensure(cell, k, b, p.hidden(), l.min(k), p.v.nrows());
     let two = tr.threads() > 1;
-    let (wt, w) = (&mut tr.wt, &mut tr.w);
-    if p.w.len() >= PACK_WORK && two {
-        rayon::join(|| wt.pack(p.w.t(), b >= 4), || w.pack(p.w.view(), b >= 4));
+    let (wt, w, p_w) = (&mut tr.wt, &mut tr.w, p.layers()[0].roles().w);
+    if p_w.len() >= PACK_WORK && two {
+        rayon::join(|| wt.pack(p_w.t(), b >= 4), || w.pack(p_w, b >= 4));
     } else {
-        wt.pack(p.w.t(), b >= 4);
-        w.pack(p.w.view(), b >= 4);
+        wt.pack(p_w.t(), b >= 4);
+        w.pack(p_w, b >= 4);
     }
     tr.h.index_axis_mut(Axis(0), 0).fill(F::zero());
-    if cell == Cell::Lstm {
+    if cell.spec().states.len() > 1 {
         tr.c.index_axis_mut(Axis(0), 0).fill(F::zero());
     }
 }
@@ -520,7 +520,7 @@ pub(super) fn carry_state<F: Real>(cell: Cell, tr: &mut Trace<F>, len: usize) {
     if len > 0 {
         let (mut first, last) = tr.h.multi_slice_mut((s![0, .., ..], s![len, .., ..]));
         first.assign(&last);
-        if cell == Cell::Lstm {
+        if cell.spec().states.len() > 1 {
             let (mut first, last) = tr.c.multi_slice_mut((s![0, .., ..], s![len, .., ..]));
             first.assign(&last);
         }
@@ -548,20 +548,22 @@ const PROJECT_BYTES: usize = 256 << 10;
 /// steps and returns their loss summed (not averaged) over (step, sequence) pairs and outputs.
 pub(super) fn forward_window<F: Real>(
     p: &Params<F>,
-    cell: Cell,
     batch: &Batch<F>,
     tr: &mut Trace<F>,
     (start, end): (usize, usize),
 ) -> f64 {
     let b = batch.dims().1;
-    let (h, gh, o) = (p.hidden(), p.w.nrows(), p.v.nrows());
+    let (layer, o) = (&p.layers()[0], p.v.nrows());
+    let cell = layer.cell();
+    let roles = layer.roles();
+    let (h, gh) = (layer.hidden(), roles.w.nrows());
     let len = end + 1 - start;
 
     if let Inputs::Dense(_) = &batch.inputs {
-        if tr.ut.dim() != (p.u.ncols(), gh) {
-            tr.ut = Array2::zeros((p.u.ncols(), gh));
+        if tr.ut.dim() != (roles.u.ncols(), gh) {
+            tr.ut = Array2::zeros((roles.u.ncols(), gh));
         }
-        tr.ut.assign(&p.u.t());
+        tr.ut.assign(&roles.u.t());
     }
     // The recurrence, one step at a time, reading Wᵀ (which the caller refreshed) row by row;
     // blocks of sequences on the pool's threads, each projecting its inputs a block of steps
@@ -571,9 +573,9 @@ pub(super) fn forward_window<F: Real>(
         let block = (PROJECT_BYTES / per_step.max(1)).clamp(1, len);
         for t0 in (1..=len).step_by(block) {
             let t1 = (t0 + block - 1).min(len);
-            part.project(p, cell, batch, start, (t0, t1));
+            part.project(&roles, cell, batch, start, (t0, t1));
             for t in t0..=t1 {
-                forward_step(p, cell, part, t);
+                forward_step(layer, cell, part, t);
             }
         }
     });
@@ -631,14 +633,15 @@ fn softmax_in_place<F: Real>(row: &mut [F]) {
 /// pairs).
 fn backward_window<F: Real>(
     p: &Params<F>,
-    cell: Cell,
     batch: &Batch<F>,
     tr: &mut Trace<F>,
     (start, end): (usize, usize),
     g: &mut Params<F>,
 ) {
     let b = batch.dims().1;
-    let (h, gh, o, l) = (p.hidden(), p.w.nrows(), p.v.nrows(), batch.targets.steps());
+    let (layer, cell) = (&p.layers()[0], p.cell());
+    let (h, o, l) = (layer.hidden(), p.v.nrows(), batch.targets.steps());
+    let gh = cell.gates() * h;
     let n = F::of((l * b) as f64);
     let len = end + 1 - start;
     let (first, lw, target_rows) = window_losses(batch, (start, end));
@@ -696,14 +699,15 @@ fn backward_window<F: Real>(
                 // step overwrites the carry before it is read), no copy.
                 std::mem::swap(&mut part.dh, &mut part.carry_h);
             }
-            backward_step(p, cell, part, t, t > 1); // the window's entering state is a constant
+            backward_step(layer, cell, part, t, t > 1); // the window's entering state is a constant
         }
     });
 
     // Parameter gradients over the window's steps at once (the gates buffer now holds dgx).
     let dgx = tr.gates.slice(s![..len, .., ..]);
     let dgx = dgx.into_shape_with_order((len * b, gh)).expect("contiguous");
-    let dgh = if cell == Cell::Gru {
+    let hidden_side = cell.spec().hidden_side;
+    let dgh = if hidden_side {
         let dgh = tr.dgh.slice(s![..len, .., ..]);
         dgh.into_shape_with_order((len * b, gh)).expect("contiguous")
     } else {
@@ -713,12 +717,18 @@ fn backward_window<F: Real>(
     let prev = prev.into_shape_with_order((len * b, h)).expect("contiguous");
     // dW += Σ_t dgh_tᵀ h_{t−1}: here, or below with db and dU along where dgh is dgx and the
     // inputs are dense.
-    let dw_along = cell != Cell::Gru && matches!(batch.inputs, Inputs::Dense(_));
+    let RolesMut {
+        u: mut du,
+        w: mut dw,
+        b: mut db,
+        bh: dbh,
+    } = g.layers_mut()[0].roles_mut();
+    let dw_along = !hidden_side && matches!(batch.inputs, Inputs::Dense(_));
     if !dw_along {
-        gemm(dgh.t(), prev, g.w.view_mut(), true, &mut tr.scratch);
+        gemm(dgh.t(), prev, dw.view_mut(), true, &mut tr.scratch);
     }
-    if cell == Cell::Gru {
-        add_row_sum(&mut g.bh, dgh, &mut tr.sums); // dbh += Σ_t dgh_t
+    if let Some(dbh) = dbh {
+        add_row_sum(dbh, dgh, &mut tr.sums); // dbh += Σ_t dgh_t
     }
     // db += Σ_t dgx_t and dU += Σ_t dgx_tᵀ x_t (with a few dense inputs, as one product, which
     // runs along dW's where dgh is dgx).
@@ -727,23 +737,23 @@ fn backward_window<F: Real>(
             let x = x.slice(s![start - 1..end, .., ..]);
             let x = x.into_shape_with_order((len * b, x.dim().2)).expect("contiguous");
             if !add_row_sums_and_products(
-                &mut g.b,
-                &mut g.u,
+                db.view_mut(),
+                du.view_mut(),
                 dgx,
                 x,
-                dw_along.then(|| (prev, g.w.view_mut())),
+                dw_along.then(|| (prev, dw.view_mut())),
                 (&mut tr.ones, &mut tr.sums),
                 &mut tr.scratch,
             ) {
-                add_row_sum(&mut g.b, dgx, &mut tr.sums);
-                gemm(dgx.t(), x, g.u.view_mut(), true, &mut tr.scratch); // dU += Σ_t dgx_tᵀ x_t
+                add_row_sum(db.view_mut(), dgx, &mut tr.sums);
+                gemm(dgx.t(), x, du.view_mut(), true, &mut tr.scratch); // dU += Σ_t dgx_tᵀ x_t
             }
         }
         Inputs::OneHot(idx) => {
             let idx = idx.slice(s![start - 1..end, ..]);
-            add_row_sum(&mut g.b, dgx, &mut tr.sums);
+            add_row_sum(db.view_mut(), dgx, &mut tr.sums);
             for (row, &k) in dgx.rows().into_iter().zip(idx.iter()) {
-                g.u.column_mut(k).scaled_add(F::one(), &row); // one-hot: scatter-add into column k
+                du.column_mut(k).scaled_add(F::one(), &row); // one-hot: scatter-add into column k
             }
         }
     }
@@ -766,9 +776,9 @@ fn add_to_rows<F: Real>(x: &mut [F], v: &[F]) {
 /// could be shared out, and halves of them (half of every row each) measured slower than one
 /// thread reading whole rows (3200 × 256 f32: 80-95 µs against 61 µs, AMD EPYC family 26
 /// model 2).
-fn add_row_sum<F: Real>(acc: &mut Array1<F>, x: ArrayView2<'_, F>, sums: &mut Vec<F>) {
+fn add_row_sum<F: Real>(mut acc: ArrayViewMut1<'_, F>, x: ArrayView2<'_, F>, sums: &mut Vec<F>) {
     let (Some(rows), true) = (x.as_slice(), x.ncols() > 1) else {
-        *acc += &x.sum_axis(Axis(0));
+        acc += &x.sum_axis(Axis(0));
         return;
     };
     let m = x.ncols();
@@ -800,8 +810,8 @@ const WITH_ONES: usize = 4;
 /// (f64 10.67 against 11.71, AVX2 f32 9.79 against 10.53), at T = 200 1.02 against 1.06 (medians
 /// of 200 alternations, dgx last touched by the backward loop).
 fn add_row_sums_and_products<F: Real>(
-    db: &mut Array1<F>,
-    du: &mut Array2<F>,
+    mut db: ArrayViewMut1<'_, F>,
+    mut du: ArrayViewMut2<'_, F>,
     x: ArrayView2<'_, F>,
     inputs: ArrayView2<'_, F>,
     dw: Option<(ArrayView2<'_, F>, ArrayViewMut2<'_, F>)>,
@@ -880,7 +890,6 @@ fn count_correct<F: Real>(out: ArrayView2<'_, F>, y: ndarray::ArrayView2<'_, usi
 /// with truncated BPTT.
 pub fn evaluate<F: Real>(
     p: &Params<F>,
-    cell: Cell,
     batch: &Batch<F>,
     tr: &mut Trace<F>,
     window: Option<usize>,
@@ -888,14 +897,14 @@ pub fn evaluate<F: Real>(
     let (t_len, b) = batch.dims();
     let k = window.unwrap_or(t_len).min(t_len);
     if k == t_len {
-        let loss = forward(p, cell, batch, tr);
+        let loss = forward(p, batch, tr);
         return (loss, accuracy(batch, tr));
     }
-    begin(p, cell, batch, tr, k);
+    begin(p, batch, tr, k);
     let (mut sum, mut correct, mut last_len) = (0.0, 0, 0);
     for (start, end) in windows(t_len, k) {
-        carry_state(cell, tr, last_len);
-        sum += forward_window(p, cell, batch, tr, (start, end));
+        carry_state(p.cell(), tr, last_len);
+        sum += forward_window(p, batch, tr, (start, end));
         if let Targets::Classes(y) = &batch.targets {
             let (_, lw, row) = window_losses(batch, (start, end));
             let y = y.slice(s![row..row + lw, ..]);
@@ -914,6 +923,7 @@ pub fn evaluate<F: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::Array1;
 
     /// The loops that replaced ndarray's `sum_axis` and broadcast `+=` give ndarray's bits:
     /// values of mixed signs and magnitudes (sums that round), negative zeros, one row, no row,
@@ -948,7 +958,7 @@ mod tests {
                 let mut want = acc0.clone();
                 want += &x.sum_axis(Axis(0));
                 let (mut got, mut sums) = (acc0.clone(), Vec::new());
-                add_row_sum(&mut got, x.view(), &mut sums);
+                add_row_sum(got.view_mut(), x.view(), &mut sums);
                 let bits = |a: &Array1<F>| a.iter().map(|v| v.f64().to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "{:?} row sums of ({n}, {m})", F::DTYPE);
 
@@ -958,7 +968,7 @@ mod tests {
                     let inputs = Array2::from_shape_fn((n, d), |(i, j)| val(i + 7, j + 2));
                     let du0 = Array2::from_shape_fn((m, d), |(i, j)| val(i + 1, j + 9));
                     let (mut db_want, mut du_want) = (acc0.clone(), du0.clone());
-                    add_row_sum(&mut db_want, x.view(), &mut sums);
+                    add_row_sum(db_want.view_mut(), x.view(), &mut sums);
                     gemm(x.t(), inputs.view(), du_want.view_mut(), true, &mut Scratch::default());
                     // Alone, then along dW += xᵀ h (h of a few widths: partial strips, a packed
                     // product, blocks of a tall n, shares split and joined on 2 and 3 threads).
@@ -972,8 +982,8 @@ mod tests {
                         let (mut db, mut du, mut ones) = (acc0.clone(), du0.clone(), Vec::new());
                         let mut dw = dw0.clone();
                         let one = add_row_sums_and_products(
-                            &mut db,
-                            &mut du,
+                            db.view_mut(),
+                            du.view_mut(),
                             x.view(),
                             inputs.view(),
                             h.as_ref().zip(dw.as_mut()).map(|(h, dw)| (h.view(), dw.view_mut())),

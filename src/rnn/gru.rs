@@ -1,5 +1,5 @@
-//! The GRU cell, PyTorch's equations and gate order (r, z, n) with `b_hn` inside the reset
-//! product, forward and backward side by side:
+//! The GRU cell (Cho et al. 2014), PyTorch's equations and gate order (r, z, n) with `b_hn`
+//! inside the reset product: its tensors, and its forward and backward step side by side:
 //!
 //! ```text
 //! [xr xz xn] = U x_t + b                    input side, (B, 3H)
@@ -11,17 +11,51 @@
 //! Forward keeps r, z, n (in `gates`) and hn (in `aux`). Because r multiplies hn, the input-side
 //! and hidden-side pre-activation gradients differ in the n block: both are kept (`dgx`, `dgh`).
 
-use ndarray::Axis;
+use ndarray::{ArrayView1, Axis};
 
-use super::Params;
+use super::Layer;
 use super::bptt::{Part, prev_and_cur};
+use super::params::{CellSpec, Dim, INPUT_WEIGHTS, Projection, RECURRENT_WEIGHTS, Role, Start, TensorSpec};
 use crate::real::{Real, matmul_strips_on, simd_fn};
 
+/// The GRU's table: U (3H, D), W (3H, H), the input-side bias b (3H) and the hidden-side bias
+/// bh (3H), as `torch.nn.GRU`; its one state h.
+pub const SPEC: CellSpec = CellSpec {
+    name: "gru",
+    gates: 3,
+    tensors: &[
+        INPUT_WEIGHTS,
+        RECURRENT_WEIGHTS,
+        TensorSpec {
+            name: "b",
+            role: Role::Bias,
+            shape: &[Dim::Gates],
+            start: Start::Zero,
+            torch: "bias_ih",
+            torch_zero: None,
+        },
+        TensorSpec {
+            name: "bh",
+            role: Role::HiddenBias,
+            shape: &[Dim::Gates],
+            start: Start::Zero,
+            torch: "bias_hh",
+            torch_zero: None,
+        },
+    ],
+    states: &["h"],
+    projection: Projection::Gates,
+    aux: true,
+    hidden_side: true,
+    radius_block: 2,
+};
+
 /// Step t (1-based).
-pub fn forward_step<F: Real>(p: &Params<F>, tr: &mut Part<'_, F>, t: usize) {
-    let h = p.w.ncols();
+pub fn forward_step<F: Real>(p: &Layer<F>, tr: &mut Part<'_, F>, t: usize) {
+    let h = p.hidden();
     // Hidden side of all three gates: hp = h_{t−1} Wᵀ + bh, (B, 3H).
-    tr.hp.assign(&p.bh);
+    let bh = p.get(Role::HiddenBias).expect("the GRU declares bh");
+    tr.hp.assign(&ArrayView1::from(bh));
     matmul_strips_on(
         tr.h.index_axis(Axis(0), t - 1),
         tr.wt,
@@ -80,8 +114,8 @@ fn forward_row<F: Real>(gates: [&mut [F]; 3], hidden: [&[F]; 4], hn: &mut [F], h
 /// Back through step t. Reads dE/dh_t from `tr.dh`; overwrites r, z, n in `gates[t−1]` with
 /// the input-side pre-activation gradients, writes the hidden-side ones into `dgh[t−1]` and
 /// dE/dh_{t−1} (through z and, when `carry`, through W) into `tr.carry_h`.
-pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Part<'_, F>, t: usize, carry: bool) {
-    let h = p.w.ncols();
+pub fn backward_step<F: Real>(p: &Layer<F>, tr: &mut Part<'_, F>, t: usize, carry: bool) {
+    let h = p.hidden();
     let mut gates = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, 3H): gates in, gradients out
     let hn = tr.aux.index_axis(Axis(0), t - 1);
     let h_prev = tr.h.index_axis(Axis(0), t - 1);

@@ -1,10 +1,10 @@
 //! Initialisation: how W, U and V are drawn (Xavier, normal, orthogonal, identity, Pascanu et
 //! al.'s sparse), and the network's configuration that draws them.
 
-use ndarray::{Array2, s};
+use ndarray::Array2;
 use rand::Rng;
 
-use super::{Cell, Params, spectral_norm, spectral_radius};
+use super::{Cell, Params, Start, spectral_norm, spectral_radius};
 use crate::Float;
 use crate::elem;
 use crate::real::{Dtype, dot};
@@ -122,9 +122,9 @@ pub struct RnnConfig {
     pub output: usize,
     /// The cell (with σ for the plain one).
     pub cell: Cell,
-    /// Initialisation of W (each H×H gate block separately).
+    /// Initialisation of the recurrent weights (W, each H×H gate block separately).
     pub init: Init,
-    /// Initialisation of U and V (U per gate block).
+    /// Initialisation of the input weights and V (U per gate block).
     pub init_io: Init,
     /// Standard deviation for [`Init::Normal`].
     pub std: Float,
@@ -137,22 +137,37 @@ pub struct RnnConfig {
 }
 
 impl RnnConfig {
-    /// Draws initial parameters; biases start at zero (but the LSTM forget gate's). Draw order
-    /// (W blocks, U blocks, V) is fixed.
+    /// Draws initial parameters, each tensor by its cell's rule ([`Start`]): first every tensor
+    /// `model.init` draws, then every one `model.init_io` draws (each in its table's order, a
+    /// gate block of H rows at a time), then V; the rest start at zero but the LSTM's forget
+    /// gate. For every cell so far that order is W's blocks, U's blocks, V.
     pub fn init(&self, rng: &mut impl Rng) -> Params {
-        let (d, h, o, g) = (self.input, self.hidden, self.output, self.cell.gates());
+        let (d, h, o) = (self.input, self.hidden, self.output);
         let mut p = Params::zeros(self.cell, d, h, o);
-        for k in 0..g {
-            let block = self.init.sample(h, h, self.std, rng) * self.scale;
-            p.w.slice_mut(s![k * h..(k + 1) * h, ..]).assign(&block);
-        }
-        for k in 0..g {
-            let block = self.init_io.sample(h, d, self.std, rng);
-            p.u.slice_mut(s![k * h..(k + 1) * h, ..]).assign(&block);
+        let layer = &mut p.layers_mut()[0];
+        let sizes = layer.sizes();
+        for (rule, init, scale) in [
+            (Start::Recurrent, self.init, Some(self.scale)),
+            (Start::InputSide, self.init_io, None),
+        ] {
+            for (t, x) in layer.tensors_mut().filter(|(t, _)| t.start == rule) {
+                let (rows, cols) = sizes.rows_cols(t);
+                assert!(rows.is_multiple_of(h), "{} is drawn in blocks of H rows", t.name);
+                for block in x.chunks_exact_mut(h * cols) {
+                    let drawn = init.sample(h, cols, self.std, rng);
+                    let drawn = match scale {
+                        Some(scale) => drawn * scale,
+                        None => drawn,
+                    };
+                    block.iter_mut().zip(&drawn).for_each(|(x, &v)| *x = v);
+                }
+            }
         }
         p.v = self.init_io.sample(o, h, self.std, rng);
-        if self.cell == Cell::Lstm {
-            p.b.slice_mut(s![h..2 * h]).fill(self.forget_bias);
+        for (t, x) in p.layers_mut()[0].tensors_mut() {
+            if let Start::ForgetBias(k) = t.start {
+                x[k * h..(k + 1) * h].fill(self.forget_bias);
+            }
         }
         p
     }

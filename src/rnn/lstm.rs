@@ -1,5 +1,6 @@
-//! The LSTM cell, PyTorch's equations and gate order (i, f, g, o), forward and backward side by
-//! side:
+//! The LSTM cell (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000),
+//! PyTorch's equations and gate order (i, f, g, o): its tensors, and its forward and backward
+//! step side by side:
 //!
 //! ```text
 //! [i f g o] = U x_t + b + W h_{t−1}          (B, 4H) pre-activations
@@ -12,12 +13,33 @@
 
 use ndarray::Axis;
 
-use super::Params;
+use super::Layer;
 use super::bptt::{Part, prev_and_cur};
+use super::params::{CellSpec, INPUT_WEIGHTS, Projection, RECURRENT_WEIGHTS, SUMMED_BIAS, Start, TensorSpec};
 use crate::real::{Real, matmul_strips_on, simd_fn};
 
+/// The LSTM's table: U (4H, D), W (4H, H) and b (4H), as `torch.nn.LSTM` (whose two biases it
+/// adds), the forget gate's block of b starting at `model.forget_bias`; its states h and c.
+pub const SPEC: CellSpec = CellSpec {
+    name: "lstm",
+    gates: 4,
+    tensors: &[
+        INPUT_WEIGHTS,
+        RECURRENT_WEIGHTS,
+        TensorSpec {
+            start: Start::ForgetBias(1),
+            ..SUMMED_BIAS
+        },
+    ],
+    states: &["h", "c"],
+    projection: Projection::Gates,
+    aux: true,
+    hidden_side: false,
+    radius_block: 2,
+};
+
 /// Step t (1-based).
-pub fn forward_step<F: Real>(_p: &Params<F>, tr: &mut Part<'_, F>, t: usize) {
+pub fn forward_step<F: Real>(_p: &Layer<F>, tr: &mut Part<'_, F>, t: usize) {
     let mut gates = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, 4H), holds U x_t + b
     matmul_strips_on(
         tr.h.index_axis(Axis(0), t - 1),
@@ -72,8 +94,8 @@ fn forward_row<F: Real>(gates: &mut [F], c_prev: &[F], c_cur: &mut [F], tanh_c: 
 /// `tr.carry_c`; overwrites the gates in `gates[t−1]` with their pre-activation gradients,
 /// writes the full dE/dc_t into
 /// `tr.dc`, dE/dc_{t−1} into `tr.carry_c` and, when `carry`, dE/dh_{t−1} into `tr.carry_h`.
-pub fn backward_step<F: Real>(p: &Params<F>, tr: &mut Part<'_, F>, t: usize, carry: bool) {
-    let h = p.w.ncols();
+pub fn backward_step<F: Real>(p: &Layer<F>, tr: &mut Part<'_, F>, t: usize, carry: bool) {
+    let h = p.hidden();
     let mut gates = tr.gates.index_axis_mut(Axis(0), t - 1); // (B, 4H): gates in, gradients out
     let tanh_c = tr.aux.index_axis(Axis(0), t - 1);
     let c_prev = tr.c.index_axis(Axis(0), t - 1);

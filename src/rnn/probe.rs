@@ -5,18 +5,19 @@
 use ndarray::{Array2, Axis, Zip, s};
 
 use super::bptt::{backward_step, begin, carry_state, forward_window, window_losses, windows};
-use super::{Batch, Cell, Params, Targets, Trace, forward};
+use super::{Batch, Params, Targets, Trace, forward};
 use crate::Float;
 use crate::elem;
 use crate::real::{Real, Scratch, dot, gemm, simd_fn};
 
 /// What the probe measured: for d = 0 … T−1, the natural log of the mean over the batch's
-/// sequences of ‖∂E_T/∂h_{T−d}‖₂ (and, for the LSTM, of ‖∂E_T/∂c_{T−d}‖₂).
+/// sequences of ‖∂E_T/∂h_{T−d}‖₂ (and, for a cell with a second state, the LSTM's c, of
+/// ‖∂E_T/∂c_{T−d}‖₂).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Probe {
     /// ln mean ‖∂E_T/∂h_{T−d}‖ by distance d.
     pub h: Vec<f64>,
-    /// ln mean ‖∂E_T/∂c_{T−d}‖ by distance d (LSTM only).
+    /// ln mean ‖∂E_T/∂c_{T−d}‖ by distance d, c being the cell's second state (the LSTM's).
     pub c: Option<Vec<f64>>,
 }
 
@@ -28,29 +29,29 @@ pub struct Probe {
 /// Each sequence's gradient is renormalised at every step and its scale kept as a logarithm,
 /// so norms far below the smallest float are still measured; a gradient that becomes exactly
 /// zero (dead ReLU units) gives −∞.
-pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trace<F>, window: Option<usize>) -> Probe {
-    let (t_len, b) = batch.dims();
+pub fn probe<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>, window: Option<usize>) -> Probe {
+    let (t_len, b, cell) = (batch.dims().0, batch.dims().1, p.cell());
     let (o, l) = (p.v.nrows(), batch.targets.steps());
     let k = window.unwrap_or(t_len).min(t_len);
     let wins = windows(t_len, k);
-    let lstm = cell == Cell::Lstm;
+    let second = cell.spec().states.len() > 1; // a second state (the LSTM's c) beside h
 
     // Forward, keeping the (B, H) state entering each window (h, and c for the LSTM).
     let mut entries: Vec<(Array2<F>, Array2<F>)> = Vec::with_capacity(wins.len());
     if k == t_len {
-        forward(p, cell, batch, tr);
+        forward(p, batch, tr);
     } else {
-        begin(p, cell, batch, tr, k);
+        begin(p, batch, tr, k);
         let mut last_len = 0;
         for &(start, end) in &wins {
             carry_state(cell, tr, last_len);
-            let c0 = if lstm {
+            let c0 = if second {
                 tr.c.index_axis(Axis(0), 0).to_owned()
             } else {
                 Array2::zeros((0, 0))
             };
             entries.push((tr.h.index_axis(Axis(0), 0).to_owned(), c0));
-            forward_window(p, cell, batch, tr, (start, end));
+            forward_window(p, batch, tr, (start, end));
             last_len = end + 1 - start;
         }
     }
@@ -88,17 +89,17 @@ pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trac
         if wi + 1 < wins.len() {
             // Recompute this window's forward pass from the state that entered it.
             tr.h.index_axis_mut(Axis(0), 0).assign(&entries[wi].0);
-            if lstm {
+            if second {
                 tr.c.index_axis_mut(Axis(0), 0).assign(&entries[wi].1);
             }
-            forward_window(p, cell, batch, tr, (start, end));
+            forward_window(p, batch, tr, (start, end));
         }
         for t in (1..=end + 1 - start).rev() {
             let step = start - 1 + t; // trace index t is this step of the sequence
             row_logs(&tr.dh, &log_scale, &mut logs, &mut sq);
             out_h.push(log_mean_exp(&logs));
-            backward_step(p, cell, &mut tr.part(), t, step > 1);
-            if lstm {
+            backward_step(&p.layers()[0], cell, &mut tr.part(), t, step > 1);
+            if second {
                 row_logs(&tr.dc, &log_scale, &mut logs, &mut sq);
                 out_c.push(log_mean_exp(&logs));
             }
@@ -106,7 +107,7 @@ pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trac
                 // Carry to step t−1 and renormalise each sequence's (h, c) gradient jointly.
                 std::mem::swap(&mut tr.dh, &mut tr.carry_h);
                 row_squares(tr.dh.as_slice().expect("contiguous"), tr.dh.ncols(), &mut sq);
-                if lstm {
+                if second {
                     row_squares(
                         tr.carry_c.as_slice().expect("contiguous"),
                         tr.carry_c.ncols(),
@@ -114,12 +115,12 @@ pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trac
                     );
                 }
                 for (i, scale) in log_scale.iter_mut().enumerate() {
-                    let sq = if lstm { sq[i] + sq_c[i] } else { sq[i] };
+                    let sq = if second { sq[i] + sq_c[i] } else { sq[i] };
                     let norm = sq.sqrt();
                     if norm > F::zero() && norm.is_finite() {
                         *scale += elem::ln(norm.f64());
                         tr.dh.row_mut(i).mapv_inplace(|x| x / norm);
-                        if lstm {
+                        if second {
                             tr.carry_c.row_mut(i).mapv_inplace(|x| x / norm);
                         }
                     } else if !norm.is_finite() {
@@ -131,7 +132,7 @@ pub fn probe<F: Real>(p: &Params<F>, cell: Cell, batch: &Batch<F>, tr: &mut Trac
     }
     Probe {
         h: out_h,
-        c: lstm.then_some(out_c),
+        c: second.then_some(out_c),
     }
 }
 

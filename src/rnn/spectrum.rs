@@ -25,7 +25,7 @@ use crate::elem;
 use crate::real::dot;
 
 use super::bptt::{backward_step, begin, carry_state, forward_window, windows};
-use super::{Batch, Cell, Params, Trace};
+use super::{Batch, Params, Trace};
 
 /// One sequence's exponents λ_1 … λ_k, natural log per step, −∞ where a step was singular.
 pub type Exponents = Vec<f64>;
@@ -34,11 +34,11 @@ pub type Exponents = Vec<f64>;
 /// f64. `rows` bounds the trace: k copies of a sequence go through it in windows of
 /// ⌊rows / k⌋ steps (at least one), recomputing each window's forward pass from the state that
 /// entered it, so the spectrum needs the memory of a `rows`-row trace whatever T is.
-pub fn spectrum(p: &Params<f64>, cell: Cell, batch: &Batch<f64>, k: usize, rows: usize) -> Vec<Exponents> {
-    let (t_len, b) = batch.dims();
+pub fn spectrum(p: &Params<f64>, batch: &Batch<f64>, k: usize, rows: usize) -> Vec<Exponents> {
+    let (t_len, b, cell) = (batch.dims().0, batch.dims().1, p.cell());
     let h = p.hidden();
-    let lstm = cell == Cell::Lstm;
-    let n = if lstm { 2 * h } else { h };
+    let second = cell.spec().states.len() > 1; // a second state (the LSTM's c) beside h
+    let n = cell.spec().states.len() * h;
     assert!(k >= 1 && k <= n, "1 ≤ k ≤ the state dimension");
     let w = (rows / k).clamp(1, t_len);
     let wins = windows(t_len, w);
@@ -47,18 +47,18 @@ pub fn spectrum(p: &Params<f64>, cell: Cell, batch: &Batch<f64>, k: usize, rows:
     for i in 0..b {
         let copies = batch.repeat_sequence(i, k);
         // Forward, keeping the state entering each window.
-        begin(p, cell, &copies, &mut tr, w);
+        begin(p, &copies, &mut tr, w);
         let mut entries: Vec<(Array2<f64>, Array2<f64>)> = Vec::with_capacity(wins.len());
         let mut last_len = 0;
         for &(start, end) in &wins {
             carry_state(cell, &mut tr, last_len);
-            let c0 = if lstm {
+            let c0 = if second {
                 tr.c.index_axis(Axis(0), 0).to_owned()
             } else {
                 Array2::zeros((0, 0))
             };
             entries.push((tr.h.index_axis(Axis(0), 0).to_owned(), c0));
-            forward_window(p, cell, &copies, &mut tr, (start, end));
+            forward_window(p, &copies, &mut tr, (start, end));
             last_len = end + 1 - start;
         }
         tr.ensure_backward(cell);
@@ -72,20 +72,20 @@ pub fn spectrum(p: &Params<f64>, cell: Cell, batch: &Batch<f64>, k: usize, rows:
         for (wi, &(start, end)) in wins.iter().enumerate().rev() {
             if wi + 1 < wins.len() {
                 tr.h.index_axis_mut(Axis(0), 0).assign(&entries[wi].0);
-                if lstm {
+                if second {
                     tr.c.index_axis_mut(Axis(0), 0).assign(&entries[wi].1);
                 }
-                forward_window(p, cell, &copies, &mut tr, (start, end));
+                forward_window(p, &copies, &mut tr, (start, end));
             }
             for t in (1..=end + 1 - start).rev() {
                 // J_tᵀ Q: Q's h part as dE/dh_t (and its c part as dE/dc_t) back through step t.
                 tr.dh.assign(&q.slice(s![.., ..h]));
-                if lstm {
+                if second {
                     tr.carry_c.assign(&q.slice(s![.., h..]));
                 }
-                backward_step(p, cell, &mut tr.part(), t, true);
+                backward_step(&p.layers()[0], cell, &mut tr.part(), t, true);
                 q.slice_mut(s![.., ..h]).assign(&tr.carry_h);
-                if lstm {
+                if second {
                     q.slice_mut(s![.., h..]).assign(&tr.carry_c);
                 }
                 orthonormalise_rows(&mut q, &mut sums);
@@ -154,7 +154,7 @@ pub fn mean_exponents(per_sequence: &[Exponents]) -> Exponents {
 mod tests {
     use super::*;
     use crate::real::Dtype;
-    use crate::rnn::{Activation, Init, Inputs, RnnConfig, Targets};
+    use crate::rnn::{Activation, Cell, Init, Inputs, RnnConfig, Targets};
     use ndarray::{Array3, Zip};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
@@ -186,7 +186,7 @@ mod tests {
 
     fn params(cfg: &RnnConfig, seed: u64) -> Params<f64> {
         let mut p = cfg.init(&mut ChaCha8Rng::seed_from_u64(seed));
-        p.b.mapv_inplace(|_| 0.1); // a bias, so that the trajectory is not symmetric
+        p.layers_mut()[0].roles_mut().b.fill(0.1); // a bias, so that the trajectory is not symmetric
         p
     }
 
@@ -224,12 +224,11 @@ mod tests {
         let cfg = config(Cell::Rnn(Activation::Tanh), h, Init::Xavier, 1.3);
         let p = params(&cfg, 3);
         let x = batch(t, b, 4);
-        let cell = cfg.cell;
-        let per_seq = spectrum(&p, cell, &x, h, 1 << 20);
+        let per_seq = spectrum(&p, &x, h, 1 << 20);
         // The states, from the ordinary forward pass.
         let mut tr = Trace::default();
-        super::super::forward(&p, cell, &x, &mut tr);
-        let ln_det_w = log_abs_det(p.w.clone());
+        super::super::forward(&p, &x, &mut tr);
+        let ln_det_w = log_abs_det(p.layers()[0].roles().w.to_owned());
         let mut worst: f64 = 0.0;
         for (i, lambdas) in per_seq.iter().enumerate() {
             let mut s = 0.0;
@@ -256,7 +255,7 @@ mod tests {
         let (t, b, h, s) = (30, 2, 5, 0.8);
         let cfg = config(Cell::Rnn(Activation::Identity), h, Init::Orthogonal, s);
         let p = params(&cfg, 9);
-        let per_seq = spectrum(&p, cfg.cell, &batch(t, b, 1), h, 1 << 20);
+        let per_seq = spectrum(&p, &batch(t, b, 1), h, 1 << 20);
         let worst = per_seq
             .iter()
             .flatten()
@@ -275,16 +274,12 @@ mod tests {
             let p = params(&cfg, 2);
             let x = batch(23, 2, 5);
             let k = 3;
-            let whole = spectrum(&p, cell, &x, k, 1 << 20);
+            let whole = spectrum(&p, &x, k, 1 << 20);
             for rows in [k, 4 * k, 7 * k] {
-                assert_eq!(spectrum(&p, cell, &x, k, rows), whole, "{cell:?}, window {}", rows / k);
+                assert_eq!(spectrum(&p, &x, k, rows), whole, "{cell:?}, window {}", rows / k);
             }
             // And a batch split: each sequence's exponents are its own.
-            let parts: Vec<Exponents> = x
-                .split(1)
-                .iter()
-                .flat_map(|part| spectrum(&p, cell, part, k, 64))
-                .collect();
+            let parts: Vec<Exponents> = x.split(1).iter().flat_map(|part| spectrum(&p, part, k, 64)).collect();
             assert_eq!(parts, whole, "{cell:?}");
         }
     }
@@ -302,12 +297,12 @@ mod tests {
             Inputs::OneHot(_) => unreachable!(),
         };
         let mut tr = Trace::default();
-        begin(p, cell, &one, &mut tr, 1);
+        begin(p, &one, &mut tr, 1);
         tr.h.slice_mut(s![0, 0, ..]).assign(&ndarray::ArrayView1::from(&z[..h]));
         if cell == Cell::Lstm {
             tr.c.slice_mut(s![0, 0, ..]).assign(&ndarray::ArrayView1::from(&z[h..]));
         }
-        forward_window(p, cell, &one, &mut tr, (1, 1));
+        forward_window(p, &one, &mut tr, (1, 1));
         let mut out: Vec<f64> = tr.h.slice(s![1, 0, ..]).to_vec();
         if cell == Cell::Lstm {
             out.extend(tr.c.slice(s![1, 0, ..]).iter());
@@ -325,7 +320,7 @@ mod tests {
             let p = params(&cfg, 11);
             let x = batch(t, 1, 6);
             let n = if cell == Cell::Lstm { 2 * h } else { h };
-            let got = &spectrum(&p, cell, &x, n, 1 << 20)[0];
+            let got = &spectrum(&p, &x, n, 1 << 20)[0];
             // The trajectory z_0 … z_T.
             let mut zs = vec![vec![0.0; n]];
             for step in 1..=t {

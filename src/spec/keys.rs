@@ -285,7 +285,7 @@ pub const KEYS: &[KeyDef] = &[
         "The UTF-8 text file of the `text` task, relative to the working directory."),
     key("task.eval_size", Kind::Int { min: 1, max: MAX_BATCH }, "256",
         "Sequences in the fixed evaluation set (the same for every seed). `text`: at most this many windows of the held-out tail."),
-    key("model.cell", Kind::Choice(&["rnn", "lstm", "gru"]), "\"rnn\"",
+    key("model.cell", Kind::Choice(&crate::rnn::Cell::NAMES), "\"rnn\"",
         "The recurrent cell. `rnn`: h_t = σ(U x_t + W h_{t−1} + b); `lstm`, `gru`: PyTorch's `nn.LSTM` and `nn.GRU` equations and gate order."),
     key("model.dtype", Kind::Choice(&["f64", "f32"]), "\"f64\"",
         "Element type of the training core. `f64`: the fidelity default; `f32`: faster (ratios in docs/performance.md), about 7 significant digits. The probe keeps its range in both (it rescales every step); checkpoints are written in this type."),

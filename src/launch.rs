@@ -819,7 +819,8 @@ pub fn run_sweep(
         }
         records.push(record);
     }
-    outcome.by_others = records.len() - outcome.reused - outcome.trained;
+    // (Saturating: records reused at the start could have been removed meanwhile.)
+    outcome.by_others = records.len().saturating_sub(outcome.reused + outcome.trained);
     // A worker that leaves runs to others writes no tables: the last one to finish does.
     if outcome.left_to_others == 0 && (outcome.interrupted == 0 || live_claims(out, &ids, &opts.lease).is_empty()) {
         let mut manifest = output::read_manifest(out)?;

@@ -19,30 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod common;
-use common::{run, scratch, stderr};
-
-/// Learning rate × clipping, two activations, two seeds: 16 runs, one of which diverges.
-const GRID: &str = r#"
-name = "grid"
-[task]
-kind = "adding"
-seq_len = 8
-eval_size = 16
-[model]
-hidden = 6
-[train]
-steps = 30
-batch = 4
-eval_every = 10
-[probe]
-every = 15
-batch = 4
-[sweep]
-"model.activation" = ["tanh", "relu"]
-"train.lr" = [0.01, 3.0]
-"train.clip" = ["none", 0.5]
-"train.seed" = [0, 1]
-"#;
+use common::{GRID, run, scratch, stderr};
 
 /// Runs `spec` in a fresh folder; returns the results folder.
 fn sweep(test: &str, spec: &str) -> PathBuf {

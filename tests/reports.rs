@@ -11,33 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{run, scratch, stderr};
-
-/// Two numeric keys (learning rate × clipping threshold, `none` among them), a word key for
-/// panels and two seeds: 16 runs of a few milliseconds. At lr = 3 without clipping the tanh
-/// and ReLU runs explode, so some cells hold diverged runs.
-const GRID: &str = r#"
-name = "grid"
-description = "Learning rate against clipping threshold, for the report tests."
-[task]
-kind = "adding"
-seq_len = 8
-eval_size = 16
-[model]
-hidden = 6
-[train]
-steps = 30
-batch = 4
-eval_every = 10
-[probe]
-every = 15
-batch = 4
-[sweep]
-"model.activation" = ["tanh", "relu"]
-"train.lr" = [0.01, 3.0]
-"train.clip" = ["none", 0.5]
-"train.seed" = [0, 1]
-"#;
+use common::{GRID, run, scratch, stderr};
 
 /// Runs `spec` (named `name`) in a fresh folder and returns its results folder.
 fn sweep(test: &str, name: &str, spec: &str, extra: &[&str]) -> PathBuf {

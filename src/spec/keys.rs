@@ -34,38 +34,29 @@ pub enum Kind {
     Subset(&'static [&'static str]),
 }
 
+/// `options` in double quotes, joined by `sep`.
+fn quoted(options: &[&str], sep: &str) -> String {
+    options.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(sep)
+}
+
 impl Kind {
     /// The type and allowed range in one phrase, as error messages say it ("expected integer
     /// 1 ..= 4096").
     pub fn describe(&self) -> String {
         match *self {
-            Kind::Int { min, max } => format!("integer {min} ..= {max}"),
-            Kind::Float { min, max, open_min } => {
-                let lo = if open_min { "(" } else { "[" };
-                format!("number in {lo}{min}, {max}]")
-            }
-            Kind::Choice(options) => options
-                .iter()
-                .map(|o| format!("\"{o}\""))
-                .collect::<Vec<_>>()
-                .join(" | "),
-            Kind::OffOrPositive { off, max } => format!("\"{off}\" or a number in (0, {max}]"),
-            Kind::OffOrCount { off, max } => format!("\"{off}\" or an integer 1 ..= {max}"),
+            Kind::Int { .. } => format!("integer {}", self.range()),
+            Kind::Float { .. } => format!("number in {}", self.range()),
+            Kind::Choice(options) => quoted(options, " | "),
+            Kind::OffOrPositive { off, .. } => format!("\"{off}\" or a number in {}", self.range()),
+            Kind::OffOrCount { off, .. } => format!("\"{off}\" or an integer {}", self.range()),
             Kind::Bool => "true | false".to_string(),
             Kind::Name { max_len } => {
                 format!("1 to {max_len} characters from A-Z a-z 0-9 _ . - (no leading dot)")
             }
-            Kind::Text { max_len } => format!("any text up to {max_len} characters"),
+            Kind::Text { .. } => format!("any text {}", self.range()),
             Kind::KeyRef => "\"auto\", \"none\" or a swept dotted key".to_string(),
             Kind::KeyPair => "\"auto\", \"none\" or a list of two swept dotted keys".to_string(),
-            Kind::Subset(options) => format!(
-                "a non-empty list of distinct values from {}",
-                options
-                    .iter()
-                    .map(|o| format!("\"{o}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            Kind::Subset(options) => format!("a non-empty list of distinct values from {}", quoted(options, ", ")),
         }
     }
 
@@ -99,14 +90,7 @@ impl Kind {
             Kind::Text { max_len } => format!("up to {max_len} characters"),
             Kind::KeyRef => "\"auto\", \"none\" or a swept key".into(),
             Kind::KeyPair => "\"auto\", \"none\" or [KEY, KEY], two swept keys".into(),
-            Kind::Subset(options) => format!(
-                "non-empty subset of {}",
-                options
-                    .iter()
-                    .map(|o| format!("\"{o}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            Kind::Subset(options) => format!("non-empty subset of {}", quoted(options, ", ")),
         }
     }
 

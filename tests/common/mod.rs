@@ -90,3 +90,29 @@ pub fn assert_same_results(a: &Path, b: &Path) {
         }
     }
 }
+
+/// Two numeric keys (learning rate × clipping threshold, `none` among them), a word key for
+/// panels and two seeds: 16 runs of a few milliseconds. At lr = 3 without clipping the tanh
+/// and ReLU runs explode, so some cells hold diverged runs.
+pub const GRID: &str = r#"
+name = "grid"
+description = "Learning rate against clipping threshold, for the report and browser tests."
+[task]
+kind = "adding"
+seq_len = 8
+eval_size = 16
+[model]
+hidden = 6
+[train]
+steps = 30
+batch = 4
+eval_every = 10
+[probe]
+every = 15
+batch = 4
+[sweep]
+"model.activation" = ["tanh", "relu"]
+"train.lr" = [0.01, 3.0]
+"train.clip" = ["none", 0.5]
+"train.seed" = [0, 1]
+"#;

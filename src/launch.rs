@@ -418,6 +418,8 @@ fn failed_result(cfg: &RunConfig, message: String, seconds: f64) -> RunResult {
             clipped_steps: 0,
             decay_factor: None,
             decay_factor_init: None,
+            depth_factor: None,
+            depth_factor_init: None,
             bound_factor: None,
             bound_factor_init: None,
             lyapunov_max_init: None,

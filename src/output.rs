@@ -514,15 +514,23 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint, String> {
         Ok((t.shape().to_vec(), data))
     };
     let meta = st_meta(bytes);
-    let layer = read_layer(&get, &meta)?;
+    // Layers 0, 1, … as long as the file has them (PyTorch's `num_layers`).
+    let mut layers = vec![read_layer(&get, &meta, 0)?];
+    while st.tensor(&format!("rnn.weight_hh_l{}", layers.len())).is_ok() {
+        layers.push(read_layer(&get, &meta, layers.len())?);
+    }
     let (v_shape, v) = get("head.weight", 2)?;
     let (_, c) = get("head.bias", 1)?;
-    let (h, d, o) = (layer.hidden(), layer.sizes().input, c.len());
-    if v_shape != [o, h] {
+    let (h, d, o) = (layers[0].hidden(), layers[0].sizes().input, c.len());
+    let stacked = layers[1..]
+        .iter()
+        .all(|l| l.cell() == layers[0].cell() && l.hidden() == h && l.sizes().input == h);
+    if v_shape != [o, h] || !stacked {
         return Err("parameter shapes do not agree with each other".into());
     }
     let v = ndarray::Array2::from_shape_vec((o, h), v).map_err(|e| format!("tensor `head.weight`: {e}"))?;
-    let params = Params::new(vec![layer], v, ndarray::Array1::from(c));
+    let residual = meta["residual"].as_bool().unwrap_or(false);
+    let params = Params::new(layers, residual, v, ndarray::Array1::from(c));
     let (xs, xd) = get("probe.x", 3)?;
     if xs[2] != d {
         return Err(format!("tensor `probe.x` has {} inputs, the network {d}", xs[2]));
@@ -571,11 +579,15 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint, String> {
 /// A tensor read from a checkpoint: its shape and its entries, widened to f64.
 type Tensor = (Vec<usize>, Vec<f64>);
 
-/// Layer 0 of a checkpoint, its tensors read under the names its cell's table gives them. The
-/// cell is the one `meta` names (`cell`, `activation`); a file without it (a PyTorch state dict)
-/// is read as the layer of `nn.RNN` (tanh), `nn.GRU` or `nn.LSTM` whose gates its
-/// `rnn.weight_hh_l0` has.
-fn read_layer(get: &dyn Fn(&str, usize) -> Result<Tensor, String>, meta: &serde_json::Value) -> Result<Layer, String> {
+/// Layer k of a checkpoint, its tensors read under the names its cell's table gives them
+/// (suffix `_l{k}`). The cell is the one `meta` names (`cell`, `activation`); a file without it
+/// (a PyTorch state dict) is read as the layer of `nn.RNN` (tanh), `nn.GRU` or `nn.LSTM` whose
+/// gates its `rnn.weight_hh_l{k}` has.
+fn read_layer(
+    get: &dyn Fn(&str, usize) -> Result<Tensor, String>,
+    meta: &serde_json::Value,
+    k: usize,
+) -> Result<Layer, String> {
     let activation = meta["activation"].as_str().and_then(Activation::from_name);
     let named = meta["cell"]
         .as_str()
@@ -583,13 +595,13 @@ fn read_layer(get: &dyn Fn(&str, usize) -> Result<Tensor, String>, meta: &serde_
     let cell = match named {
         Some(cell) => cell,
         None => {
-            let (shape, _) = get("rnn.weight_hh_l0", 2)?;
+            let (shape, _) = get(&format!("rnn.weight_hh_l{k}"), 2)?;
             let (gh, h) = (shape[0], shape[1]);
             [Cell::Rnn(Activation::Tanh), Cell::Gru, Cell::Lstm]
                 .into_iter()
                 .find(|cell| h > 0 && gh == cell.gates() * h)
                 .ok_or_else(|| {
-                    format!("tensor `rnn.weight_hh_l0` has shape ({gh}, {h}): not that of an RNN, GRU or LSTM layer")
+                    format!("tensor `rnn.weight_hh_l{k}` has shape ({gh}, {h}): not that of an RNN, GRU or LSTM layer")
                 })?
         }
     };
@@ -598,10 +610,10 @@ fn read_layer(get: &dyn Fn(&str, usize) -> Result<Tensor, String>, meta: &serde_
     let (mut input, mut hidden) = (None, None);
     let disagree = || "parameter shapes do not agree with each other".to_string();
     for t in cell.spec().tensors {
-        let name = format!("rnn.{}_l0", t.torch);
+        let name = format!("rnn.{}_l{k}", t.torch);
         let (shape, mut data) = get(&name, t.shape.len())?;
         if let Some(zero) = t.torch_zero {
-            let (other, summand) = get(&format!("rnn.{zero}_l0"), t.shape.len())?;
+            let (other, summand) = get(&format!("rnn.{zero}_l{k}"), t.shape.len())?;
             if other != shape {
                 return Err(disagree());
             }

@@ -63,6 +63,13 @@ pub struct RunRow {
     pub decay_factor: Option<f64>,
     /// The same at step 0, before any training.
     pub decay_factor_init: Option<f64>,
+    /// A stack's per-layer factor of the gradient at the last step, at the last probe:
+    /// (‖∂E_T/∂h⁽⁰⁾_T‖ / ‖∂E_T/∂h⁽ᴸ⁻¹⁾_T‖)^(1/(L−1)) over its L layers; empty for one layer.
+    #[serde(default)]
+    pub depth_factor: Option<f64>,
+    /// The same at step 0, before any training.
+    #[serde(default)]
+    pub depth_factor_init: Option<f64>,
     /// ‖W‖₂·max|σ'| at the end, plain cell only: an upper bound on the per-step factor.
     pub bound_factor: Option<f64>,
     /// The same bound at initialisation, the one `decay_factor_init` must lie below.
@@ -90,7 +97,7 @@ pub struct RunRow {
 }
 
 /// Column names of `runs.csv` after `run_id` and the swept keys.
-pub const RUN_COLUMNS: [&str; 19] = [
+pub const RUN_COLUMNS: [&str; 21] = [
     "status",
     "steps",
     "final_loss",
@@ -100,6 +107,8 @@ pub const RUN_COLUMNS: [&str; 19] = [
     "clipped_steps",
     "decay_factor",
     "decay_factor_init",
+    "depth_factor",
+    "depth_factor_init",
     "bound_factor",
     "bound_factor_init",
     "w_norm_init",
@@ -114,7 +123,13 @@ pub const RUN_COLUMNS: [&str; 19] = [
 
 /// Columns of `RUN_COLUMNS` added after the first release: a `runs.csv` written before them
 /// lacks them and reads back with these fields empty.
-pub const ADDED_RUN_COLUMNS: [&str; 3] = ["bound_factor_init", "lyapunov_max_init", "lyapunov_max"];
+pub const ADDED_RUN_COLUMNS: [&str; 5] = [
+    "depth_factor",
+    "depth_factor_init",
+    "bound_factor_init",
+    "lyapunov_max_init",
+    "lyapunov_max",
+];
 
 /// A float as written in the CSV files: shortest round-trip form, empty when missing or not
 /// finite.
@@ -153,6 +168,8 @@ impl RunRow {
             self.clipped_steps.to_string(),
             fmt_num(self.decay_factor),
             fmt_num(self.decay_factor_init),
+            fmt_num(self.depth_factor),
+            fmt_num(self.depth_factor_init),
             fmt_num(self.bound_factor),
             fmt_num(self.bound_factor_init),
             fmt_num(self.w_norm_init),
@@ -212,16 +229,18 @@ impl RunRow {
             clipped_steps: required(int(6)?, 6)?,
             decay_factor: opt(7)?,
             decay_factor_init: opt(8)?,
-            bound_factor: opt(9)?,
-            bound_factor_init: opt(10)?,
-            w_norm_init: opt(11)?,
-            w_norm_final: opt(12)?,
-            w_radius_init: opt(13)?,
-            w_radius_final: opt(14)?,
-            lyapunov_max_init: opt(15)?,
-            lyapunov_max: opt(16)?,
-            seconds: opt(17)?.unwrap_or(0.0),
-            error: rest[18].to_string(),
+            depth_factor: opt(9)?,
+            depth_factor_init: opt(10)?,
+            bound_factor: opt(11)?,
+            bound_factor_init: opt(12)?,
+            w_norm_init: opt(13)?,
+            w_norm_final: opt(14)?,
+            w_radius_init: opt(15)?,
+            w_radius_final: opt(16)?,
+            lyapunov_max_init: opt(17)?,
+            lyapunov_max: opt(18)?,
+            seconds: opt(19)?.unwrap_or(0.0),
+            error: rest[20].to_string(),
         })
     }
 }
@@ -255,6 +274,10 @@ pub struct DecayRow {
     pub run_id: String,
     /// Parameter updates done before the probe.
     pub probe_step: u64,
+    /// The layer whose state the gradient is taken with respect to: 0 = the bottom layer (next
+    /// to the input), L − 1 = the top (the one the head reads).
+    #[serde(default)]
+    pub layer: u64,
     /// `h` for ‖∂E_T/∂h_{T−d}‖ (the hidden state, s of the classic derivation), `c` for the
     /// LSTM's cell state.
     pub state: String,

@@ -34,10 +34,10 @@ mod probe;
 mod spectrum;
 mod vanilla;
 
-pub use bptt::{Trace, accuracy, backward, evaluate, forward, train_step};
+pub use bptt::{Dropout, Trace, accuracy, backward, evaluate, forward, train_step};
 pub use init::{Init, RnnConfig, normal};
 pub use params::{CellSpec, Dim, Layer, Params, Projection, Role, Roles, RolesMut, Sizes, Start, TensorSpec};
-pub use probe::{Probe, decay_factor, join_probes, probe, spectral_norm, spectral_radius};
+pub use probe::{Probe, decay_factor, depth_factor, join_probes, probe, spectral_norm, spectral_radius};
 pub use spectrum::{Exponents, mean_exponents, spectrum};
 
 use ndarray::{Array2, Array3, Axis, s};

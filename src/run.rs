@@ -105,6 +105,7 @@ pub struct RunResult {
 /// Stream numbers: independent random streams derived from one seed.
 const INIT_STREAM: u64 = 1;
 const DATA_STREAM: u64 = 2;
+const DROPOUT_STREAM: u64 = 3;
 
 /// A seed for stream `stream` of run seed `seed` (SplitMix64 finaliser over both).
 pub fn derive_seed(seed: u64, stream: u64) -> u64 {
@@ -179,6 +180,9 @@ struct Training<'c, F: Real> {
     task: Task,
     /// The stream the training batches are drawn from.
     data_rng: ChaCha8Rng,
+    /// The stream dropout's masks are drawn from (its own, so that the batches do not depend
+    /// on `model.dropout`).
+    dropout_rng: ChaCha8Rng,
     /// The parameters at initialisation, in f64 (exact for an f32 run: rounded to F, widened).
     init: Params,
     /// The parameters being trained.
@@ -257,6 +261,7 @@ impl<'c, F: Real> Training<'c, F> {
         let task = Task::new(cfg.task.clone());
         let mut init_rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.train.seed, INIT_STREAM));
         let data_rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.train.seed, DATA_STREAM));
+        let dropout_rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.train.seed, DROPOUT_STREAM));
 
         let init = cfg.model.init(&mut init_rng).cast::<F>().cast::<f64>();
         let params: Params<F> = init.cast();
@@ -277,6 +282,7 @@ impl<'c, F: Real> Training<'c, F> {
             cfg,
             task,
             data_rng,
+            dropout_rng,
             init,
             params,
             grads,
@@ -332,8 +338,14 @@ impl<'c, F: Real> Training<'c, F> {
         let train = &self.cfg.train;
         let batch: Batch<F> = self.task.sample(train.batch, &mut self.data_rng).cast();
         self.grads.fill_zero();
+        let model = &self.cfg.model;
+        let dropout = (model.dropout > 0.0 && model.layers > 1).then(|| {
+            let (t, b) = batch.dims();
+            let shape = (t, b, model.hidden);
+            rnn::Dropout::draw(model.dropout, model.layers, shape, &mut self.dropout_rng)
+        });
         let tr = &mut self.traces.full;
-        let loss = rnn::train_step(&self.params, &batch, tr, train.bptt, &mut self.grads);
+        let loss = rnn::train_step(&self.params, &batch, tr, train.bptt, dropout.as_ref(), &mut self.grads);
         let lr = train.schedule.lr_at(step);
         let norm = global_norm(&self.grads);
         if !loss.is_finite() || !norm.is_finite() {
@@ -360,12 +372,13 @@ impl<'c, F: Real> Training<'c, F> {
         let (cfg, cell, init) = (self.cfg, self.cfg.model.cell, self.init);
         let params = self.params.cast::<f64>();
         let params_finite = params.slices().all(|t| t.iter().all(|x| x.is_finite()));
-        let w = |p: &Params| p.layers()[0].roles().w.to_owned();
+        // W of the top layer (the one the head reads, whose gradient the decay factor follows).
+        let w = |p: &Params| p.layers().last().expect("a layer").roles().w.to_owned();
         let w_norm_final = params_finite.then(|| rnn::spectral_norm(&w(&params)));
         let radius = |p: &Params| {
             // The block that plays W's role: the whole W, or the candidate block of a gated cell.
             let (h, block) = (p.hidden(), cell.spec().radius_block);
-            let w = p.layers()[0].roles().w;
+            let w = p.layers().last().expect("a layer").roles().w;
             rnn::spectral_radius(&w.slice(ndarray::s![block * h..(block + 1) * h, ..]).to_owned())
         };
         let w_norm_init = rnn::spectral_norm(&w(&init));
@@ -384,6 +397,8 @@ impl<'c, F: Real> Training<'c, F> {
             clipped_steps: record.clipped_steps,
             decay_factor: record.decay_last,
             decay_factor_init: record.decay_first,
+            depth_factor: record.depth.1,
+            depth_factor_init: record.depth.0,
             bound_factor: w_norm_final.zip(max_deriv).map(|(n, m)| n * m).and_then(finite),
             bound_factor_init: max_deriv.map(|m| w_norm_init * m).and_then(finite),
             w_norm_init: finite(w_norm_init),
@@ -422,6 +437,8 @@ struct Record {
     spectrum: Vec<SpectrumRow>,
     /// λ₁ at the first and the last probe.
     lyapunov: (Option<Float>, Option<Float>),
+    /// The depth factor at the first and the last probe.
+    depth: (Option<Float>, Option<Float>),
     /// The decay factor at the probe of step 0.
     decay_first: Option<Float>,
     /// The decay factor at the last probe.
@@ -446,6 +463,7 @@ impl Record {
             decay: Vec::new(),
             spectrum: Vec::new(),
             lyapunov: (None, None),
+            depth: (None, None),
             decay_first: None,
             decay_last: None,
             status: Status::Ok,
@@ -455,14 +473,18 @@ impl Record {
         }
     }
 
-    /// A probe at `step`: the decay factor fitted to its gradient norms, their rows by
-    /// distance (h, then the LSTM's c), and the spectrum's rows when it was computed.
+    /// A probe at `step`: the decay factor fitted to the top layer's gradient norms, a stack's
+    /// depth factor, their rows by layer and distance (h, then the LSTM's c), and the
+    /// spectrum's rows when it was computed.
     fn probed(&mut self, step: u64, probed: &Probe, lambdas: Option<&[f64]>) {
-        let factor = rnn::decay_factor(&probed.h);
+        let factor = rnn::decay_factor(probed.top());
+        let depth = rnn::depth_factor(&probed.h);
         if step == 0 {
             self.decay_first = factor;
+            self.depth.0 = depth;
         }
         self.decay_last = factor;
+        self.depth.1 = depth;
         if let Some(lambdas) = lambdas {
             let first = lambdas.first().copied().and_then(finite);
             if step == 0 {
@@ -477,15 +499,19 @@ impl Record {
             });
             self.spectrum.extend(rows);
         }
-        for (&state, logs) in self.states.iter().zip(std::iter::once(&probed.h).chain(&probed.c)) {
-            self.decay.extend(logs.iter().enumerate().map(|(d, &ln)| DecayRow {
-                run_id: self.run_id.clone(),
-                probe_step: step,
-                state: state.to_string(),
-                distance: d as u64,
-                grad_norm: if ln.is_nan() { None } else { Some(elem::exp(ln)) },
-                log10_grad_norm: finite(ln / std::f64::consts::LN_10 as Float),
-            }));
+        for (layer, h) in probed.h.iter().enumerate() {
+            let c = probed.c.as_ref().map(|c| &c[layer]);
+            for (&state, logs) in self.states.iter().zip(std::iter::once(h).chain(c)) {
+                self.decay.extend(logs.iter().enumerate().map(|(d, &ln)| DecayRow {
+                    run_id: self.run_id.clone(),
+                    probe_step: step,
+                    layer: layer as u64,
+                    state: state.to_string(),
+                    distance: d as u64,
+                    grad_norm: if ln.is_nan() { None } else { Some(elem::exp(ln)) },
+                    log10_grad_norm: finite(ln / std::f64::consts::LN_10 as Float),
+                }));
+            }
         }
     }
 

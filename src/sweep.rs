@@ -280,6 +280,9 @@ fn model_of(s: &Settings<'_>, shape: &Task) -> Result<RnnConfig, Problem> {
         scale: s.float("model.scale"),
         forget_bias: s.float("model.forget_bias"),
         dtype: Dtype::from_name(&s.text("model.dtype")).expect("validated"),
+        layers: 1,
+        residual: false,
+        dropout: 0.0,
     })
 }
 

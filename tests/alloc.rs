@@ -20,11 +20,11 @@ fn counted(cell: Cell, t: usize, b: usize, bptt: Option<usize>) -> (usize, usize
     let batch = &batches[0];
     let mut g = p.zeros_like();
     let mut tr = Trace::default();
-    rnn::train_step(&p, batch, &mut tr, bptt, &mut g); // sizes the trace
+    rnn::train_step(&p, batch, &mut tr, bptt, None, &mut g); // sizes the trace
     rnn::probe(&p, batch, &mut tr, None);
-    rnn::train_step(&p, batch, &mut tr, bptt, &mut g);
+    rnn::train_step(&p, batch, &mut tr, bptt, None, &mut g);
     let before = allocations();
-    rnn::train_step(&p, batch, &mut tr, bptt, &mut g);
+    rnn::train_step(&p, batch, &mut tr, bptt, None, &mut g);
     let step = allocations() - before;
     let before = allocations();
     rnn::probe(&p, batch, &mut tr, None);

@@ -146,7 +146,8 @@ fn end_to_end_every_output_exists_and_parses() {
         assert_eq!(ck.meta["activation"], row.swept[1].as_str());
         let cell = runner::rnn::Cell::Rnn(runner::rnn::Activation::from_name(&row.swept[1]).unwrap());
         assert_eq!(ck.params.cell(), cell, "the checkpoint's cell, with its σ");
-        let logs = runner::rnn::probe(&ck.params, &ck.probe, &mut runner::rnn::Trace::default(), None).h;
+        let probed = runner::rnn::probe(&ck.params, &ck.probe, &mut runner::rnn::Trace::default(), None);
+        let logs = probed.top();
         let recorded = decay_of(&row.run_id);
         assert_eq!(logs.len(), recorded.len());
         for (l, r) in logs.iter().zip(&recorded) {
@@ -658,7 +659,7 @@ model.spectral_radius = 1.2
         assert_eq!(ck.meta["cell"], cell.name());
         assert_eq!(ck.params.cell(), cell);
         let probed = runner::rnn::probe(&ck.params, &ck.probe, &mut runner::rnn::Trace::default(), None);
-        for (state, logs) in std::iter::once(("h", &probed.h)).chain(probed.c.as_ref().map(|c| ("c", c))) {
+        for (state, logs) in std::iter::once(("h", probed.top())).chain(probed.top_c().map(|c| ("c", c))) {
             let recorded: Vec<f64> = decay
                 .iter()
                 .filter(|r| r.run_id == row.run_id && r.probe_step == 12 && r.state == state)

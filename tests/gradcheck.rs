@@ -18,7 +18,7 @@
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use runner::rnn::{self, Activation, Batch, Cell, Init, Inputs, Params, RnnConfig, Targets, Trace};
+use runner::rnn::{self, Activation, Batch, Cell, Dropout, Init, Inputs, Layer, Params, RnnConfig, Targets, Trace};
 
 const CELLS: [Cell; 6] = [
     Cell::Rnn(Activation::Tanh),
@@ -53,14 +53,14 @@ fn sig(x: f64) -> f64 {
 /// One step of one sequence: (h_{t−1}, c_{t−1}) and the input → (h_t, c_t), PyTorch's equations.
 /// `c_bump` perturbs one unit of the LSTM's c_t before h_t = o ⊙ tanh(c_t) reads it.
 fn naive_step(
-    p: &Params,
+    layer: &Layer,
     cell: Cell,
     x: &dyn Fn(usize) -> f64,
     h_prev: &[f64],
     c_prev: &[f64],
     c_bump: Option<(usize, f64)>,
 ) -> (Vec<f64>, Vec<f64>) {
-    let layer = p.layers()[0].roles();
+    let layer = layer.roles();
     let (u, w, b, bh) = (layer.u, layer.w, layer.b, layer.bh);
     let h = w.ncols();
     // Input side U x + b and hidden side W h (+ bh for the GRU), per gate row.
@@ -127,7 +127,7 @@ fn naive(
                 Some((k, bb, i, eps, Which::C)) if k == t && bb == b => Some((i, eps)),
                 _ => None,
             };
-            let (hn, cn) = naive_step(p, cell, &x, &h_prev, &c_prev, c_bump);
+            let (hn, cn) = naive_step(&p.layers()[0], cell, &x, &h_prev, &c_prev, c_bump);
             hs[t][b] = hn;
             cs[t][b] = cn;
         }
@@ -176,6 +176,9 @@ fn params(cell: Cell, d: usize, o: usize, seed: u64) -> Params {
         scale: 1.0,
         forget_bias: 1.0,
         dtype: runner::real::Dtype::F64,
+        layers: 1,
+        residual: false,
+        dropout: 0.0,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut p = cfg.init(&mut rng);
@@ -244,6 +247,17 @@ fn max_rel_error(
     cell: Cell,
     loss: &dyn Fn(&Params) -> (f64, States),
 ) -> (f64, &'static str) {
+    max_rel_error_with(p, analytic, cell, loss, step_for(cell))
+}
+
+/// [`max_rel_error`] with the difference step `eps`.
+fn max_rel_error_with(
+    p: &Params,
+    analytic: &Params,
+    cell: Cell,
+    loss: &dyn Fn(&Params) -> (f64, States),
+    eps: f64,
+) -> (f64, &'static str) {
     let mut worst = (0.0, "");
     let base = region(cell, &loss(p).1);
     let (mut skipped, mut total) = (0, 0);
@@ -261,7 +275,7 @@ fn max_rel_error(
                     }
                     e
                 },
-                step_for(cell),
+                eps,
             );
             if crosses_kink.get() {
                 skipped += 1;
@@ -353,7 +367,7 @@ fn truncated_bptt_matches_its_definition() {
             let batch = batch(true, false, every_step, D, O, 12);
             let mut tr = Trace::default();
             let mut g = p.zeros_like();
-            rnn::train_step(&p, &batch, &mut tr, Some(k), &mut g);
+            rnn::train_step(&p, &batch, &mut tr, Some(k), None, &mut g);
             let (_, hs, cs, _) = naive(&p, cell, &batch, &[], None);
             let fixed: Vec<(usize, Step, Step)> = (1..=T)
                 .filter(|j| (T - j).is_multiple_of(k))
@@ -393,12 +407,12 @@ fn probe_matches_finite_differences_of_the_last_step_loss() {
             let batch = batch(true, classes, every_step, D, o, 22);
             let mut tr = Trace::default();
             let probed = rnn::probe(&p, &batch, &mut tr, None);
-            assert_eq!(probed.h.len(), T);
+            assert_eq!(probed.top().len(), T);
             assert_eq!(probed.c.is_some(), cell == Cell::Lstm);
             let mut worst: f64 = 0.0;
             let mut checked = 0;
-            let mut states = vec![(Which::H, &probed.h)];
-            if let Some(c) = &probed.c {
+            let mut states = vec![(Which::H, probed.top())];
+            if let Some(c) = probed.top_c() {
                 states.push((Which::C, c));
             }
             for (which, logs) in states {
@@ -473,9 +487,9 @@ fn f32_core_agrees_with_f64() {
                 rnn::probe(&p32, &b32, &mut t32, None),
             );
             let probe_err = q64
-                .h
+                .top()
                 .iter()
-                .zip(&q32.h)
+                .zip(q32.top())
                 .filter(|(a, _)| a.is_finite())
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0, f64::max);
@@ -505,12 +519,17 @@ fn f32_probe_measures_norms_below_the_smallest_f32() {
     let b64 = b32.cast::<f64>();
     let q64 = rnn::probe(&p64, &b64, &mut Trace::default(), None);
     let q32 = rnn::probe(&p64.cast::<f32>(), &b32, &mut Trace::default(), None);
-    let deepest = *q32.h.last().unwrap();
-    let diff = q64.h.iter().zip(&q32.h).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let deepest = *q32.top().last().unwrap();
+    let diff = q64
+        .top()
+        .iter()
+        .zip(q32.top())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
     println!(
         "f32 probe at distance 299: 10^{:.1} (f64: 10^{:.1}); largest ln-norm difference {diff:.1e}",
         deepest / std::f64::consts::LN_10,
-        q64.h.last().unwrap() / std::f64::consts::LN_10
+        q64.top().last().unwrap() / std::f64::consts::LN_10
     );
     assert!(deepest.is_finite() && deepest < (1e-45f64).ln(), "{deepest}");
     assert!(diff < 1e-3, "{diff:e}");
@@ -543,8 +562,9 @@ fn evaluating_and_probing_in_parts_equals_one_pass() {
         let gap = probe
             .h
             .iter()
-            .chain(probe.c.iter().flatten())
-            .zip(joined.h.iter().chain(joined.c.iter().flatten()))
+            .flatten()
+            .chain(probe.c.iter().flatten().flatten())
+            .zip(joined.h.iter().flatten().chain(joined.c.iter().flatten().flatten()))
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f64::max);
         println!(
@@ -577,8 +597,9 @@ fn windowed_evaluation_and_probe_equal_one_pass() {
                 let gap = whole
                     .h
                     .iter()
-                    .chain(whole.c.iter().flatten())
-                    .zip(windowed.h.iter().chain(windowed.c.iter().flatten()))
+                    .flatten()
+                    .chain(whole.c.iter().flatten().flatten())
+                    .zip(windowed.h.iter().flatten().chain(windowed.c.iter().flatten().flatten()))
                     .map(|(a, b)| (a - b).abs())
                     .fold(0.0, f64::max);
                 assert!((wl - loss).abs() <= 1e-14 * loss, "{cell:?} k={k}: loss {wl} vs {loss}");
@@ -586,5 +607,336 @@ fn windowed_evaluation_and_probe_equal_one_pass() {
                 assert!(gap <= 1e-12, "{cell:?} k={k}: probe differs by {gap:e}");
             }
         }
+    }
+}
+
+/// A stack's states entering one step, per layer: (h, c) per sequence.
+type StackStep = Vec<(Step, Step)>;
+
+/// Naive forward over a stack, layer by layer, from the equations of `model.layers`,
+/// `model.residual` and `model.dropout`: layer l + 1 reads x⁽ˡ⁺¹⁾_t = m⁽ˡ⁾_t ⊙ y⁽ˡ⁾_t, where
+/// y⁽ˡ⁾ = h⁽ˡ⁾, or x⁽ˡ⁾ + h⁽ˡ⁾ in a residual stack from its second layer on, and m the given mask
+/// (all ones without dropout); the head reads the top layer's y. `detach` holds every layer's
+/// (h, c) fixed at the listed steps (truncated BPTT's windows); `bump` perturbs h_k of layer l,
+/// sequence b, unit i. Returns (E, every layer's h states, each sequence's last-step loss).
+#[allow(clippy::type_complexity)]
+fn naive_stack(
+    p: &Params,
+    cell: Cell,
+    batch: &Batch,
+    masks: &[Array3<f64>],
+    detach: &[(usize, StackStep)],
+    bump: Option<(usize, usize, usize, usize, f64)>,
+) -> (f64, States, Vec<f64>) {
+    let (t_len, b_len) = batch.inputs.dims();
+    let (h, o) = (p.hidden(), p.v.nrows());
+    // The first layer's input, [t][b][d].
+    let d = p.layers()[0].roles().u.ncols();
+    let mut xs: States = (0..t_len)
+        .map(|t| {
+            (0..b_len)
+                .map(|b| {
+                    (0..d)
+                        .map(|k| match &batch.inputs {
+                            Inputs::Dense(x) => x[[t, b, k]],
+                            Inputs::OneHot(x) => f64::from(u8::from(x[[t, b]] == k)),
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let mut all_h = Vec::new();
+    let mut ys = Vec::new();
+    for (l, layer) in p.layers().iter().enumerate() {
+        let mut hs = vec![vec![vec![0.0; h]; b_len]; t_len + 1];
+        let mut cs = vec![vec![vec![0.0; h]; b_len]; t_len + 1];
+        for t in 1..=t_len {
+            for b in 0..b_len {
+                let (h_prev, c_prev) = match detach.iter().find(|(j, _)| *j == t - 1) {
+                    Some((_, fixed)) => (fixed[l].0[b].clone(), fixed[l].1[b].clone()),
+                    None => (hs[t - 1][b].clone(), cs[t - 1][b].clone()),
+                };
+                let x = |k: usize| xs[t - 1][b][k];
+                let (hn, cn) = naive_step(layer, cell, &x, &h_prev, &c_prev, None);
+                hs[t][b] = hn;
+                cs[t][b] = cn;
+            }
+            if let Some((bl, k, b, i, eps)) = bump
+                && bl == l
+                && k == t
+            {
+                hs[t][b][i] += eps;
+            }
+        }
+        // This layer's output y_t, and the next layer's input.
+        ys = (1..=t_len)
+            .map(|t| {
+                (0..b_len)
+                    .map(|b| {
+                        (0..h)
+                            .map(|i| {
+                                let res = if p.residual() && l > 0 { xs[t - 1][b][i] } else { 0.0 };
+                                res + hs[t][b][i]
+                            })
+                            .collect::<Vec<f64>>()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>();
+        xs = ys
+            .iter()
+            .enumerate()
+            .map(|(t, step)| {
+                step.iter()
+                    .enumerate()
+                    .map(|(b, y)| {
+                        y.iter()
+                            .enumerate()
+                            .map(|(i, &y)| y * masks.get(l).map_or(1.0, |m| m[[t, b, i]]))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        all_h.push(hs);
+    }
+    // The loss of the top layer's y at the loss-carrying steps.
+    let l = batch.targets.steps();
+    let (mut total, mut last_per_seq) = (0.0, vec![0.0; b_len]);
+    for step in 0..l {
+        let t = t_len - l + step + 1;
+        for b in 0..b_len {
+            let net: Vec<f64> = (0..o)
+                .map(|k| p.c[k] + (0..h).map(|j| p.v[[k, j]] * ys[t - 1][b][j]).sum::<f64>())
+                .collect();
+            let loss = match &batch.targets {
+                Targets::Values(y) => (0..o).map(|k| (net[k] - y[[step, b, k]]).powi(2)).sum::<f64>() / o as f64,
+                Targets::Classes(y) => {
+                    let m = net.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let lse = m + net.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+                    lse - net[y[[step, b]]]
+                }
+            };
+            total += loss;
+            if step == l - 1 {
+                last_per_seq[b] = loss;
+            }
+        }
+    }
+    (total / (l * b_len) as f64, all_h.concat(), last_per_seq)
+}
+
+/// The parameters of a stack of `layers` layers of `cell`, with non-zero biases.
+fn stack_params(cell: Cell, layers: usize, residual: bool, o: usize, seed: u64) -> Params {
+    let cfg = RnnConfig {
+        input: D,
+        hidden: H,
+        output: o,
+        cell,
+        init: Init::Normal,
+        init_io: Init::Normal,
+        std: if matches!(cell, Cell::Rnn(_)) { 0.35 } else { 0.6 },
+        scale: 1.0,
+        forget_bias: 1.0,
+        dtype: runner::real::Dtype::F64,
+        layers,
+        residual,
+        dropout: 0.0,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut p = cfg.init(&mut rng);
+    for layer in p.layers_mut() {
+        let layer = layer.roles_mut();
+        let mut b = layer.b;
+        b.mapv_inplace(|x| x + rng.random_range(-0.3..0.3));
+        if let Some(mut bh) = layer.bh {
+            bh.mapv_inplace(|_| rng.random_range(-0.3..0.3));
+        }
+    }
+    p.c.mapv_inplace(|_| rng.random_range(-0.3..0.3));
+    p
+}
+
+/// Dropout masks with p = 0.3 for a stack (entries 0 or 1/0.7), drawn once and then held fixed.
+fn fixed_masks(layers: usize, seed: u64) -> Vec<Array3<f64>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (1..layers)
+        .map(|_| Array3::from_shape_simple_fn((T, B, H), || if rng.random::<f64>() < 0.3 { 0.0 } else { 1.0 / 0.7 }))
+        .collect()
+}
+
+/// Stacks of two and three layers of every cell, plain, residual, and with dropout (its masks
+/// held fixed): the loss of one training step equals the naive stack's, and every parameter's
+/// gradient (every layer's U, W, b, and the head) equals central differences of it, with full
+/// and with truncated BPTT.
+#[test]
+fn stacked_layers_match_finite_differences() {
+    let mut worst: f64 = 0.0;
+    for (i, cell) in CELLS.into_iter().enumerate() {
+        for (j, (layers, residual, dropout, bptt)) in [
+            (2, false, false, None),
+            (3, true, false, None),
+            (2, true, true, None),
+            (3, false, true, Some(6)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let seed = 40 + 10 * i as u64 + j as u64;
+            let (classes, every_step) = (j % 2 == 1, j >= 2);
+            let o = if classes { 4 } else { O };
+            let p = stack_params(cell, layers, residual, o, seed);
+            let batch = batch(i % 2 == 0, classes, every_step, D, o, seed + 100);
+            let masks = if dropout {
+                fixed_masks(layers, seed + 200)
+            } else {
+                Vec::new()
+            };
+            let drop = dropout.then(|| Dropout::from_masks(masks.clone()));
+            let mut tr = Trace::default();
+            let mut g = p.zeros_like();
+            let e = rnn::train_step(&p, &batch, &mut tr, bptt, drop.as_ref(), &mut g);
+            // Truncation holds every layer's state fixed where a window begins.
+            let detach: Vec<(usize, StackStep)> = match bptt {
+                None => Vec::new(),
+                Some(k) => {
+                    let (_, hs, _) = naive_stack(&p, cell, &batch, &masks, &[], None);
+                    // Only h is returned; the LSTM's c is recomputed below by a second pass.
+                    let cs = naive_stack_cells(&p, cell, &batch, &masks);
+                    (1..=T)
+                        .filter(|j| (T - j).is_multiple_of(k))
+                        .map(|j| {
+                            let per_layer = (0..layers)
+                                .map(|l| (hs[l * (T + 1) + j].clone(), cs[l][j].clone()))
+                                .collect();
+                            (j, per_layer)
+                        })
+                        .collect()
+                }
+            };
+            let (e_ref, ..) = naive_stack(&p, cell, &batch, &masks, &detach, None);
+            assert!(
+                (e - e_ref).abs() <= 1e-12 * e_ref.abs().max(1.0),
+                "{cell:?} ×{layers}: loss {e} vs naive {e_ref}"
+            );
+            // ε = 1e-4 for every cell: a stack's loss sums more terms, and with ReLU's 1e-5 its
+            // rounding noise (one unit in the last place of E over 12ε, 2.2e-11) reached the
+            // 1e-11 asked of an exact zero (a dead unit's); entries whose stencil crosses a kink
+            // are skipped as before.
+            let (err, name) = max_rel_error_with(
+                &p,
+                &g,
+                cell,
+                &|q| {
+                    let (e, hs, _) = naive_stack(q, cell, &batch, &masks, &detach, None);
+                    (e, hs)
+                },
+                1e-4,
+            );
+            println!(
+                "{cell:?} layers={layers} residual={residual} dropout={dropout} bptt={bptt:?}: max rel err = {err:.2e} (in {name})"
+            );
+            assert!(err < 1e-6, "{cell:?} ×{layers}: relative error {err:e} in {name}");
+            worst = worst.max(err);
+        }
+    }
+    println!("largest relative error over all stacks: {worst:.2e}");
+}
+
+/// Every layer's LSTM cell states c⁽ˡ⁾_t of the naive stack (zeros for other cells), [l][t][b].
+fn naive_stack_cells(p: &Params, cell: Cell, batch: &Batch, masks: &[Array3<f64>]) -> Vec<States> {
+    // c is not part of the output: recompute it layer by layer from the h states the naive
+    // stack gives, which determine each layer's input.
+    let (t_len, b_len) = batch.inputs.dims();
+    let h = p.hidden();
+    let (_, hs, _) = naive_stack(p, cell, batch, masks, &[], None);
+    let d = p.layers()[0].roles().u.ncols();
+    let mut out = Vec::new();
+    let mut x_prev: Option<States> = None; // layer l − 1's input, [t][b][i] (t from 0)
+    for (l, layer) in p.layers().iter().enumerate() {
+        let input = |t: usize, b: usize, k: usize| -> f64 {
+            if l == 0 {
+                match &batch.inputs {
+                    Inputs::Dense(x) => x[[t, b, k]],
+                    Inputs::OneHot(x) => f64::from(u8::from(x[[t, b]] == k)),
+                }
+            } else {
+                let below = hs[(l - 1) * (t_len + 1) + t + 1][b][k];
+                let res = match (&x_prev, p.residual() && l > 1) {
+                    (Some(x), true) => x[t][b][k],
+                    _ => 0.0,
+                };
+                (res + below) * masks.get(l - 1).map_or(1.0, |m| m[[t, b, k]])
+            }
+        };
+        let width = if l == 0 { d } else { h };
+        let xs: States = (0..t_len)
+            .map(|t| {
+                (0..b_len)
+                    .map(|b| (0..width).map(|k| input(t, b, k)).collect())
+                    .collect()
+            })
+            .collect();
+        let mut cs = vec![vec![vec![0.0; h]; b_len]; t_len + 1];
+        for t in 1..=t_len {
+            for b in 0..b_len {
+                let h_prev = &hs[l * (t_len + 1) + t - 1][b];
+                let (_, cn) = naive_step(layer, cell, &|k| xs[t - 1][b][k], h_prev, &cs[t - 1][b], None);
+                cs[t][b] = cn;
+            }
+        }
+        out.push(cs);
+        x_prev = Some(xs);
+    }
+    out
+}
+
+/// A stack's probe: ‖∂E_T/∂h⁽ˡ⁾_{T−d}‖ for every layer, averaged over sequences, against finite
+/// differences of each sequence's last-step loss with respect to that layer's state; and the
+/// depth factor from it.
+#[test]
+fn stack_probe_matches_finite_differences() {
+    for (cell, residual) in [
+        (Cell::Rnn(Activation::Tanh), false),
+        (Cell::Lstm, true),
+        (Cell::Gru, false),
+    ] {
+        let layers = 3;
+        let p = stack_params(cell, layers, residual, O, 61);
+        let batch = batch(true, false, false, D, O, 62);
+        let probed = rnn::probe(&p, &batch, &mut Trace::default(), None);
+        assert_eq!(probed.h.len(), layers);
+        let mut worst: f64 = 0.0;
+        for (l, logs) in probed.h.iter().enumerate() {
+            assert_eq!(logs.len(), T);
+            for d in [0, 1, 5, T - 1] {
+                let k = T - d;
+                let mut mean = 0.0;
+                for b in 0..B {
+                    let mut sq = 0.0;
+                    for i in 0..H {
+                        let dk = central_difference(
+                            &|eps| naive_stack(&p, cell, &batch, &[], &[], Some((l, k, b, i, eps))).2[b],
+                            1e-4,
+                        );
+                        sq += dk * dk;
+                    }
+                    mean += sq.sqrt() / B as f64;
+                }
+                let probed = logs[d].exp();
+                if mean > 1e-4 {
+                    let rel = (probed - mean).abs() / mean;
+                    worst = worst.max(rel);
+                    assert!(rel < 1e-6, "{cell:?} layer {l} d={d}: probe {probed:e} vs fd {mean:e}");
+                } else {
+                    assert!((probed - mean).abs() < 1e-10, "{cell:?} layer {l} d={d}");
+                }
+            }
+        }
+        let depth = rnn::depth_factor(&probed.h).expect("three layers");
+        let want = ((probed.h[0][0] - probed.h[2][0]) / 2.0).exp();
+        assert!((depth - want).abs() <= 1e-12 * want, "{depth} vs {want}");
+        println!("{cell:?} residual={residual}: stack probe max rel err = {worst:.2e}; depth factor {depth:.4}");
     }
 }

@@ -37,6 +37,9 @@ pub fn adding<F: Real>(cell: Cell, h: usize, t: usize, b: usize, batches: usize)
         scale: 1.0,
         forget_bias: 1.0,
         dtype: F::DTYPE,
+        layers: 1,
+        residual: false,
+        dropout: 0.0,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let p = cfg.init(&mut rng).cast();
@@ -71,7 +74,7 @@ impl<F: Real> Trainer<F> {
     /// One training step on `batch`; returns its loss.
     pub fn step(&mut self, batch: &Batch<F>) -> f64 {
         self.g.fill_zero();
-        let loss = rnn::train_step(&self.p, batch, &mut self.tr, None, &mut self.g);
+        let loss = rnn::train_step(&self.p, batch, &mut self.tr, None, None, &mut self.g);
         let clip = Clip {
             norm: Some(1.0),
             value: None,

@@ -1,24 +1,68 @@
-//! Exact backpropagation through time, the same for every cell: the [`Trace`] a forward pass
-//! keeps for backward and for the probe (and `Part`, the time loop's view of it for one block
-//! of sequences), the windows of truncated BPTT, and the passes built on them: [`forward`],
-//! [`backward`], [`train_step`], [`evaluate`] and [`accuracy`]. A cell's own step, forward and
-//! backward side by side, lives in its file beside this one and is reached through
-//! `forward_step` and `backward_step` here. Shapes as in [`crate::rnn`]: T = time steps,
-//! B = batch, D = input size, H = hidden size, O = output size, G = gates, L = loss-carrying
-//! steps.
+//! Exact backpropagation through time, the same for every cell and any number of stacked
+//! layers: the [`Trace`] a forward pass keeps for backward and for the probe (a `Stage` per
+//! layer, and `Part`, the time loop's view of one layer for one block of sequences), the
+//! windows of truncated BPTT, [`Dropout`] between layers, and the passes built on them:
+//! [`forward`], [`backward`], [`train_step`], [`evaluate`] and [`accuracy`]. A cell's own step,
+//! forward and backward side by side, lives in its file beside this one and is reached through
+//! `forward_step` and `backward_step` here.
+//!
+//! A stack runs layer by layer over the whole window, as cuDNN does: forward, layer l + 1's
+//! input projection is one product over all the window's steps of layer l's output; backward,
+//! from the top, a layer's output gradient dE/dy for all steps is one product of the layer
+//! above's input-side gradients with its input weights. The probe and the spectrum go back
+//! step by step through all layers instead (`step_back_stack`), which keeps every layer's
+//! gradient at one step on one scale.
+//!
+//! Shapes as in [`crate::rnn`]: T = time steps, B = batch, D = input size, H = hidden size,
+//! O = output size, G = gates, L = loss-carrying steps (the layers are counted in words).
 
-use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut, ArrayViewMut1, ArrayViewMut2, ArrayViewMut3, Axis, Zip, s};
+use ndarray::{
+    Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut, ArrayViewMut1, ArrayViewMut2, ArrayViewMut3, Axis, Zip, s,
+};
 
 use super::{Batch, Cell, Inputs, Layer, Params, Projection, Roles, RolesMut, Targets, gru, lstm, vanilla};
 use crate::elem;
 use crate::real::{Real, Scratch, Strips, gemm, gemm_with_side, matmul};
 
 /// What forward keeps for backward and for the probe, reused across steps so that the time
-/// loop never allocates. It covers the whole sequence (T below), or one window of truncated
-/// BPTT (T = k; index 0 then holds the state entering the window), and a pass over fewer steps
-/// or loss rows than it was sized for uses a prefix of each buffer.
+/// loop never allocates: a [`Stage`] per layer, and what the head and the passes between layers
+/// share. It covers the whole sequence (T below), or one window of truncated BPTT (T = k;
+/// index 0 of each layer's state then holds the state entering the window), and a pass over
+/// fewer steps or loss rows than it was sized for uses a prefix of each buffer.
 #[derive(Clone, Debug)]
 pub struct Trace<F: Real = f64> {
+    /// The layers' buffers, bottom first.
+    pub(super) layers: Vec<Stage<F>>,
+    /// (L·B, O) outputs: net for the MSE head, softmax probabilities for cross-entropy.
+    pub(super) out: Array2<F>,
+    /// (L·B, O) dE/dnet, filled by backward.
+    dout: Array2<F>,
+    /// (L·B, H) a residual stack's head input, x + h of the top layer at the loss-carrying
+    /// steps; empty otherwise (the head then reads the top layer's h).
+    head_in: Array2<F>,
+    /// (T, B, H) a stack's dE/dy of the layer backward is going through (y its output: what
+    /// the layer above, or the head, read), then of the one below it (`dy_below`, the two
+    /// trading places); empty for one layer.
+    dy: Array3<F>,
+    /// (T, B, H) see `dy`.
+    dy_below: Array3<F>,
+    /// (B, H) the probe's and spectrum's dE/dy of one step, per layer going down (`ext`, then
+    /// `ext_below`, trading places).
+    ext: Array2<F>,
+    /// (B, H) see `ext`.
+    ext_below: Array2<F>,
+    /// Transposed operands of the window-wide products (Uᵀ, Vᵀ, doutᵀ, dghᵀ, dgxᵀ).
+    pub(super) scratch: Scratch<F>,
+    /// (G·H) the bias gradients' sums over a window's rows, before they are added (with dense
+    /// inputs, (G·H, 4): those and dU's, see `add_row_sums_and_products`).
+    sums: Vec<F>,
+    /// (Lw·B, 4) a window's dense inputs after a column of ones, for `add_row_sums_and_products`.
+    ones: Vec<F>,
+}
+
+/// One layer's part of a [`Trace`].
+#[derive(Clone, Debug)]
+pub(super) struct Stage<F: Real = f64> {
     /// (H, G·H) Wᵀ, stored by every forward pass ([`begin`]) in the strips the forward
     /// recurrence's product reads front to back.
     wt: Strips<F>,
@@ -27,6 +71,10 @@ pub struct Trace<F: Real = f64> {
     /// (D, G·H) Uᵀ in standard layout, stored by every forward pass over dense inputs, for the
     /// input projection the time loop does a block of steps at a time.
     ut: Array2<F>,
+    /// (T, B, H) the layer's input x_t for a layer above the first: the output of the layer
+    /// below (its h, or its x + h in a residual stack), times the dropout mask in training;
+    /// empty for the first layer, which reads the batch.
+    x: Array3<F>,
     /// (T+1, B, H) hidden states h_0 … h_T with h_0 = 0.
     pub(super) h: Array3<F>,
     /// (T+1, B, H) LSTM cell states c_0 … c_T with c_0 = 0; empty for other cells.
@@ -36,19 +84,15 @@ pub struct Trace<F: Real = f64> {
     /// dE/d(input-side pre-activations) here, step by step (once a step's gates have been
     /// read): BPTT stores no second (T, B, G·H) tensor. (The plain cell's forward pass projects
     /// into `h` and does not touch it.)
-    gates: Array3<F>,
+    pub(super) gates: Array3<F>,
     /// (T, B, H) LSTM: tanh(c_t); GRU: hn = W_hn h_{t−1} + b_hn; empty for the plain cell.
     aux: Array3<F>,
     /// (B, G·H) GRU: hidden-side projection of the current step.
     hp: Array2<F>,
-    /// (L·B, O) outputs: net for the MSE head, softmax probabilities for cross-entropy.
-    pub(super) out: Array2<F>,
-    /// (L·B, O) dE/dnet, filled by backward.
-    dout: Array2<F>,
     /// (T, B, G·H) GRU: dE/d(hidden-side pre-activations), which differ from the input side's
     /// in the n block; empty for other cells.
     dgh: Array3<F>,
-    /// (B, H) dE/dh_t of the step being processed (outputs plus what step t+1 carried back).
+    /// (B, H) dE/dh_t of the step being processed (from above plus what step t+1 carried back).
     pub(super) dh: Array2<F>,
     /// (B, H) LSTM: the full dE/dc_t of the step being processed.
     pub(super) dc: Array2<F>,
@@ -56,13 +100,44 @@ pub struct Trace<F: Real = f64> {
     pub(super) carry_h: Array2<F>,
     /// (B, H) LSTM: dE/dc_{t−1} carried from step t to step t−1.
     pub(super) carry_c: Array2<F>,
-    /// Transposed operands of the window-wide products (Uᵀ, Vᵀ, doutᵀ, dghᵀ, dgxᵀ).
-    pub(super) scratch: Scratch<F>,
-    /// (G·H) the bias gradients' sums over a window's rows, before they are added (with dense
-    /// inputs, (G·H, 4): those and dU's, see `add_row_sums_and_products`).
-    sums: Vec<F>,
-    /// (Lw·B, 4) a window's dense inputs after a column of ones, for `add_row_sums_and_products`.
-    ones: Vec<F>,
+}
+
+/// The state of every layer at one step (h, and c or an empty array), bottom first: what
+/// enters a window, kept to recompute it.
+pub(super) type Entry<F> = Vec<(Array2<F>, Array2<F>)>;
+
+/// Inverted dropout between the layers of a stack, for one training step (`model.dropout`, as
+/// PyTorch's `nn.RNN(dropout = p)`): for each boundary l → l + 1 (one fewer than the layers,
+/// none after the top layer) a (T, B, H) mask of 0 (dropped) or 1 / (1 − p) (kept), by which layer l + 1's
+/// input x^(l+1)_t = mask ⊙ y^(l)_t is multiplied in the forward pass and its gradient on the
+/// way back. Evaluation, the probe and the spectrum run without it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dropout<F: Real = f64> {
+    /// (T, B, H) per boundary, bottom first.
+    masks: Vec<Array3<F>>,
+}
+
+impl<F: Real> Dropout<F> {
+    /// Masks for a stack of `layers` layers of hidden size `h` over a batch of `b` sequences of
+    /// `t` steps, each entry kept with probability 1 − p (one uniform draw from `rng` per entry,
+    /// boundary by boundary, in (step, sequence, unit) order).
+    pub fn draw(p: f64, layers: usize, (t, b, h): (usize, usize, usize), rng: &mut impl rand::Rng) -> Self {
+        let keep = F::of(1.0 / (1.0 - p));
+        let masks = (1..layers)
+            .map(|_| Array3::from_shape_simple_fn((t, b, h), || if rng.random::<f64>() < p { F::zero() } else { keep }))
+            .collect();
+        Self { masks }
+    }
+
+    /// Given masks, (T, B, H) per boundary (for tests that hold a mask fixed).
+    pub fn from_masks(masks: Vec<Array3<F>>) -> Self {
+        Self { masks }
+    }
+
+    /// Steps start ..= end (1-based) of the mask between layer l − 1 and layer l (l ≥ 1).
+    fn window(&self, l: usize, (start, end): (usize, usize)) -> ArrayView3<'_, F> {
+        self.masks[l - 1].slice(s![start - 1..end, .., ..])
+    }
 }
 
 /// A (T, B, ·) buffer of zeros whose memory Linux is asked to back with 2 MiB pages
@@ -96,24 +171,93 @@ impl<F: Real> Default for Trace<F> {
     fn default() -> Self {
         let (e2, e3) = (Array2::zeros((0, 0)), Array3::zeros((0, 0, 0)));
         Self {
+            layers: Vec::new(),
+            out: e2.clone(),
+            dout: e2.clone(),
+            head_in: e2.clone(),
+            dy: e3.clone(),
+            dy_below: e3,
+            ext: e2.clone(),
+            ext_below: e2,
+            scratch: Scratch::default(),
+            sums: Vec::new(),
+            ones: Vec::new(),
+        }
+    }
+}
+
+impl<F: Real> Default for Stage<F> {
+    fn default() -> Self {
+        let (e2, e3) = (Array2::zeros((0, 0)), Array3::zeros((0, 0, 0)));
+        Self {
             wt: Strips::default(),
             w: Strips::default(),
             ut: e2.clone(),
+            x: e3.clone(),
             h: e3.clone(),
             c: e3.clone(),
             gates: e3.clone(),
             aux: e3.clone(),
             hp: e2.clone(),
-            out: e2.clone(),
-            dout: e2.clone(),
             dgh: e3,
             dh: e2.clone(),
             dc: e2.clone(),
             carry_h: e2.clone(),
             carry_c: e2,
-            scratch: Scratch::default(),
-            sums: Vec::new(),
-            ones: Vec::new(),
+        }
+    }
+}
+
+impl<F: Real> Stage<F> {
+    /// Sizes the forward buffers of a layer of `cell` (the first of its stack or not) for T = t
+    /// steps of b sequences of hidden size h.
+    fn ensure(&mut self, cell: Cell, first: bool, t: usize, b: usize, h: usize) {
+        let spec = cell.spec();
+        let g = spec.gates;
+        if self.h.dim() != (t + 1, b, h) || self.gates.dim() != (t, b, g * h) || self.x.is_empty() != first {
+            let sized = |on: bool, shape: (usize, usize, usize)| {
+                if on {
+                    zeros_in_huge_pages(shape)
+                } else {
+                    Array3::zeros((0, 0, 0))
+                }
+            };
+            self.x = sized(!first, (t, b, h));
+            self.h = zeros_in_huge_pages((t + 1, b, h));
+            self.c = sized(spec.states.len() > 1, (t + 1, b, h));
+            self.gates = zeros_in_huge_pages((t, b, g * h));
+            self.aux = sized(spec.aux, (t, b, h));
+            self.hp = Array2::zeros(if spec.hidden_side { (b, g * h) } else { (0, 0) });
+            // Backward's buffers are sized on first use: an evaluation-only trace never needs them.
+            self.dgh = Array3::zeros((0, 0, 0));
+            self.dh = Array2::zeros((b, h));
+            self.dc = Array2::zeros((b, h));
+            self.carry_h = Array2::zeros((b, h));
+            self.carry_c = Array2::zeros((b, h));
+        }
+    }
+
+    /// The time loop's view of all this layer's sequences, `dout` and `dy` being the trace's.
+    fn part<'a>(&'a mut self, dout: ArrayView2<'a, F>, dy: ArrayView3<'a, F>, threads: usize) -> Part<'a, F> {
+        Part {
+            wt: &self.wt,
+            w: &self.w,
+            ut: self.ut.view(),
+            x: self.x.view(),
+            h: self.h.view_mut(),
+            c: self.c.view_mut(),
+            gates: self.gates.view_mut(),
+            aux: self.aux.view_mut(),
+            dgh: self.dgh.view_mut(),
+            hp: self.hp.view_mut(),
+            dh: self.dh.view_mut(),
+            dc: self.dc.view_mut(),
+            carry_h: self.carry_h.view_mut(),
+            carry_c: self.carry_c.view_mut(),
+            dout,
+            dy,
+            row0: 0,
+            threads,
         }
     }
 }
@@ -134,40 +278,46 @@ impl<F: Real> Trace<F> {
         self.scratch.threads()
     }
 
-    fn ensure(&mut self, cell: Cell, t: usize, b: usize, h: usize, l: usize, o: usize) {
-        let spec = cell.spec();
-        let g = spec.gates;
-        if self.h.dim() != (t + 1, b, h) || self.gates.dim() != (t, b, g * h) {
-            let sized = |on: bool, shape: (usize, usize, usize)| {
-                if on {
-                    zeros_in_huge_pages(shape)
-                } else {
-                    Array3::zeros((0, 0, 0))
-                }
-            };
-            self.h = zeros_in_huge_pages((t + 1, b, h));
-            self.c = sized(spec.states.len() > 1, (t + 1, b, h));
-            self.gates = zeros_in_huge_pages((t, b, g * h));
-            self.aux = sized(spec.aux, (t, b, h));
-            self.hp = Array2::zeros(if spec.hidden_side { (b, g * h) } else { (0, 0) });
-            // Backward's buffers are sized on first use: an evaluation-only trace never needs them.
-            self.dgh = Array3::zeros((0, 0, 0));
-            self.dh = Array2::zeros((b, h));
-            self.dc = Array2::zeros((b, h));
-            self.carry_h = Array2::zeros((b, h));
-            self.carry_c = Array2::zeros((b, h));
+    /// Sizes the buffers of a forward pass of `p` over T = t steps of b sequences with l
+    /// loss-carrying steps.
+    fn ensure<G: Real>(&mut self, p: &Params<G>, t: usize, b: usize, l: usize) {
+        let (cell, h, o) = (p.cell(), p.hidden(), p.v.nrows());
+        self.layers.resize_with(p.layers().len(), Stage::default);
+        for (i, stage) in self.layers.iter_mut().enumerate() {
+            stage.ensure(cell, i == 0, t, b, h);
         }
         if self.out.dim() != (l * b, o) {
             self.out = Array2::zeros((l * b, o));
             self.dout = Array2::zeros((l * b, o));
         }
+        let head_in = if p.residual() && p.layers().len() > 1 {
+            (l * b, h)
+        } else {
+            (0, 0)
+        };
+        if self.head_in.dim() != head_in {
+            self.head_in = Array2::zeros(head_in);
+        }
     }
 
     /// Sizes the buffers only backward (and the probe) use, for the shapes of the last forward.
     pub(super) fn ensure_backward(&mut self, cell: Cell) {
-        let shape = self.gates.dim();
-        if cell.spec().hidden_side && self.dgh.dim() != shape {
-            self.dgh = zeros_in_huge_pages(shape);
+        for stage in &mut self.layers {
+            let shape = stage.gates.dim();
+            if cell.spec().hidden_side && stage.dgh.dim() != shape {
+                stage.dgh = zeros_in_huge_pages(shape);
+            }
+        }
+        let shape = self.layers[0].h.dim();
+        let (t, b, h) = (shape.0 - 1, shape.1, shape.2);
+        let stack = if self.layers.len() > 1 { (t, b, h) } else { (0, 0, 0) };
+        if self.dy.dim() != stack {
+            self.dy = zeros_in_huge_pages(stack);
+            self.dy_below = zeros_in_huge_pages(stack);
+        }
+        if self.ext.dim() != (b, h) {
+            self.ext = Array2::zeros((b, h));
+            self.ext_below = Array2::zeros((b, h));
         }
     }
 
@@ -175,11 +325,39 @@ impl<F: Real> Trace<F> {
     pub fn outputs(&self) -> ArrayView2<'_, F> {
         self.out.view()
     }
+
+    /// The time loop's view of all of layer l's sequences.
+    pub(crate) fn part(&mut self, l: usize) -> Part<'_, F> {
+        let threads = self.threads();
+        self.layers[l].part(self.dout.view(), self.dy.view(), threads)
+    }
+
+    /// The state entering the trace (index 0) of every layer.
+    pub(super) fn entry(&self) -> Entry<F> {
+        let at0 = |x: &Array3<F>| {
+            if x.is_empty() {
+                Array2::zeros((0, 0))
+            } else {
+                x.index_axis(Axis(0), 0).to_owned()
+            }
+        };
+        self.layers.iter().map(|s| (at0(&s.h), at0(&s.c))).collect()
+    }
+
+    /// Sets the state entering the trace to `entry` (as [`Trace::entry`] gave it).
+    pub(super) fn enter(&mut self, entry: &Entry<F>) {
+        for (stage, (h, c)) in self.layers.iter_mut().zip(entry) {
+            stage.h.index_axis_mut(Axis(0), 0).assign(h);
+            if !c.is_empty() {
+                stage.c.index_axis_mut(Axis(0), 0).assign(c);
+            }
+        }
+    }
 }
 
-/// The time loop's view of a [`Trace`]: its per-step buffers for a block of the batch's
-/// sequences (all of them, or the rows a [`Part::split_at`] gave it). The recurrence of one
-/// sequence never reads another's rows, so blocks of sequences can run their time loops on
+/// The time loop's view of one layer's [`Stage`]: its per-step buffers for a block of the
+/// batch's sequences (all of them, or the rows a [`Part::split_at`] gave it). The recurrence of
+/// one sequence never reads another's rows, so blocks of sequences can run their time loops on
 /// different threads ([`in_parts`]) and every number comes out as on one thread.
 pub(crate) struct Part<'a, F: Real> {
     /// (H, G·H) Wᵀ in strips, shared.
@@ -188,8 +366,10 @@ pub(crate) struct Part<'a, F: Real> {
     pub(super) w: &'a Strips<F>,
     /// (D, G·H) Uᵀ (dense inputs), shared.
     ut: ArrayView2<'a, F>,
-    // This block's b sequences of the trace's buffers of the same names (b = B for the whole
+    // This block's b sequences of the stage's buffers of the same names (b = B for the whole
     // batch; an unused buffer stays empty):
+    /// (T, b, H) the layer's input, above the first layer.
+    x: ArrayView3<'a, F>,
     /// (T+1, b, H) hidden states.
     pub(super) h: ArrayViewMut3<'a, F>,
     /// (T+1, b, H) LSTM cell states.
@@ -212,6 +392,8 @@ pub(crate) struct Part<'a, F: Real> {
     pub(super) carry_c: ArrayViewMut2<'a, F>,
     /// (L·B, O) dE/dnet of every sequence (read by backward at loss-carrying steps), shared.
     dout: ArrayView2<'a, F>,
+    /// (T, b, H) a stack's dE/dy of this layer (its output's gradient from above).
+    dy: ArrayView3<'a, F>,
     /// The batch row of this block's first sequence.
     row0: usize,
     /// The pool's threads this block's products may be shared among: the trace's for the whole
@@ -219,38 +401,14 @@ pub(crate) struct Part<'a, F: Real> {
     pub(super) threads: usize,
 }
 
-impl<F: Real> Trace<F> {
-    /// The time loop's view of all the trace's sequences.
-    pub(crate) fn part(&mut self) -> Part<'_, F> {
-        let threads = self.threads();
-        Part {
-            wt: &self.wt,
-            w: &self.w,
-            ut: self.ut.view(),
-            h: self.h.view_mut(),
-            c: self.c.view_mut(),
-            gates: self.gates.view_mut(),
-            aux: self.aux.view_mut(),
-            dgh: self.dgh.view_mut(),
-            hp: self.hp.view_mut(),
-            dh: self.dh.view_mut(),
-            dc: self.dc.view_mut(),
-            carry_h: self.carry_h.view_mut(),
-            carry_c: self.carry_c.view_mut(),
-            dout: self.dout.view(),
-            row0: 0,
-            threads,
-        }
-    }
-}
-
 impl<'a, F: Real> Part<'a, F> {
     /// The input projection U x_t + b of this block's sequences at trace steps t0 ..= t1 of a
     /// window whose first step is `start` of `batch`: into h_t itself for the plain cell (the
-    /// step completes it in place), into the gates for the others. Each element is the same
-    /// ordered sum over the inputs, then plus the bias, however the steps and sequences are
-    /// grouped: one product for the steps at once when this block holds the whole batch (its
-    /// rows are then contiguous), one per step otherwise.
+    /// step completes it in place), into the gates for the others. The first layer reads the
+    /// batch's inputs, a layer above it its `x`. Each element is the same ordered sum over the
+    /// inputs, then plus the bias, however the steps and sequences are grouped: one product for
+    /// the steps at once when this block holds the whole batch (its rows are then contiguous),
+    /// one per step otherwise.
     fn project(&mut self, p: &Roles<'_, F>, cell: Cell, batch: &Batch<F>, start: usize, (t0, t1): (usize, usize)) {
         let (rows, row0) = (self.rows(), self.row0);
         let mut to = match cell.spec().projection {
@@ -258,9 +416,13 @@ impl<'a, F: Real> Part<'a, F> {
             Projection::Gates => self.gates.slice_mut(s![t0 - 1..t1, .., ..]),
         }; // (steps, b, G·H)
         let (first, len) = (start + t0 - 2, t1 + 1 - t0); // batch index of trace step t0; steps
-        match &batch.inputs {
-            Inputs::Dense(x) => {
-                let x = x.slice(s![first..first + len, row0..row0 + rows, ..]); // (steps, b, D)
+        let dense = match &batch.inputs {
+            _ if !self.x.is_empty() => Some(self.x.slice(s![t0 - 1..t1, .., ..])),
+            Inputs::Dense(x) => Some(x.slice(s![first..first + len, row0..row0 + rows, ..])),
+            Inputs::OneHot(_) => None,
+        }; // (steps, b, D)
+        match (dense, &batch.inputs) {
+            (Some(x), _) => {
                 let (ut, bias) = (self.ut, p.b.to_slice().expect("contiguous"));
                 let product = |x: ArrayView2<'_, F>, mut to: ArrayViewMut2<'_, F>| {
                     matmul(x, ut, to.view_mut(), false);
@@ -276,7 +438,7 @@ impl<'a, F: Real> Part<'a, F> {
                     }
                 }
             }
-            Inputs::OneHot(idx) => {
+            (None, Inputs::OneHot(idx)) => {
                 // One-hot input: U x_t = U[:, k], a column gather.
                 let idx = idx.slice(s![first..first + len, row0..row0 + rows]);
                 for (mut row, &k) in to.rows_mut().into_iter().zip(idx.iter()) {
@@ -286,6 +448,7 @@ impl<'a, F: Real> Part<'a, F> {
                         .for_each(|r, &u, &bias| *r = u + bias);
                 }
             }
+            (None, Inputs::Dense(_)) => unreachable!("dense inputs are projected above"),
         }
     }
 
@@ -307,14 +470,22 @@ impl<'a, F: Real> Part<'a, F> {
             let (a, b) = x.split_at(Axis(axis), r);
             [a, b]
         }
+        /// [`split`] of a read-only (T, B, ·) buffer.
+        fn split_view<F>(x: ArrayView3<'_, F>, r: usize) -> [ArrayView3<'_, F>; 2] {
+            let r = if x.is_empty() { 0 } else { r };
+            let (a, b) = x.split_at(Axis(1), r);
+            [a, b]
+        }
         let [[h1, h2], [c1, c2], [g1, g2], [a1, a2], [d1, d2]] =
             [self.h, self.c, self.gates, self.aux, self.dgh].map(|x| split(x, 1, r));
         let [[p1, p2], [dh1, dh2], [dc1, dc2], [ch1, ch2], [cc1, cc2]] =
             [self.hp, self.dh, self.dc, self.carry_h, self.carry_c].map(|x| split(x, 0, r));
+        let [[x1, x2], [y1, y2]] = [self.x, self.dy].map(|x| split_view(x, r));
         let first = Part {
             wt: self.wt,
             w: self.w,
             ut: self.ut,
+            x: x1,
             h: h1,
             c: c1,
             gates: g1,
@@ -326,6 +497,7 @@ impl<'a, F: Real> Part<'a, F> {
             carry_h: ch1,
             carry_c: cc1,
             dout: self.dout,
+            dy: y1,
             row0: self.row0,
             threads: self.threads,
         };
@@ -333,6 +505,7 @@ impl<'a, F: Real> Part<'a, F> {
             wt: self.wt,
             w: self.w,
             ut: self.ut,
+            x: x2,
             h: h2,
             c: c2,
             gates: g2,
@@ -344,6 +517,7 @@ impl<'a, F: Real> Part<'a, F> {
             carry_h: ch2,
             carry_c: cc2,
             dout: self.dout,
+            dy: y2,
             row0: self.row0 + r,
             threads: self.threads,
         };
@@ -412,12 +586,59 @@ pub(super) fn backward_step<F: Real>(p: &Layer<F>, cell: Cell, tr: &mut Part<'_,
     }
 }
 
+/// Back through step t of every layer, top to bottom, on the whole batch (the probe's and the
+/// spectrum's order, which keeps all layers at one step together): each layer's `dh` (and
+/// `carry_c`) holds on entry what reaches its state at step t from step t + 1 (or from outside,
+/// the spectrum's directions); `head` is dE/dy_t of the top layer from the head, if any. Each
+/// layer's dh gets what reaches it from above at step t, dE/dy^(l)_t (from the layer above:
+/// back through its input weights, times nothing: no dropout here, plus, in a residual stack,
+/// what reached that layer's y); then `look(l, stage, false)` sees the layer's full dE/dh_t,
+/// the cell's step goes back (dc, carry_h, carry_c filled, carry_h only when `carry`), and
+/// `look(l, stage, true)` sees the result.
+pub(super) fn step_back_stack<F: Real>(
+    p: &Params<F>,
+    tr: &mut Trace<F>,
+    t: usize,
+    carry: bool,
+    head: Option<ArrayView2<'_, F>>,
+    mut look: impl FnMut(usize, &Stage<F>, bool),
+) {
+    let (cell, top) = (p.cell(), p.layers().len() - 1);
+    let stack = top > 0;
+    if stack {
+        match head {
+            Some(e) => tr.ext.assign(&e),
+            None => tr.ext.fill(F::zero()),
+        }
+    }
+    for (l, layer) in p.layers().iter().enumerate().rev() {
+        if stack {
+            let stage = &mut tr.layers[l];
+            stage.dh += &tr.ext; // dE/dh_t += dE/dy_t (y = h, or x + h)
+        } else if let Some(e) = head {
+            tr.layers[l].dh += &e;
+        }
+        look(l, &tr.layers[l], false);
+        backward_step(layer, cell, &mut tr.part(l), t, carry);
+        look(l, &tr.layers[l], true);
+        if l > 0 {
+            // dE/dy^(l−1)_t = dE/dx^(l)_t = dgx_t U (+ dE/dy^(l)_t through the residual path).
+            let dgx = tr.layers[l].gates.index_axis(Axis(0), t - 1); // (B, G·H)
+            matmul(dgx, layer.roles().u, tr.ext_below.view_mut(), false);
+            if p.residual() {
+                tr.ext_below += &tr.ext;
+            }
+            std::mem::swap(&mut tr.ext, &mut tr.ext_below);
+        }
+    }
+}
+
 /// Forward pass over a batch; returns the loss E, averaged over the L·B (step, sequence) pairs
 /// that carry a loss. Squared error is also averaged over the O outputs.
 pub fn forward<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>) -> f64 {
     let t_len = batch.dims().0;
     begin(p, batch, tr, t_len);
-    forward_window(p, batch, tr, (1, t_len)) / loss_count(batch)
+    forward_window(p, batch, tr, (1, t_len), None) / loss_count(batch)
 }
 
 /// Backward pass through the batch that the last [`forward`] saw, full backpropagation through
@@ -425,42 +646,38 @@ pub fn forward<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>) -> f
 /// gradients): run [`forward`] again before another backward.
 pub fn backward<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>, g: &mut Params<F>) {
     let t_len = batch.dims().0;
-    backward_window(p, batch, tr, (1, t_len), g);
+    backward_window(p, batch, tr, (1, t_len), None, g);
 }
 
-/// One training step's forward and backward passes: returns the loss E (as [`forward`]) and
-/// **adds** dE/dθ into `g`.
+/// One training step's forward and backward passes: returns the loss E (as [`forward`], but
+/// with `dropout`'s masks between layers where given) and **adds** dE/dθ into `g`.
 ///
 /// `bptt = None` is full backpropagation through time. `Some(k)` truncates it: the backward
 /// recurrence is cut every k steps counted back from the last step, so steps T−k+1 … T form
 /// one window, T−2k+1 … T−k the next, and so on; a loss at step t reaches back only to the
 /// start of its window (for a many-to-one task, exactly k steps). Equivalently, the state
-/// entering each window (h, and c for the LSTM) is treated as a constant. The windows are run
-/// one after the other, forward then backward, through a trace of k steps: memory is bounded by
-/// the window, not the sequence.
+/// entering each window (every layer's h, and c for the LSTM) is treated as a constant. The
+/// windows are run one after the other, forward then backward, through a trace of k steps:
+/// memory is bounded by the window, not the sequence.
 pub fn train_step<F: Real>(
     p: &Params<F>,
     batch: &Batch<F>,
     tr: &mut Trace<F>,
     bptt: Option<usize>,
+    dropout: Option<&Dropout<F>>,
     g: &mut Params<F>,
 ) -> f64 {
-    let (t_len, cell) = (batch.dims().0, p.cell());
+    let t_len = batch.dims().0;
     let k = bptt.unwrap_or(t_len).min(t_len);
-    if k == t_len {
-        let loss = forward(p, batch, tr);
-        backward(p, batch, tr, g);
-        return loss;
-    }
     let l = batch.targets.steps();
     begin(p, batch, tr, k);
     let mut sum = 0.0;
     let mut last_len = 0;
     for (start, end) in windows(t_len, k) {
-        carry_state(cell, tr, last_len); // the state entering this window, left by the last one
-        sum += forward_window(p, batch, tr, (start, end));
+        carry_state(tr, last_len); // the state entering this window, left by the last one
+        sum += forward_window(p, batch, tr, (start, end), dropout);
         if end > t_len - l {
-            backward_window(p, batch, tr, (start, end), g); // the window carries a loss
+            backward_window(p, batch, tr, (start, end), dropout, g); // the window carries a loss
         }
         last_len = end + 1 - start;
     }
@@ -494,35 +711,39 @@ fn loss_count<F: Real>(batch: &Batch<F>) -> f64 {
 const PACK_WORK: usize = 1 << 16;
 
 /// Readies the trace for a pass over `batch` in windows of k steps (k = T: one window): sizes
-/// it, stores Wᵀ and W in strips (row-major for fewer than 4 sequences, whose one-row tiles run
-/// wider than a strip) and sets the entry state h_0 = 0 (and c_0 = 0).
+/// it, stores every layer's Wᵀ and W in strips (row-major for fewer than 4 sequences, whose
+/// one-row tiles run wider than a strip) and sets the entry state h_0 = 0 (and c_0 = 0).
 pub(super) fn begin<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>, k: usize) {
-    let (b, cell) = (batch.dims().1, p.cell());
+    let b = batch.dims().1;
     let l = batch.targets.steps();
-    tr.ensure(cell, k, b, p.hidden(), l.min(k), p.v.nrows());
+    tr.ensure(p, k, b, l.min(k));
     let two = tr.threads() > 1;
-    let (wt, w, p_w) = (&mut tr.wt, &mut tr.w, p.layers()[0].roles().w);
-    if p_w.len() >= PACK_WORK && two {
-        rayon::join(|| wt.pack(p_w.t(), b >= 4), || w.pack(p_w, b >= 4));
-    } else {
-        wt.pack(p_w.t(), b >= 4);
-        w.pack(p_w, b >= 4);
-    }
-    tr.h.index_axis_mut(Axis(0), 0).fill(F::zero());
-    if cell.spec().states.len() > 1 {
-        tr.c.index_axis_mut(Axis(0), 0).fill(F::zero());
+    for (stage, layer) in tr.layers.iter_mut().zip(p.layers()) {
+        let (wt, w, p_w) = (&mut stage.wt, &mut stage.w, layer.roles().w);
+        if p_w.len() >= PACK_WORK && two {
+            rayon::join(|| wt.pack(p_w.t(), b >= 4), || w.pack(p_w, b >= 4));
+        } else {
+            wt.pack(p_w.t(), b >= 4);
+            w.pack(p_w, b >= 4);
+        }
+        stage.h.index_axis_mut(Axis(0), 0).fill(F::zero());
+        if !stage.c.is_empty() {
+            stage.c.index_axis_mut(Axis(0), 0).fill(F::zero());
+        }
     }
 }
 
-/// Moves the state after the last window (its `len` steps) to the trace's entry; nothing for
-/// the first window (len = 0), whose entry is the zero state.
-pub(super) fn carry_state<F: Real>(cell: Cell, tr: &mut Trace<F>, len: usize) {
+/// Moves the state after the last window (its `len` steps) to the trace's entry, in every
+/// layer; nothing for the first window (len = 0), whose entry is the zero state.
+pub(super) fn carry_state<F: Real>(tr: &mut Trace<F>, len: usize) {
     if len > 0 {
-        let (mut first, last) = tr.h.multi_slice_mut((s![0, .., ..], s![len, .., ..]));
-        first.assign(&last);
-        if cell.spec().states.len() > 1 {
-            let (mut first, last) = tr.c.multi_slice_mut((s![0, .., ..], s![len, .., ..]));
+        for stage in &mut tr.layers {
+            let (mut first, last) = stage.h.multi_slice_mut((s![0, .., ..], s![len, .., ..]));
             first.assign(&last);
+            if !stage.c.is_empty() {
+                let (mut first, last) = stage.c.multi_slice_mut((s![0, .., ..], s![len, .., ..]));
+                first.assign(&last);
+            }
         }
     }
 }
@@ -544,50 +765,46 @@ pub(super) fn window_losses<F: Real>(batch: &Batch<F>, (start, end): (usize, usi
 const PROJECT_BYTES: usize = 256 << 10;
 
 /// Forward over steps start ..= end of `batch` from the state the trace holds at its index 0
-/// (trace index i is step start − 1 + i); fills the outputs of the window's loss-carrying
-/// steps and returns their loss summed (not averaged) over (step, sequence) pairs and outputs.
+/// (trace index i is step start − 1 + i), layer by layer, each over the whole window; fills
+/// the outputs of the window's loss-carrying steps and returns their loss summed (not
+/// averaged) over (step, sequence) pairs and outputs. With `dropout`, each layer above the
+/// first reads the one below times its mask.
 pub(super) fn forward_window<F: Real>(
     p: &Params<F>,
     batch: &Batch<F>,
     tr: &mut Trace<F>,
     (start, end): (usize, usize),
+    dropout: Option<&Dropout<F>>,
 ) -> f64 {
     let b = batch.dims().1;
-    let (layer, o) = (&p.layers()[0], p.v.nrows());
-    let cell = layer.cell();
-    let roles = layer.roles();
-    let (h, gh) = (layer.hidden(), roles.w.nrows());
+    let (o, top, h) = (p.v.nrows(), p.layers().len() - 1, p.hidden());
     let len = end + 1 - start;
-
-    if let Inputs::Dense(_) = &batch.inputs {
-        if tr.ut.dim() != (roles.u.ncols(), gh) {
-            tr.ut = Array2::zeros((roles.u.ncols(), gh));
+    for (l, layer) in p.layers().iter().enumerate() {
+        if l > 0 {
+            layer_input(p, tr, l, len, dropout.map(|d| d.window(l, (start, end))));
         }
-        tr.ut.assign(&roles.u.t());
+        forward_layer(layer, l, batch, tr, (start, len));
     }
-    // The recurrence, one step at a time, reading Wᵀ (which the caller refreshed) row by row;
-    // blocks of sequences on the pool's threads, each projecting its inputs a block of steps
-    // (`PROJECT_BYTES`) at a time, right before those steps, while they are still in the cache.
-    in_parts(tr.part(), h * gh, &|part| {
-        let per_step = part.rows() * gh * std::mem::size_of::<F>();
-        let block = (PROJECT_BYTES / per_step.max(1)).clamp(1, len);
-        for t0 in (1..=len).step_by(block) {
-            let t1 = (t0 + block - 1).min(len);
-            part.project(&roles, cell, batch, start, (t0, t1));
-            for t in t0..=t1 {
-                forward_step(layer, cell, part, t);
-            }
-        }
-    });
 
-    // Output projection of the loss-carrying steps: net = H Vᵀ + c, (Lw·B, O).
+    // Output projection of the loss-carrying steps: net = Y Vᵀ + c, (Lw·B, O), Y the top
+    // layer's output (its h, or x + h in a residual stack).
     let (_, lw, target_rows) = window_losses(batch, (start, end));
     if lw == 0 {
         return 0.0;
     }
     let rows = lw * b;
-    let states = tr.h.slice(s![len + 1 - lw..len + 1, .., ..]);
-    let states = states.into_shape_with_order((rows, h)).expect("contiguous");
+    let last = &tr.layers[top];
+    let hs = last.h.slice(s![len + 1 - lw..len + 1, .., ..]);
+    let hs = hs.into_shape_with_order((rows, h)).expect("contiguous");
+    let states = if tr.head_in.is_empty() {
+        hs
+    } else {
+        let xs = last.x.slice(s![len - lw..len, .., ..]);
+        let xs = xs.into_shape_with_order((rows, h)).expect("contiguous");
+        let mut y = tr.head_in.slice_mut(s![..rows, ..]);
+        Zip::from(&mut y).and(&xs).and(&hs).for_each(|y, &x, &h| *y = x + h);
+        tr.head_in.slice(s![..rows, ..])
+    };
     let mut out = tr.out.slice_mut(s![..rows, ..]);
     gemm(states, p.v.t(), out.view_mut(), false, &mut tr.scratch);
     out += &p.c;
@@ -614,6 +831,68 @@ pub(super) fn forward_window<F: Real>(
     }
 }
 
+/// Layer l's input over the window's `len` steps (l ≥ 1), into its `x`: the output of layer
+/// l − 1, y = h (or x + h in a residual stack, from its second layer on), times the dropout
+/// mask where one is given.
+fn layer_input<F: Real>(p: &Params<F>, tr: &mut Trace<F>, l: usize, len: usize, mask: Option<ArrayView3<'_, F>>) {
+    let (below, above) = tr.layers.split_at_mut(l);
+    let (below, x) = (&below[l - 1], &mut above[0].x);
+    let mut x = x.slice_mut(s![..len, .., ..]); // (len, B, H)
+    let h = below.h.slice(s![1..=len, .., ..]);
+    let residual = p.residual() && l > 1;
+    match (residual, mask) {
+        (false, None) => x.assign(&h),
+        (false, Some(m)) => Zip::from(&mut x).and(&h).and(&m).for_each(|x, &h, &m| *x = h * m),
+        (true, None) => {
+            let xb = below.x.slice(s![..len, .., ..]);
+            Zip::from(&mut x).and(&xb).and(&h).for_each(|x, &xb, &h| *x = xb + h);
+        }
+        (true, Some(m)) => {
+            let xb = below.x.slice(s![..len, .., ..]);
+            Zip::from(&mut x)
+                .and(&xb)
+                .and(&h)
+                .and(&m)
+                .for_each(|x, &xb, &h, &m| *x = (xb + h) * m);
+        }
+    }
+}
+
+/// Forward through layer l over the window of `len` steps that starts at step `start` of
+/// `batch`, from the state its trace holds at index 0: the recurrence one step at a time,
+/// reading Wᵀ (which [`begin`] stored) row by row; blocks of sequences on the pool's threads,
+/// each projecting its inputs a block of steps (`PROJECT_BYTES`) at a time, right before those
+/// steps, while they are still in the cache.
+fn forward_layer<F: Real>(
+    layer: &Layer<F>,
+    l: usize,
+    batch: &Batch<F>,
+    tr: &mut Trace<F>,
+    (start, len): (usize, usize),
+) {
+    let cell = layer.cell();
+    let roles = layer.roles();
+    let (h, gh) = (layer.hidden(), roles.w.nrows());
+    let stage = &mut tr.layers[l];
+    if l > 0 || matches!(batch.inputs, Inputs::Dense(_)) {
+        if stage.ut.dim() != (roles.u.ncols(), gh) {
+            stage.ut = Array2::zeros((roles.u.ncols(), gh));
+        }
+        stage.ut.assign(&roles.u.t());
+    }
+    in_parts(tr.part(l), h * gh, &|part| {
+        let per_step = part.rows() * gh * std::mem::size_of::<F>();
+        let block = (PROJECT_BYTES / per_step.max(1)).clamp(1, len);
+        for t0 in (1..=len).step_by(block) {
+            let t1 = (t0 + block - 1).min(len);
+            part.project(&roles, cell, batch, start, (t0, t1));
+            for t in t0..=t1 {
+                forward_step(layer, cell, part, t);
+            }
+        }
+    });
+}
+
 /// Numerically stable softmax of one row, in place.
 fn softmax_in_place<F: Real>(row: &mut [F]) {
     let max = row.iter().copied().fold(F::neg_infinity(), F::max);
@@ -630,18 +909,21 @@ fn softmax_in_place<F: Real>(row: &mut [F]) {
 /// Backward through window (start, end), whose forward pass the trace holds; the state entering
 /// the window is a constant (for the whole sequence, h_0 = 0 is). **Adds** the window's
 /// contribution to dE/dθ into `g`, E being the whole batch's loss (averaged over all its L·B
-/// pairs).
+/// pairs). Layer by layer from the top, each over the whole window: a layer's output gradient
+/// dE/dy (from the head, or from the layer above through its input weights and mask) arrives
+/// for all steps at once.
 fn backward_window<F: Real>(
     p: &Params<F>,
     batch: &Batch<F>,
     tr: &mut Trace<F>,
     (start, end): (usize, usize),
+    dropout: Option<&Dropout<F>>,
     g: &mut Params<F>,
 ) {
     let b = batch.dims().1;
-    let (layer, cell) = (&p.layers()[0], p.cell());
-    let (h, o, l) = (layer.hidden(), p.v.nrows(), batch.targets.steps());
-    let gh = cell.gates() * h;
+    let cell = p.cell();
+    let (h, o, l) = (p.hidden(), p.v.nrows(), batch.targets.steps());
+    let top = p.layers().len() - 1;
     let n = F::of((l * b) as f64);
     let len = end + 1 - start;
     let (first, lw, target_rows) = window_losses(batch, (start, end));
@@ -671,50 +953,144 @@ fn backward_window<F: Real>(
         }
     }
 
-    // Head: dV += doutᵀ H_L (O, H); dc += Σ dout.
-    let states = tr.h.slice(s![len + 1 - lw..len + 1, .., ..]);
-    let states = states.into_shape_with_order((rows, h)).expect("contiguous");
+    // Head: dV += doutᵀ Y_L (O, H); dc += Σ dout.
+    let states = if tr.head_in.is_empty() {
+        let hs = tr.layers[top].h.slice(s![len + 1 - lw..len + 1, .., ..]);
+        hs.into_shape_with_order((rows, h)).expect("contiguous")
+    } else {
+        tr.head_in.slice(s![..rows, ..])
+    };
     gemm(dout.t(), states, g.v.view_mut(), true, &mut tr.scratch);
     g.c += &dout.sum_axis(Axis(0));
 
-    // Back through time: trace index t is step start − 1 + t.
     let first_local = first + 1 - start; // trace index of the first loss-carrying step
-    tr.carry_h.fill(F::zero());
-    tr.carry_c.fill(F::zero());
-    in_parts(tr.part(), h * gh, &|part| {
+    if top == 0 {
+        backward_layer(p, 0, batch, tr, (start, len), Reach::Head(first_local, lw), g);
+        return;
+    }
+    // A stack: dE/dy of the top layer, (len, B, H), zero but at the loss-carrying steps.
+    tr.dy.slice_mut(s![..first_local - 1, .., ..]).fill(F::zero());
+    let dy = tr.dy.slice_mut(s![first_local - 1..len, .., ..]);
+    let dy = dy.into_shape_with_order((rows, h)).expect("contiguous");
+    gemm(tr.dout.slice(s![..rows, ..]), p.v.view(), dy, false, &mut tr.scratch);
+    for (l, layer) in p.layers().iter().enumerate().rev() {
+        let from = if l == top { first_local } else { 1 };
+        backward_layer(p, l, batch, tr, (start, len), Reach::Above(from), g);
+        if l == 0 {
+            break;
+        }
+        // dE/dy^(l−1) = mask ⊙ dE/dx^(l), dE/dx^(l) = dgx U (+ dE/dy^(l) in a residual layer).
+        let gh = cell.gates() * h;
+        let dgx = tr.layers[l].gates.slice(s![..len, .., ..]);
+        let dgx = dgx.into_shape_with_order((len * b, gh)).expect("contiguous");
+        let below = tr.dy_below.slice_mut(s![..len, .., ..]);
+        let below = below.into_shape_with_order((len * b, h)).expect("contiguous");
+        gemm(dgx, layer.roles().u, below, false, &mut tr.scratch);
+        let mut below = tr.dy_below.slice_mut(s![..len, .., ..]);
+        let dy = tr.dy.slice(s![..len, .., ..]);
+        match (p.residual(), dropout.map(|d| d.window(l, (start, end)))) {
+            (false, None) => {}
+            (false, Some(m)) => below.zip_mut_with(&m, |d, &m| *d *= m),
+            (true, None) => below += &dy,
+            (true, Some(m)) => Zip::from(&mut below)
+                .and(&dy)
+                .and(&m)
+                .for_each(|d, &y, &m| *d = (*d + y) * m),
+        }
+        std::mem::swap(&mut tr.dy, &mut tr.dy_below);
+    }
+}
+
+/// Where a layer's output gradient comes from on the way back.
+#[derive(Clone, Copy, Debug)]
+enum Reach {
+    /// From the head directly (one layer): dE/dh_t = dout_t V at the loss-carrying steps, from
+    /// trace index `.0` on, `.1` of them.
+    Head(usize, usize),
+    /// From the trace's `dy` (a stack), non-zero from trace index `.0` on.
+    Above(usize),
+}
+
+/// Back through layer l over the window of `len` steps starting at step `start`: the time loop
+/// (dE/dh_t = what reaches the layer's output at t, as `reach` says, + what step t + 1 carried
+/// back), then its parameter gradients over the window's steps at once.
+fn backward_layer<F: Real>(
+    p: &Params<F>,
+    l: usize,
+    batch: &Batch<F>,
+    tr: &mut Trace<F>,
+    (start, len): (usize, usize),
+    reach: Reach,
+    g: &mut Params<F>,
+) {
+    let b = batch.dims().1;
+    let layer = &p.layers()[l];
+    let cell = layer.cell();
+    let h = layer.hidden();
+    let gh = cell.gates() * h;
+
+    // Back through time: trace index t is step start − 1 + t.
+    let stage = &mut tr.layers[l];
+    stage.carry_h.fill(F::zero());
+    stage.carry_c.fill(F::zero());
+    in_parts(tr.part(l), h * gh, &|part| {
         let rows = part.rows();
         for t in (1..=len).rev() {
-            // dE/dh_t = from the output at t (dout_t V, at a loss-carrying step) + from step t+1.
-            if lw > 0 && t >= first_local {
-                let r0 = (t - first_local) * b + part.row0;
-                matmul(
-                    part.dout.slice(s![r0..r0 + rows, ..]),
-                    p.v.view(),
-                    part.dh.view_mut(),
-                    false,
-                );
-                Zip::from(&mut part.dh).and(&part.carry_h).for_each(|d, &c| *d += c);
-            } else {
+            match reach {
+                // dE/dh_t = from the output at t (dout_t V, at a loss-carrying step) + from
+                // step t+1.
+                Reach::Head(first_local, lw) if lw > 0 && t >= first_local => {
+                    let r0 = (t - first_local) * b + part.row0;
+                    matmul(
+                        part.dout.slice(s![r0..r0 + rows, ..]),
+                        p.v.view(),
+                        part.dh.view_mut(),
+                        false,
+                    );
+                    Zip::from(&mut part.dh).and(&part.carry_h).for_each(|d, &c| *d += c);
+                }
+                // dE/dh_t = from the layer above (or the head) at t + from step t+1.
+                Reach::Above(from) if t >= from => {
+                    let dy = part.dy.index_axis(Axis(0), t - 1);
+                    Zip::from(&mut part.dh)
+                        .and(&dy)
+                        .and(&part.carry_h)
+                        .for_each(|d, &y, &c| *d = y + c);
+                }
                 // dE/dh_t is what step t+1 carried back: the two buffers trade places (each
                 // step overwrites the carry before it is read), no copy.
-                std::mem::swap(&mut part.dh, &mut part.carry_h);
+                _ => std::mem::swap(&mut part.dh, &mut part.carry_h),
             }
             backward_step(layer, cell, part, t, t > 1); // the window's entering state is a constant
         }
     });
 
     // Parameter gradients over the window's steps at once (the gates buffer now holds dgx).
-    let dgx = tr.gates.slice(s![..len, .., ..]);
+    let stage = &tr.layers[l];
+    let dgx = stage.gates.slice(s![..len, .., ..]);
     let dgx = dgx.into_shape_with_order((len * b, gh)).expect("contiguous");
     let hidden_side = cell.spec().hidden_side;
     let dgh = if hidden_side {
-        let dgh = tr.dgh.slice(s![..len, .., ..]);
+        let dgh = stage.dgh.slice(s![..len, .., ..]);
         dgh.into_shape_with_order((len * b, gh)).expect("contiguous")
     } else {
         dgx.view()
     };
-    let prev = tr.h.slice(s![..len, .., ..]);
+    let prev = stage.h.slice(s![..len, .., ..]);
     let prev = prev.into_shape_with_order((len * b, h)).expect("contiguous");
+    // The layer's dense inputs over the window, (len·B, D): the batch's, or the layer below's
+    // output; `None` for one-hot inputs.
+    let dense = match &batch.inputs {
+        _ if l > 0 => {
+            let x = stage.x.slice(s![..len, .., ..]);
+            Some(x.into_shape_with_order((len * b, h)).expect("contiguous"))
+        }
+        Inputs::Dense(x) => {
+            let x = x.slice(s![start - 1..start - 1 + len, .., ..]);
+            Some(x.into_shape_with_order((len * b, x.dim().2)).expect("contiguous"))
+        }
+        Inputs::OneHot(_) => None,
+    };
     // dW += Σ_t dgh_tᵀ h_{t−1}: here, or below with db and dU along where dgh is dgx and the
     // inputs are dense.
     let RolesMut {
@@ -722,8 +1098,8 @@ fn backward_window<F: Real>(
         w: mut dw,
         b: mut db,
         bh: dbh,
-    } = g.layers_mut()[0].roles_mut();
-    let dw_along = !hidden_side && matches!(batch.inputs, Inputs::Dense(_));
+    } = g.layers_mut()[l].roles_mut();
+    let dw_along = !hidden_side && dense.is_some();
     if !dw_along {
         gemm(dgh.t(), prev, dw.view_mut(), true, &mut tr.scratch);
     }
@@ -732,10 +1108,8 @@ fn backward_window<F: Real>(
     }
     // db += Σ_t dgx_t and dU += Σ_t dgx_tᵀ x_t (with a few dense inputs, as one product, which
     // runs along dW's where dgh is dgx).
-    match &batch.inputs {
-        Inputs::Dense(x) => {
-            let x = x.slice(s![start - 1..end, .., ..]);
-            let x = x.into_shape_with_order((len * b, x.dim().2)).expect("contiguous");
+    match (dense, &batch.inputs) {
+        (Some(x), _) => {
             if !add_row_sums_and_products(
                 db.view_mut(),
                 du.view_mut(),
@@ -749,13 +1123,14 @@ fn backward_window<F: Real>(
                 gemm(dgx.t(), x, du.view_mut(), true, &mut tr.scratch); // dU += Σ_t dgx_tᵀ x_t
             }
         }
-        Inputs::OneHot(idx) => {
-            let idx = idx.slice(s![start - 1..end, ..]);
+        (None, Inputs::OneHot(idx)) => {
+            let idx = idx.slice(s![start - 1..start - 1 + len, ..]);
             add_row_sum(db.view_mut(), dgx, &mut tr.sums);
             for (row, &k) in dgx.rows().into_iter().zip(idx.iter()) {
                 du.column_mut(k).scaled_add(F::one(), &row); // one-hot: scatter-add into column k
             }
         }
+        (None, Inputs::Dense(_)) => unreachable!("dense inputs are read above"),
     }
 }
 
@@ -903,8 +1278,8 @@ pub fn evaluate<F: Real>(
     begin(p, batch, tr, k);
     let (mut sum, mut correct, mut last_len) = (0.0, 0, 0);
     for (start, end) in windows(t_len, k) {
-        carry_state(p.cell(), tr, last_len);
-        sum += forward_window(p, batch, tr, (start, end));
+        carry_state(tr, last_len);
+        sum += forward_window(p, batch, tr, (start, end), None);
         if let Targets::Classes(y) = &batch.targets {
             let (_, lw, row) = window_losses(batch, (start, end));
             let y = y.slice(s![row..row + lw, ..]);

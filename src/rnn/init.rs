@@ -134,39 +134,49 @@ pub struct RnnConfig {
     pub forget_bias: Float,
     /// Element type of training (initialisation is drawn in f64 either way, then rounded).
     pub dtype: Dtype,
+    /// L, the recurrent layers stacked (`model.layers`, 1 … 16).
+    pub layers: usize,
+    /// Whether layers l ≥ 1 pass up their input plus their state (`model.residual`).
+    pub residual: bool,
+    /// p of the inverted dropout between layers during training (`model.dropout`, 0 ≤ p < 1).
+    pub dropout: Float,
 }
 
 impl RnnConfig {
     /// Draws initial parameters, each tensor by its cell's rule ([`Start`]): first every tensor
     /// `model.init` draws, then every one `model.init_io` draws (each in its table's order, a
     /// gate block of H rows at a time), then V; the rest start at zero but the LSTM's forget
-    /// gate. For every cell so far that order is W's blocks, U's blocks, V.
+    /// gate. For every cell so far that order is W's blocks, U's blocks, V. A stack draws its
+    /// layers so, bottom to top, then V: a one-layer network draws what it always drew.
     pub fn init(&self, rng: &mut impl Rng) -> Params {
         let (d, h, o) = (self.input, self.hidden, self.output);
-        let mut p = Params::zeros(self.cell, d, h, o);
-        let layer = &mut p.layers_mut()[0];
-        let sizes = layer.sizes();
-        for (rule, init, scale) in [
-            (Start::Recurrent, self.init, Some(self.scale)),
-            (Start::InputSide, self.init_io, None),
-        ] {
-            for (t, x) in layer.tensors_mut().filter(|(t, _)| t.start == rule) {
-                let (rows, cols) = sizes.rows_cols(t);
-                assert!(rows.is_multiple_of(h), "{} is drawn in blocks of H rows", t.name);
-                for block in x.chunks_exact_mut(h * cols) {
-                    let drawn = init.sample(h, cols, self.std, rng);
-                    let drawn = match scale {
-                        Some(scale) => drawn * scale,
-                        None => drawn,
-                    };
-                    block.iter_mut().zip(&drawn).for_each(|(x, &v)| *x = v);
+        let mut p = Params::zeros_stack(self.cell, d, h, o, self.layers, self.residual);
+        for layer in p.layers_mut() {
+            let sizes = layer.sizes();
+            for (rule, init, scale) in [
+                (Start::Recurrent, self.init, Some(self.scale)),
+                (Start::InputSide, self.init_io, None),
+            ] {
+                for (t, x) in layer.tensors_mut().filter(|(t, _)| t.start == rule) {
+                    let (rows, cols) = sizes.rows_cols(t);
+                    assert!(rows.is_multiple_of(h), "{} is drawn in blocks of H rows", t.name);
+                    for block in x.chunks_exact_mut(h * cols) {
+                        let drawn = init.sample(h, cols, self.std, rng);
+                        let drawn = match scale {
+                            Some(scale) => drawn * scale,
+                            None => drawn,
+                        };
+                        block.iter_mut().zip(&drawn).for_each(|(x, &v)| *x = v);
+                    }
                 }
             }
         }
         p.v = self.init_io.sample(o, h, self.std, rng);
-        for (t, x) in p.layers_mut()[0].tensors_mut() {
-            if let Start::ForgetBias(k) = t.start {
-                x[k * h..(k + 1) * h].fill(self.forget_bias);
+        for layer in p.layers_mut() {
+            for (t, x) in layer.tensors_mut() {
+                if let Start::ForgetBias(k) = t.start {
+                    x[k * h..(k + 1) * h].fill(self.forget_bias);
+                }
             }
         }
         p

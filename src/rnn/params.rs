@@ -5,8 +5,8 @@
 //! name). A [`Layer`] holds the entries of all of them one after another in one flat array, in
 //! the table's order, each row-major; the passes read views into it (no copy), and the
 //! optimisers, clipping, checkpoints, probe and spectrum walk the table without knowing the
-//! cell. [`Params`] is the network: its layers (one for now) and the output head (V, c) apart,
-//! which is the same for every cell.
+//! cell. [`Params`] is the network: its layers (a stack: layer l + 1 reads layer l's output)
+//! and the output head (V, c) apart, which is the same for every cell.
 //!
 //! Shapes: D = the layer's input size, H = hidden size, G = gate blocks, O = output size.
 
@@ -371,9 +371,12 @@ impl<F: Real> Layer<F> {
 /// and the output head apart.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Params<F: Real = f64> {
-    /// The recurrent layers, the first reading the input. One, for now: the passes read
-    /// `layers[0]`.
+    /// The recurrent layers, the first reading the input, each next one the output of the one
+    /// below; the head reads the last (the top).
     layers: Vec<Layer<F>>,
+    /// Whether layers l ≥ 1 pass up their input plus their cell's state, y = x + h
+    /// (`model.residual`), rather than h: how the tensors are wired, not a tensor.
+    residual: bool,
     /// (O, H) V, hidden→output (PyTorch's `head.weight`).
     pub v: Array2<F>,
     /// (O) c, the output bias (`head.bias`).
@@ -384,23 +387,42 @@ pub struct Params<F: Real = f64> {
 const HEAD: [&str; 2] = ["V", "c"];
 
 impl<F: Real> Params<F> {
-    /// The network of `layers` under the head (V, c). One layer, for now.
-    pub fn new(layers: Vec<Layer<F>>, v: Array2<F>, c: Array1<F>) -> Self {
-        assert_eq!(layers.len(), 1, "the passes run one layer");
-        assert!(v.dim() == (c.len(), layers[0].hidden), "the head reads the layer's H");
-        Self { layers, v, c }
+    /// The network of `layers` (at least one, all of one cell and hidden size, each reading the
+    /// one below: input size H from the second on) under the head (V, c), residual between
+    /// layers or not.
+    pub fn new(layers: Vec<Layer<F>>, residual: bool, v: Array2<F>, c: Array1<F>) -> Self {
+        let first = layers.first().expect("at least one layer");
+        let (cell, h) = (first.cell, first.hidden);
+        assert!(
+            layers[1..]
+                .iter()
+                .all(|l| l.cell == cell && l.hidden == h && l.input == h),
+            "a stack of one cell and hidden size, each layer reading the one below"
+        );
+        assert!(v.dim() == (c.len(), h), "the head reads the top layer's H");
+        Self { layers, residual, v, c }
     }
 
     /// All-zero parameters of a one-layer network of `cell` with input size `d`, hidden size
     /// `h` and output size `o` (a gradient accumulator).
     pub fn zeros(cell: Cell, d: usize, h: usize, o: usize) -> Self {
-        Self::new(vec![Layer::zeros(cell, d, h)], Array2::zeros((o, h)), Array1::zeros(o))
+        Self::zeros_stack(cell, d, h, o, 1, false)
+    }
+
+    /// All-zero parameters of a stack of `layers` layers of `cell` (the first with input size
+    /// `d`), hidden size `h`, output size `o`, residual or not.
+    pub fn zeros_stack(cell: Cell, d: usize, h: usize, o: usize, layers: usize, residual: bool) -> Self {
+        let layers = (0..layers)
+            .map(|l| Layer::zeros(cell, if l == 0 { d } else { h }, h))
+            .collect();
+        Self::new(layers, residual, Array2::zeros((o, h)), Array1::zeros(o))
     }
 
     /// Zeros of the same shapes as `self`.
     pub fn zeros_like(&self) -> Self {
         Self {
             layers: self.layers.iter().map(Layer::zeros_like).collect(),
+            residual: self.residual,
             v: Array2::zeros(self.v.raw_dim()),
             c: Array1::zeros(self.c.raw_dim()),
         }
@@ -411,6 +433,7 @@ impl<F: Real> Params<F> {
         let f = |x: &F| G::of(x.f64());
         Params {
             layers: self.layers.iter().map(Layer::cast).collect(),
+            residual: self.residual,
             v: self.v.map(f),
             c: self.c.map(f),
         }
@@ -421,9 +444,19 @@ impl<F: Real> Params<F> {
         self.layers[0].cell
     }
 
-    /// H, the hidden size of the layer the head reads.
+    /// H, the hidden size (every layer's).
     pub fn hidden(&self) -> usize {
         self.v.ncols()
+    }
+
+    /// D, the network's input size (the first layer's).
+    pub fn input(&self) -> usize {
+        self.layers[0].input
+    }
+
+    /// Whether layers l ≥ 1 pass up x + h (`model.residual`).
+    pub fn residual(&self) -> bool {
+        self.residual
     }
 
     /// The recurrent layers, the first reading the input.

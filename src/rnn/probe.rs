@@ -4,54 +4,64 @@
 
 use ndarray::{Array2, Axis, Zip, s};
 
-use super::bptt::{backward_step, begin, carry_state, forward_window, window_losses, windows};
+use super::bptt::{Entry, begin, carry_state, forward_window, step_back_stack, window_losses, windows};
 use super::{Batch, Params, Targets, Trace, forward};
 use crate::Float;
 use crate::elem;
 use crate::real::{Real, Scratch, dot, gemm, simd_fn};
 
-/// What the probe measured: for d = 0 … T−1, the natural log of the mean over the batch's
-/// sequences of ‖∂E_T/∂h_{T−d}‖₂ (and, for a cell with a second state, the LSTM's c, of
-/// ‖∂E_T/∂c_{T−d}‖₂).
+/// What the probe measured, per layer (bottom first): for d = 0 … T−1, the natural log of the
+/// mean over the batch's sequences of ‖∂E_T/∂h^(l)_{T−d}‖₂ (and, for a cell with a second
+/// state, the LSTM's c, of ‖∂E_T/∂c^(l)_{T−d}‖₂).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Probe {
-    /// ln mean ‖∂E_T/∂h_{T−d}‖ by distance d.
-    pub h: Vec<f64>,
-    /// ln mean ‖∂E_T/∂c_{T−d}‖ by distance d, c being the cell's second state (the LSTM's).
-    pub c: Option<Vec<f64>>,
+    /// ln mean ‖∂E_T/∂h_{T−d}‖ by layer, then distance d.
+    pub h: Vec<Vec<f64>>,
+    /// ln mean ‖∂E_T/∂c_{T−d}‖ by layer, then distance d, c being the cell's second state (the
+    /// LSTM's).
+    pub c: Option<Vec<Vec<f64>>>,
+}
+
+impl Probe {
+    /// The top layer's h norms (the layer the head reads).
+    pub fn top(&self) -> &[f64] {
+        self.h.last().expect("at least one layer")
+    }
+
+    /// The top layer's second-state norms, if the cell has a second state.
+    pub fn top_c(&self) -> Option<&[f64]> {
+        self.c.as_ref().map(|c| &c.last().expect("at least one layer")[..])
+    }
 }
 
 /// The gradient-decay probe. E_T is one sequence's loss at the last step (not divided by the
-/// batch size). Always exact full backpropagation, whatever `train.bptt` is; with `window =
-/// Some(k)` shorter than the sequence it runs through a trace of k steps, keeping only the
-/// state entering each window and recomputing that window's forward pass on the way back.
+/// batch size). Always exact full backpropagation, whatever `train.bptt` is, and without
+/// dropout; with `window = Some(k)` shorter than the sequence it runs through a trace of k
+/// steps, keeping only the state entering each window and recomputing that window's forward
+/// pass on the way back. In a stack it goes back step by step through all layers, top to
+/// bottom at each step (`step_back_stack`).
 ///
-/// Each sequence's gradient is renormalised at every step and its scale kept as a logarithm,
-/// so norms far below the smallest float are still measured; a gradient that becomes exactly
-/// zero (dead ReLU units) gives −∞.
+/// Each sequence's gradient (all layers' states together) is renormalised at every step and its
+/// scale kept as a logarithm, so norms far below the smallest float are still measured; a
+/// gradient that becomes exactly zero (dead ReLU units) gives −∞.
 pub fn probe<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>, window: Option<usize>) -> Probe {
     let (t_len, b, cell) = (batch.dims().0, batch.dims().1, p.cell());
-    let (o, l) = (p.v.nrows(), batch.targets.steps());
+    let (o, l, depth) = (p.v.nrows(), batch.targets.steps(), p.layers().len());
     let k = window.unwrap_or(t_len).min(t_len);
     let wins = windows(t_len, k);
     let second = cell.spec().states.len() > 1; // a second state (the LSTM's c) beside h
 
-    // Forward, keeping the (B, H) state entering each window (h, and c for the LSTM).
-    let mut entries: Vec<(Array2<F>, Array2<F>)> = Vec::with_capacity(wins.len());
+    // Forward, keeping the state entering each window (every layer's h, and c for the LSTM).
+    let mut entries: Vec<Entry<F>> = Vec::with_capacity(wins.len());
     if k == t_len {
         forward(p, batch, tr);
     } else {
         begin(p, batch, tr, k);
         let mut last_len = 0;
         for &(start, end) in &wins {
-            carry_state(cell, tr, last_len);
-            let c0 = if second {
-                tr.c.index_axis(Axis(0), 0).to_owned()
-            } else {
-                Array2::zeros((0, 0))
-            };
-            entries.push((tr.h.index_axis(Axis(0), 0).to_owned(), c0));
-            forward_window(p, batch, tr, (start, end));
+            carry_state(tr, last_len);
+            entries.push(tr.entry());
+            forward_window(p, batch, tr, (start, end), None);
             last_len = end + 1 - start;
         }
     }
@@ -73,55 +83,67 @@ pub fn probe<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>, window
             }
         }
     }
-    gemm(dnet.view(), p.v.view(), tr.dh.view_mut(), false, &mut tr.scratch); // dE_T/dh_T
-    tr.carry_c.fill(F::zero());
+    let mut head = Array2::zeros((b, p.hidden()));
+    gemm(dnet.view(), p.v.view(), head.view_mut(), false, &mut tr.scratch); // dE_T/dy_T
+    for stage in &mut tr.layers {
+        stage.dh.fill(F::zero());
+        stage.carry_c.fill(F::zero());
+    }
     let mut log_scale = vec![0.0; b]; // ln of each sequence's accumulated rescaling
     let mut logs = vec![0.0; b]; // ln‖·‖ per sequence at the distance being measured
-    let (mut out_h, mut out_c) = (Vec::with_capacity(t_len), Vec::with_capacity(t_len));
-    let (mut sq, mut sq_c) = (vec![F::zero(); b], vec![F::zero(); b]); // ‖row‖² per sequence
-    let row_logs = |m: &Array2<F>, scale: &[f64], logs: &mut [f64], sq: &mut [F]| {
+    let mut out_h = vec![Vec::with_capacity(t_len); depth];
+    let mut out_c = vec![Vec::with_capacity(t_len); depth];
+    let (mut sq, mut sq_all) = (vec![F::zero(); b], vec![F::zero(); b]); // ‖row‖² per sequence
+    // Appends to `out` ln of the mean over sequences of ‖m's row‖ times its sequence's scale.
+    fn row_logs<F: Real>(m: &Array2<F>, scale: &[f64], (logs, sq): (&mut [f64], &mut [F]), out: &mut Vec<f64>) {
         row_squares(m.as_slice().expect("contiguous"), m.ncols(), sq);
         for ((&q, s), out) in sq.iter().zip(scale).zip(logs.iter_mut()) {
             *out = s + elem::ln(q.f64().sqrt());
         }
-    };
+        out.push(log_mean_exp(logs));
+    }
     for (wi, &(start, end)) in wins.iter().enumerate().rev() {
         if wi + 1 < wins.len() {
             // Recompute this window's forward pass from the state that entered it.
-            tr.h.index_axis_mut(Axis(0), 0).assign(&entries[wi].0);
-            if second {
-                tr.c.index_axis_mut(Axis(0), 0).assign(&entries[wi].1);
-            }
-            forward_window(p, batch, tr, (start, end));
+            tr.enter(&entries[wi]);
+            forward_window(p, batch, tr, (start, end), None);
         }
         for t in (1..=end + 1 - start).rev() {
             let step = start - 1 + t; // trace index t is this step of the sequence
-            row_logs(&tr.dh, &log_scale, &mut logs, &mut sq);
-            out_h.push(log_mean_exp(&logs));
-            backward_step(&p.layers()[0], cell, &mut tr.part(), t, step > 1);
-            if second {
-                row_logs(&tr.dc, &log_scale, &mut logs, &mut sq);
-                out_c.push(log_mean_exp(&logs));
-            }
+            let at_end = step == t_len;
+            let (scale, buffers) = (&log_scale, (&mut logs[..], &mut sq[..]));
+            step_back_stack(
+                p,
+                tr,
+                t,
+                step > 1,
+                at_end.then(|| head.view()),
+                |l, stage, after| match (after, second) {
+                    (false, _) => row_logs(&stage.dh, scale, (&mut *buffers.0, &mut *buffers.1), &mut out_h[l]),
+                    (true, true) => row_logs(&stage.dc, scale, (&mut *buffers.0, &mut *buffers.1), &mut out_c[l]),
+                    (true, false) => {}
+                },
+            );
             if step > 1 {
-                // Carry to step t−1 and renormalise each sequence's (h, c) gradient jointly.
-                std::mem::swap(&mut tr.dh, &mut tr.carry_h);
-                row_squares(tr.dh.as_slice().expect("contiguous"), tr.dh.ncols(), &mut sq);
-                if second {
-                    row_squares(
-                        tr.carry_c.as_slice().expect("contiguous"),
-                        tr.carry_c.ncols(),
-                        &mut sq_c,
-                    );
+                // Carry to step t−1 and renormalise each sequence's (h, c) gradient, all
+                // layers jointly.
+                sq_all.fill(F::zero());
+                for stage in &mut tr.layers {
+                    std::mem::swap(&mut stage.dh, &mut stage.carry_h);
+                    for m in [&stage.dh, &stage.carry_c].into_iter().take(1 + usize::from(second)) {
+                        row_squares(m.as_slice().expect("contiguous"), m.ncols(), &mut sq);
+                        sq_all.iter_mut().zip(&sq).for_each(|(a, &q)| *a += q);
+                    }
                 }
                 for (i, scale) in log_scale.iter_mut().enumerate() {
-                    let sq = if second { sq[i] + sq_c[i] } else { sq[i] };
-                    let norm = sq.sqrt();
+                    let norm = sq_all[i].sqrt();
                     if norm > F::zero() && norm.is_finite() {
                         *scale += elem::ln(norm.f64());
-                        tr.dh.row_mut(i).mapv_inplace(|x| x / norm);
-                        if second {
-                            tr.carry_c.row_mut(i).mapv_inplace(|x| x / norm);
+                        for stage in &mut tr.layers {
+                            stage.dh.row_mut(i).mapv_inplace(|x| x / norm);
+                            if second {
+                                stage.carry_c.row_mut(i).mapv_inplace(|x| x / norm);
+                            }
                         }
                     } else if !norm.is_finite() {
                         *scale = f64::NAN;
@@ -170,7 +192,7 @@ pub fn join_probes(parts: &[Probe], sizes: &[usize]) -> Probe {
         return parts[0].clone();
     }
     let total: usize = sizes.iter().sum();
-    let join = |pick: &dyn Fn(&Probe) -> &[f64]| -> Vec<f64> {
+    let join_one = |pick: &dyn Fn(&Probe) -> &[f64]| -> Vec<f64> {
         (0..pick(&parts[0]).len())
             .map(|d| {
                 // ln Σ (n_i/N)·e^{x_i} = log_mean_exp over the parts with ln(n_i·P/N) added.
@@ -181,6 +203,11 @@ pub fn join_probes(parts: &[Probe], sizes: &[usize]) -> Probe {
                     .collect();
                 log_mean_exp(&x)
             })
+            .collect()
+    };
+    let join = |pick: &dyn Fn(&Probe) -> &[Vec<f64>]| -> Vec<Vec<f64>> {
+        (0..pick(&parts[0]).len())
+            .map(|layer| join_one(&|p: &Probe| &pick(p)[layer][..]))
             .collect()
     };
     Probe {
@@ -225,6 +252,16 @@ pub fn decay_factor(log_norms: &[Float]) -> Option<Float> {
     let sxy: Float = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
     let sxx: Float = pts.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
     Some(elem::exp(sxy / sxx))
+}
+
+/// A stack's per-layer factor of the gradient at the last step, from the probe's ln norms by
+/// layer (bottom first) and distance: (‖∂E_T/∂h⁽⁰⁾_T‖ / ‖∂E_T/∂h⁽ᴸ⁻¹⁾_T‖)^(1/(L−1)), below 1
+/// where the gradient shrinks on its way down. `None` for one layer or where either norm is not
+/// finite and positive.
+pub fn depth_factor(log_norms: &[Vec<Float>]) -> Option<Float> {
+    let (bottom, top) = (log_norms.first()?.first()?, log_norms.last()?.first()?);
+    let steps = log_norms.len().checked_sub(1).filter(|&n| n > 0)? as Float;
+    (bottom.is_finite() && top.is_finite()).then(|| elem::exp((bottom - top) / steps))
 }
 
 /// ‖W‖₂, the largest singular value, by power iteration on WᵀW from a fixed start vector.

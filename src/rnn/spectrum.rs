@@ -24,7 +24,7 @@ use ndarray::{Array2, Axis, s};
 use crate::elem;
 use crate::real::dot;
 
-use super::bptt::{backward_step, begin, carry_state, forward_window, windows};
+use super::bptt::{Entry, begin, carry_state, forward_window, step_back_stack, windows};
 use super::{Batch, Params, Trace};
 
 /// One sequence's exponents λ_1 … λ_k, natural log per step, −∞ where a step was singular.
@@ -34,36 +34,39 @@ pub type Exponents = Vec<f64>;
 /// f64. `rows` bounds the trace: k copies of a sequence go through it in windows of
 /// ⌊rows / k⌋ steps (at least one), recomputing each window's forward pass from the state that
 /// entered it, so the spectrum needs the memory of a `rows`-row trace whatever T is.
+///
+/// In a stack the state is every layer's, bottom first, each layer's h then its c (the LSTM's):
+/// z = (h⁽⁰⁾, c⁽⁰⁾, h⁽¹⁾, c⁽¹⁾, …), dimension layers × states × H. A step's Jacobian then
+/// includes each layer's reading of the new state of the layer below at the same step.
 pub fn spectrum(p: &Params<f64>, batch: &Batch<f64>, k: usize, rows: usize) -> Vec<Exponents> {
     let (t_len, b, cell) = (batch.dims().0, batch.dims().1, p.cell());
     let h = p.hidden();
     let second = cell.spec().states.len() > 1; // a second state (the LSTM's c) beside h
-    let n = cell.spec().states.len() * h;
+    let per_layer = cell.spec().states.len() * h;
+    let n = p.layers().len() * per_layer;
     assert!(k >= 1 && k <= n, "1 ≤ k ≤ the state dimension");
     let w = (rows / k).clamp(1, t_len);
     let wins = windows(t_len, w);
     let mut tr = Trace::<f64>::default();
     let mut out = Vec::with_capacity(b);
+    // Columns of a layer's h and c within a row of Q.
+    let h_of = |l: usize| s![.., l * per_layer..l * per_layer + h];
+    let c_of = |l: usize| s![.., l * per_layer + h..(l + 1) * per_layer];
     for i in 0..b {
         let copies = batch.repeat_sequence(i, k);
         // Forward, keeping the state entering each window.
         begin(p, &copies, &mut tr, w);
-        let mut entries: Vec<(Array2<f64>, Array2<f64>)> = Vec::with_capacity(wins.len());
+        let mut entries: Vec<Entry<f64>> = Vec::with_capacity(wins.len());
         let mut last_len = 0;
         for &(start, end) in &wins {
-            carry_state(cell, &mut tr, last_len);
-            let c0 = if second {
-                tr.c.index_axis(Axis(0), 0).to_owned()
-            } else {
-                Array2::zeros((0, 0))
-            };
-            entries.push((tr.h.index_axis(Axis(0), 0).to_owned(), c0));
-            forward_window(p, &copies, &mut tr, (start, end));
+            carry_state(&mut tr, last_len);
+            entries.push(tr.entry());
+            forward_window(p, &copies, &mut tr, (start, end), None);
             last_len = end + 1 - start;
         }
         tr.ensure_backward(cell);
 
-        // Q = the first k columns of the identity, one column per row of (q_h | q_c).
+        // Q = the first k columns of the identity, one column per row of (q_h | q_c | …).
         let mut q = Array2::<f64>::zeros((k, n)); // (k, n)
         for j in 0..k {
             q[[j, j]] = 1.0;
@@ -71,22 +74,24 @@ pub fn spectrum(p: &Params<f64>, batch: &Batch<f64>, k: usize, rows: usize) -> V
         let mut sums = vec![0.0; k];
         for (wi, &(start, end)) in wins.iter().enumerate().rev() {
             if wi + 1 < wins.len() {
-                tr.h.index_axis_mut(Axis(0), 0).assign(&entries[wi].0);
-                if second {
-                    tr.c.index_axis_mut(Axis(0), 0).assign(&entries[wi].1);
-                }
-                forward_window(p, &copies, &mut tr, (start, end));
+                tr.enter(&entries[wi]);
+                forward_window(p, &copies, &mut tr, (start, end), None);
             }
             for t in (1..=end + 1 - start).rev() {
-                // J_tᵀ Q: Q's h part as dE/dh_t (and its c part as dE/dc_t) back through step t.
-                tr.dh.assign(&q.slice(s![.., ..h]));
-                if second {
-                    tr.carry_c.assign(&q.slice(s![.., h..]));
+                // J_tᵀ Q: Q's h parts as dE/dh_t (and its c parts as dE/dc_t) back through
+                // step t of every layer.
+                for (l, stage) in tr.layers.iter_mut().enumerate() {
+                    stage.dh.assign(&q.slice(h_of(l)));
+                    if second {
+                        stage.carry_c.assign(&q.slice(c_of(l)));
+                    }
                 }
-                backward_step(&p.layers()[0], cell, &mut tr.part(), t, true);
-                q.slice_mut(s![.., ..h]).assign(&tr.carry_h);
-                if second {
-                    q.slice_mut(s![.., h..]).assign(&tr.carry_c);
+                step_back_stack(p, &mut tr, t, true, None, |_, _, _| {});
+                for (l, stage) in tr.layers.iter().enumerate() {
+                    q.slice_mut(h_of(l)).assign(&stage.carry_h);
+                    if second {
+                        q.slice_mut(c_of(l)).assign(&stage.carry_c);
+                    }
                 }
                 orthonormalise_rows(&mut q, &mut sums);
             }
@@ -171,6 +176,9 @@ mod tests {
             scale,
             forget_bias: 1.0,
             dtype: Dtype::F64,
+            layers: 1,
+            residual: false,
+            dropout: 0.0,
         }
     }
 
@@ -234,7 +242,7 @@ mod tests {
             let mut s = 0.0;
             for step in 1..=t {
                 for j in 0..h {
-                    let y: f64 = tr.h[[step, i, j]];
+                    let y: f64 = tr.layers[0].h[[step, i, j]];
                     s += elem::ln(1.0 - y * y); // tanh′ from the output
                 }
                 s += ln_det_w;
@@ -285,8 +293,8 @@ mod tests {
     }
 
     /// The state map of one step, z_{t−1} ↦ z_t with the input of step t fixed, by running the
-    /// cell forward on a one-step batch from the given state.
-    fn step_map(p: &Params<f64>, cell: Cell, x: &Batch<f64>, t: usize, z: &[f64]) -> Vec<f64> {
+    /// network forward on a one-step batch from the given state (every layer's h, then c).
+    fn step_map(p: &Params<f64>, x: &Batch<f64>, t: usize, z: &[f64]) -> Vec<f64> {
         let h = p.hidden();
         let one = match &x.inputs {
             Inputs::Dense(a) => Batch {
@@ -298,62 +306,85 @@ mod tests {
         };
         let mut tr = Trace::default();
         begin(p, &one, &mut tr, 1);
-        tr.h.slice_mut(s![0, 0, ..]).assign(&ndarray::ArrayView1::from(&z[..h]));
-        if cell == Cell::Lstm {
-            tr.c.slice_mut(s![0, 0, ..]).assign(&ndarray::ArrayView1::from(&z[h..]));
+        let mut at = 0;
+        for stage in &mut tr.layers {
+            for x in [&mut stage.h, &mut stage.c] {
+                if !x.is_empty() {
+                    x.slice_mut(s![0, 0, ..])
+                        .assign(&ndarray::ArrayView1::from(&z[at..at + h]));
+                    at += h;
+                }
+            }
         }
-        forward_window(p, &one, &mut tr, (1, 1));
-        let mut out: Vec<f64> = tr.h.slice(s![1, 0, ..]).to_vec();
-        if cell == Cell::Lstm {
-            out.extend(tr.c.slice(s![1, 0, ..]).iter());
+        forward_window(p, &one, &mut tr, (1, 1), None);
+        let mut out = Vec::new();
+        for stage in &tr.layers {
+            for x in [&stage.h, &stage.c] {
+                if !x.is_empty() {
+                    out.extend(x.slice(s![1, 0, ..]).iter());
+                }
+            }
         }
         out
     }
 
-    /// LSTM and GRU: the exponents from the cells' backward steps equal those of the same QR
-    /// iteration on Jacobians taken by central differences of the state map, step by step.
+    /// Every cell, one layer and stacks (with and without the residual path): the exponents
+    /// from the cells' backward steps equal those of the same QR iteration on Jacobians taken by
+    /// central differences of the state map, step by step.
     #[test]
-    fn gated_cells_match_finite_differences_of_the_state_map() {
-        for cell in [Cell::Lstm, Cell::Gru] {
-            let (t, h) = (8, 3);
-            let cfg = config(cell, h, Init::Xavier, 1.5);
-            let p = params(&cfg, 11);
-            let x = batch(t, 1, 6);
-            let n = if cell == Cell::Lstm { 2 * h } else { h };
-            let got = &spectrum(&p, &x, n, 1 << 20)[0];
-            // The trajectory z_0 … z_T.
-            let mut zs = vec![vec![0.0; n]];
-            for step in 1..=t {
-                let next = step_map(&p, cell, &x, step, zs.last().unwrap());
-                zs.push(next);
-            }
-            let eps = 1e-6;
-            let mut q = Array2::<f64>::eye(n); // rows are Q's columns
-            let mut sums = vec![0.0; n];
-            for step in (1..=t).rev() {
-                // J (n × n), column m = ∂z_t/∂z_{t−1,m} by central differences.
-                let mut jac = Array2::<f64>::zeros((n, n));
-                for m in 0..n {
-                    let (mut up, mut down) = (zs[step - 1].clone(), zs[step - 1].clone());
-                    up[m] += eps;
-                    down[m] -= eps;
-                    let (fu, fd) = (step_map(&p, cell, &x, step, &up), step_map(&p, cell, &x, step, &down));
-                    for r in 0..n {
-                        jac[[r, m]] = (fu[r] - fd[r]) / (2.0 * eps);
-                    }
+    fn spectra_match_finite_differences_of_the_state_map() {
+        let stacks = [(1, false), (2, false), (3, true)];
+        for cell in [Cell::Rnn(Activation::Tanh), Cell::Lstm, Cell::Gru] {
+            for (layers, residual) in stacks {
+                let (t, h) = (8, 3);
+                let cfg = RnnConfig {
+                    layers,
+                    residual,
+                    ..config(cell, h, Init::Xavier, 1.5)
+                };
+                let mut p = cfg.init(&mut ChaCha8Rng::seed_from_u64(11));
+                for layer in p.layers_mut() {
+                    layer.roles_mut().b.fill(0.1);
                 }
-                // Rows of q ← (Jᵀ Q)ᵀ = Qᵀ J: row j is q_jᵀ J.
-                let mut next = Array2::<f64>::zeros((n, n));
-                Zip::from(next.rows_mut())
-                    .and(q.rows())
-                    .for_each(|mut out, qj| out.assign(&qj.dot(&jac)));
-                q = next;
-                orthonormalise_rows(&mut q, &mut sums);
+                let x = batch(t, 1, 6);
+                let n = layers * cell.spec().states.len() * h;
+                let got = &spectrum(&p, &x, n, 1 << 20)[0];
+                // The trajectory z_0 … z_T.
+                let mut zs = vec![vec![0.0; n]];
+                for step in 1..=t {
+                    let next = step_map(&p, &x, step, zs.last().unwrap());
+                    zs.push(next);
+                }
+                let eps = 1e-6;
+                let mut q = Array2::<f64>::eye(n); // rows are Q's columns
+                let mut sums = vec![0.0; n];
+                for step in (1..=t).rev() {
+                    // J (n × n), column m = ∂z_t/∂z_{t−1,m} by central differences.
+                    let mut jac = Array2::<f64>::zeros((n, n));
+                    for m in 0..n {
+                        let (mut up, mut down) = (zs[step - 1].clone(), zs[step - 1].clone());
+                        up[m] += eps;
+                        down[m] -= eps;
+                        let (fu, fd) = (step_map(&p, &x, step, &up), step_map(&p, &x, step, &down));
+                        for r in 0..n {
+                            jac[[r, m]] = (fu[r] - fd[r]) / (2.0 * eps);
+                        }
+                    }
+                    // Rows of q ← (Jᵀ Q)ᵀ = Qᵀ J: row j is q_jᵀ J.
+                    let mut next = Array2::<f64>::zeros((n, n));
+                    Zip::from(next.rows_mut())
+                        .and(q.rows())
+                        .for_each(|mut out, qj| out.assign(&qj.dot(&jac)));
+                    q = next;
+                    orthonormalise_rows(&mut q, &mut sums);
+                }
+                let want: Vec<f64> = sums.iter().map(|s| s / t as f64).collect();
+                let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                eprintln!(
+                    "{cell:?}, {layers} layers (residual {residual}): exponents against finite differences: maxdiff = {worst:.2e}"
+                );
+                assert!(worst < 1e-6, "{cell:?} ×{layers}: {got:?} vs {want:?}");
             }
-            let want: Vec<f64> = sums.iter().map(|s| s / t as f64).collect();
-            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-            eprintln!("{cell:?}: exponents against finite differences: maxdiff = {worst:.2e}");
-            assert!(worst < 1e-6, "{cell:?}: {got:?} vs {want:?}");
         }
     }
 }

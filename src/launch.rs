@@ -968,7 +968,7 @@ fn write_checkpoints(out: &Path, cfg: &RunConfig, result: &RunResult) -> Result<
     let dir = output::checkpoint_dir(out, &cfg.id);
     output::create_dir(&dir)?;
     let task = crate::task::Task::new(cfg.task.clone());
-    let meta = serde_json::json!({
+    let mut meta = serde_json::json!({
         "run_id": cfg.id,
         "cell": cfg.model.cell.name(),
         "activation": cfg.model.cell.activation().map_or("tanh", |a| a.name()),
@@ -977,6 +977,11 @@ fn write_checkpoints(out: &Path, cfg: &RunConfig, result: &RunResult) -> Result<
         "vocab": task.vocab().iter().collect::<String>(),
         "config": json_map(&cfg.resolved),
     });
+    if cfg.model.layers > 1 {
+        // A stack's wiring, which its tensors do not say (a one-layer checkpoint stays as it was).
+        meta["layers"] = cfg.model.layers.into();
+        meta["residual"] = cfg.model.residual.into();
+    }
     if let Some(p) = &result.init {
         output::write_checkpoint(&dir.join("init.safetensors"), p, probe, &meta, cfg.model.dtype)?;
     }

@@ -177,7 +177,7 @@ fn resolve(
     let shape = Task::new(task.clone());
     let model = model_of(&s, &shape)?;
     let train = train_of(&s, shape.seq_len())?;
-    let probe = probe_of(&s, model.cell)?;
+    let probe = probe_of(&s, &model)?;
     let (id, resolved) = identity(s.values, variant);
     Ok(RunConfig {
         index,
@@ -280,9 +280,9 @@ fn model_of(s: &Settings<'_>, shape: &Task) -> Result<RnnConfig, Problem> {
         scale: s.float("model.scale"),
         forget_bias: s.float("model.forget_bias"),
         dtype: Dtype::from_name(&s.text("model.dtype")).expect("validated"),
-        layers: 1,
-        residual: false,
-        dropout: 0.0,
+        layers: s.int("model.layers") as usize,
+        residual: s.flag("model.residual"),
+        dropout: s.float("model.dropout"),
     })
 }
 
@@ -359,18 +359,20 @@ fn train_of(s: &Settings<'_>, seq_len: usize) -> Result<TrainConfig, Problem> {
 }
 
 /// `[probe]`: the gradient-decay probe and the spectrum, which has at most as many exponents as
-/// the cell's state has dimensions (H, or 2H for the LSTM's h and c).
-fn probe_of(s: &Settings<'_>, cell: Cell) -> Result<ProbeConfig, Problem> {
+/// the network's state has dimensions (H per layer, or 2H for the LSTM's h and c).
+fn probe_of(s: &Settings<'_>, model: &RnnConfig) -> Result<ProbeConfig, Problem> {
     let spectrum = s.int("probe.spectrum") as usize;
+    let (cell, layers) = (model.cell, model.layers);
     let states = cell.spec().states.len();
-    let state_dim = states * s.int("model.hidden") as usize;
+    let state_dim = layers * states * model.hidden;
     if spectrum > state_dim {
         return Err(s.problem(
             "probe.spectrum",
             format!(
-                "{spectrum} exponents asked for, but the {} cell's state has {state_dim} dimensions (H{}); use a value up to {state_dim}",
+                "{spectrum} exponents asked for, but the {} cell's state has {state_dim} dimensions (H{}{}); use a value up to {state_dim}",
                 cell.name(),
-                if states > 1 { ", and as many for c" } else { "" }
+                if states > 1 { ", and as many for c" } else { "" },
+                if layers > 1 { format!(", in each of {layers} layers") } else { String::new() },
             ),
         ));
     }
@@ -390,11 +392,19 @@ fn identity(
     if let Some(v) = variant {
         settings.insert("variant", Value::Str(v.label.clone()));
     }
-    // A spectrum left off (its default) adds nothing to a run: such runs keep the ids they had
+    // A key added after the first release, at the value that leaves a run as it was (a
+    // spectrum left off, one layer), adds nothing to the run: such runs keep the ids they had
     // before the key existed, so their results folders still resume.
+    let neutral = |k: &str, v: &Value| match k {
+        "probe.spectrum" => *v == Value::Int(0),
+        "model.layers" => *v == Value::Int(1),
+        "model.residual" => *v == Value::Bool(false),
+        "model.dropout" => *v == Value::Float(0.0),
+        _ => false,
+    };
     let resolved: BTreeMap<&'static str, Value> = settings
         .into_iter()
-        .filter(|(k, v)| affects_result(k) && !(*k == "probe.spectrum" && *v == Value::Int(0)))
+        .filter(|(k, v)| affects_result(k) && !neutral(k, v))
         .collect();
     let id = format!("{:016x}", fnv1a(canonical_json(&resolved).as_bytes()));
     (id, resolved)

@@ -7,9 +7,12 @@
 
 Both train the workload of runner's examples/step_time: adding problem (D = 2, O = 1), tanh RNN
 of hidden size H, T steps, batch B, squared error on the last step, full BPTT, global-norm
-clipping at 1.0, plain SGD, one thread. Subcommands print one JSON object per line.
+clipping at 1.0, plain SGD, one thread. Subcommands print one JSON object per line. `steps torch`
+also times stacks (`--layers N`: nn.RNN(num_layers=N), the head on the top layer) and the gated
+cells (`--cell lstm|gru`: nn.LSTM, nn.GRU); the NumPy reference is the one-layer tanh RNN only.
 
     python3 scripts/bench_reference.py steps torch|numpy --dtype f32 --H 32 128 --T 200 --B 1 32
+    python3 scripts/bench_reference.py steps torch --layers 2 --cell lstm --H 128 --T 200 --B 32
     python3 scripts/bench_reference.py sweep        # the 12-run sweep of benches/sweep.toml
 """
 import argparse
@@ -56,13 +59,18 @@ def time_steps(step, seconds):
     return statistics.median(times), times[len(times) // 10]
 
 
-def torch_step(H, T, B, dtype, seconds):
+def torch_step(H, T, B, dtype, seconds, layers=1, cell="rnn"):
     import torch
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     tdtype = {"f32": torch.float32, "f64": torch.float64}[dtype]
-    rnn = torch.nn.RNN(D, H, nonlinearity="tanh").to(tdtype)
+    if cell == "lstm":
+        rnn = torch.nn.LSTM(D, H, num_layers=layers).to(tdtype)
+    elif cell == "gru":
+        rnn = torch.nn.GRU(D, H, num_layers=layers).to(tdtype)
+    else:
+        rnn = torch.nn.RNN(D, H, num_layers=layers, nonlinearity="tanh").to(tdtype)
     head = torch.nn.Linear(H, O).to(tdtype)
     params = list(rnn.parameters()) + list(head.parameters())
     opt = torch.optim.SGD(params, lr=1e-3)
@@ -175,11 +183,15 @@ def main():
     st.add_argument("--T", type=int, nargs="+", default=[50, 200, 1000])
     st.add_argument("--B", type=int, nargs="+", default=[1, 32])
     st.add_argument("--seconds", type=float, default=0.5)
+    st.add_argument("--layers", type=int, default=1, help="stacked layers (torch only)")
+    st.add_argument("--cell", choices=["rnn", "lstm", "gru"], default="rnn", help="tanh RNN, LSTM or GRU (torch only)")
     sub.add_parser("sweep")
     args = ap.parse_args()
     if args.cmd == "sweep":
         sweep()
         return
+    if args.impl == "numpy" and (args.layers != 1 or args.cell != "rnn"):
+        ap.error("the NumPy reference is a one-layer tanh RNN: --layers and --cell are for torch")
     if args.impl == "torch":
         import torch
 
@@ -189,13 +201,17 @@ def main():
         version = np.__version__
     print(json.dumps({"impl": args.impl, "dtype": args.dtype, "version": version,
                       "matmul_gflops": matmul_gflops(args.impl, args.dtype)}), flush=True)
-    run = torch_step if args.impl == "torch" else numpy_step
     for H in args.H:
         for T in args.T:
             for B in args.B:
-                median, p10 = run(H, T, B, args.dtype, args.seconds)
-                print(json.dumps({"impl": args.impl, "H": H, "T": T, "B": B, "median_ms": median, "p10_ms": p10}),
-                      flush=True)
+                if args.impl == "torch":
+                    median, p10 = torch_step(H, T, B, args.dtype, args.seconds, args.layers, args.cell)
+                else:
+                    median, p10 = numpy_step(H, T, B, args.dtype, args.seconds)
+                row = {"impl": args.impl, "H": H, "T": T, "B": B, "median_ms": median, "p10_ms": p10}
+                if args.impl == "torch":
+                    row.update(cell=args.cell, layers=args.layers)
+                print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

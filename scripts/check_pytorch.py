@@ -18,14 +18,39 @@ For every run of a results folder with a final checkpoint, this script
      largest absolute difference from spectrum.csv's last probe (exponents runner reports as
      -inf, empty fields, are skipped).
 
+With --gradients it checks runner's loss and gradients instead, for every checkpoint
+(checkpoints/*/init.safetensors and final.safetensors) of the folders:
+  1. builds the network from its equations, in float64: L layers of the checkpoint's cell
+     (L = metadata `layers`, 1 when absent; every rnn.*_l{k} tensor read), layer 0 reading x_t,
+     layer l+1 reading layer l's output y^(l)_t, the head reading the top layer's; y^(l) = h^(l),
+     or with metadata `residual` true (false when absent) y^(l)_t = x^(l)_t + h^(l)_t from the
+     second layer on (GNMT residual stacks). Each layer runs nn.LSTMCell / nn.GRUCell /
+     nn.RNNCell (tanh, relu) holding its tensors, or the hand-written plain step (sigmoid,
+     identity);
+  2. where PyTorch has the cell (LSTM, GRU, tanh and ReLU RNNs), strict-loads
+     torch.nn.RNN/LSTM/GRU(num_layers=L), or for a residual stack L one-layer modules whose
+     outputs from the second on are added to their inputs, and compares their outputs and
+     gradients with (1)'s;
+  3. E = the mean over the L·B loss-carrying (step, sequence) pairs (the last L = probe.y's
+     first axis steps) of the cross-entropy, or of the squared error averaged over the O outputs,
+     and dE/dθ by autograd;
+  4. runs runner's examples/gradients on the same checkpoint (built once with cargo, or --bin)
+     and prints per checkpoint, per cell and overall the largest relative difference of the loss
+     and of every gradient tensor (|difference| over the tensor's max |entry|). Exits 1 if any
+     exceeds 1e-6.
+
 Needs torch, numpy and safetensors (pip install torch numpy safetensors). Not part of CI.
 
     python3 scripts/check_pytorch.py results/remedies
+    python3 scripts/check_pytorch.py --gradients results/ci [--bin target/release/examples/gradients]
 """
+import argparse
 import csv
 import json
 import math
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -62,6 +87,9 @@ def check(folder):
     worst, worst_module, n, deep = 0.0, 0.0, 0, 0
     for ck in sorted(folder.glob("checkpoints/*/final.safetensors")):
         t, meta = load(ck)
+        if "rnn.weight_hh_l1" in t:
+            print(f"{ck}: {layer_count(t, meta)} layers: the probe check reads one-layer networks only, skipped")
+            continue
         cell, act = meta["cell"], meta["activation"]
         x, y = t["probe.x"], t["probe.y"]  # (T, B, D); (L, B, O) float or (L, B) int
         T, B, D = x.shape
@@ -150,7 +178,7 @@ def check_spectrum(folder):
     for ck in sorted(folder.glob("checkpoints/*/final.safetensors")):
         t, meta = load(ck)
         rows = ours.get(meta["run_id"])
-        if not rows:
+        if not rows or "rnn.weight_hh_l1" in t:
             continue
         last = max(int(r["probe_step"]) for r in rows)
         theirs = {int(r["index"]): r["exponent"] for r in rows if int(r["probe_step"]) == last}
@@ -194,6 +222,223 @@ def check_spectrum(folder):
     return worst
 
 
+# --- --gradients: runner's loss and dE/dθ against autograd's -------------------------------------
+
+TOLERANCE = 1e-6
+# A layer's tensors in nn.RNN/LSTM/GRU, without the layer's suffix _l{k}.
+TORCH_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+class CheckError(Exception):
+    """A checkpoint that cannot be compared (the others still are; the exit status says so)."""
+
+
+def layer_count(t, meta):
+    """L: the metadata's `layers` (1 when absent), which must be the number of layers stored."""
+    stored = sum(1 for k in t if k.startswith("rnn.weight_hh_l"))
+    layers = int(meta.get("layers", 1))
+    if stored != layers or any(f"rnn.weight_hh_l{k}" not in t for k in range(layers)):
+        raise CheckError(f"the metadata says {layers} layers, the checkpoint holds {stored}")
+    return layers
+
+
+def leaf(x):
+    """A float64 tensor autograd differentiates with respect to."""
+    return x.detach().clone().requires_grad_(True)
+
+
+def stacked_steps(cell, act, t, layers):
+    """Per layer, its hidden size H and its step, (input (B, D_l), state) -> state; and every
+    parameter they read, as autograd leaves under the checkpoint's names. The state is h, or (h, c)
+    for the LSTM."""
+    leaves, steps = {}, []
+    sigma = {"sigmoid": torch.sigmoid, "identity": lambda z: z}
+    for k in range(layers):
+        names = {n: f"rnn.{n}_l{k}" for n in TORCH_NAMES}
+        d, h = t[names["weight_ih"]].shape[1], t[names["weight_hh"]].shape[1]
+        if cell == "lstm" or cell == "gru" or act in ("tanh", "relu"):
+            # PyTorch's own cell, strict-loaded; its parameters are the leaves.
+            if cell == "lstm":
+                module = torch.nn.LSTMCell(d, h)
+            elif cell == "gru":
+                module = torch.nn.GRUCell(d, h)
+            else:
+                module = torch.nn.RNNCell(d, h, nonlinearity=act)
+            module.load_state_dict({n: t[full] for n, full in names.items()})
+            for n, full in names.items():
+                leaves[full] = getattr(module, n)
+            steps.append((h, module))
+        else:
+            # h_t = σ(x_t W_ihᵀ + b_ih + h_(t−1) W_hhᵀ + b_hh): PyTorch has no sigmoid or identity RNN.
+            p = {n: leaf(t[full]) for n, full in names.items()}
+            leaves.update({full: p[n] for n, full in names.items()})
+            steps.append((h, lambda x, s, p=p, f=sigma[act]: f(x @ p["weight_ih"].T + p["bias_ih"]
+                                                            + s @ p["weight_hh"].T + p["bias_hh"])))
+    return steps, leaves
+
+
+def unroll(cell, steps, x, residual):
+    """(T, B, H) outputs of the top layer: layer 0 reads x_t, layer l+1 reads layer l's output
+    y^(l)_t = h^(l)_t, or x^(l)_t + h^(l)_t for l ≥ 1 of a residual stack."""
+    inputs = list(x)
+    b = x.shape[1]
+    for k, (h, step) in enumerate(steps):
+        state = (torch.zeros(b, h), torch.zeros(b, h)) if cell == "lstm" else torch.zeros(b, h)
+        outputs = []
+        for x_t in inputs:
+            state = step(x_t, state)
+            h_t = state[0] if cell == "lstm" else state
+            outputs.append(x_t + h_t if residual and k >= 1 else h_t)
+        inputs = outputs
+    return torch.stack(inputs)
+
+
+def loss_of(top, head_w, head_b, y):
+    """E: the mean over the L·B loss-carrying pairs (the last L steps) of the cross-entropy, or of
+    the squared error averaged over the O outputs (the identity head)."""
+    net = top[top.shape[0] - y.shape[0]:] @ head_w.T + head_b  # (L, B, O)
+    if y.dtype == torch.int64:
+        return torch.nn.functional.cross_entropy(net.reshape(-1, net.shape[-1]), y.reshape(-1))
+    return ((net - y) ** 2).mean()
+
+
+def relative(ref, other):
+    """max |ref − other| over max |ref| (absolute where ref is all zeros)."""
+    scale = ref.abs().max().item()
+    gap = (ref - other).abs().max().item()
+    return gap / scale if scale > 0 else gap
+
+
+def runner_gradients(command, ck, scratch):
+    """The tensors runner's examples/gradients writes for checkpoint `ck`."""
+    out = Path(scratch) / "gradients.safetensors"
+    run = subprocess.run(command + [str(ck), str(out)], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise CheckError(f"{' '.join(command)} exited with {run.returncode}: {run.stderr.strip()}")
+    with safe_open(out, framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def gradient_check(ck, command, scratch, verbose):
+    """(cell, label, {what: relative difference}) of one checkpoint, autograd's the reference."""
+    t, meta = load(ck)
+    cell, act = meta["cell"], meta["activation"]
+    layers, residual = layer_count(t, meta), bool(meta.get("residual", False))
+    dropout = meta.get("config", {}).get("model.dropout", 0) or 0
+    if dropout:
+        print(f"{ck}: model.dropout = {dropout}; the evaluation loss is taken without dropout")
+    x, y = t["probe.x"], t["probe.y"]
+    head_w, head_b = leaf(t["head.weight"]), leaf(t["head.bias"])
+
+    steps, leaves = stacked_steps(cell, act, t, layers)
+    leaves.update({"head.weight": head_w, "head.bias": head_b})
+    top = unroll(cell, steps, x, residual)
+    e = loss_of(top, head_w, head_b, y)
+    grads = dict(zip(leaves, torch.autograd.grad(e, list(leaves.values()))))
+
+    ours = runner_gradients(command, ck, scratch)
+    diffs = {"loss": abs(ours["loss"].item() - e.item()) / abs(e.item())}
+    missing = set(leaves) ^ {k[5:] for k in ours if k.startswith("grad.")}
+    if missing:
+        raise CheckError(f"runner's and PyTorch's tensors differ: {sorted(missing)}")
+    for name, g in grads.items():
+        diffs[name] = relative(g, ours["grad." + name])
+
+    # PyTorch's own layers, where it has the cell: nn.RNN/LSTM/GRU(num_layers=L), or for a
+    # residual stack L one-layer modules with each output from the second on added to its input.
+    # The same outputs and gradients as the cells' unroll above.
+    if cell in ("lstm", "gru") or act in ("tanh", "relu"):
+        h = t["rnn.weight_hh_l0"].shape[1]
+
+        def module_of(d, n):
+            if cell == "lstm":
+                return torch.nn.LSTM(d, h, num_layers=n)
+            if cell == "gru":
+                return torch.nn.GRU(d, h, num_layers=n)
+            return torch.nn.RNN(d, h, num_layers=n, nonlinearity=act)
+
+        if residual:
+            full, named = x, []
+            for k in range(layers):
+                m = module_of(full.shape[2], 1)
+                m.load_state_dict({f"{n}_l0": t[f"rnn.{n}_l{k}"] for n in TORCH_NAMES})
+                out = m(full)[0]
+                full = out if k == 0 else full + out
+                named += [(f"rnn.{n.removesuffix('_l0')}_l{k}", p) for n, p in m.named_parameters()]
+        else:
+            m = module_of(x.shape[2], layers)
+            m.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("rnn.")})  # strict: PyTorch's names and shapes
+            full = m(x)[0]
+            named = [("rnn." + n, p) for n, p in m.named_parameters()]
+        named += [("head.weight", head_w), ("head.bias", head_b)]
+        e_full = loss_of(full, head_w, head_b, y)
+        g_full = torch.autograd.grad(e_full, [p for _, p in named])
+        diffs["nn module: outputs"] = relative(top, full)
+        diffs["nn module: gradients"] = max(relative(grads[n], g) for (n, _), g in zip(named, g_full))
+    label = (f"{meta['run_id']} {ck.stem:5} {cell}{'' if cell != 'rnn' else '/' + act} "
+             f"{meta.get('dtype', '?')} L={layers}{' residual' if residual else ''}")
+    if verbose:
+        for what, v in diffs.items():
+            print(f"  {label} {what}: {v:.1e}")
+    return f"{cell}{'' if cell != 'rnn' else '/' + act}", label, diffs
+
+
+def check_gradients(folders, bin_path, verbose):
+    """Runs the gradient check on every checkpoint of `folders`; True when all pass."""
+    root = Path(__file__).resolve().parent.parent
+    if bin_path:
+        command = [str(Path(bin_path).resolve())]
+    else:
+        # Build the example once and run its binary (cargo says where it is).
+        built = subprocess.run(["cargo", "build", "--release", "--example", "gradients", "--message-format=json"],
+                               cwd=root, check=True, capture_output=True, text=True).stdout
+        command = [json.loads(line)["executable"] for line in built.splitlines()
+                   if '"executable"' in line and json.loads(line).get("target", {}).get("name") == "gradients"]
+    per_cell, worst, n, failed = {}, 0.0, 0, 0
+    with tempfile.TemporaryDirectory() as scratch:
+        for folder in folders:
+            cks = sorted(Path(folder).glob("checkpoints/*/*.safetensors"))
+            cks = [ck for ck in cks if ck.stem in ("init", "final")]
+            for ck in cks:
+                try:
+                    cell, label, diffs = gradient_check(ck, command, scratch, verbose)
+                except CheckError as e:
+                    print(f"{ck}: FAILED: {e}")
+                    failed += 1
+                    continue
+                top = max(diffs, key=diffs.get)
+                grad = max(v for k, v in diffs.items() if k.startswith(("rnn.", "head.")))
+                print(f"{label}: loss {diffs['loss']:.1e}, gradients {grad:.1e}"
+                      + (f", nn module {diffs['nn module: gradients']:.1e}" if "nn module: gradients" in diffs else "")
+                      + f"  (largest: {top})")
+                slot = per_cell.setdefault(cell, {"loss": 0.0, "gradients": 0.0, "nn module": None, "n": 0})
+                slot["loss"] = max(slot["loss"], diffs["loss"])
+                slot["gradients"] = max(slot["gradients"], grad)
+                if "nn module: outputs" in diffs:
+                    slot["nn module"] = max(slot["nn module"] or 0.0, diffs["nn module: gradients"],
+                                            diffs["nn module: outputs"])
+                slot["n"] += 1
+                worst = max(worst, max(diffs.values()))
+                n += 1
+    print("\nlargest relative differences per cell (runner vs autograd; nn module vs hand-built stack):")
+    for cell, s in sorted(per_cell.items()):
+        print(f"  {cell:14} {s['n']:3} checkpoints: loss {s['loss']:.1e}, gradients {s['gradients']:.1e}, "
+              + (f"nn module {s['nn module']:.1e}" if s["nn module"] is not None else "no nn module"))
+    ok = worst <= TOLERANCE and failed == 0
+    print(f"overall: {n} checkpoints, largest relative difference {worst:.1e} "
+          f"({'within' if worst <= TOLERANCE else 'ABOVE'} the tolerance {TOLERANCE:.0e})"
+          + (f"; {failed} could not be compared" if failed else ""))
+    return ok
+
+
 if __name__ == "__main__":
-    for folder in sys.argv[1:] or ["results/remedies"]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("folders", nargs="*", default=["results/remedies"], help="results folders")
+    ap.add_argument("--gradients", action="store_true", help="check runner's loss and gradients instead of the probe")
+    ap.add_argument("--bin", help="runner's built examples/gradients (default: cargo builds it)")
+    ap.add_argument("--verbose", action="store_true", help="print every difference")
+    args = ap.parse_args()
+    if args.gradients:
+        sys.exit(0 if check_gradients(args.folders, args.bin, args.verbose) else 1)
+    for folder in args.folders:
         check(folder)

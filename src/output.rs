@@ -371,14 +371,60 @@ fn float_bytes<'a>(values: impl IntoIterator<Item = &'a f64>, dtype: real::Dtype
     }
 }
 
-/// Writes a checkpoint under PyTorch's names for `nn.RNN`/`nn.LSTM`/`nn.GRU` + `nn.Linear`:
-/// each layer k's tensors under the names its cell's table gives them (`rnn.weight_ih_l{k}` = U,
-/// `rnn.weight_hh_l{k}` = W; for the plain and LSTM cells `rnn.bias_hh_l{k}` = b and
-/// `rnn.bias_ih_l{k}` = 0, for the GRU `rnn.bias_ih_l{k}` = b and `rnn.bias_hh_l{k}` = bh),
-/// `head.weight` = V, `head.bias` = c, and the probe batch (`probe.x` (T, B, D), `probe.y`
-/// (L, B, O) or (L, B) int64 class indices). Floats are stored in the run's `dtype` (float32 or
-/// float64). `meta` is stored as one JSON string under the key `runner` of the header's
-/// metadata.
+/// One parameter tensor of a network under PyTorch's name for `nn.RNN`/`nn.LSTM`/`nn.GRU` +
+/// `nn.Linear`, as [`torch_tensors`] lists them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TorchTensor<'a> {
+    /// PyTorch's name: `rnn.weight_ih_l{k}`, `rnn.weight_hh_l{k}`, `rnn.bias_ih_l{k}`,
+    /// `rnn.bias_hh_l{k}`, `head.weight`, `head.bias`.
+    pub name: String,
+    /// Where PyTorch holds two tensors that it adds and runner their sum (the plain and LSTM
+    /// cells' one bias, named `bias_hh`), the other one's name (`rnn.bias_ih_l{k}`): a checkpoint
+    /// writes it as zeros, and its gradient is this tensor's.
+    pub twin: Option<String>,
+    /// Its shape, PyTorch's (`head.weight` is (O, H)).
+    pub shape: Vec<usize>,
+    /// Its entries, row-major.
+    pub data: &'a [f64],
+}
+
+/// The tensors of `p` under PyTorch's names: each layer k's under the names its cell's table
+/// gives them (`rnn.weight_ih_l{k}` = U, `rnn.weight_hh_l{k}` = W; for the plain and LSTM cells
+/// `rnn.bias_hh_l{k}` = b with twin `rnn.bias_ih_l{k}`, for the GRU `rnn.bias_ih_l{k}` = b and
+/// `rnn.bias_hh_l{k}` = bh), then `head.bias` = c and `head.weight` = V. Checkpoints
+/// ([`write_checkpoint`]) and gradients (`examples/gradients.rs`) are named from this one list.
+pub fn torch_tensors(p: &Params) -> Vec<TorchTensor<'_>> {
+    let mut tensors = Vec::new();
+    for (k, layer) in p.layers().iter().enumerate() {
+        for (t, x) in layer.tensors() {
+            tensors.push(TorchTensor {
+                name: format!("rnn.{}_l{k}", t.torch),
+                twin: t.torch_zero.map(|zero| format!("rnn.{zero}_l{k}")),
+                shape: layer.sizes().shape(t),
+                data: x,
+            });
+        }
+    }
+    let (h, o) = (p.hidden(), p.v.nrows());
+    tensors.push(TorchTensor {
+        name: "head.bias".into(),
+        twin: None,
+        shape: vec![o],
+        data: p.c.as_slice().expect("contiguous"),
+    });
+    tensors.push(TorchTensor {
+        name: "head.weight".into(),
+        twin: None,
+        shape: vec![o, h],
+        data: p.v.as_slice().expect("contiguous"),
+    });
+    tensors
+}
+
+/// Writes a checkpoint: the parameters under PyTorch's names ([`torch_tensors`], a summed bias's
+/// twin as zeros) and the probe batch (`probe.x` (T, B, D), `probe.y` (L, B, O) or (L, B) int64
+/// class indices). Floats are stored in the run's `dtype` (float32 or float64). `meta` is stored
+/// as one JSON string under the key `runner` of the header's metadata.
 pub fn write_checkpoint(
     path: &Path,
     p: &Params,
@@ -392,24 +438,13 @@ pub fn write_checkpoint(
     };
     // (name, dtype, shape, bytes) of every tensor; safetensors orders them itself.
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (k, layer) in p.layers().iter().enumerate() {
-        for (t, x) in layer.tensors() {
-            let shape = layer.sizes().shape(t);
-            if let Some(zero) = t.torch_zero {
-                let zeros = vec![0.0; x.len()];
-                tensors.push((
-                    format!("rnn.{zero}_l{k}"),
-                    float,
-                    shape.clone(),
-                    float_bytes(&zeros, dtype),
-                ));
-            }
-            tensors.push((format!("rnn.{}_l{k}", t.torch), float, shape, float_bytes(x, dtype)));
+    for t in torch_tensors(p) {
+        if let Some(twin) = t.twin {
+            let zeros = vec![0.0; t.data.len()];
+            tensors.push((twin, float, t.shape.clone(), float_bytes(&zeros, dtype)));
         }
+        tensors.push((t.name, float, t.shape, float_bytes(t.data, dtype)));
     }
-    let (h, o) = (p.hidden(), p.v.nrows());
-    tensors.push(("head.bias".into(), float, vec![o], float_bytes(p.c.iter(), dtype)));
-    tensors.push(("head.weight".into(), float, vec![o, h], float_bytes(p.v.iter(), dtype)));
     let (t, bsz) = probe.inputs.dims();
     let d = p.layers()[0].sizes().input;
     let x: ArrayD<f64> = match &probe.inputs {

@@ -823,8 +823,15 @@ pub(super) fn forward_window<F: Real>(
             let y = y.slice(s![target_rows..target_rows + lw, ..]);
             let mut nll = 0.0;
             for (mut row, &k) in out.rows_mut().into_iter().zip(y.iter()) {
-                softmax_in_place(row.as_slice_mut().expect("contiguous"));
-                nll -= elem::ln(row[k].f64());
+                let net = row[k];
+                let (max, sum) = softmax_in_place(row.as_slice_mut().expect("contiguous"));
+                nll -= if row[k] > F::zero() {
+                    elem::ln(row[k].f64())
+                } else {
+                    // p_k underflowed (a logit more than ~745 below the largest: an exploding
+                    // network): −ln p_k from the logits, finite, as PyTorch's cross-entropy.
+                    (net - max).f64() - elem::ln(sum.f64())
+                };
             }
             nll
         }
@@ -893,8 +900,9 @@ fn forward_layer<F: Real>(
     });
 }
 
-/// Numerically stable softmax of one row, in place.
-fn softmax_in_place<F: Real>(row: &mut [F]) {
+/// Numerically stable softmax of one row, in place; returns the row's largest entry and the sum
+/// of e^(x − max) it divided by.
+fn softmax_in_place<F: Real>(row: &mut [F]) -> (F, F) {
     let max = row.iter().copied().fold(F::neg_infinity(), F::max);
     row.iter_mut().for_each(|x| *x -= max);
     // e^(x − max) over the row at once (vectors side by side in f64: a character model's
@@ -904,6 +912,7 @@ fn softmax_in_place<F: Real>(row: &mut [F]) {
     for x in row.iter_mut() {
         *x /= sum;
     }
+    (max, sum)
 }
 
 /// Backward through window (start, end), whose forward pass the trace holds; the state entering

@@ -5,8 +5,8 @@
 //! through it a training batch at a time; a smaller last part has a trace of its own), the
 //! data of the training, evaluation and probe batches (drawn in
 //! f64, then converted to the run's element type), its parameters five times over (parameters,
-//! gradients, two optimiser moments in the run's type, the initial copy in f64), and the rows it
-//! records. The rows of every run stay in memory until the sweep's files are
+//! gradients, two optimiser moments in the run's type, the initial copy in f64), a stack's
+//! dropout masks, and the rows it records. The rows of every run stay in memory until the sweep's files are
 //! written, so they count for the whole sweep; the rest counts once per run in flight.
 
 use crate::run::RunConfig;
@@ -22,23 +22,30 @@ const ROW: u64 = 400;
 pub const BASE: u64 = 8 << 20;
 
 /// Bytes of one trace for `b` sequences in elements of `e` bytes (`backward`: with the buffers
-/// backward and the probe use).
+/// backward and the probe use): every layer's, and what the head and the layers share.
 fn trace_bytes(cfg: &RunConfig, t: u64, b: u64, l: u64, backward: bool, e: u64) -> u64 {
-    let (h, o) = (cfg.model.hidden as u64, cfg.model.output as u64);
+    let (d, h, o) = (cfg.model.input as u64, cfg.model.hidden as u64, cfg.model.output as u64);
+    let layers = cfg.model.layers as u64;
     let spec = cfg.model.cell.spec();
     let g = spec.gates as u64;
     let second = spec.states.len() as u64 - 1; // a second state (the LSTM's c)
     let (aux, hidden_side) = (u64::from(spec.aux), u64::from(spec.hidden_side));
-    let forward = 2 * g * h * h // wt, w
+    // One layer's: the same in every layer, but Uᵀ's width and the input buffer of those above
+    // the first.
+    let layer = 2 * g * h * h // wt, w
         + (t + 1) * b * h // h
         + second * (t + 1) * b * h // c
         + t * b * g * h // gates
         + aux * t * b * h // aux
         + hidden_side * b * g * h // hp
-        + 2 * l * b * o // out, dout
-        + 4 * b * h; // dh, dc, carry_h, carry_c
-    let back = if backward { hidden_side * t * b * g * h } else { 0 }; // dgh
-    (forward + back) * e
+        + 4 * b * h // dh, dc, carry_h, carry_c
+        + if backward { hidden_side * t * b * g * h } else { 0 }; // dgh
+    let inputs = d * g * h + (layers - 1) * (h * g * h + t * b * h); // ut; x above the first
+    let stack = u64::from(layers > 1);
+    let shared = 2 * l * b * o // out, dout
+        + stack * u64::from(cfg.model.residual) * l * b * h // head_in
+        + if backward { stack * 2 * t * b * h + 2 * b * h } else { 0 }; // dy, dy_below; ext, ext_below
+    (layers * layer + inputs + shared) * e
 }
 
 /// Bytes of a batch of `b` sequences: inputs and targets.
@@ -71,10 +78,16 @@ pub fn run_bytes(cfg: &RunConfig) -> u64 {
         cfg.probe.batch as u64,
     );
     let (d, h, o) = (cfg.model.input as u64, cfg.model.hidden as u64, cfg.model.output as u64);
-    let g = cfg.model.cell.gates() as u64;
+    let layers = cfg.model.layers as u64;
     let size = cfg.model.dtype.size() as u64;
-    // U, W, two biases (b and the GRU's bh, counted for every cell), V and c.
-    let params = (g * h * d + g * h * h + 2 * g * h + o * h + o) * (4 * size + F64);
+    // Every layer's tensors as its cell declares them (the first reading D inputs, those above
+    // it H), V and c.
+    let cell = cfg.model.cell;
+    let entries_of = |input: u64| crate::rnn::Layer::<f32>::zeros(cell, input as usize, h as usize).len() as u64;
+    let tensors = entries_of(d) + (layers - 1) * entries_of(h) + o * h + o;
+    let params = tensors * (4 * size + F64);
+    // A stack's dropout masks, drawn for each training batch: (T, B, H) per boundary.
+    let masks = if cfg.model.dropout > 0.0 { (layers - 1) * t * b * h * size } else { 0 };
     let rest = |n: u64| if n < b { n } else { n % b }; // the last part's sequences (0: none)
     // Truncated BPTT runs (and evaluates and probes) a window of k steps at a time; the probe
     // also keeps the (B, H) state entering each window.
@@ -82,7 +95,7 @@ pub fn run_bytes(cfg: &RunConfig) -> u64 {
         Some(k) if (k as u64) < t => (k as u64, l.min(k as u64)),
         _ => (t, l),
     };
-    let states = cfg.model.cell.spec().states.len() as u64;
+    let states = layers * cfg.model.cell.spec().states.len() as u64; // (B, H) blocks of state
     let entries = if tw < t {
         t.div_ceil(tw) * b.max(p) * h * states * size
     } else {
@@ -109,13 +122,14 @@ pub fn run_bytes(cfg: &RunConfig) -> u64 {
         + batch_bytes(cfg, t, e, l)
         + batch_bytes(cfg, t, p, l)
         + params
+        + masks
 }
 
 /// Bytes of the rows a run records (kept until the sweep's files are written).
 pub fn record_bytes(cfg: &RunConfig) -> u64 {
     let steps = cfg.train.steps;
     let probes = steps / cfg.probe.every + 2;
-    let states = cfg.model.cell.spec().states.len() as u64;
+    let states = cfg.model.layers as u64 * cfg.model.cell.spec().states.len() as u64;
     let t = Task::new(cfg.task.clone()).seq_len() as u64;
     (steps + 1) * ROW + probes * (states * t + cfg.probe.spectrum as u64) * ROW
 }

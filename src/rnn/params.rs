@@ -282,6 +282,16 @@ impl<F: Real> Layer<F> {
         self.cell
     }
 
+    /// The number of entries of all its tensors.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether it has no entries (never, for a layer of H ≥ 1).
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
     /// H, the hidden size.
     pub fn hidden(&self) -> usize {
         self.hidden

@@ -3,7 +3,8 @@
 //! matrix-multiply measurements for reference. A benchmark, not a test.
 //!
 //!     cargo run --release --example step_time [-- --cell rnn|relu|lstm|gru] [--dtype f32|f64]
-//!         [--H 32,128] [--T 200] [--B 1,32] [--seconds 1] [--threads 1] [--json] [--products]
+//!         [--H 32,128] [--T 200] [--B 1,32] [--layers 1,2] [--seconds 1] [--threads 1] [--json]
+//!         [--products]
 //!
 //! Prints the kernel path (`RUNNER_ISA` forces a narrower one), the 512³ product of the core's
 //! own kernel (`real::gemm`, on the same threads as the steps) and of ndarray's (one thread),
@@ -91,9 +92,10 @@ fn recurrence_gflops<F: Real>(cell: Cell, h: usize, b: usize) -> f64 {
     2.0 * (b * h * gh * calls) as f64 / (ms / 1e3) / 1e9
 }
 
-/// Median and 10th-percentile milliseconds of one training step in element type F.
-fn step_ms<F: Real>(cell: Cell, (h, t, b): (usize, usize, usize), seconds: f64) -> (f64, f64, f64) {
-    let (p, batches) = workload::adding::<F>(cell, h, t, b, 8);
+/// Median and 10th-percentile milliseconds of one training step of a stack of `layers` layers
+/// in element type F.
+fn step_ms<F: Real>(cell: Cell, (h, t, b, layers): (usize, usize, usize, usize), seconds: f64) -> (f64, f64, f64) {
+    let (p, batches) = workload::adding_stack::<F>(cell, h, t, b, 8, layers);
     let mut trainer = workload::Trainer::new(p);
     let mut i = 0;
     time_steps(
@@ -144,7 +146,9 @@ fn measure(threads: usize) {
     }
     let products = std::env::args().any(|a| a == "--products");
     if !json && !products {
-        println!("| H | T | B | median ms/step | p10 ms | GFLOP/s | allocations/step |\n|---|---|---|---|---|---|---|");
+        println!(
+            "| layers | H | T | B | median ms/step | p10 ms | GFLOP/s | allocations/step |\n|---|---|---|---|---|---|---|---|"
+        );
     }
     if products {
         if !json {
@@ -168,20 +172,23 @@ fn measure(threads: usize) {
         }
         return;
     }
-    for h in sizes("--H", &[32, 128, 512]) {
-        for t in sizes("--T", &[50, 200, 1000]) {
-            for b in sizes("--B", &[1, 32]) {
-                let (median, p10, allocs) = match dtype {
-                    Dtype::F32 => step_ms::<f32>(cell, (h, t, b), seconds),
-                    Dtype::F64 => step_ms::<f64>(cell, (h, t, b), seconds),
-                };
-                let gflops = workload::step_flops(cell, h, t, b) / (median / 1e3) / 1e9;
-                if json {
-                    println!(
-                        "{{\"impl\": \"runner\", \"H\": {h}, \"T\": {t}, \"B\": {b}, \"median_ms\": {median:.4}, \"p10_ms\": {p10:.4}, \"gflops\": {gflops:.3}, \"allocs_per_step\": {allocs:.1}}}"
-                    );
-                } else {
-                    println!("| {h} | {t} | {b} | {median:.3} | {p10:.3} | {gflops:.2} | {allocs:.1} |");
+    for layers in sizes("--layers", &[1]) {
+        for h in sizes("--H", &[32, 128, 512]) {
+            for t in sizes("--T", &[50, 200, 1000]) {
+                for b in sizes("--B", &[1, 32]) {
+                    let shape = (h, t, b, layers);
+                    let (median, p10, allocs) = match dtype {
+                        Dtype::F32 => step_ms::<f32>(cell, shape, seconds),
+                        Dtype::F64 => step_ms::<f64>(cell, shape, seconds),
+                    };
+                    let gflops = workload::stack_flops(cell, h, t, b, layers) / (median / 1e3) / 1e9;
+                    if json {
+                        println!(
+                            "{{\"impl\": \"runner\", \"layers\": {layers}, \"H\": {h}, \"T\": {t}, \"B\": {b}, \"median_ms\": {median:.4}, \"p10_ms\": {p10:.4}, \"gflops\": {gflops:.3}, \"allocs_per_step\": {allocs:.1}}}"
+                        );
+                    } else {
+                        println!("| {layers} | {h} | {t} | {b} | {median:.3} | {p10:.3} | {gflops:.2} | {allocs:.1} |");
+                    }
                 }
             }
         }

@@ -87,7 +87,11 @@ pub fn run_bytes(cfg: &RunConfig) -> u64 {
     let tensors = entries_of(d) + (layers - 1) * entries_of(h) + o * h + o;
     let params = tensors * (4 * size + F64);
     // A stack's dropout masks, drawn for each training batch: (T, B, H) per boundary.
-    let masks = if cfg.model.dropout > 0.0 { (layers - 1) * t * b * h * size } else { 0 };
+    let masks = if cfg.model.dropout > 0.0 {
+        (layers - 1) * t * b * h * size
+    } else {
+        0
+    };
     let rest = |n: u64| if n < b { n } else { n % b }; // the last part's sequences (0: none)
     // Truncated BPTT runs (and evaluates and probes) a window of k steps at a time; the probe
     // also keeps the (B, H) state entering each window.

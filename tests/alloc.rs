@@ -11,12 +11,13 @@ use workload::{Counting, allocations};
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Allocations of one training step and one probe on a warmed-up trace, for length `t`.
-fn counted(cell: Cell, t: usize, b: usize, bptt: Option<usize>) -> (usize, usize) {
+/// Allocations of one training step and one probe on a warmed-up trace, for length `t`, of a
+/// stack of `layers` layers.
+fn counted(cell: Cell, t: usize, b: usize, bptt: Option<usize>, layers: usize) -> (usize, usize) {
     // The core may share work out on rayon's global pool, whose threads allocate as they start:
     // have them all started first (the counter sees every thread's allocations).
     rayon::broadcast(|_| ());
-    let (p, batches) = workload::adding::<f32>(cell, 24, t, b, 1);
+    let (p, batches) = workload::adding_stack::<f32>(cell, 24, t, b, 1, layers);
     let batch = &batches[0];
     let mut g = p.zeros_like();
     let mut tr = Trace::default();
@@ -34,21 +35,30 @@ fn counted(cell: Cell, t: usize, b: usize, bptt: Option<usize>) -> (usize, usize
 #[test]
 fn allocations_do_not_grow_with_the_sequence() {
     for cell in [Cell::Rnn(Activation::Tanh), Cell::Lstm, Cell::Gru] {
-        for b in [1, 8] {
-            let (step20, probe20) = counted(cell, 20, b, None);
-            let (step400, probe400) = counted(cell, 400, b, None);
-            println!(
-                "{cell:?} B={b}: step {step20} allocations at T=20, {step400} at T=400; probe {probe20}, {probe400}"
-            );
+        for layers in [1, 3] {
+            for b in [1, 8] {
+                let (step20, probe20) = counted(cell, 20, b, None, layers);
+                let (step400, probe400) = counted(cell, 400, b, None, layers);
+                println!(
+                    "{cell:?} ×{layers} B={b}: step {step20} allocations at T=20, {step400} at T=400; probe {probe20}, {probe400}"
+                );
+                assert_eq!(
+                    step20, step400,
+                    "{cell:?} ×{layers} B={b}: a training step allocates per time step"
+                );
+                assert_eq!(
+                    probe20, probe400,
+                    "{cell:?} ×{layers} B={b}: the probe allocates per time step"
+                );
+            }
+            // Truncated BPTT: the same number of windows (T/k = 4) at two lengths allocates the
+            // same.
+            let (short, _) = counted(cell, 40, 4, Some(10), layers);
+            let (long, _) = counted(cell, 400, 4, Some(100), layers);
             assert_eq!(
-                step20, step400,
-                "{cell:?} B={b}: a training step allocates per time step"
+                short, long,
+                "{cell:?} ×{layers}: truncated BPTT allocates per time step"
             );
-            assert_eq!(probe20, probe400, "{cell:?} B={b}: the probe allocates per time step");
         }
-        // Truncated BPTT: the same number of windows (T/k = 4) at two lengths allocates the same.
-        let (short, _) = counted(cell, 40, 4, Some(10));
-        let (long, _) = counted(cell, 400, 4, Some(100));
-        assert_eq!(short, long, "{cell:?}: truncated BPTT allocates per time step");
     }
 }

@@ -22,6 +22,18 @@ pub const O: usize = 1;
 /// Xavier-initialised parameters (seed 0) of `cell` with hidden size `h`, and `batches`
 /// adding-problem batches of `b` sequences of length `t`, in element type F.
 pub fn adding<F: Real>(cell: Cell, h: usize, t: usize, b: usize, batches: usize) -> (Params<F>, Vec<Batch<F>>) {
+    adding_stack(cell, h, t, b, batches, 1)
+}
+
+/// [`adding`] for a stack of `layers` layers (the same draws for one layer).
+pub fn adding_stack<F: Real>(
+    cell: Cell,
+    h: usize,
+    t: usize,
+    b: usize,
+    batches: usize,
+    layers: usize,
+) -> (Params<F>, Vec<Batch<F>>) {
     let task = Task::new(TaskConfig::Adding {
         seq_len: t,
         eval_size: 1,
@@ -37,7 +49,7 @@ pub fn adding<F: Real>(cell: Cell, h: usize, t: usize, b: usize, batches: usize)
         scale: 1.0,
         forget_bias: 1.0,
         dtype: F::DTYPE,
-        layers: 1,
+        layers,
         residual: false,
         dropout: 0.0,
     };
@@ -88,7 +100,14 @@ impl<F: Real> Trainer<F> {
 
 /// The model FLOPs of one training step: 6·B·T·G·(H² + H·D + H·O).
 pub fn step_flops(cell: Cell, h: usize, t: usize, b: usize) -> f64 {
-    6.0 * (b * t * cell.gates() * (h * h + h * D + h * O)) as f64
+    stack_flops(cell, h, t, b, 1)
+}
+
+/// The model FLOPs of one training step of a stack: 6·B·T·(G·(H² + H·D) + (L − 1)·G·2H² + H·O)
+/// (the layers above the first read H inputs). For one layer, [`step_flops`]' count.
+pub fn stack_flops(cell: Cell, h: usize, t: usize, b: usize, layers: usize) -> f64 {
+    let g = cell.gates();
+    6.0 * (b * t * (g * (h * h + h * D) + (layers - 1) * g * 2 * h * h + g * h * O)) as f64
 }
 
 /// The system allocator, counting allocations (install with `#[global_allocator]`).

@@ -91,8 +91,9 @@ pub fn probe<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>, window
     }
     let mut log_scale = vec![0.0; b]; // ln of each sequence's accumulated rescaling
     let mut logs = vec![0.0; b]; // ln‖·‖ per sequence at the distance being measured
-    let mut out_h = vec![Vec::with_capacity(t_len); depth];
-    let mut out_c = vec![Vec::with_capacity(t_len); depth];
+    // Each with room for every distance (`vec![v; n]` would clone away the capacity).
+    let mut out_h: Vec<Vec<f64>> = (0..depth).map(|_| Vec::with_capacity(t_len)).collect();
+    let mut out_c: Vec<Vec<f64>> = (0..depth).map(|_| Vec::with_capacity(t_len)).collect();
     let (mut sq, mut sq_all) = (vec![F::zero(); b], vec![F::zero(); b]); // ‖row‖² per sequence
     // Appends to `out` ln of the mean over sequences of ‖m's row‖ times its sequence's scale.
     fn row_logs<F: Real>(m: &Array2<F>, scale: &[f64], (logs, sq): (&mut [f64], &mut [F]), out: &mut Vec<f64>) {

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::Error;
 use crate::output::{self, Manifest, RunsTable};
-use crate::record::{CurveRow, DecayRow, RunRow, Status};
+use crate::record::{CurveRow, DecayRow, RunRow, Status, top_layer};
 
 /// The page.
 pub const REPORT_HTML: &str = "report.html";
@@ -177,9 +177,14 @@ fn loss_curve(rows: &[CurveRow]) -> Vec<Value> {
     out
 }
 
-/// A run's gradient-decay profile at one probe, (distance, log₁₀ norm), hidden state only.
+/// A run's gradient-decay profile at one probe, (distance, log₁₀ norm), hidden state of the
+/// top layer (the one the head reads) only.
 fn decay_profile(rows: &[DecayRow], step: u64) -> Vec<Value> {
-    let pts: Vec<&DecayRow> = rows.iter().filter(|r| r.probe_step == step && r.state == "h").collect();
+    let top = top_layer(rows);
+    let pts: Vec<&DecayRow> = rows
+        .iter()
+        .filter(|r| r.probe_step == step && r.layer == top && r.state == "h")
+        .collect();
     thin(&pts, CURVE_POINTS)
         .into_iter()
         .map(|r| json!([r.distance, num(r.log10_grad_norm)]))

@@ -855,7 +855,7 @@ pub fn finish(out: &Path, manifest: &mut Manifest, records: &[RunRecord], charts
         &out.join(output::SPECTRUM_CSV),
         records.iter().flat_map(|r| r.spectrum.iter()),
     )?;
-    crate::report::write_summary(out, &manifest.name, &keys, &rows)?;
+    crate::report::write_summary(out, &manifest.name, &keys, &rows, manifest.has_stacks())?;
     if charts {
         crate::plot::draw_all(out, &[])?;
     }

@@ -132,6 +132,26 @@ pub struct ManifestRun {
     pub config: BTreeMap<String, serde_json::Value>,
 }
 
+impl ManifestRun {
+    /// Its `model.layers` (1 when the configuration leaves it at its default, as every
+    /// configuration written before stacks existed does).
+    pub fn layers(&self) -> u64 {
+        self.config
+            .get("model.layers")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(1)
+    }
+}
+
+impl Manifest {
+    /// Whether some run is a stack (`model.layers` > 1): what decides whether the depth charts
+    /// are drawn and the summaries show the depth factor, so a one-layer sweep's outputs stay
+    /// as they were before stacks existed.
+    pub fn has_stacks(&self) -> bool {
+        self.runs.iter().any(|r| r.layers() > 1)
+    }
+}
+
 /// The processor's model name as the system reports it (Linux: the first `model name` line of
 /// `/proc/cpuinfo`), or `None`.
 pub fn processor_name() -> Option<String> {

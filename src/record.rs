@@ -291,6 +291,12 @@ pub struct DecayRow {
     pub log10_grad_norm: Option<f64>,
 }
 
+/// The top layer of one run's `grad_decay.csv` rows, the one the head reads (0 for a one-layer
+/// run): the layer every chart and summary of "the" gradient-decay profile shows.
+pub fn top_layer(rows: &[DecayRow]) -> u64 {
+    rows.iter().map(|r| r.layer).max().unwrap_or(0)
+}
+
 /// One row of `spectrum.csv`: one finite-time Lyapunov exponent of one probe of one run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SpectrumRow {

@@ -88,14 +88,33 @@ fn beats_baseline(g: &Group) -> bool {
         .all(|r| r.status == Status::Ok && r.final_loss.is_some_and(|l| l < r.baseline_loss))
 }
 
+/// One measure of a run, read from its row.
+type Measure = fn(&RunRow) -> Option<f64>;
+
+/// The measures `summary.csv` summarises over seeds: `depth_factor` only when `stacked` (the
+/// sweep has a run of more than one layer), so a one-layer sweep's table keeps its columns.
+fn summarised(stacked: bool) -> Vec<(&'static str, Measure)> {
+    let mut m: Vec<(&'static str, Measure)> = vec![
+        ("final_loss", |r| r.final_loss),
+        ("final_accuracy", |r| r.final_accuracy),
+        ("decay_factor", |r| r.decay_factor),
+    ];
+    if stacked {
+        m.push(("depth_factor", |r| r.depth_factor));
+    }
+    m
+}
+
 /// `summary.csv` as bytes: one row per configuration with n, the number of `ok` runs, and
-/// mean, std, min, max of `final_loss`, `final_accuracy` and `decay_factor`, the baseline, and
-/// whether the configuration beats its baseline in every seed.
-pub fn summary_csv(keys: &[&str], rows: &[RunRow]) -> Result<Vec<u8>, csv::Error> {
+/// mean, std, min, max of `final_loss`, `final_accuracy`, `decay_factor` and, when `stacked`
+/// (some run has more than one layer; [`Manifest::has_stacks`]), `depth_factor`, the baseline,
+/// and whether the configuration beats its baseline in every seed.
+pub fn summary_csv(keys: &[&str], rows: &[RunRow], stacked: bool) -> Result<Vec<u8>, csv::Error> {
     let (names, groups) = groups(keys, rows);
+    let measures = summarised(stacked);
     let mut header = names.clone();
     header.extend(["runs", "runs_ok"].map(String::from));
-    for m in ["final_loss", "final_accuracy", "decay_factor"] {
+    for (m, _) in &measures {
         for s in ["mean", "std", "min", "max"] {
             header.push(format!("{m}_{s}"));
         }
@@ -107,11 +126,8 @@ pub fn summary_csv(keys: &[&str], rows: &[RunRow]) -> Result<Vec<u8>, csv::Error
         let mut rec = g.config.clone();
         rec.push(g.rows.len().to_string());
         rec.push(g.rows.iter().filter(|r| r.status == Status::Ok).count().to_string());
-        for stats in [
-            Stats::of(g.rows.iter().map(|r| r.final_loss)),
-            Stats::of(g.rows.iter().map(|r| r.final_accuracy)),
-            Stats::of(g.rows.iter().map(|r| r.decay_factor)),
-        ] {
+        for (_, value) in &measures {
+            let stats = Stats::of(g.rows.iter().map(value));
             rec.extend([stats.mean, stats.std, stats.min, stats.max].map(fmt_num));
         }
         rec.push(fmt_num(g.rows.first().map(|r| r.baseline_loss)));
@@ -122,16 +138,19 @@ pub fn summary_csv(keys: &[&str], rows: &[RunRow]) -> Result<Vec<u8>, csv::Error
 }
 
 /// Writes `summary.csv` ([`summary_csv`]) and beside it `summary.tex` ([`summary_tex`]), the
-/// same configurations for a LaTeX paper.
-pub fn write_summary(out: &Path, name: &str, keys: &[&str], rows: &[RunRow]) -> Result<(), Error> {
+/// same configurations for a LaTeX paper; `stacked`: some run has more than one layer.
+pub fn write_summary(out: &Path, name: &str, keys: &[&str], rows: &[RunRow], stacked: bool) -> Result<(), Error> {
     let path = out.join(SUMMARY_CSV);
-    let bytes = summary_csv(keys, rows).map_err(|e| Error::Data {
+    let bytes = summary_csv(keys, rows, stacked).map_err(|e| Error::Data {
         path: path.clone(),
         line: None,
         message: e.to_string(),
     })?;
     output::write_atomic(&path, &bytes)?;
-    output::write_atomic(&out.join(SUMMARY_TEX), summary_tex(name, keys, rows).as_bytes())
+    output::write_atomic(
+        &out.join(SUMMARY_TEX),
+        summary_tex(name, keys, rows, stacked).as_bytes(),
+    )
 }
 
 /// `text` with LaTeX's special characters escaped, for a table cell or caption.
@@ -184,9 +203,9 @@ fn tex_stats(s: &Stats) -> String {
 /// The summary as a booktabs LaTeX `table` (caption and label included) that compiles as is in
 /// a document loading `booktabs`: one row per configuration, mean ± sample standard deviation
 /// over its seeds of the final loss, final accuracy (when the task has one) and the measured
-/// decay factor after training, the baseline and whether every seed beat it. Swept numbers are
-/// right-aligned, words left-aligned.
-pub fn summary_tex(name: &str, keys: &[&str], rows: &[RunRow]) -> String {
+/// decay factor after training (and, when `stacked`, the depth factor after training), the
+/// baseline and whether every seed beat it. Swept numbers are right-aligned, words left-aligned.
+pub fn summary_tex(name: &str, keys: &[&str], rows: &[RunRow], stacked: bool) -> String {
     let (names, groups) = groups(keys, rows);
     let accuracy = rows.iter().any(|r| r.final_accuracy.is_some());
     let numeric: Vec<bool> = (0..names.len())
@@ -197,14 +216,22 @@ pub fn summary_tex(name: &str, keys: &[&str], rows: &[RunRow]) -> String {
         })
         .collect();
     let mut spec: String = numeric.iter().map(|&n| if n { 'r' } else { 'l' }).collect();
-    spec.push_str(if accuracy { "rcccrl" } else { "rccrl" });
+    spec.push_str(if accuracy { "rccc" } else { "rcc" });
+    if stacked {
+        spec.push('c');
+    }
+    spec.push_str("rl");
     let mut head: Vec<String> = names.iter().map(|n| format!("\\texttt{{{}}}", tex_escape(n))).collect();
     head.push("seeds".into());
     head.push("final loss".into());
     if accuracy {
         head.push("final accuracy".into());
     }
-    head.extend(["decay factor", "baseline", "beats baseline"].map(String::from));
+    head.push("decay factor".into());
+    if stacked {
+        head.push("depth factor".into());
+    }
+    head.extend(["baseline", "beats baseline"].map(String::from));
     let label: String = name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
@@ -214,9 +241,14 @@ pub fn summary_tex(name: &str, keys: &[&str], rows: &[RunRow]) -> String {
     t.push_str("% summarised. Needs \\usepackage{booktabs}; \\input{summary.tex} where the table goes.\n");
     t.push_str("\\begin{table}[htbp]\n\\centering\n\\small\n");
     t.push_str(&format!(
-        "\\caption{{{}: final evaluation loss{}, and the measured per-step factor of the gradient after training, mean $\\pm$ sample standard deviation over the seeds of each configuration. \\emph{{Beats baseline}}: every seed completed below the task's memoryless baseline.}}\n",
+        "\\caption{{{}: final evaluation loss{}, and the measured per-step factor of the gradient after training{}, mean $\\pm$ sample standard deviation over the seeds of each configuration. \\emph{{Beats baseline}}: every seed completed below the task's memoryless baseline.}}\n",
         tex_escape(name),
-        if accuracy { ", final accuracy" } else { "" }
+        if accuracy { ", final accuracy" } else { "" },
+        if stacked {
+            " (in a stack, of the top layer) and its per-layer factor down the stack"
+        } else {
+            ""
+        }
     ));
     t.push_str(&format!("\\label{{tab:{label}-summary}}\n"));
     t.push_str(&format!("\\begin{{tabular}}{{{spec}}}\n\\toprule\n"));
@@ -234,6 +266,9 @@ pub fn summary_tex(name: &str, keys: &[&str], rows: &[RunRow]) -> String {
             cells.push(tex_stats(&Stats::of(g.rows.iter().map(|x| x.final_accuracy))));
         }
         cells.push(tex_stats(&Stats::of(g.rows.iter().map(|x| x.decay_factor))));
+        if stacked {
+            cells.push(tex_stats(&Stats::of(g.rows.iter().map(|x| x.depth_factor))));
+        }
         cells.push(
             g.rows
                 .first()
@@ -256,7 +291,7 @@ pub fn redraw(dir: &Path, overrides: &[String]) -> Result<Vec<std::path::PathBuf
     let keys: Vec<&str> = table.swept_keys.iter().map(String::as_str).collect();
     output::write_atomic(
         &dir.join(SUMMARY_TEX),
-        summary_tex(&manifest.name, &keys, &table.rows).as_bytes(),
+        summary_tex(&manifest.name, &keys, &table.rows, manifest.has_stacks()).as_bytes(),
     )?;
     write_report(dir, &manifest, true)?;
     Ok(charts)
@@ -280,6 +315,7 @@ pub fn write_report(out: &Path, manifest: &Manifest, charts: bool) -> Result<(),
     let table = output::read_runs(out)?;
     let keys: Vec<&str> = table.swept_keys.iter().map(String::as_str).collect();
     let (names, groups) = groups(&keys, &table.rows);
+    let stacked = manifest.has_stacks();
     let count = |s: Status| table.rows.iter().filter(|r| r.status == s).count();
     let mut r = format!("# {}\n\n", manifest.name);
     if !manifest.description.trim().is_empty() {
@@ -324,7 +360,7 @@ pub fn write_report(out: &Path, manifest: &Manifest, charts: bool) -> Result<(),
 
     r.push_str("## Summary\n\nOne row per configuration; statistics over its seeds (mean ± sample standard deviation, [min, max]). ");
     r.push_str("*Beats baseline*: every seed completed with a final loss below the task's memoryless baseline.\n\n");
-    let (head, cells) = summary_cells(&names, &groups);
+    let (head, cells) = summary_cells(&names, &groups, stacked);
     let md_head: Vec<String> = head
         .iter()
         .enumerate()
@@ -356,12 +392,28 @@ pub fn write_report(out: &Path, manifest: &Manifest, charts: bool) -> Result<(),
         for (name, title) in [
             ("grad_decay", "Gradient reaching back d steps, after training"),
             ("grad_decay_init", "Gradient reaching back d steps, at initialisation"),
+            (
+                "grad_depth",
+                "Gradient at each layer reaching back d steps, after training",
+            ),
+            (
+                "grad_depth_init",
+                "Gradient at each layer reaching back d steps, at initialisation",
+            ),
             ("loss", "Training loss"),
             ("grad_norm", "Gradient norm before clipping"),
             ("final_loss", "Final evaluation loss"),
             ("final_accuracy", "Final evaluation accuracy"),
             ("decay_factor_init", "Per-step factor of the gradient at initialisation"),
             ("decay_factor", "Per-step factor of the gradient after training"),
+            (
+                "depth_factor_init",
+                "Per-layer factor of the gradient down the stack at initialisation",
+            ),
+            (
+                "depth_factor",
+                "Per-layer factor of the gradient down the stack after training",
+            ),
             ("diverged", "Share of runs that diverged"),
             ("decay_vs_bound", "Measured per-step factor against its bound"),
             ("spectrum_init", "Lyapunov spectrum at initialisation"),
@@ -382,35 +434,29 @@ pub fn write_report(out: &Path, manifest: &Manifest, charts: bool) -> Result<(),
         }
     }
     output::write_atomic(&out.join(REPORT_MD), r.as_bytes())?;
-    let csv = summary_csv(&keys, &table.rows).map_err(|e| Error::Data {
+    let csv = summary_csv(&keys, &table.rows, stacked).map_err(|e| Error::Data {
         path: out.join(SUMMARY_CSV),
         line: None,
         message: e.to_string(),
     })?;
     let copies = [
         md_table,
-        summary_tex(&manifest.name, &keys, &table.rows),
+        summary_tex(&manifest.name, &keys, &table.rows, stacked),
         String::from_utf8_lossy(&csv).into_owned(),
     ];
     html::write(out, manifest, &html_table, copies)
 }
 
 /// The summary's header and cells as `report.md` and `report.html` show them: the
-/// configuration, the seeds, mean ± std [min, max] of the final loss, final accuracy and decay
-/// factor, the baseline and whether every seed beat it.
-fn summary_cells(names: &[String], groups: &[Group]) -> (Vec<String>, Vec<Vec<String>>) {
+/// configuration, the seeds, mean ± std [min, max] of the final loss, final accuracy, decay
+/// factor and, when `stacked`, depth factor, the baseline and whether every seed beat it.
+fn summary_cells(names: &[String], groups: &[Group], stacked: bool) -> (Vec<String>, Vec<Vec<String>>) {
     let mut head: Vec<String> = names.to_vec();
-    head.extend(
-        [
-            "seeds",
-            "final loss",
-            "final accuracy",
-            "decay factor",
-            "baseline",
-            "beats baseline",
-        ]
-        .map(String::from),
-    );
+    head.extend(["seeds", "final loss", "final accuracy", "decay factor"].map(String::from));
+    if stacked {
+        head.push("depth factor".into());
+    }
+    head.extend(["baseline", "beats baseline"].map(String::from));
     let rows = groups
         .iter()
         .map(|g| {
@@ -429,6 +475,9 @@ fn summary_cells(names: &[String], groups: &[Group]) -> (Vec<String>, Vec<Vec<St
             cells.push(cell(Stats::of(g.rows.iter().map(|x| x.final_loss))));
             cells.push(cell(Stats::of(g.rows.iter().map(|x| x.final_accuracy))));
             cells.push(cell(Stats::of(g.rows.iter().map(|x| x.decay_factor))));
+            if stacked {
+                cells.push(cell(Stats::of(g.rows.iter().map(|x| x.depth_factor))));
+            }
             cells.push(md(g.rows.first().map(|x| x.baseline_loss)));
             cells.push(if beats_baseline(g) { "yes".into() } else { "no".into() });
             cells

@@ -85,6 +85,18 @@ fn docs_explain_every_csv_column() {
             "docs/outputs.md does not explain column `{c}`"
         );
     }
+    // summary.csv, with the columns a stack adds: each measure's `_mean` names its four.
+    let header = runner::report::summary_csv(&[], &[], true).unwrap();
+    let header = String::from_utf8(header).unwrap();
+    for c in header.trim().split(',') {
+        if ["_std", "_min", "_max"].iter().any(|s| c.ends_with(s)) {
+            continue;
+        }
+        assert!(
+            text.contains(&format!("`{c}`")),
+            "docs/outputs.md does not explain summary.csv's column `{c}`"
+        );
+    }
 }
 
 #[test]

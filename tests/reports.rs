@@ -403,3 +403,97 @@ fn output_formats_chooses_the_files_of_each_chart() {
     let html = fs::read_to_string(res.join("report.html")).unwrap();
     assert!(html.contains("<figure id=\"chart-loss\">"));
 }
+
+/// A stack of three layers beside one layer, two cells, two seeds: small enough to run in a
+/// second.
+const STACK: &str = r#"
+name = "stack"
+[task]
+kind = "adding"
+seq_len = 6
+eval_size = 16
+[model]
+hidden = 4
+[train]
+steps = 10
+batch = 4
+[probe]
+every = 5
+batch = 4
+[sweep]
+"model.cell" = ["rnn", "gru"]
+"model.layers" = [1, 3]
+"train.seed" = [0, 1]
+"#;
+
+/// The charts and summary columns of stacks.
+const DEPTH_CHARTS: [&str; 4] = ["grad_depth_init", "grad_depth", "depth_factor_init", "depth_factor"];
+
+#[test]
+fn depth_charts_and_columns_appear_for_a_stack_only() {
+    let res = sweep("depth", "stack", STACK, &[]);
+    let charts = res.join("charts");
+    for name in DEPTH_CHARTS {
+        let png = fs::read(charts.join(format!("{name}.png"))).unwrap();
+        assert_eq!(&png[1..4], b"PNG", "{name}.png");
+        let svg = fs::read_to_string(charts.join(format!("{name}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg"), "{name}.svg");
+        assert!(
+            fs::read(charts.join(format!("{name}.pdf")))
+                .unwrap()
+                .starts_with(b"%PDF-")
+        );
+    }
+    // One panel per stacked configuration, one line per layer; the one-layer runs have none.
+    let svg = fs::read_to_string(charts.join("grad_depth_init.svg")).unwrap();
+    assert!(svg.contains("cell=rnn, layers=3") && svg.contains("cell=gru, layers=3"));
+    assert!(!svg.contains("layers=1"), "a one-layer configuration got a panel");
+    let report = fs::read_to_string(res.join("report.md")).unwrap();
+    for name in DEPTH_CHARTS {
+        assert!(report.contains(&format!("charts/{name}.png")), "report.md lists {name}");
+    }
+    assert!(
+        report.contains("| depth factor |"),
+        "report.md's summary has the depth factor"
+    );
+    let html = fs::read_to_string(res.join("report.html")).unwrap();
+    assert!(html.contains("id=\"chart-grad_depth_init\"") && html.contains("\"depth_factor_init\""));
+    let csv = fs::read_to_string(res.join("summary.csv")).unwrap();
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .contains("decay_factor_max,depth_factor_mean,")
+    );
+    assert!(
+        fs::read_to_string(res.join("summary.tex"))
+            .unwrap()
+            .contains("depth factor")
+    );
+    if have("pdftoppm", "depth_charts_…_for_a_stack_only") {
+        for name in DEPTH_CHARTS {
+            let (png, page) = (
+                read_png(&charts.join(format!("{name}.png"))),
+                render_pdf(&charts.join(format!("{name}.pdf"))),
+            );
+            let (mean, worst) = block_difference(&png, &page);
+            assert!(alike(mean, worst), "{name}: the PDF does not draw what the PNG does");
+        }
+    }
+
+    // One layer: none of it, anywhere.
+    let flat = sweep("depth-flat", "grid", GRID, &[]);
+    for name in DEPTH_CHARTS {
+        assert!(
+            files(&flat.join("charts")).iter().all(|f| !f.starts_with(name)),
+            "{name} drawn for one layer"
+        );
+    }
+    for file in ["report.md", "report.html", "summary.csv", "summary.tex"] {
+        let text = fs::read_to_string(flat.join(file)).unwrap();
+        assert!(
+            !text.contains("depth_factor") && !text.contains("depth factor") && !text.contains("grad_depth"),
+            "{file} mentions the depth factor for one layer"
+        );
+    }
+}

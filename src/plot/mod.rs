@@ -5,6 +5,7 @@
 //! `plot.x`, `plot.color` and `plot.panel` settings into a [`Layout`] (the summary charts' x
 //! axis, which runs form lines, colours, dash patterns, panels); `steps` (per-step charts) and
 //! `summary` (one number per run against `plot.x`) reduce the tables to figures, plain data;
+//! `depth` the gradient at every layer of a stack;
 //! `heatmap` the final-loss heatmap; `draw` draws a chart once per backend (PNG, SVG, and PDF
 //! through `pdf`, a backend of our own).
 //!
@@ -17,6 +18,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod choose;
+mod depth;
 mod draw;
 mod figure;
 mod heatmap;
@@ -194,6 +196,10 @@ pub fn resolve(manifest: &Manifest, table: &RunsTable, overrides: &[String]) -> 
 
 /// The file name of the heatmap chart (without extension).
 pub const HEATMAP: &str = "final_loss_heatmap";
+/// The file name of the gradient across depth and time at initialisation (stacks only).
+pub const DEPTH_INIT: &str = "grad_depth_init";
+/// The same after training.
+pub const DEPTH: &str = "grad_depth";
 
 fn charts_dir(dir: &Path) -> PathBuf {
     dir.join("charts")
@@ -237,8 +243,20 @@ pub fn draw_all(dir: &Path, overrides: &[String]) -> Result<Vec<PathBuf>, Error>
         ("loss", steps::loss_figure(&data, g)),
         ("grad_norm", steps::grad_norm_figure(&data, g)),
     ];
+    for (name, initial) in [(DEPTH_INIT, true), (DEPTH, false)] {
+        match depth::figure(&data, g, initial) {
+            Some(fig) => figures.push((name, fig)),
+            // No stack: nothing to draw, and nothing drawn before stays.
+            None => draw::remove(&charts_dir(dir), name)?,
+        }
+    }
     figures.extend(summary::figures(&data, &layout));
     figures.extend(spectrum::figures(&data, &layout));
+    for name in summary::DEPTH_FACTOR {
+        if !figures.iter().any(|(n, _)| *n == name) {
+            draw::remove(&charts_dir(dir), name)?;
+        }
+    }
     let mut charts: Vec<(&str, Chart)> = figures.into_iter().map(|(n, f)| (n, Chart::Lines(f))).collect();
     match heatmap::figure(&data, &layout) {
         Some(hm) => charts.push((HEATMAP, Chart::Heat(hm))),

@@ -5,7 +5,7 @@
 use super::Data;
 use super::choose::{Grouping, Line, short_key};
 use super::figure::{Axis, Figure, HLine, LegendEntry, Mark, Panel, Series, Style, aggregate, line_color, smooth};
-use crate::record::CurveRow;
+use crate::record::{CurveRow, top_layer};
 use plotters::style::{BLACK, RED};
 
 /// The legend of a grouping's lines: each line's label and seed count.
@@ -79,8 +79,11 @@ pub fn decay_figure(data: &Data, g: &Grouping, initial: bool) -> Figure {
                     } else {
                         rows.iter().map(|r| r.probe_step).max().unwrap_or(0)
                     };
+                    // The top layer's state, the one the head reads (the only one of a
+                    // one-layer run).
+                    let top = top_layer(rows);
                     rows.iter()
-                        .filter(|r| r.probe_step == step && r.state == "h")
+                        .filter(|r| r.probe_step == step && r.layer == top && r.state == "h")
                         .filter_map(|r| r.log10_grad_norm.map(|y| (r.distance as f64, y)))
                         .collect()
                 })

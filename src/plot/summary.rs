@@ -1,7 +1,7 @@
 //! The summary figures: one number per run from `runs.csv` (final loss, final accuracy, the
-//! measured decay factor at initialisation and after training, divergence) against the
-//! `plot.x` key, one line per configuration of the other swept keys, seeds aggregated; and
-//! `decay_vs_bound`, every run's measured decay factor against its bound.
+//! measured decay factor at initialisation and after training, a stack's depth factor,
+//! divergence) against the `plot.x` key, one line per configuration of the other swept keys,
+//! seeds aggregated; and `decay_vs_bound`, every run's measured decay factor against its bound.
 
 use plotters::style::{BLACK, RGBColor};
 
@@ -19,6 +19,9 @@ pub fn meaning(key: &str) -> String {
         "model.cell" => "recurrent cell",
         "model.dtype" => "element type",
         "model.hidden" => "hidden size H",
+        "model.layers" => "number of layers L",
+        "model.residual" => "residual connections between layers",
+        "model.dropout" => "dropout between layers",
         "model.activation" => "activation σ",
         "model.init" => "initialisation of W",
         "model.init_io" => "initialisation of U and V",
@@ -381,6 +384,42 @@ fn decay_factor(data: &Data, layout: &Layout, initial: bool) -> (&'static str, F
     (m.name, fig)
 }
 
+/// The file names of the depth-factor charts, drawn only for a sweep with a stack.
+pub const DEPTH_FACTOR: [&str; 2] = ["depth_factor_init", "depth_factor"];
+
+/// A stack's per-layer factor of the gradient on its way down (`depth_factor_init`,
+/// `depth_factor`) against the x key, the factor 1 dashed. One-layer runs have none and draw no
+/// point.
+fn depth_factor(data: &Data, layout: &Layout, initial: bool) -> (&'static str, Figure) {
+    let m = Metric {
+        name: DEPTH_FACTOR[usize::from(!initial)],
+        what: if initial {
+            "gradient's per-layer factor down the stack at initialisation"
+        } else {
+            "gradient's per-layer factor down the stack after training"
+        },
+        y_label: "per-layer factor (log scale)",
+        value: if initial {
+            |r| r.depth_factor_init
+        } else {
+            |r| r.depth_factor
+        },
+        log: true,
+        range: None,
+        no_band: false,
+    };
+    let mut fig = metric_figure(data, layout, &m);
+    for panel in &mut fig.panels {
+        panel.hlines.push(HLine {
+            y: 0.0,
+            label: "1: shrinking on its way down below, growing above".into(),
+            color: BLACK,
+        });
+    }
+    fig.legend.push(LegendEntry::dashed("factor 1 per layer", BLACK));
+    (m.name, fig)
+}
+
 /// The figures over `plot.x`, with their file names; final accuracy only where the task has one.
 pub fn figures(data: &Data, layout: &Layout) -> Vec<(&'static str, Figure)> {
     let mut out = vec![("final_loss", final_loss(data, layout))];
@@ -397,6 +436,9 @@ pub fn figures(data: &Data, layout: &Layout) -> Vec<(&'static str, Figure)> {
         out.push((m.name, metric_figure(data, layout, &m)));
     }
     out.extend([true, false].map(|initial| decay_factor(data, layout, initial)));
+    if data.manifest.has_stacks() {
+        out.extend([true, false].map(|initial| depth_factor(data, layout, initial)));
+    }
     let m = Metric {
         name: "diverged",
         what: "share of runs that diverged (non-finite loss or gradient)",

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::Error;
 use crate::output::{self, Manifest, RunsTable};
-use crate::record::{CurveRow, DecayRow, RunRow, Status};
+use crate::record::{CurveRow, DecayRow, RunRow, Status, top_layer};
 
 /// The page.
 pub const REPORT_HTML: &str = "report.html";
@@ -31,7 +31,7 @@ static STYLE: &str = include_str!("../../assets/report/report.css");
 
 /// The charts in the order the page shows them, with a title and what to read in them (the
 /// captions of docs/outputs.md, shortened).
-pub const CHARTS: [(&str, &str, &str); 15] = [
+pub const CHARTS: [(&str, &str, &str); 19] = [
     (
         "grad_decay_init",
         "Gradient reaching back d steps, at initialisation",
@@ -41,6 +41,16 @@ pub const CHARTS: [(&str, &str, &str); 15] = [
         "grad_decay",
         "Gradient reaching back d steps, after training",
         "The same probe at the last step of training.",
+    ),
+    (
+        "grad_depth_init",
+        "Gradient at each layer reaching back d steps, at initialisation",
+        "‖∂E_T/∂h⁽ˡ⁾_{T−d}‖ for every layer l of each stacked configuration, light the bottom layer, dark the top. A line's slope is the per-step factor in that layer; the gaps between the lines at d = 0 are the per-layer factor down the stack.",
+    ),
+    (
+        "grad_depth",
+        "Gradient at each layer reaching back d steps, after training",
+        "The same at the last probe.",
     ),
     (
         "loss",
@@ -75,6 +85,16 @@ pub const CHARTS: [(&str, &str, &str); 15] = [
     (
         "decay_factor",
         "Per-step factor of the gradient after training",
+        "The same after training.",
+    ),
+    (
+        "depth_factor_init",
+        "Per-layer factor of the gradient down the stack at initialisation",
+        "(‖∂E_T/∂h⁽⁰⁾_T‖ / ‖∂E_T/∂h⁽ᴸ⁻¹⁾_T‖)^(1/(L−1)) against the x key; below the dashed 1 the gradient shrinks on its way down to the input layer.",
+    ),
+    (
+        "depth_factor",
+        "Per-layer factor of the gradient down the stack after training",
         "The same after training.",
     ),
     (
@@ -130,6 +150,13 @@ const METRICS: [(&str, Measure); 13] = [
     ("diverged_step", |r| r.diverged_step.map(|s| s as f64)),
 ];
 
+/// The columns added to [`METRICS`], after `decay_factor`, when some run is a stack (a
+/// one-layer sweep's page keeps its bytes).
+const DEPTH_METRICS: [(&str, Measure); 2] = [
+    ("depth_factor_init", |r| r.depth_factor_init),
+    ("depth_factor", |r| r.depth_factor),
+];
+
 /// A number with 4 significant digits, as JSON (null when absent or not finite).
 fn num(x: Option<f64>) -> Value {
     match x.filter(|v| v.is_finite()) {
@@ -177,9 +204,14 @@ fn loss_curve(rows: &[CurveRow]) -> Vec<Value> {
     out
 }
 
-/// A run's gradient-decay profile at one probe, (distance, log₁₀ norm), hidden state only.
+/// A run's gradient-decay profile at one probe, (distance, log₁₀ norm), hidden state of the
+/// top layer (the one the head reads) only.
 fn decay_profile(rows: &[DecayRow], step: u64) -> Vec<Value> {
-    let pts: Vec<&DecayRow> = rows.iter().filter(|r| r.probe_step == step && r.state == "h").collect();
+    let top = top_layer(rows);
+    let pts: Vec<&DecayRow> = rows
+        .iter()
+        .filter(|r| r.probe_step == step && r.layer == top && r.state == "h")
+        .collect();
     thin(&pts, CURVE_POINTS)
         .into_iter()
         .map(|r| json!([r.distance, num(r.log10_grad_norm)]))
@@ -454,11 +486,20 @@ fn data(dir: &Path, m: &Manifest, table: &RunsTable, copies: [String; 3]) -> Res
                 .collect()
         })
         .unwrap_or_default();
+    // A stack's depth factors go beside the decay factors.
+    let mut metrics: Vec<(&str, Measure)> = METRICS.to_vec();
+    if m.has_stacks() {
+        let at = 1 + metrics
+            .iter()
+            .position(|(n, _)| *n == "decay_factor")
+            .expect("a metric");
+        metrics.splice(at..at, DEPTH_METRICS);
+    }
     let runs: Vec<Value> = table
         .rows
         .iter()
         .map(|r| {
-            let metrics: Vec<Value> = METRICS.iter().map(|(_, f)| num(f(r))).collect();
+            let metrics: Vec<Value> = metrics.iter().map(|(_, f)| num(f(r))).collect();
             let rows = decay.get(&r.run_id).map(Vec::as_slice).unwrap_or(&[]);
             let last = rows.iter().map(|d| d.probe_step).max().unwrap_or(0);
             json!({
@@ -481,7 +522,7 @@ fn data(dir: &Path, m: &Manifest, table: &RunsTable, copies: [String; 3]) -> Res
         "keys": keys,
         "numeric": numeric,
         "constant": constant,
-        "metrics": METRICS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        "metrics": metrics.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
         "baseline": num(baseline),
         "runs": runs,
         "copy": { "markdown": markdown, "latex": latex, "csv": csv },

@@ -25,7 +25,7 @@ use crate::elem;
 use crate::real::{Real, Scratch, Strips, gemm, gemm_with_side, matmul};
 
 /// What forward keeps for backward and for the probe, reused across steps so that the time
-/// loop never allocates: a [`Stage`] per layer, and what the head and the passes between layers
+/// loop never allocates: a `Stage` per layer, and what the head and the passes between layers
 /// share. It covers the whole sequence (T below), or one window of truncated BPTT (T = k;
 /// index 0 of each layer's state then holds the state entering the window), and a pass over
 /// fewer steps or loss rows than it was sized for uses a prefix of each buffer.

@@ -3,8 +3,8 @@
 //! matrix-multiply measurements for reference. A benchmark, not a test.
 //!
 //!     cargo run --release --example step_time [-- --cell rnn|relu|lstm|gru] [--dtype f32|f64]
-//!         [--H 32,128] [--T 200] [--B 1,32] [--layers 1,2] [--seconds 1] [--threads 1] [--json]
-//!         [--products]
+//!         [--H 32,128] [--T 200] [--B 1,32] [--layers 1,2] [--input D] [--seconds 1]
+//!         [--threads 1] [--json] [--products]
 //!
 //! Prints the kernel path (`RUNNER_ISA` forces a narrower one), the 512³ product of the core's
 //! own kernel (`real::gemm`, on the same threads as the steps) and of ndarray's (one thread),
@@ -93,9 +93,18 @@ fn recurrence_gflops<F: Real>(cell: Cell, h: usize, b: usize) -> f64 {
 }
 
 /// Median and 10th-percentile milliseconds of one training step of a stack of `layers` layers
-/// in element type F.
-fn step_ms<F: Real>(cell: Cell, (h, t, b, layers): (usize, usize, usize, usize), seconds: f64) -> (f64, f64, f64) {
-    let (p, batches) = workload::adding_stack::<F>(cell, h, t, b, 8, layers);
+/// in element type F: on the adding problem, or with `input = Some(D)` on random dense inputs of
+/// size D.
+fn step_ms<F: Real>(
+    cell: Cell,
+    (h, t, b, layers): (usize, usize, usize, usize),
+    input: Option<usize>,
+    seconds: f64,
+) -> (f64, f64, f64) {
+    let (p, batches) = match input {
+        Some(d) => workload::dense_stack::<F>(cell, (d, h, t, b), 8, layers),
+        None => workload::adding_stack::<F>(cell, h, t, b, 8, layers),
+    };
     let mut trainer = workload::Trainer::new(p);
     let mut i = 0;
     time_steps(
@@ -145,6 +154,7 @@ fn measure(threads: usize) {
         );
     }
     let products = std::env::args().any(|a| a == "--products");
+    let input: Option<usize> = arg("--input").map(|s| s.parse().expect("an input size"));
     if !json && !products {
         println!(
             "| layers | H | T | B | median ms/step | p10 ms | GFLOP/s | allocations/step |\n|---|---|---|---|---|---|---|---|"
@@ -178,10 +188,11 @@ fn measure(threads: usize) {
                 for b in sizes("--B", &[1, 32]) {
                     let shape = (h, t, b, layers);
                     let (median, p10, allocs) = match dtype {
-                        Dtype::F32 => step_ms::<f32>(cell, shape, seconds),
-                        Dtype::F64 => step_ms::<f64>(cell, shape, seconds),
+                        Dtype::F32 => step_ms::<f32>(cell, shape, input, seconds),
+                        Dtype::F64 => step_ms::<f64>(cell, shape, input, seconds),
                     };
-                    let gflops = workload::stack_flops(cell, h, t, b, layers) / (median / 1e3) / 1e9;
+                    let d = input.unwrap_or(workload::D);
+                    let gflops = workload::input_flops(cell, (d, h, t, b), layers) / (median / 1e3) / 1e9;
                     if json {
                         println!(
                             "{{\"impl\": \"runner\", \"layers\": {layers}, \"H\": {h}, \"T\": {t}, \"B\": {b}, \"median_ms\": {median:.4}, \"p10_ms\": {p10:.4}, \"gflops\": {gflops:.3}, \"allocs_per_step\": {allocs:.1}}}"

@@ -98,6 +98,46 @@ impl<F: Real> Trainer<F> {
     }
 }
 
+/// [`adding_stack`]'s network with `d` inputs instead of the adding problem's two, and batches
+/// of uniform random inputs in [−1, 1) with one random target each at the last step: the same
+/// work per layer above the first as in the first when d = H (the stack benchmark's other
+/// reading).
+pub fn dense_stack<F: Real>(
+    cell: Cell,
+    (d, h, t, b): (usize, usize, usize, usize),
+    batches: usize,
+    layers: usize,
+) -> (Params<F>, Vec<Batch<F>>) {
+    use rand::Rng;
+    let cfg = RnnConfig {
+        input: d,
+        hidden: h,
+        output: O,
+        cell,
+        init: Init::Xavier,
+        init_io: Init::Xavier,
+        std: 0.1,
+        scale: 1.0,
+        forget_bias: 1.0,
+        dtype: F::DTYPE,
+        layers,
+        residual: false,
+        dropout: 0.0,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let p = cfg.init(&mut rng).cast();
+    let batch = |rng: &mut ChaCha8Rng| Batch {
+        inputs: rnn::Inputs::Dense(ndarray::Array3::from_shape_simple_fn((t, b, d), || {
+            F::of(rng.random_range(-1.0..1.0))
+        })),
+        targets: rnn::Targets::Values(ndarray::Array3::from_shape_simple_fn((1, b, O), || {
+            F::of(rng.random_range(-1.0..1.0))
+        })),
+        accuracy_from: 0,
+    };
+    (p, (0..batches).map(|_| batch(&mut rng)).collect())
+}
+
 /// The model FLOPs of one training step: 6·B·T·G·(H² + H·D + H·O).
 pub fn step_flops(cell: Cell, h: usize, t: usize, b: usize) -> f64 {
     stack_flops(cell, h, t, b, 1)
@@ -106,8 +146,13 @@ pub fn step_flops(cell: Cell, h: usize, t: usize, b: usize) -> f64 {
 /// The model FLOPs of one training step of a stack: 6·B·T·(G·(H² + H·D) + (L − 1)·G·2H² + H·O)
 /// (the layers above the first read H inputs). For one layer, [`step_flops`]' count.
 pub fn stack_flops(cell: Cell, h: usize, t: usize, b: usize, layers: usize) -> f64 {
+    input_flops(cell, (D, h, t, b), layers)
+}
+
+/// [`stack_flops`] with `d` inputs.
+pub fn input_flops(cell: Cell, (d, h, t, b): (usize, usize, usize, usize), layers: usize) -> f64 {
     let g = cell.gates();
-    6.0 * (b * t * (g * (h * h + h * D) + (layers - 1) * g * 2 * h * h + g * h * O)) as f64
+    6.0 * (b * t * (g * (h * h + h * d) + (layers - 1) * g * 2 * h * h + g * h * O)) as f64
 }
 
 /// The system allocator, counting allocations (install with `#[global_allocator]`).

@@ -413,6 +413,26 @@ fn bad_specs_are_refused_before_anything_is_written() {
             "`output.dir`: \"/tmp\" is not a valid name",
         ),
         ("[output]\ndir = \"..\"\n", ":2:1:", "`output.dir`"),
+        // Stacks: layers 1 ..= 16, dropout in [0, 1), residual a boolean, in a sweep too.
+        ("[model]\nlayers = 0\n", ":2:1:", "`model.layers`: 0 is out of range"),
+        ("[model]\nlayers = 17\n", ":2:1:", "`model.layers`: 17 is out of range"),
+        (
+            "[model]\ndropout = 1.0\n",
+            ":2:1:",
+            "`model.dropout`: 1.0 is out of range",
+        ),
+        ("[model]\ndropout = -0.1\n", ":2:1:", "`model.dropout`"),
+        (
+            "[model]\nresidual = \"yes\"\n",
+            ":2:1:",
+            "`model.residual`: expected true | false",
+        ),
+        ("[sweep]\n\"model.layers\" = [2, 32]\n", ":2:", "`model.layers`"),
+        (
+            "[model]\nhidden = 4\nlayers = 2\n[probe]\nspectrum = 9\n",
+            ":5:",
+            "8 dimensions (H, in each of 2 layers); use a value up to 8",
+        ),
     ];
     for (i, (text, place, needle)) in cases.iter().enumerate() {
         let name = format!("bad{i}.toml");

@@ -83,7 +83,7 @@ pub fn run_bytes(cfg: &RunConfig) -> u64 {
     // Every layer's tensors as its cell declares them (the first reading D inputs, those above
     // it H), V and c.
     let cell = cfg.model.cell;
-    let entries_of = |input: u64| crate::rnn::Layer::<f32>::zeros(cell, input as usize, h as usize).len() as u64;
+    let entries_of = |input: u64| crate::rnn::Layer::<f32>::entries(cell, input as usize, h as usize) as u64;
     let tensors = entries_of(d) + (layers - 1) * entries_of(h) + o * h + o;
     let params = tensors * (4 * size + F64);
     // A stack's dropout masks, drawn for each training batch: (T, B, H) per boundary.

@@ -287,6 +287,17 @@ impl<F: Real> Layer<F> {
         self.data.len()
     }
 
+    /// The number of entries of a layer of `cell` with input size `input` (D) and hidden size
+    /// `hidden` (H), worked out from its table without building one.
+    pub fn entries(cell: Cell, input: usize, hidden: usize) -> usize {
+        let sizes = Sizes {
+            input,
+            hidden,
+            gates: cell.gates(),
+        };
+        cell.spec().tensors.iter().map(|t| sizes.len(t)).sum()
+    }
+
     /// Whether it has no entries (never, for a layer of H ≥ 1).
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
@@ -573,6 +584,7 @@ mod tests {
             assert!(spec.radius_block < spec.gates, "{name}");
             let (d, h) = (3, 5);
             let mut layer = Layer::<f64>::zeros(cell, d, h);
+            assert_eq!(Layer::<f64>::entries(cell, d, h), layer.len(), "{name}");
             let sizes = layer.sizes();
             for (t, x) in layer.tensors() {
                 assert!((1..=2).contains(&t.shape.len()), "{name} {}", t.name);

@@ -110,7 +110,7 @@ fn naive(
     bump: Option<(usize, usize, usize, f64, Which)>,
 ) -> (f64, States, States, Vec<f64>) {
     let (t_len, b_len) = batch.inputs.dims();
-    let (h, o) = (p.hidden(), p.v.nrows());
+    let h = p.hidden();
     let mut hs = vec![vec![vec![0.0; h]; b_len]; t_len + 1];
     let mut cs = vec![vec![vec![0.0; h]; b_len]; t_len + 1];
     for t in 1..=t_len {

@@ -8,11 +8,16 @@
 Both train the workload of runner's examples/step_time: adding problem (D = 2, O = 1), tanh RNN
 of hidden size H, T steps, batch B, squared error on the last step, full BPTT, global-norm
 clipping at 1.0, plain SGD, one thread. Subcommands print one JSON object per line. `steps torch`
-also times stacks (`--layers N`: nn.RNN(num_layers=N), the head on the top layer) and the gated
-cells (`--cell lstm|gru`: nn.LSTM, nn.GRU); the NumPy reference is the one-layer tanh RNN only.
+also times stacks (`--layers N`: nn.RNN(num_layers=N), the head on the top layer), the gated
+cells (`--cell lstm|gru`: nn.LSTM, nn.GRU) and the cells against vanishing gradients (`--cell
+indrnn|exprnn|cornn|antisymmetric`: scripts/torch_cells.py's layers, written from the papers'
+equations, a Python loop over time as in the papers' code; the same loop, plus exprnn's P at a
+tenth of the learning rate (a second parameter group, as the paper trains it slower) and IndRNN's
+clip |u_i| ≤ 2^(1/T) after each update). The NumPy reference is the one-layer tanh RNN only.
 
     python3 scripts/bench_reference.py steps torch|numpy --dtype f32 --H 32 128 --T 200 --B 1 32
     python3 scripts/bench_reference.py steps torch --layers 2 --cell lstm --H 128 --T 200 --B 32
+    python3 scripts/bench_reference.py steps torch --cell cornn --H 128 --T 200 --B 32
     python3 scripts/bench_reference.py sweep        # the 12-run sweep of benches/sweep.toml
 """
 import argparse
@@ -28,7 +33,11 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 D, O = 2, 1
+# The torch-only cells of scripts/torch_cells.py.
+NEW_CELLS = ("indrnn", "exprnn", "cornn", "antisymmetric")
 
 
 def adding_batch(rng, T, B, dtype):
@@ -59,8 +68,19 @@ def time_steps(step, seconds):
     return statistics.median(times), times[len(times) // 10]
 
 
+def new_cell_hyper(cell, T):
+    """The benchmark's hyperparameters of a torch_cells layer (the timing does not depend on them):
+    IndRNN relu with |u_i| ≤ 2^(1/T), the IndRNN paper's adding-problem bound; coRNN Δt = 0.06,
+    γ = 66, ε = 15, its paper's code's adding-problem defaults; AntisymmetricRNN ε = γ = 0.01."""
+    return {"indrnn": {"activation": "relu", "recurrent_max": 2 ** (1 / T)}, "exprnn": {},
+            "cornn": {"dt": 0.06, "gamma": 66.0, "epsilon": 15.0},
+            "antisymmetric": {"epsilon": 0.01, "gamma": 0.01}}[cell]
+
+
 def torch_step(H, T, B, dtype, seconds, layers=1, cell="rnn"):
     import torch
+
+    import torch_cells
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -69,22 +89,29 @@ def torch_step(H, T, B, dtype, seconds, layers=1, cell="rnn"):
         rnn = torch.nn.LSTM(D, H, num_layers=layers).to(tdtype)
     elif cell == "gru":
         rnn = torch.nn.GRU(D, H, num_layers=layers).to(tdtype)
+    elif cell in NEW_CELLS:
+        rnn = torch_cells.Stack(cell, D, H, layers, **new_cell_hyper(cell, T)).to(tdtype)
     else:
         rnn = torch.nn.RNN(D, H, num_layers=layers, nonlinearity="tanh").to(tdtype)
     head = torch.nn.Linear(H, O).to(tdtype)
     params = list(rnn.parameters()) + list(head.parameters())
-    opt = torch.optim.SGD(params, lr=1e-3)
+    # exprnn's P (weight_hh) learns at a tenth of the rate (the paper's 1e-4 against 1e-3).
+    slow = [p for n, p in rnn.named_parameters() if cell == "exprnn" and n.endswith("weight_hh")]
+    fast = [p for p in params if all(p is not q for q in slow)]
+    opt = torch.optim.SGD([{"params": fast}] + ([{"params": slow, "lr": 1e-4}] if slow else []), lr=1e-3)
     npdtype = np.float32 if dtype == "f32" else np.float64
     batches = [tuple(map(torch.from_numpy, adding_batch(rng, T, B, npdtype))) for _ in range(8)]
 
     def step(i):
         x, y = batches[i % len(batches)]
         opt.zero_grad(set_to_none=True)
-        out, _ = rnn(x)
+        out = rnn(x) if cell in NEW_CELLS else rnn(x)[0]  # (T, B, H)
         loss = ((head(out[-1]) - y) ** 2).mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        if cell in NEW_CELLS:
+            rnn.constrain()  # IndRNN's |u_i| ≤ recurrent_max after the update; the others have none
 
     return time_steps(step, seconds)
 
@@ -184,7 +211,8 @@ def main():
     st.add_argument("--B", type=int, nargs="+", default=[1, 32])
     st.add_argument("--seconds", type=float, default=0.5)
     st.add_argument("--layers", type=int, default=1, help="stacked layers (torch only)")
-    st.add_argument("--cell", choices=["rnn", "lstm", "gru"], default="rnn", help="tanh RNN, LSTM or GRU (torch only)")
+    st.add_argument("--cell", choices=["rnn", "lstm", "gru", *NEW_CELLS], default="rnn",
+                    help="tanh RNN, LSTM, GRU, or a cell of scripts/torch_cells.py (torch only)")
     sub.add_parser("sweep")
     args = ap.parse_args()
     if args.cmd == "sweep":

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Reload runner's checkpoints into PyTorch and reproduce each run's gradient-decay probe.
 
-For every run of a results folder with a final checkpoint, this script
+For every run of a results folder with a final checkpoint of a one-layer plain, LSTM or GRU
+network (others are skipped, with a line saying so), this script
   1. loads the tensors into torch.nn.RNN / nn.LSTM / nn.GRU + nn.Linear with load_state_dict
      (strict: names and shapes must match PyTorch's exactly),
   2. unrolls the same weights with nn.RNNCell / nn.LSTMCell / nn.GRUCell (a hand-written step
@@ -26,7 +27,11 @@ With --gradients it checks runner's loss and gradients instead, for every checkp
      or with metadata `residual` true (false when absent) y^(l)_t = x^(l)_t + h^(l)_t from the
      second layer on (GNMT residual stacks). Each layer runs nn.LSTMCell / nn.GRUCell /
      nn.RNNCell (tanh, relu) holding its tensors, or the hand-written plain step (sigmoid,
-     identity);
+     identity); or, for the cells against vanishing gradients (metadata `cell` indrnn, exprnn,
+     cornn or antisymmetric), scripts/torch_cells.py's layers written from the papers' equations,
+     holding the checkpoint's tensors (every rnn.*_l{k} read, shapes checked) and reading their
+     metadata (indrnn `activation`, relu when absent; cornn `dt`, `gamma`, `epsilon`;
+     antisymmetric `epsilon`, `gamma`), coRNN's layer output being its y state;
   2. where PyTorch has the cell (LSTM, GRU, tanh and ReLU RNNs), strict-loads
      torch.nn.RNN/LSTM/GRU(num_layers=L), or for a residual stack L one-layer modules whose
      outputs from the second on are added to their inputs, and compares their outputs and
@@ -38,6 +43,9 @@ With --gradients it checks runner's loss and gradients instead, for every checkp
      and prints per checkpoint, per cell and overall the largest relative difference of the loss
      and of every gradient tensor (|difference| over the tensor's max |entry|). Exits 1 if any
      exceeds 1e-6.
+
+scripts/torch_cells.py --selftest checks those four cells' autograd gradients against finite
+differences without runner.
 
 Needs torch, numpy and safetensors (pip install torch numpy safetensors). Not part of CI.
 
@@ -55,6 +63,9 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch_cells  # noqa: E402  (scripts/torch_cells.py: indrnn, exprnn, cornn, antisymmetric)
 
 torch.set_default_dtype(torch.float64)
 
@@ -87,6 +98,10 @@ def check(folder):
     worst, worst_module, n, deep = 0.0, 0.0, 0, 0
     for ck in sorted(folder.glob("checkpoints/*/final.safetensors")):
         t, meta = load(ck)
+        if meta["cell"] in torch_cells.CELLS:
+            print(f"{ck}: cell {meta['cell']}: the probe and spectrum checks read the plain, LSTM and GRU "
+                  "cells only (--gradients checks it), skipped")
+            continue
         if "rnn.weight_hh_l1" in t:
             print(f"{ck}: {layer_count(t, meta)} layers: the probe check reads one-layer networks only, skipped")
             continue
@@ -178,8 +193,8 @@ def check_spectrum(folder):
     for ck in sorted(folder.glob("checkpoints/*/final.safetensors")):
         t, meta = load(ck)
         rows = ours.get(meta["run_id"])
-        if not rows or "rnn.weight_hh_l1" in t:
-            continue
+        if not rows or "rnn.weight_hh_l1" in t or meta["cell"] in torch_cells.CELLS:
+            continue  # check() says it skipped them
         last = max(int(r["probe_step"]) for r in rows)
         theirs = {int(r["index"]): r["exponent"] for r in rows if int(r["probe_step"]) == last}
         k = len(theirs)
@@ -325,7 +340,8 @@ def runner_gradients(command, ck, scratch):
 def gradient_check(ck, command, scratch, verbose):
     """(cell, label, {what: relative difference}) of one checkpoint, autograd's the reference."""
     t, meta = load(ck)
-    cell, act = meta["cell"], meta["activation"]
+    cell = meta["cell"]
+    act = meta.get("activation", "relu" if cell == "indrnn" else "tanh")
     layers, residual = layer_count(t, meta), bool(meta.get("residual", False))
     dropout = meta.get("config", {}).get("model.dropout", 0) or 0
     if dropout:
@@ -333,9 +349,18 @@ def gradient_check(ck, command, scratch, verbose):
     x, y = t["probe.x"], t["probe.y"]
     head_w, head_b = leaf(t["head.weight"]), leaf(t["head.bias"])
 
-    steps, leaves = stacked_steps(cell, act, t, layers)
+    if cell in torch_cells.CELLS:
+        # The papers' equations (scripts/torch_cells.py); its parameters are the leaves.
+        try:
+            stack = torch_cells.Stack.from_checkpoint(cell, meta, t, layers, residual)
+        except ValueError as e:
+            raise CheckError(str(e)) from e
+        leaves = stack.checkpoint_parameters()
+        top = stack(x)
+    else:
+        steps, leaves = stacked_steps(cell, act, t, layers)
+        top = unroll(cell, steps, x, residual)
     leaves.update({"head.weight": head_w, "head.bias": head_b})
-    top = unroll(cell, steps, x, residual)
     e = loss_of(top, head_w, head_b, y)
     grads = dict(zip(leaves, torch.autograd.grad(e, list(leaves.values()))))
 
@@ -350,7 +375,7 @@ def gradient_check(ck, command, scratch, verbose):
     # PyTorch's own layers, where it has the cell: nn.RNN/LSTM/GRU(num_layers=L), or for a
     # residual stack L one-layer modules with each output from the second on added to its input.
     # The same outputs and gradients as the cells' unroll above.
-    if cell in ("lstm", "gru") or act in ("tanh", "relu"):
+    if cell in ("lstm", "gru") or (cell == "rnn" and act in ("tanh", "relu")):
         h = t["rnn.weight_hh_l0"].shape[1]
 
         def module_of(d, n):
@@ -378,12 +403,12 @@ def gradient_check(ck, command, scratch, verbose):
         g_full = torch.autograd.grad(e_full, [p for _, p in named])
         diffs["nn module: outputs"] = relative(top, full)
         diffs["nn module: gradients"] = max(relative(grads[n], g) for (n, _), g in zip(named, g_full))
-    label = (f"{meta['run_id']} {ck.stem:5} {cell}{'' if cell != 'rnn' else '/' + act} "
-             f"{meta.get('dtype', '?')} L={layers}{' residual' if residual else ''}")
+    name = f"{cell}/{act}" if cell in ("rnn", "indrnn") else cell
+    label = f"{meta['run_id']} {ck.stem:5} {name} {meta.get('dtype', '?')} L={layers}{' residual' if residual else ''}"
     if verbose:
         for what, v in diffs.items():
             print(f"  {label} {what}: {v:.1e}")
-    return f"{cell}{'' if cell != 'rnn' else '/' + act}", label, diffs
+    return name, label, diffs
 
 
 def check_gradients(folders, bin_path, verbose):

@@ -17,7 +17,12 @@
 //! a trace holding k copies of the sequence, one per column. The QR is Gram–Schmidt done twice
 //! (orthogonal to working precision). A step that is exactly singular in a direction (a ReLU
 //! unit off) leaves R_ii = 0 (below n·ε of the column's norm: nothing of it is left to f64
-//! precision); λ_i is then −∞.
+//! precision): λ_i is then −∞, and column i is dropped from the iteration (set to zero, and no
+//! other column is orthogonalised against it), so the surviving columns go on as the QR
+//! iteration of the directions that survive, their exponents not bent by a placeholder. Each
+//! sequence's exponents are then put in decreasing order, the −∞ ones last: index i is the i-th
+//! largest (without a collapse the iteration gives them in that order up to finite-time
+//! fluctuations).
 
 use ndarray::{Array2, Axis, s};
 
@@ -71,7 +76,7 @@ pub fn spectrum(p: &Params<f64>, batch: &Batch<f64>, k: usize, rows: usize) -> V
         for j in 0..k {
             q[[j, j]] = 1.0;
         }
-        let mut sums = vec![0.0; k];
+        let (mut sums, mut dead) = (vec![0.0; k], vec![false; k]);
         for (wi, &(start, end)) in wins.iter().enumerate().rev() {
             if wi + 1 < wins.len() {
                 tr.enter(&entries[wi]);
@@ -93,61 +98,62 @@ pub fn spectrum(p: &Params<f64>, batch: &Batch<f64>, k: usize, rows: usize) -> V
                         q.slice_mut(c_of(l)).assign(&stage.carry_c);
                     }
                 }
-                orthonormalise_rows(&mut q, &mut sums);
+                orthonormalise_rows(&mut q, &mut sums, &mut dead);
             }
         }
-        out.push(sums.iter().map(|s| s / t_len as f64).collect());
+        out.push(in_decreasing_order(sums.iter().map(|s| s / t_len as f64).collect()));
     }
     out
 }
 
-/// QR of the (n × k) matrix whose columns are the rows of `q`, in place: the rows become Q's
-/// columns, and ln |R_jj| is added to `log_r[j]` (−∞ once R_jj is 0 to working precision, in
-/// which case row j is replaced by any unit vector orthogonal to the rows before it, so that Q
-/// stays orthonormal). Gram–Schmidt, each row orthogonalised twice against those before it.
-fn orthonormalise_rows(q: &mut Array2<f64>, log_r: &mut [f64]) {
+/// QR of the (n × k) matrix whose columns are the rows of `q`, in place, over the live rows (those
+/// not yet `dead`): they become orthonormal, and ln |R_jj| is added to `log_r[j]`. A row whose
+/// R_jj is 0 to working precision (its direction collapsed: a ReLU unit off, an exactly
+/// singular step) gets `log_r[j]` = −∞ (NaN if it was not finite), is marked dead and set to
+/// zero: from then on it constrains no other row, so the live rows continue as the QR iteration
+/// of the directions that survive, in the orthogonal complement of nothing that has died.
+/// Gram–Schmidt, each live row orthogonalised twice against the live rows before it: without a
+/// collapse, the operations (and bits) of the plain iteration.
+fn orthonormalise_rows(q: &mut Array2<f64>, log_r: &mut [f64], dead: &mut [bool]) {
     let n = q.ncols();
-    for (j, log_rj) in log_r.iter_mut().enumerate() {
+    for j in 0..log_r.len() {
+        if dead[j] {
+            continue;
+        }
         let (done, mut rest) = q.view_mut().split_at(Axis(0), j);
         let mut v = rest.row_mut(0);
         let before = dot(v.view(), v.view()).sqrt();
         for _ in 0..2 {
-            for qi in done.rows() {
+            for (qi, _) in done.rows().into_iter().zip(&dead[..j]).filter(|(_, d)| !**d) {
                 let proj = dot(qi, v.view());
                 v.scaled_add(-proj, &qi);
             }
         }
         let r = dot(v.view(), v.view()).sqrt();
         if r > n as f64 * f64::EPSILON * before && r.is_finite() {
-            *log_rj += elem::ln(r);
+            log_r[j] += elem::ln(r);
             v.mapv_inplace(|x| x / r);
             continue;
         }
-        *log_rj = if r.is_nan() || before.is_nan() {
+        log_r[j] = if r.is_nan() || before.is_nan() {
             f64::NAN
         } else {
             f64::NEG_INFINITY
         };
-        // A completion: the first basis vector not in the span of the rows before this one.
-        for e in 0..n {
-            v.fill(0.0);
-            v[e] = 1.0;
-            for _ in 0..2 {
-                for qi in done.rows() {
-                    let proj = dot(qi, v.view());
-                    v.scaled_add(-proj, &qi);
-                }
-            }
-            let r = dot(v.view(), v.view()).sqrt();
-            if r > 0.5 {
-                v.mapv_inplace(|x| x / r);
-                break;
-            }
-        }
+        dead[j] = true;
+        v.fill(0.0);
     }
 }
 
-/// The mean over sequences of each exponent, in sequence order (−∞ if any sequence's is).
+/// A sequence's exponents in the order `spectrum.csv` gives them: largest first, the −∞ ones
+/// (collapsed directions) after every finite one, NaN (a diverged trajectory) last.
+fn in_decreasing_order(mut exponents: Exponents) -> Exponents {
+    exponents.sort_by(|a, b| b.partial_cmp(a).unwrap_or_else(|| a.is_nan().cmp(&b.is_nan())));
+    exponents
+}
+
+/// The mean over sequences of each exponent: of every sequence's i-th largest, for each i (−∞ if
+/// any sequence's is).
 pub fn mean_exponents(per_sequence: &[Exponents]) -> Exponents {
     let k = per_sequence.first().map_or(0, Vec::len);
     (0..k)
@@ -357,7 +363,7 @@ mod tests {
                 }
                 let eps = 1e-6;
                 let mut q = Array2::<f64>::eye(n); // rows are Q's columns
-                let mut sums = vec![0.0; n];
+                let (mut sums, mut dead) = (vec![0.0; n], vec![false; n]);
                 for step in (1..=t).rev() {
                     // J (n × n), column m = ∂z_t/∂z_{t−1,m} by central differences.
                     let mut jac = Array2::<f64>::zeros((n, n));
@@ -376,9 +382,9 @@ mod tests {
                         .and(q.rows())
                         .for_each(|mut out, qj| out.assign(&qj.dot(&jac)));
                     q = next;
-                    orthonormalise_rows(&mut q, &mut sums);
+                    orthonormalise_rows(&mut q, &mut sums, &mut dead);
                 }
-                let want: Vec<f64> = sums.iter().map(|s| s / t as f64).collect();
+                let want = in_decreasing_order(sums.iter().map(|s| s / t as f64).collect());
                 let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
                 eprintln!(
                     "{cell:?}, {layers} layers (residual {residual}): exponents against finite differences: maxdiff = {worst:.2e}"
@@ -386,5 +392,53 @@ mod tests {
                 assert!(worst < 1e-6, "{cell:?} ×{layers}: {got:?} vs {want:?}");
             }
         }
+    }
+
+    /// A ReLU cell with a diagonal W = diag(w) has diagonal Jacobians diag(relu′(a_t)) W, so its
+    /// spectrum over the full state (k = H) is known in closed form: on one sequence, ln |w_i|
+    /// for every unit on at every step, −∞ for every unit some step switches off; in decreasing
+    /// order, the −∞ ones last. (The iteration visits the units in index order; here their
+    /// factors are not sorted and some units in the middle switch off, so both the order and
+    /// what follows a collapse are tested.)
+    #[test]
+    fn diagonal_relu_spectrum_is_known_in_closed_form() {
+        let (t, h) = (30, 8);
+        let cfg = config(Cell::Rnn(Activation::Relu), h, Init::Xavier, 1.0);
+        let mut p = cfg.init(&mut ChaCha8Rng::seed_from_u64(4));
+        let w = [0.9, 1.2, 0.5, 1.05, 0.7, 0.3, 1.1, 0.95];
+        {
+            let mut layer = p.layers_mut()[0].roles_mut();
+            layer.w.fill(0.0);
+            for (i, &wi) in w.iter().enumerate() {
+                layer.w[[i, i]] = wi;
+            }
+            // Units 0, 1, 3 and 6 biased on, the others near zero: some of those switch off.
+            for (i, b) in layer.b.iter_mut().enumerate() {
+                *b = if [0, 1, 3, 6].contains(&i) { 5.0 } else { 0.0 };
+            }
+        }
+        let x = batch(t, 2, 8);
+        let mut tr = Trace::default();
+        super::super::forward(&p, &x, &mut tr);
+        let got = spectrum(&p, &x, h, 1 << 20);
+        let mut collapsed = 0;
+        for (seq, lambdas) in got.iter().enumerate() {
+            let want = in_decreasing_order(
+                (0..h)
+                    .map(|i| {
+                        let on = (1..=t).all(|step| tr.layers[0].h[[step, seq, i]] > 0.0);
+                        if on { elem::ln(w[i]) } else { f64::NEG_INFINITY }
+                    })
+                    .collect(),
+            );
+            collapsed += want.iter().filter(|l| l.is_infinite()).count();
+            for (g, w) in lambdas.iter().zip(&want) {
+                assert!(
+                    (g == w) || (g - w).abs() < 1e-12,
+                    "sequence {seq}: {lambdas:?} against {want:?}"
+                );
+            }
+        }
+        assert!(collapsed > 0 && collapsed < 2 * h, "some units, not all, switch off");
     }
 }

@@ -561,7 +561,7 @@ impl Reader<'_> {
         let mut variants: Vec<Variant> = Vec::new();
         for (span, flat) in tables {
             let origin = self.at(span);
-            let mut label = None;
+            let (mut label, mut bad_label) = (None, false);
             let mut set = Vec::new();
             for (name, kspan, value) in flat {
                 let korigin = self.at(kspan);
@@ -575,11 +575,20 @@ impl Reader<'_> {
                 if name == "label" {
                     match keydef("name").expect("name key").kind.check(&value) {
                         Ok(Value::Str(l)) => label = Some(l),
-                        _ => self.problem(
-                            "variant.label",
-                            korigin,
-                            format!("{value} is not a valid label: use 1 to 100 characters from A-Z a-z 0-9 _ . -"),
-                        ),
+                        _ => {
+                            bad_label = true;
+                            self.problem(
+                                "variant.label",
+                                korigin,
+                                format!(
+                                    "{} is not a valid label: use 1 to 100 characters from A-Z a-z 0-9 _ . -",
+                                    match &value {
+                                        Value::Str(text) => format!("\"{text}\""),
+                                        other => other.to_string(),
+                                    }
+                                ),
+                            )
+                        }
                     }
                     continue;
                 }
@@ -618,6 +627,8 @@ impl Reader<'_> {
                     settings: set,
                     origin,
                 }),
+                // A label given but refused above has its message already.
+                None if bad_label => {}
                 None => self.problem("variant.label", origin, "a [[variant]] needs a `label = \"...\"`"),
             }
         }

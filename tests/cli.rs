@@ -413,6 +413,12 @@ fn bad_specs_are_refused_before_anything_is_written() {
             "`output.dir`: \"/tmp\" is not a valid name",
         ),
         ("[output]\ndir = \"..\"\n", ":2:1:", "`output.dir`"),
+        // A refused label is one problem, not also a missing label.
+        (
+            "[[variant]]\nlabel = \"a b\"\nmodel.cell = \"lstm\"\n",
+            ":2:1:",
+            "has 1 problem; nothing was run or written:\n  bad13.toml:2:1: `variant.label`: \"a b\" is not a valid label",
+        ),
         // Stacks: layers 1 ..= 16, dropout in [0, 1), residual a boolean, in a sweep too.
         ("[model]\nlayers = 0\n", ":2:1:", "`model.layers`: 0 is out of range"),
         ("[model]\nlayers = 17\n", ":2:1:", "`model.layers`: 17 is out of range"),

@@ -110,7 +110,7 @@ fn naive(
     bump: Option<(usize, usize, usize, f64, Which)>,
 ) -> (f64, States, States, Vec<f64>) {
     let (t_len, b_len) = batch.inputs.dims();
-    let (h, o) = (p.hidden(), p.v.nrows());
+    let h = p.hidden();
     let mut hs = vec![vec![vec![0.0; h]; b_len]; t_len + 1];
     let mut cs = vec![vec![vec![0.0; h]; b_len]; t_len + 1];
     for t in 1..=t_len {
@@ -137,15 +137,24 @@ fn naive(
             hs[t][b][i] += eps;
         }
     }
-    // Per-sequence loss at each loss-carrying step.
+    let (e, last_per_seq) = naive_loss(p, batch, &|t, b| &hs[t][b]);
+    (e, hs, cs, last_per_seq)
+}
+
+/// The head's loss over the loss-carrying steps from the state the head reads, `y(t, b)` at step
+/// t (1-based) of sequence b: (E, each sequence's last-step loss).
+fn naive_loss<'a>(p: &Params, batch: &Batch, y_of: &dyn Fn(usize, usize) -> &'a [f64]) -> (f64, Vec<f64>) {
+    let (t_len, b_len) = batch.inputs.dims();
+    let (h, o) = (p.hidden(), p.v.nrows());
     let l = batch.targets.steps();
     let mut total = 0.0;
     let mut last_per_seq = vec![0.0; b_len];
     for step in 0..l {
         let t = t_len - l + step + 1;
         for b in 0..b_len {
+            let ys = y_of(t, b);
             let net: Vec<f64> = (0..o)
-                .map(|k| p.c[k] + (0..h).map(|j| p.v[[k, j]] * hs[t][b][j]).sum::<f64>())
+                .map(|k| p.c[k] + (0..h).map(|j| p.v[[k, j]] * ys[j]).sum::<f64>())
                 .collect();
             let loss = match &batch.targets {
                 Targets::Values(y) => (0..o).map(|k| (net[k] - y[[step, b, k]]).powi(2)).sum::<f64>() / o as f64,
@@ -161,7 +170,7 @@ fn naive(
             }
         }
     }
-    (total / (l * b_len) as f64, hs, cs, last_per_seq)
+    (total / (l * b_len) as f64, last_per_seq)
 }
 
 fn params(cell: Cell, d: usize, o: usize, seed: u64) -> Params {
@@ -618,8 +627,8 @@ type StackStep = Vec<(Step, Step)>;
 /// y⁽ˡ⁾ = h⁽ˡ⁾, or x⁽ˡ⁾ + h⁽ˡ⁾ in a residual stack from its second layer on, and m the given mask
 /// (all ones without dropout); the head reads the top layer's y. `detach` holds every layer's
 /// (h, c) fixed at the listed steps (truncated BPTT's windows); `bump` perturbs h_k of layer l,
-/// sequence b, unit i. Returns (E, every layer's h states, each sequence's last-step loss).
-#[allow(clippy::type_complexity)]
+/// sequence b, unit i. Returns (E, every layer's h states one after another, every layer's c
+/// states ([l][t][b]; zeros but for the LSTM), each sequence's last-step loss).
 fn naive_stack(
     p: &Params,
     cell: Cell,
@@ -627,9 +636,9 @@ fn naive_stack(
     masks: &[Array3<f64>],
     detach: &[(usize, StackStep)],
     bump: Option<(usize, usize, usize, usize, f64)>,
-) -> (f64, States, Vec<f64>) {
+) -> (f64, States, Vec<States>, Vec<f64>) {
     let (t_len, b_len) = batch.inputs.dims();
-    let (h, o) = (p.hidden(), p.v.nrows());
+    let h = p.hidden();
     // The first layer's input, [t][b][d].
     let d = p.layers()[0].roles().u.ncols();
     let mut xs: States = (0..t_len)
@@ -646,7 +655,7 @@ fn naive_stack(
                 .collect()
         })
         .collect();
-    let mut all_h = Vec::new();
+    let (mut all_h, mut all_c) = (Vec::new(), Vec::new());
     let mut ys = Vec::new();
     for (l, layer) in p.layers().iter().enumerate() {
         let mut hs = vec![vec![vec![0.0; h]; b_len]; t_len + 1];
@@ -700,31 +709,11 @@ fn naive_stack(
             })
             .collect();
         all_h.push(hs);
+        all_c.push(cs);
     }
     // The loss of the top layer's y at the loss-carrying steps.
-    let l = batch.targets.steps();
-    let (mut total, mut last_per_seq) = (0.0, vec![0.0; b_len]);
-    for step in 0..l {
-        let t = t_len - l + step + 1;
-        for b in 0..b_len {
-            let net: Vec<f64> = (0..o)
-                .map(|k| p.c[k] + (0..h).map(|j| p.v[[k, j]] * ys[t - 1][b][j]).sum::<f64>())
-                .collect();
-            let loss = match &batch.targets {
-                Targets::Values(y) => (0..o).map(|k| (net[k] - y[[step, b, k]]).powi(2)).sum::<f64>() / o as f64,
-                Targets::Classes(y) => {
-                    let m = net.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    let lse = m + net.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
-                    lse - net[y[[step, b]]]
-                }
-            };
-            total += loss;
-            if step == l - 1 {
-                last_per_seq[b] = loss;
-            }
-        }
-    }
-    (total / (l * b_len) as f64, all_h.concat(), last_per_seq)
+    let (e, last_per_seq) = naive_loss(p, batch, &|t, b| &ys[t - 1][b]);
+    (e, all_h.concat(), all_c, last_per_seq)
 }
 
 /// The parameters of a stack of `layers` layers of `cell`, with non-zero biases.
@@ -801,9 +790,7 @@ fn stacked_layers_match_finite_differences() {
             let detach: Vec<(usize, StackStep)> = match bptt {
                 None => Vec::new(),
                 Some(k) => {
-                    let (_, hs, _) = naive_stack(&p, cell, &batch, &masks, &[], None);
-                    // Only h is returned; the LSTM's c is recomputed below by a second pass.
-                    let cs = naive_stack_cells(&p, cell, &batch, &masks);
+                    let (_, hs, cs, _) = naive_stack(&p, cell, &batch, &masks, &[], None);
                     (1..=T)
                         .filter(|j| (T - j).is_multiple_of(k))
                         .map(|j| {
@@ -829,7 +816,7 @@ fn stacked_layers_match_finite_differences() {
                 &g,
                 cell,
                 &|q| {
-                    let (e, hs, _) = naive_stack(q, cell, &batch, &masks, &detach, None);
+                    let (e, hs, ..) = naive_stack(q, cell, &batch, &masks, &detach, None);
                     (e, hs)
                 },
                 1e-4,
@@ -842,54 +829,6 @@ fn stacked_layers_match_finite_differences() {
         }
     }
     println!("largest relative error over all stacks: {worst:.2e}");
-}
-
-/// Every layer's LSTM cell states c⁽ˡ⁾_t of the naive stack (zeros for other cells), [l][t][b].
-fn naive_stack_cells(p: &Params, cell: Cell, batch: &Batch, masks: &[Array3<f64>]) -> Vec<States> {
-    // c is not part of the output: recompute it layer by layer from the h states the naive
-    // stack gives, which determine each layer's input.
-    let (t_len, b_len) = batch.inputs.dims();
-    let h = p.hidden();
-    let (_, hs, _) = naive_stack(p, cell, batch, masks, &[], None);
-    let d = p.layers()[0].roles().u.ncols();
-    let mut out = Vec::new();
-    let mut x_prev: Option<States> = None; // layer l − 1's input, [t][b][i] (t from 0)
-    for (l, layer) in p.layers().iter().enumerate() {
-        let input = |t: usize, b: usize, k: usize| -> f64 {
-            if l == 0 {
-                match &batch.inputs {
-                    Inputs::Dense(x) => x[[t, b, k]],
-                    Inputs::OneHot(x) => f64::from(u8::from(x[[t, b]] == k)),
-                }
-            } else {
-                let below = hs[(l - 1) * (t_len + 1) + t + 1][b][k];
-                let res = match (&x_prev, p.residual() && l > 1) {
-                    (Some(x), true) => x[t][b][k],
-                    _ => 0.0,
-                };
-                (res + below) * masks.get(l - 1).map_or(1.0, |m| m[[t, b, k]])
-            }
-        };
-        let width = if l == 0 { d } else { h };
-        let xs: States = (0..t_len)
-            .map(|t| {
-                (0..b_len)
-                    .map(|b| (0..width).map(|k| input(t, b, k)).collect())
-                    .collect()
-            })
-            .collect();
-        let mut cs = vec![vec![vec![0.0; h]; b_len]; t_len + 1];
-        for t in 1..=t_len {
-            for b in 0..b_len {
-                let h_prev = &hs[l * (t_len + 1) + t - 1][b];
-                let (_, cn) = naive_step(layer, cell, &|k| xs[t - 1][b][k], h_prev, &cs[t - 1][b], None);
-                cs[t][b] = cn;
-            }
-        }
-        out.push(cs);
-        x_prev = Some(xs);
-    }
-    out
 }
 
 /// A stack's probe: ‖∂E_T/∂h⁽ˡ⁾_{T−d}‖ for every layer, averaged over sequences, against finite
@@ -917,7 +856,7 @@ fn stack_probe_matches_finite_differences() {
                     let mut sq = 0.0;
                     for i in 0..H {
                         let dk = central_difference(
-                            &|eps| naive_stack(&p, cell, &batch, &[], &[], Some((l, k, b, i, eps))).2[b],
+                            &|eps| naive_stack(&p, cell, &batch, &[], &[], Some((l, k, b, i, eps))).3[b],
                             1e-4,
                         );
                         sq += dk * dk;

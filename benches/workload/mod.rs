@@ -38,8 +38,16 @@ pub fn adding_stack<F: Real>(
         seq_len: t,
         eval_size: 1,
     });
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let p = xavier::<F>(cell, (D, h), layers, &mut rng);
+    (p, (0..batches).map(|_| task.sample(b, &mut rng).cast()).collect())
+}
+
+/// A Xavier-initialised stack of `layers` layers of `cell` with `d` inputs and hidden size `h`,
+/// drawn from `rng`, in element type F.
+fn xavier<F: Real>(cell: Cell, (d, h): (usize, usize), layers: usize, rng: &mut ChaCha8Rng) -> Params<F> {
     let cfg = RnnConfig {
-        input: D,
+        input: d,
         hidden: h,
         output: O,
         cell,
@@ -53,9 +61,7 @@ pub fn adding_stack<F: Real>(
         residual: false,
         dropout: 0.0,
     };
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let p = cfg.init(&mut rng).cast();
-    (p, (0..batches).map(|_| task.sample(b, &mut rng).cast()).collect())
+    cfg.init(rng).cast()
 }
 
 /// The training step of the comparison, with its state: forward, full BPTT, global-norm
@@ -109,23 +115,8 @@ pub fn dense_stack<F: Real>(
     layers: usize,
 ) -> (Params<F>, Vec<Batch<F>>) {
     use rand::Rng;
-    let cfg = RnnConfig {
-        input: d,
-        hidden: h,
-        output: O,
-        cell,
-        init: Init::Xavier,
-        init_io: Init::Xavier,
-        std: 0.1,
-        scale: 1.0,
-        forget_bias: 1.0,
-        dtype: F::DTYPE,
-        layers,
-        residual: false,
-        dropout: 0.0,
-    };
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let p = cfg.init(&mut rng).cast();
+    let p = xavier::<F>(cell, (d, h), layers, &mut rng);
     let batch = |rng: &mut ChaCha8Rng| Batch {
         inputs: rnn::Inputs::Dense(ndarray::Array3::from_shape_simple_fn((t, b, d), || {
             F::of(rng.random_range(-1.0..1.0))

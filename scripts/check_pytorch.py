@@ -15,9 +15,14 @@ network (others are skipped, with a line saying so), this script
      checkpoint with PyTorch's cells: J_t = torch.autograd.functional.jacobian of one step's
      state map z_(t-1) -> z_t (z = h, or (h, c) for the LSTM) on each probe sequence's
      trajectory, then the adjoint QR iteration Q <- QR(J_t^T Q) from t = T down to 1 with
-     torch.linalg.qr, lambda_i = mean over t of ln|R_ii|, mean over sequences; it prints the
-     largest absolute difference from spectrum.csv's last probe (exponents runner reports as
-     -inf, empty fields, are skipped).
+     torch.linalg.qr (Householder, where runner does Gram-Schmidt), lambda_i = mean over t of
+     ln|R_ii|, under runner's convention (docs/models.md, "The Lyapunov spectrum"): a column
+     whose |R_ii| is at most n*eps times its norm before the QR has collapsed, lambda_i = -inf,
+     and is dropped (the QR is redone without it, and it stays out from then on); each
+     sequence's exponents are sorted, decreasing with -inf last, and exponent i is the mean
+     over sequences of each one's i-th largest. It prints the largest absolute difference from
+     spectrum.csv's last probe over the exponents both give as finite, and how many fields
+     disagree on being empty (-inf) at all.
 
 With --gradients it checks runner's loss and gradients instead, for every checkpoint
 (checkpoints/*/init.safetensors and final.safetensors) of the folders:
@@ -169,17 +174,53 @@ def check(folder):
             elif math.isfinite(ours[d]) and ours[d] < -150:
                 deep += 1
         n += 1
-    spectrum_diff = check_spectrum(folder)
-    if spectrum_diff is not None:
-        print(f"{folder}: Lyapunov exponents vs runner's spectrum.csv: max |diff| = {spectrum_diff:.1e} "
-              f"(natural log per step)")
+    spectrum = check_spectrum(folder)
+    if spectrum is not None:
+        diff, mismatched = spectrum
+        print(f"{folder}: Lyapunov exponents vs runner's spectrum.csv: max |diff| = {diff:.1e} "
+              f"(natural log per step); {mismatched} empty (-inf) on one side only")
     print(f"{folder}: {n} runs; hidden states of the unrolled cells vs nn.{'{RNN,LSTM,GRU}'}: max |diff| = {worst_module:.1e}; "
           f"probe norms vs runner's grad_decay.csv: max relative difference = {worst:.1e}"
           f" ({deep} norms below 1e-150 not compared)")
 
 
+def qr_dropping_collapsed(a, live, sums):
+    """One step of the spectrum's QR under runner's collapse convention. `a` (n, len(live)) is
+    J_t^T Q over the live columns, `live` their indices into `sums`. A column whose |R_ii| is not
+    above n*eps times its norm has collapsed: its sum becomes -inf and it leaves `live`; the QR
+    is redone without it (the columns after it change, those before it do not). A non-finite
+    column (a diverged trajectory) makes every live sum NaN. Returns Q of the columns left."""
+    n, eps = a.shape[0], torch.finfo(a.dtype).eps
+    if not torch.isfinite(a).all():
+        for j in live:
+            sums[j] = math.nan
+        return a[:, :0], []
+    while live:
+        q, r = torch.linalg.qr(a)
+        diag = torch.diagonal(r).abs()
+        norms = torch.linalg.vector_norm(a, dim=0)
+        collapsed = [i for i in range(len(live)) if not diag[i] > n * eps * norms[i]]
+        if not collapsed:
+            for i, j in enumerate(live):
+                sums[j] += math.log(diag[i].item())
+            return q, live
+        i = collapsed[0]
+        sums[live[i]] = -math.inf
+        keep = [m for m in range(len(live)) if m != i]
+        a, live = a[:, keep], [live[m] for m in keep]
+    return a, live
+
+
+def decreasing(exponents):
+    """A sequence's exponents as spectrum.csv orders them: largest first, -inf after every
+    finite one, NaN last."""
+    return sorted(exponents, key=lambda l: (math.isnan(l), -l if not math.isnan(l) else 0.0))
+
+
 def check_spectrum(folder):
-    """Largest |lambda_torch - lambda_runner| over the runs of `folder`, or None without a spectrum."""
+    """(largest |lambda_torch - lambda_runner| over the exponents both give as finite, the
+    number of fields where one is empty and the other not) over the runs of `folder`, or None
+    without a spectrum."""
     path = folder / "spectrum.csv"
     if not path.exists():
         return None
@@ -189,7 +230,7 @@ def check_spectrum(folder):
             ours.setdefault(row["run_id"], []).append(row)
     if not ours:
         return None
-    worst = 0.0
+    worst, mismatched = 0.0, 0
     for ck in sorted(folder.glob("checkpoints/*/final.safetensors")):
         t, meta = load(ck)
         rows = ours.get(meta["run_id"])
@@ -217,24 +258,28 @@ def check_spectrum(folder):
                 return sigma(W_ih @ x_t + b_ih + W_hh @ z + b_hh)
             return f
 
-        total = torch.zeros(k)
+        per_sequence = []
         for b in range(B):
             zs = [torch.zeros(n)]
             with torch.no_grad():
                 for s_ in range(T):
                     zs.append(step(x[s_, b])(zs[-1]))
-            q = torch.eye(n)[:, :k]
-            sums = torch.zeros(k)
+            q, live, sums = torch.eye(n)[:, :k], list(range(k)), [0.0] * k
             for s_ in reversed(range(T)):
+                if not live:
+                    break
                 jac = torch.autograd.functional.jacobian(step(x[s_, b]), zs[s_], vectorize=True)
-                q, r = torch.linalg.qr(jac.T @ q)
-                sums += torch.log(torch.abs(torch.diagonal(r)))
-            total += sums / T
-        lam = (total / B).tolist()
+                q, live = qr_dropping_collapsed(jac.T @ q, live, sums)
+            per_sequence.append(decreasing([s / T for s in sums]))
+        lam = [sum(e[i] for e in per_sequence) / B for i in range(k)]
         for i, l in enumerate(lam, start=1):
-            if theirs[i]:
+            if theirs[i] and math.isfinite(l):
                 worst = max(worst, abs(l - float(theirs[i])))
-    return worst
+            elif bool(theirs[i]) != math.isfinite(l):
+                mismatched += 1
+                if "--verbose" in sys.argv:
+                    print(meta["run_id"], cell, act, "index", i, "runner", theirs[i] or "empty", "torch", l)
+    return worst, mismatched
 
 
 # --- --gradients: runner's loss and dE/dθ against autograd's -------------------------------------

@@ -304,9 +304,11 @@ pub struct SpectrumRow {
     pub run_id: String,
     /// Parameter updates done before the probe.
     pub probe_step: u64,
-    /// i, 1 … k, largest first.
+    /// i, 1 … k, largest first: each probe sequence's exponents are sorted, decreasing with −∞
+    /// last, and row i holds the mean of their i-th largest.
     pub index: u64,
-    /// λ_i, natural log per step, mean over the probe sequences; empty when −∞ (a step was
-    /// exactly singular in this direction for some sequence) or not finite.
+    /// λ_i, natural log per step, the mean over the probe sequences of each one's i-th largest;
+    /// empty when −∞ (some sequence has fewer than i finite exponents: a step was exactly
+    /// singular in some of its directions) or not finite. The empty ones come last.
     pub exponent: Option<f64>,
 }

@@ -8,16 +8,27 @@
 //! iteration, per sequence:
 //!
 //! ```text
-//! Q ← the first k columns of the identity (n × k)
-//! for t = T down to 1:   (Q, R) ← QR(J_tᵀ Q);   S_i += ln |R_ii|
-//! λ_i = S_i / T           (natural log per step)
+//! Q ← the first k columns of the identity (n × k);   every column live
+//! for t = T down to 1:   (Q, R) ← QR(J_tᵀ Q) over the live columns;   S_i += ln |R_ii|
+//!                        a live column with R_ii = 0 collapses: S_i = −∞, and it is dropped
+//! λ_i = S_i / T           (natural log per step), then sorted: decreasing, −∞ last
 //! ```
 //!
 //! J_tᵀ Q is a vector–Jacobian product on k vectors: each cell's backward step computes it, on
 //! a trace holding k copies of the sequence, one per column. The QR is Gram–Schmidt done twice
-//! (orthogonal to working precision). A step that is exactly singular in a direction (a ReLU
-//! unit off) leaves R_ii = 0 (below n·ε of the column's norm: nothing of it is left to f64
-//! precision); λ_i is then −∞.
+//! (orthogonal to working precision), each live column against the live columns before it.
+//!
+//! A collapse: a step that is exactly singular in a direction (a ReLU unit off) can map a
+//! column into the span of the columns before it, leaving R_ii = 0 (below n·ε of the column's
+//! norm: nothing of it is left to f64 precision). λ_i is then −∞, and column i is dropped: set
+//! to zero and left out of every later QR, so no column is held orthogonal to it. The surviving
+//! columns go on as the QR iteration of the subspace that survives (a column after i takes the
+//! place i left, and can grow into the direction i followed), their exponents not bent by a
+//! placeholder direction. Each sequence's exponents are then put in decreasing order, the −∞
+//! ones last, so that index i is the i-th largest whatever the columns' order (without a
+//! collapse the iteration gives them in that order up to finite-time fluctuations, which the
+//! sort also takes out). A run's exponent i is the mean over sequences of each one's i-th
+//! largest (`mean_exponents`).
 
 use ndarray::{Array2, Axis, s};
 
@@ -27,13 +38,15 @@ use crate::real::dot;
 use super::bptt::{Entry, begin, carry_state, forward_window, step_back_stack, windows};
 use super::{Batch, Params, Trace};
 
-/// One sequence's exponents λ_1 … λ_k, natural log per step, −∞ where a step was singular.
+/// One sequence's exponents λ_1 … λ_k, natural log per step, largest first: the finite ones in
+/// decreasing order, then the −∞ ones (collapsed directions), then NaN (a diverged trajectory).
 pub type Exponents = Vec<f64>;
 
-/// The first `k` Lyapunov exponents of each sequence of `batch`, in batch order, computed in
-/// f64. `rows` bounds the trace: k copies of a sequence go through it in windows of
-/// ⌊rows / k⌋ steps (at least one), recomputing each window's forward pass from the state that
-/// entered it, so the spectrum needs the memory of a `rows`-row trace whatever T is.
+/// The first `k` Lyapunov exponents of each sequence of `batch`, in batch order, each
+/// sequence's in decreasing order (the module's definition), computed in f64. `rows` bounds the
+/// trace: k copies of a sequence go through it in windows of ⌊rows / k⌋ steps (at least one),
+/// recomputing each window's forward pass from the state that entered it, so the spectrum needs
+/// the memory of a `rows`-row trace whatever T is.
 ///
 /// In a stack the state is every layer's, bottom first, each layer's h then its c (the LSTM's):
 /// z = (h⁽⁰⁾, c⁽⁰⁾, h⁽¹⁾, c⁽¹⁾, …), dimension layers × states × H. A step's Jacobian then
@@ -71,7 +84,7 @@ pub fn spectrum(p: &Params<f64>, batch: &Batch<f64>, k: usize, rows: usize) -> V
         for j in 0..k {
             q[[j, j]] = 1.0;
         }
-        let mut sums = vec![0.0; k];
+        let (mut sums, mut dead) = (vec![0.0; k], vec![false; k]);
         for (wi, &(start, end)) in wins.iter().enumerate().rev() {
             if wi + 1 < wins.len() {
                 tr.enter(&entries[wi]);
@@ -93,61 +106,66 @@ pub fn spectrum(p: &Params<f64>, batch: &Batch<f64>, k: usize, rows: usize) -> V
                         q.slice_mut(c_of(l)).assign(&stage.carry_c);
                     }
                 }
-                orthonormalise_rows(&mut q, &mut sums);
+                orthonormalise_rows(&mut q, &mut sums, &mut dead);
             }
         }
-        out.push(sums.iter().map(|s| s / t_len as f64).collect());
+        out.push(in_decreasing_order(sums.iter().map(|s| s / t_len as f64).collect()));
     }
     out
 }
 
-/// QR of the (n × k) matrix whose columns are the rows of `q`, in place: the rows become Q's
-/// columns, and ln |R_jj| is added to `log_r[j]` (−∞ once R_jj is 0 to working precision, in
-/// which case row j is replaced by any unit vector orthogonal to the rows before it, so that Q
-/// stays orthonormal). Gram–Schmidt, each row orthogonalised twice against those before it.
-fn orthonormalise_rows(q: &mut Array2<f64>, log_r: &mut [f64]) {
+/// QR of the (n × k) matrix whose columns are the live rows of `q` (those not `dead`), in
+/// place: they become Q's columns, and ln |R_jj| is added to `log_r[j]`. Gram–Schmidt, each live
+/// row orthogonalised twice against the live rows before it; without a dead row, the operations
+/// (and bits) of the plain iteration.
+///
+/// Row j collapses when R_jj is 0 to working precision (below n·ε of the row's norm before
+/// orthogonalisation: it lay in the span of the live rows before it, as when a ReLU unit off
+/// zeroes its direction). It is marked dead, `log_r[j]` becomes −∞ and the row zero; later calls
+/// skip it and no row is orthogonalised against it. A row with no finite norm (the trajectory
+/// diverged) is dropped the same way with `log_r[j]` = NaN.
+fn orthonormalise_rows(q: &mut Array2<f64>, log_r: &mut [f64], dead: &mut [bool]) {
     let n = q.ncols();
-    for (j, log_rj) in log_r.iter_mut().enumerate() {
+    for j in 0..log_r.len() {
+        if dead[j] {
+            continue;
+        }
         let (done, mut rest) = q.view_mut().split_at(Axis(0), j);
         let mut v = rest.row_mut(0);
         let before = dot(v.view(), v.view()).sqrt();
         for _ in 0..2 {
-            for qi in done.rows() {
-                let proj = dot(qi, v.view());
-                v.scaled_add(-proj, &qi);
-            }
-        }
-        let r = dot(v.view(), v.view()).sqrt();
-        if r > n as f64 * f64::EPSILON * before && r.is_finite() {
-            *log_rj += elem::ln(r);
-            v.mapv_inplace(|x| x / r);
-            continue;
-        }
-        *log_rj = if r.is_nan() || before.is_nan() {
-            f64::NAN
-        } else {
-            f64::NEG_INFINITY
-        };
-        // A completion: the first basis vector not in the span of the rows before this one.
-        for e in 0..n {
-            v.fill(0.0);
-            v[e] = 1.0;
-            for _ in 0..2 {
-                for qi in done.rows() {
+            for (qi, &gone) in done.rows().into_iter().zip(&dead[..j]) {
+                if !gone {
                     let proj = dot(qi, v.view());
                     v.scaled_add(-proj, &qi);
                 }
             }
-            let r = dot(v.view(), v.view()).sqrt();
-            if r > 0.5 {
-                v.mapv_inplace(|x| x / r);
-                break;
-            }
         }
+        let r = dot(v.view(), v.view()).sqrt();
+        if !(r.is_finite() && before.is_finite()) {
+            log_r[j] = f64::NAN;
+        } else if r > n as f64 * f64::EPSILON * before {
+            log_r[j] += elem::ln(r);
+            v.mapv_inplace(|x| x / r);
+            continue;
+        } else {
+            log_r[j] = f64::NEG_INFINITY;
+        }
+        dead[j] = true;
+        v.fill(0.0);
     }
 }
 
-/// The mean over sequences of each exponent, in sequence order (−∞ if any sequence's is).
+/// A sequence's exponents in the order `spectrum.csv` gives them: largest first, the −∞ ones
+/// (collapsed directions) after every finite one, NaN (a diverged trajectory) last.
+fn in_decreasing_order(mut exponents: Exponents) -> Exponents {
+    exponents.sort_by(|a, b| b.partial_cmp(a).unwrap_or_else(|| a.is_nan().cmp(&b.is_nan())));
+    exponents
+}
+
+/// The mean over sequences of each exponent: for each i, of every sequence's i-th largest (−∞
+/// if any sequence's is, NaN if any is NaN). As each sequence's are in decreasing order, so are
+/// the means, with −∞ after every finite one.
 pub fn mean_exponents(per_sequence: &[Exponents]) -> Exponents {
     let k = per_sequence.first().map_or(0, Vec::len);
     (0..k)
@@ -250,8 +268,8 @@ mod tests {
             let want = s / t as f64;
             let got: f64 = lambdas.iter().sum();
             worst = worst.max((got - want).abs());
-            // Ordered, as a QR iteration sorts them.
-            assert!(lambdas.windows(2).all(|w| w[0] >= w[1] - 1e-9), "{lambdas:?}");
+            // Decreasing, as spectrum.csv gives them.
+            assert!(lambdas.windows(2).all(|w| w[0] >= w[1]), "{lambdas:?}");
         }
         eprintln!("Σλ against mean ln|det J|: maxdiff = {worst:.2e}");
         assert!(worst < 1e-10, "maxdiff = {worst:e}");
@@ -357,7 +375,7 @@ mod tests {
                 }
                 let eps = 1e-6;
                 let mut q = Array2::<f64>::eye(n); // rows are Q's columns
-                let mut sums = vec![0.0; n];
+                let (mut sums, mut dead) = (vec![0.0; n], vec![false; n]);
                 for step in (1..=t).rev() {
                     // J (n × n), column m = ∂z_t/∂z_{t−1,m} by central differences.
                     let mut jac = Array2::<f64>::zeros((n, n));
@@ -376,9 +394,9 @@ mod tests {
                         .and(q.rows())
                         .for_each(|mut out, qj| out.assign(&qj.dot(&jac)));
                     q = next;
-                    orthonormalise_rows(&mut q, &mut sums);
+                    orthonormalise_rows(&mut q, &mut sums, &mut dead);
                 }
-                let want: Vec<f64> = sums.iter().map(|s| s / t as f64).collect();
+                let want = in_decreasing_order(sums.iter().map(|s| s / t as f64).collect());
                 let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
                 eprintln!(
                     "{cell:?}, {layers} layers (residual {residual}): exponents against finite differences: maxdiff = {worst:.2e}"
@@ -386,5 +404,101 @@ mod tests {
                 assert!(worst < 1e-6, "{cell:?} ×{layers}: {got:?} vs {want:?}");
             }
         }
+    }
+
+    /// A ReLU cell with a diagonal W = diag(w) has diagonal Jacobians diag(relu′(a_t)) W, so its
+    /// spectrum over the full state (k = H) is known in closed form: on one sequence, ln |w_i|
+    /// for every unit on at every step, −∞ for every unit some step switches off; in decreasing
+    /// order, the −∞ ones last. (The iteration visits the units in index order; here their
+    /// factors are not sorted and some units in the middle switch off, so the order is tested,
+    /// and that a collapse leaves the other columns' exponents alone. The columns stay on the
+    /// axes here: the next test has a column take over a collapsed one's direction.)
+    #[test]
+    fn diagonal_relu_spectrum_is_known_in_closed_form() {
+        let (t, h) = (30, 8);
+        let cfg = config(Cell::Rnn(Activation::Relu), h, Init::Xavier, 1.0);
+        let mut p = cfg.init(&mut ChaCha8Rng::seed_from_u64(4));
+        let w = [0.9, 1.2, 0.5, 1.05, 0.7, 0.3, 1.1, 0.95];
+        {
+            let mut layer = p.layers_mut()[0].roles_mut();
+            layer.w.fill(0.0);
+            for (i, &wi) in w.iter().enumerate() {
+                layer.w[[i, i]] = wi;
+            }
+            // Units 0, 1, 3 and 6 biased on, the others near zero: some of those switch off.
+            for (i, b) in layer.b.iter_mut().enumerate() {
+                *b = if [0, 1, 3, 6].contains(&i) { 5.0 } else { 0.0 };
+            }
+        }
+        let x = batch(t, 2, 8);
+        let mut tr = Trace::default();
+        super::super::forward(&p, &x, &mut tr);
+        let got = spectrum(&p, &x, h, 1 << 20);
+        let mut collapsed = 0;
+        for (seq, lambdas) in got.iter().enumerate() {
+            let want = in_decreasing_order(
+                (0..h)
+                    .map(|i| {
+                        let on = (1..=t).all(|step| tr.layers[0].h[[step, seq, i]] > 0.0);
+                        if on { elem::ln(w[i]) } else { f64::NEG_INFINITY }
+                    })
+                    .collect(),
+            );
+            collapsed += want.iter().filter(|l| l.is_infinite()).count();
+            for (g, w) in lambdas.iter().zip(&want) {
+                assert!(
+                    (g == w) || (g - w).abs() < 1e-12,
+                    "sequence {seq}: {lambdas:?} against {want:?}"
+                );
+            }
+        }
+        assert!(collapsed > 0 && collapsed < 2 * h, "some units, not all, switch off");
+    }
+
+    /// What follows a collapse, in closed form. A 2-unit ReLU cell with the symmetric
+    /// W = a·v₁v₁ᵀ + b·v₂v₂ᵀ (v₁ = (1, 1)/√2, v₂ = (−1, 1)/√2, a > b > 0), every unit on at
+    /// every step but unit 0 at the last, which an input pulse switches off. The first step of
+    /// the iteration (t = T) zeroes column 0 (J_Tᵀ e₀ = W diag(0, 1) e₀ = 0): λ = −∞. Dropped, it
+    /// leaves column 1 free: J_Tᵀ e₁ = W e₁, then W at every earlier step, so its exponent is
+    /// (1/T) ln ‖Wᵀ e₁‖ = (1/T) ln √((a^{2T} + b^{2T})/2), near ln a: it grows into the direction
+    /// column 0 would have followed, and comes first. (Held orthogonal to a placeholder
+    /// column 0, as before the drop, it would have followed v₂ and come out near ln b, after a −∞.)
+    #[test]
+    fn a_collapsed_column_leaves_its_direction_to_the_next() {
+        let (t, a, b) = (30, 1.1_f64, 0.6_f64);
+        let cfg = RnnConfig {
+            input: 1,
+            ..config(Cell::Rnn(Activation::Relu), 2, Init::Xavier, 1.0)
+        };
+        let mut p = cfg.init(&mut ChaCha8Rng::seed_from_u64(1));
+        {
+            let mut layer = p.layers_mut()[0].roles_mut();
+            let (on, off) = ((a + b) / 2.0, (a - b) / 2.0);
+            layer.w.assign(&ndarray::arr2(&[[on, off], [off, on]]));
+            layer.b.fill(5.0); // every unit on …
+            layer.u.assign(&ndarray::arr2(&[[-1000.0], [0.0]])); // … but unit 0 when x = 1
+        }
+        let mut x = Array3::<f64>::zeros((t, 1, 1));
+        x[[t - 1, 0, 0]] = 1.0; // the pulse at the last step
+        let x = Batch {
+            inputs: Inputs::Dense(x),
+            targets: Targets::Values(Array3::zeros((1, 1, 1))),
+            accuracy_from: 0,
+        };
+        let mut tr = Trace::default();
+        super::super::forward(&p, &x, &mut tr);
+        let on = |step: usize, i: usize| tr.layers[0].h[[step, 0, i]] > 0.0;
+        assert!((1..t).all(|step| on(step, 0) && on(step, 1)) && on(t, 1) && !on(t, 0));
+        let got = &spectrum(&p, &x, 2, 1 << 20)[0];
+        // (1/T) ln √((a^{2T} + b^{2T})/2) = ln a + ln((1 + (b/a)^{2T})/2) / 2T
+        let ratio: f64 = (0..2 * t).map(|_| b / a).product();
+        let want = elem::ln(a) + elem::ln((1.0 + ratio) / 2.0) / (2 * t) as f64;
+        eprintln!(
+            "exponent after a collapse against closed form: {} vs {want}, diff = {:.2e}",
+            got[0],
+            (got[0] - want).abs()
+        );
+        assert!((got[0] - want).abs() < 1e-12, "{got:?} against [{want}, −∞]");
+        assert_eq!(got[1], f64::NEG_INFINITY, "{got:?}");
     }
 }

@@ -26,6 +26,7 @@
 //! k steps at a time ([`train_step`], [`evaluate`], [`probe`]), so memory follows k, not T.
 
 mod bptt;
+mod expm;
 mod gru;
 mod init;
 mod lstm;
@@ -35,6 +36,7 @@ mod spectrum;
 mod vanilla;
 
 pub use bptt::{Dropout, Trace, accuracy, backward, evaluate, forward, train_step};
+pub use expm::Expm;
 pub use init::{Init, RnnConfig, normal};
 pub use params::{CellSpec, Dim, Layer, Params, Projection, Role, Roles, RolesMut, Sizes, Start, TensorSpec};
 pub use probe::{Probe, decay_factor, depth_factor, join_probes, probe, spectral_norm, spectral_radius};

@@ -2,7 +2,7 @@
 //! adding problem, over a grid of hidden sizes, lengths and batches, with same-run
 //! matrix-multiply measurements for reference. A benchmark, not a test.
 //!
-//!     cargo run --release --example step_time [-- --cell rnn|relu|lstm|gru] [--dtype f32|f64]
+//!     cargo run --release --example step_time [-- --cell rnn|relu|lstm|gru|indrnn|exprnn|cornn|antisymmetric] [--dtype f32|f64]
 //!         [--H 32,128] [--T 200] [--B 1,32] [--layers 1,2] [--input D] [--seconds 1]
 //!         [--threads 1] [--json] [--products]
 //!
@@ -130,7 +130,9 @@ fn measure(threads: usize) {
         Some("lstm") => Cell::Lstm,
         Some("gru") => Cell::Gru,
         Some("relu") => Cell::Rnn(Activation::Relu),
-        _ => Cell::Rnn(Activation::Tanh),
+        Some("rnn") | None => Cell::Rnn(Activation::Tanh),
+        Some(name) => Cell::from_name(name, Activation::Relu)
+            .expect("a cell: rnn, relu, lstm, gru, indrnn, exprnn, cornn or antisymmetric"),
     };
     let dtype = arg("--dtype")
         .map(|d| Dtype::from_name(&d).expect("f32 or f64"))

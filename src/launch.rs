@@ -22,6 +22,7 @@ use crate::claim::{self, CLAIMS, Claim, Holder, Lease};
 use crate::output::{self, Manifest, ManifestRun, PlotChoice, SweepAxis};
 use crate::record::{CurveRow, DecayRow, RunRow, SpectrumRow, Status};
 use crate::report::{REPORT_MD, SUMMARY_CSV};
+use crate::rnn::Cell;
 use crate::run::{self, RunConfig, RunResult};
 use crate::spec::{Spec, Value};
 use crate::sweep::{canonical_json, fnv1a};
@@ -977,6 +978,24 @@ fn write_checkpoints(out: &Path, cfg: &RunConfig, result: &RunResult) -> Result<
         "vocab": task.vocab().iter().collect::<String>(),
         "config": json_map(&cfg.resolved),
     });
+    // The fixed coefficients and bounds of the cells built since 2015, which the tensors do not
+    // say either.
+    match cfg.model.cell {
+        Cell::CoRnn(c) => {
+            meta["dt"] = c.dt.into();
+            meta["gamma"] = c.gamma.into();
+            meta["epsilon"] = c.epsilon.into();
+        }
+        Cell::Antisymmetric(c) => {
+            meta["gamma"] = c.gamma.into();
+            meta["epsilon"] = c.epsilon.into();
+        }
+        Cell::IndRnn(_) => meta["recurrent_max"] = cfg.model.cell_init.recurrent_max.into(),
+        Cell::ExpRnn => {
+            meta["lr_recurrent"] = cfg.train.lr_recurrent.unwrap_or(cfg.train.schedule.lr).into();
+        }
+        Cell::Rnn(_) | Cell::Lstm | Cell::Gru => {}
+    }
     if cfg.model.layers > 1 {
         // A stack's wiring, which its tensors do not say (a one-layer checkpoint stays as it was).
         meta["layers"] = cfg.model.layers.into();

@@ -7,7 +7,7 @@
 use crate::Float;
 use crate::elem;
 use crate::real::Real;
-use crate::rnn::Params;
+use crate::rnn::{Params, Role};
 
 /// Which clipping rules are active.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -163,15 +163,30 @@ impl<F: Real> Optimizer<F> {
 
     /// One update of `p` from gradient `g` with learning rate `lr`.
     pub fn step(&mut self, p: &mut Params<F>, g: &Params<F>, lr: Float) {
+        self.step_split(p, g, lr, None);
+    }
+
+    /// One update of `p` from gradient `g` with learning rate `lr`, but `recurrent` for the
+    /// tensors whose role is [`Role::Recurrent`] where given (the expRNN's P,
+    /// `train.lr_recurrent`).
+    pub fn step_split(&mut self, p: &mut Params<F>, g: &Params<F>, lr: Float, recurrent: Option<Float>) {
         self.t += 1;
-        let (lr, one) = (F::of(lr), F::one());
+        let one = F::one();
         let t = self.t;
         let first = self.first.get_or_insert_with(|| g.zeros_like());
-        let (params, grads) = (p.runs_mut(), g.runs());
+        // Each tensor's rate, in the order of `Params::slices`.
+        let rates: Vec<F> = p
+            .roles()
+            .map(|role| match (role, recurrent) {
+                (Some(Role::Recurrent), Some(r)) => F::of(r),
+                _ => F::of(lr),
+            })
+            .collect();
+        let (params, grads) = (p.slices_mut().zip(rates), g.slices());
         match self.config {
             OptimConfig::Sgd { momentum, nesterov } => {
                 let momentum = F::of(momentum);
-                for ((pt, vt), gt) in params.zip(first.runs_mut()).zip(grads) {
+                for (((pt, lr), vt), gt) in params.zip(first.slices_mut()).zip(grads) {
                     for ((p, v), &g) in pt.iter_mut().zip(vt.iter_mut()).zip(gt) {
                         if momentum == F::zero() {
                             *p -= lr * g;
@@ -186,7 +201,7 @@ impl<F: Real> Optimizer<F> {
                 let second = self.second.get_or_insert_with(|| g.zeros_like());
                 let (c1, c2) = (1.0 - elem::powi(beta1, t as i64), 1.0 - elem::powi(beta2, t as i64));
                 let (beta1, beta2, eps, c1, c2) = (F::of(beta1), F::of(beta2), F::of(eps), F::of(c1), F::of(c2));
-                for (((pt, mt), vt), gt) in params.zip(first.runs_mut()).zip(second.runs_mut()).zip(grads) {
+                for ((((pt, lr), mt), vt), gt) in params.zip(first.slices_mut()).zip(second.slices_mut()).zip(grads) {
                     for (((p, m), v), &g) in pt.iter_mut().zip(mt.iter_mut()).zip(vt.iter_mut()).zip(gt) {
                         *m = beta1 * *m + (one - beta1) * g;
                         *v = beta2 * *v + (one - beta2) * g * g;
@@ -196,7 +211,7 @@ impl<F: Real> Optimizer<F> {
             }
             OptimConfig::RmsProp { alpha, eps } => {
                 let (alpha, eps) = (F::of(alpha), F::of(eps));
-                for ((pt, st), gt) in params.zip(first.runs_mut()).zip(grads) {
+                for (((pt, lr), st), gt) in params.zip(first.slices_mut()).zip(grads) {
                     for ((p, s), &g) in pt.iter_mut().zip(st.iter_mut()).zip(gt) {
                         *s = alpha * *s + (one - alpha) * g * g;
                         *p -= lr * g / (s.sqrt() + eps);
@@ -205,7 +220,7 @@ impl<F: Real> Optimizer<F> {
             }
             OptimConfig::Adagrad { eps } => {
                 let eps = F::of(eps);
-                for ((pt, st), gt) in params.zip(first.runs_mut()).zip(grads) {
+                for (((pt, lr), st), gt) in params.zip(first.slices_mut()).zip(grads) {
                     for ((p, s), &g) in pt.iter_mut().zip(st.iter_mut()).zip(gt) {
                         *s += g * g;
                         *p -= lr * g / (s.sqrt() + eps);
@@ -224,7 +239,7 @@ mod tests {
     fn grads(values: [Float; 3]) -> Params {
         let mut g = Params::zeros(Cell::Rnn(Activation::Tanh), 1, 1, 1);
         let layer = g.layers_mut()[0].roles_mut();
-        let (mut u, mut w) = (layer.u, layer.w);
+        let (mut u, mut w) = (layer.u, layer.w.expect("a W"));
         u[[0, 0]] = values[0];
         w[[0, 0]] = values[1];
         g.v[[0, 0]] = values[2];
@@ -234,7 +249,7 @@ mod tests {
     /// The entries of U and W of a [`grads`]-shaped network.
     fn u_w(g: &Params) -> (Float, Float) {
         let layer = g.layers()[0].roles();
-        (layer.u[[0, 0]], layer.w[[0, 0]])
+        (layer.u[[0, 0]], layer.w.expect("a W")[[0, 0]])
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::real;
 use crate::record::{CurveRow, DecayRow, RunRow, SpectrumRow};
-use crate::rnn::{Activation, Batch, Cell, Dim, Inputs, Layer, Params, Targets};
+use crate::rnn::{Activation, Batch, Cell, Coefs, Dim, Inputs, Layer, Params, Targets};
 
 /// File names inside a results folder.
 pub const RUNS_CSV: &str = "runs.csv";
@@ -350,7 +350,10 @@ pub fn read_decay(dir: &Path) -> Result<Vec<DecayRow>, Error> {
             message: "a number is not finite".into(),
         });
     }
-    if let Some(i) = rows.iter().position(|r| r.state != "h" && r.state != "c") {
+    if let Some(i) = rows
+        .iter()
+        .position(|r| !crate::record::STATES.contains(&r.state.as_str()))
+    {
         return Err(Error::Data {
             path,
             line: Some(i as u64 + 2),
@@ -646,7 +649,16 @@ fn read_layer(
     let activation = meta["activation"].as_str().and_then(Activation::from_name);
     let named = meta["cell"]
         .as_str()
-        .and_then(|name| Cell::from_name(name, activation.unwrap_or(Activation::Tanh)));
+        .and_then(|name| Cell::from_name(name, activation.unwrap_or(Activation::Tanh)))
+        .map(|cell| match cell.coefs() {
+            // The coRNN's and the AntisymmetricRNN's coefficients, from the metadata.
+            Some(d) => cell.with_coefs(Coefs {
+                dt: meta["dt"].as_f64().unwrap_or(d.dt),
+                gamma: meta["gamma"].as_f64().unwrap_or(d.gamma),
+                epsilon: meta["epsilon"].as_f64().unwrap_or(d.epsilon),
+            }),
+            None => cell,
+        });
     let cell = match named {
         Some(cell) => cell,
         None => {

@@ -297,6 +297,16 @@ pub fn top_layer(rows: &[DecayRow]) -> u64 {
     rows.iter().map(|r| r.layer).max().unwrap_or(0)
 }
 
+/// The states `grad_decay.csv` names, each cell's first then second (docs/outputs.md): the
+/// hidden state h and the LSTM's cell state c, the coRNN's y and z.
+pub const STATES: [&str; 4] = ["h", "c", "y", "z"];
+
+/// Whether `state` is a cell's first state, the one the head and the layer above read (h, or
+/// the coRNN's y): the state every chart and summary of "the" gradient-decay profile shows.
+pub fn is_output_state(state: &str) -> bool {
+    state == "h" || state == "y"
+}
+
 /// One row of `spectrum.csv`: one finite-time Lyapunov exponent of one probe of one run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SpectrumRow {

@@ -25,9 +25,13 @@
 //! by one fused element-wise pass. Truncated BPTT, evaluation and the probe can run a window of
 //! k steps at a time ([`train_step`], [`evaluate`], [`probe`]), so memory follows k, not T.
 
+mod antisymmetric;
 mod bptt;
+mod cornn;
 mod expm;
+mod exprnn;
 mod gru;
+mod indrnn;
 mod init;
 mod lstm;
 mod params;
@@ -37,8 +41,10 @@ mod vanilla;
 
 pub use bptt::{Dropout, Trace, accuracy, backward, evaluate, forward, train_step};
 pub use expm::Expm;
-pub use init::{Init, RnnConfig, normal};
-pub use params::{CellSpec, Dim, Layer, Params, Projection, Role, Roles, RolesMut, Sizes, Start, TensorSpec};
+pub use init::{CellInit, Init, RnnConfig, normal};
+pub use params::{
+    CellSpec, Dim, Layer, Params, Projection, Recurrence, Role, Roles, RolesMut, Sizes, Start, TensorSpec,
+};
 pub use probe::{Probe, decay_factor, depth_factor, join_probes, probe, spectral_norm, spectral_radius};
 pub use spectrum::{Exponents, mean_exponents, spectrum};
 
@@ -167,20 +173,88 @@ pub enum Cell {
     Lstm,
     /// Gated recurrent unit (gates r, z, n).
     Gru,
+    /// Independently recurrent (Li et al. 2018): h_t = σ(U x_t + u ⊙ h_{t−1} + b).
+    IndRnn(Activation),
+    /// Orthogonal (Lezcano-Casado & Martínez-Rubio 2019): h_t = modrelu(U x_t + exp(A) h_{t−1}).
+    ExpRnn,
+    /// Coupled oscillators (Rusch & Mishra 2021), state (y, z).
+    CoRnn(Coefs),
+    /// Antisymmetric (Chang et al. 2019): h_t = h_{t−1} + ε·tanh((W − Wᵀ − γI) h_{t−1} + U x_t + b).
+    Antisymmetric(Coefs),
+}
+
+/// The fixed coefficients of the coRNN (Δt, γ, ε) and of the AntisymmetricRNN (ε, its step;
+/// γ, its diffusion; `dt` unused): hyperparameters, not trained. Compared by their bits.
+#[derive(Clone, Copy, Debug)]
+pub struct Coefs {
+    /// Δt, the coRNN's time step (`model.dt`).
+    pub dt: Float,
+    /// γ (`model.gamma`): the coRNN's restoring force on y, the AntisymmetricRNN's diffusion.
+    pub gamma: Float,
+    /// ε (`model.epsilon`): the coRNN's damping of z, the AntisymmetricRNN's step.
+    pub epsilon: Float,
+}
+
+impl PartialEq for Coefs {
+    fn eq(&self, o: &Self) -> bool {
+        [self.dt, self.gamma, self.epsilon].map(Float::to_bits) == [o.dt, o.gamma, o.epsilon].map(Float::to_bits)
+    }
+}
+
+impl Eq for Coefs {}
+
+impl Coefs {
+    /// The coRNN's defaults: the paper's adding-problem script (Rusch & Mishra 2021,
+    /// `adding/adding_task.py`: dt = 0.06, γ = 66, ε = 15).
+    pub const CORNN: Coefs = Coefs {
+        dt: 0.06,
+        gamma: 66.0,
+        epsilon: 15.0,
+    };
+    /// The AntisymmetricRNN's defaults, ε = 0.01 and γ = 0.01 (Chang et al. 2019's settings for
+    /// pixel-by-pixel MNIST; the paper ships no adding-problem code).
+    pub const ANTISYMMETRIC: Coefs = Coefs {
+        dt: 0.0,
+        gamma: 0.01,
+        epsilon: 0.01,
+    };
 }
 
 impl Cell {
     /// The spec's names of the cells (`model.cell`).
-    pub const NAMES: [&str; 3] = ["rnn", "lstm", "gru"];
+    pub const NAMES: [&str; 7] = ["rnn", "lstm", "gru", "indrnn", "exprnn", "cornn", "antisymmetric"];
 
-    /// The cell of a spec's name, σ applying to the plain one; `None` for an unknown name.
+    /// The cell of a spec's name, σ applying to the plain cell and the IndRNN, the coRNN and the
+    /// AntisymmetricRNN taking their default coefficients ([`Cell::with_coefs`] sets others);
+    /// `None` for an unknown name.
     pub fn from_name(name: &str, activation: Activation) -> Option<Self> {
         Some(match name {
             "rnn" => Cell::Rnn(activation),
             "lstm" => Cell::Lstm,
             "gru" => Cell::Gru,
+            "indrnn" => Cell::IndRnn(activation),
+            "exprnn" => Cell::ExpRnn,
+            "cornn" => Cell::CoRnn(Coefs::CORNN),
+            "antisymmetric" => Cell::Antisymmetric(Coefs::ANTISYMMETRIC),
             _ => return None,
         })
+    }
+
+    /// The same cell with coefficients `c` (the coRNN and the AntisymmetricRNN; others unchanged).
+    pub fn with_coefs(self, c: Coefs) -> Self {
+        match self {
+            Cell::CoRnn(_) => Cell::CoRnn(c),
+            Cell::Antisymmetric(_) => Cell::Antisymmetric(c),
+            other => other,
+        }
+    }
+
+    /// The coefficients of the coRNN or the AntisymmetricRNN.
+    pub fn coefs(self) -> Option<Coefs> {
+        match self {
+            Cell::CoRnn(c) | Cell::Antisymmetric(c) => Some(c),
+            _ => None,
+        }
     }
 
     /// What the cell declares: its tensors, gates, states and the buffers it needs.
@@ -189,6 +263,10 @@ impl Cell {
             Cell::Rnn(_) => &vanilla::SPEC,
             Cell::Lstm => &lstm::SPEC,
             Cell::Gru => &gru::SPEC,
+            Cell::IndRnn(_) => &indrnn::SPEC,
+            Cell::ExpRnn => &exprnn::SPEC,
+            Cell::CoRnn(_) => &cornn::SPEC,
+            Cell::Antisymmetric(_) => &antisymmetric::SPEC,
         }
     }
 
@@ -202,11 +280,11 @@ impl Cell {
         self.spec().name
     }
 
-    /// σ of the plain cell; `None` for a cell with its own activations.
+    /// σ of the plain cell and of the IndRNN; `None` for a cell with its own activations.
     pub fn activation(self) -> Option<Activation> {
         match self {
-            Cell::Rnn(act) => Some(act),
-            Cell::Lstm | Cell::Gru => None,
+            Cell::Rnn(act) | Cell::IndRnn(act) => Some(act),
+            _ => None,
         }
     }
 }

@@ -37,6 +37,9 @@ pub struct TrainConfig {
     pub bptt: Option<usize>,
     /// Evaluation period in steps.
     pub eval_every: u64,
+    /// The learning rate of the expRNN's P where it has its own (`train.lr_recurrent`): the
+    /// schedule scales it as it scales `train.lr`.
+    pub lr_recurrent: Option<Float>,
 }
 
 /// Probe settings of a run.
@@ -357,7 +360,13 @@ impl<'c, F: Real> Training<'c, F> {
             };
         }
         let clipped = train.clip.apply(&mut self.grads, norm);
-        self.opt.step(&mut self.params, &self.grads, lr);
+        let recurrent = train.lr_recurrent.map(|r| r * lr / train.schedule.lr);
+        self.opt.step_split(&mut self.params, &self.grads, lr, recurrent);
+        if let rnn::Cell::IndRnn(_) = model.cell {
+            // The IndRNN keeps every |u_i| ≤ recurrent_max (Li et al. 2018).
+            self.params
+                .clamp_role(rnn::Role::Diagonal, F::of(model.cell_init.recurrent_max));
+        }
         Update {
             loss,
             norm,
@@ -373,12 +382,14 @@ impl<'c, F: Real> Training<'c, F> {
         let params = self.params.cast::<f64>();
         let params_finite = params.slices().all(|t| t.iter().all(|x| x.is_finite()));
         // W of the top layer (the one the head reads, whose gradient the decay factor follows).
-        let w = |p: &Params| p.layers().last().expect("a layer").roles().w.to_owned();
+        // (For the cells that form their recurrent matrix from their tensors, that matrix:
+        // diag(u), W − Wᵀ − γI, exp(A).)
+        let w = |p: &Params| p.layers().last().expect("a layer").recurrent_matrix();
         let w_norm_final = params_finite.then(|| rnn::spectral_norm(&w(&params)));
         let radius = |p: &Params| {
             // The block that plays W's role: the whole W, or the candidate block of a gated cell.
             let (h, block) = (p.hidden(), cell.spec().radius_block);
-            let w = p.layers().last().expect("a layer").roles().w;
+            let w = p.layers().last().expect("a layer").recurrent_matrix();
             rnn::spectral_radius(&w.slice(ndarray::s![block * h..(block + 1) * h, ..]).to_owned())
         };
         let w_norm_init = rnn::spectral_norm(&w(&init));

@@ -5,9 +5,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::elem;
 use crate::optim::{Clip, OptimConfig, Schedule, ScheduleKind};
 use crate::real::Dtype;
-use crate::rnn::{Activation, Cell, Init, RnnConfig};
+use crate::rnn::{Activation, Cell, CellInit, Coefs, Init, RnnConfig};
 use crate::run::{ProbeConfig, RunConfig, TrainConfig};
 use crate::spec::{Origin, Problem, Spec, SpecErrors, Value, Variant};
 use crate::task::{Corpus, Task, TaskConfig};
@@ -83,6 +84,9 @@ pub fn expand(spec: &Spec) -> Result<Vec<RunConfig>, SpecErrors> {
                 }
             }
         }
+    }
+    if problems.is_empty() {
+        problems = unused_cell_keys(spec, &runs);
     }
     if problems.is_empty() {
         Ok(runs)
@@ -175,6 +179,8 @@ fn resolve(
     };
     let task = task_of(&s, corpora)?;
     let shape = Task::new(task.clone());
+    let mut s = s;
+    cell_defaults(&mut s);
     let model = model_of(&s, &shape)?;
     let train = train_of(&s, shape.seq_len())?;
     let probe = probe_of(&s, &model)?;
@@ -249,8 +255,62 @@ fn task_of(s: &Settings<'_>, corpora: &mut Corpora) -> Result<TaskConfig, Proble
     })
 }
 
+/// Keys that belong to some cells only, with those cells: set in a spec where no run uses one
+/// of them, they are refused (they would change nothing).
+const CELL_KEYS: [(&str, &[&str]); 5] = [
+    ("model.recurrent_max", &["indrnn"]),
+    ("model.dt", &["cornn"]),
+    ("model.gamma", &["cornn", "antisymmetric"]),
+    ("model.epsilon", &["cornn", "antisymmetric"]),
+    ("train.lr_recurrent", &["exprnn"]),
+];
+
+/// The cells' own defaults where the spec leaves a key unset, written into the run's settings
+/// so that its resolved configuration says what ran: the IndRNN's σ is ReLU, the expRNN's
+/// initialisation `henaff`.
+fn cell_defaults(s: &mut Settings<'_>) {
+    let cell = s.text("model.cell");
+    let mut default = |key: &'static str, cells: &str, value: &str| {
+        if cell == cells && !s.spec.is_set(key) {
+            s.values.insert(key, Value::Str(value.into()));
+        }
+    };
+    default("model.activation", "indrnn", "relu");
+    default("model.init", "exprnn", "henaff");
+}
+
+/// The cell keys ([`CELL_KEYS`]) the spec sets although none of its runs uses a cell they
+/// belong to.
+fn unused_cell_keys(spec: &Spec, runs: &[RunConfig]) -> Vec<Problem> {
+    CELL_KEYS
+        .iter()
+        .filter(|(key, cells)| spec.is_set(key) && !runs.iter().any(|r| cells.contains(&r.model.cell.name())))
+        .map(|(key, cells)| {
+            let origin = match spec.sweep.iter().find(|(k, _, _)| k == key) {
+                Some((_, _, o)) => o.clone(),
+                None if spec.base[key].origin != Origin::Default => spec.base[key].origin.clone(),
+                None => spec
+                    .variants
+                    .iter()
+                    .find(|v| v.settings.iter().any(|(k, _)| k == key))
+                    .map_or(Origin::Default, |v| v.origin.clone()),
+            };
+            Problem {
+                key: Some(key.to_string()),
+                origin,
+                message: format!(
+                    "applies to the {} cell{} only, and no run of this spec uses {}; remove it or set model.cell",
+                    cells.join(" and "),
+                    if cells.len() > 1 { "s" } else { "" },
+                    if cells.len() > 1 { "them" } else { "it" },
+                ),
+            }
+        })
+        .collect()
+}
+
 /// `[model]`: the cell, its sizes (input and output from the task) and initialisation;
-/// `model.activation` applies to the plain cell only.
+/// `model.activation` applies to the plain cell and the IndRNN only.
 fn model_of(s: &Settings<'_>, shape: &Task) -> Result<RnnConfig, Problem> {
     let activation = Activation::from_name(&s.text("model.activation")).expect("validated");
     let cell = Cell::from_name(&s.text("model.cell"), activation).expect("validated");
@@ -258,17 +318,67 @@ fn model_of(s: &Settings<'_>, shape: &Task) -> Result<RnnConfig, Problem> {
         return Err(s.problem(
             "model.activation",
             format!(
-                "applies to the rnn cell only; the {} cell has its own gates and tanh, so remove it or use model.cell = \"rnn\"",
+                "applies to the rnn and indrnn cells only; the {} cell has its own nonlinearities, so remove it or use model.cell = \"rnn\"",
                 cell.name()
             ),
         ));
     }
+    let init_name = s.text("model.init");
+    let hidden = s.int("model.hidden") as usize;
+    if matches!(init_name.as_str(), "henaff" | "cayley") {
+        if cell != Cell::ExpRnn {
+            return Err(s.problem(
+                "model.init",
+                format!(
+                    "\"{init_name}\" draws the expRNN's skew-symmetric A and applies to model.cell = \"exprnn\" only; the {} cell takes xavier, normal, orthogonal, identity or sparse",
+                    cell.name()
+                ),
+            ));
+        }
+        if hidden % 2 == 1 {
+            return Err(s.problem(
+                "model.hidden",
+                format!(
+                    "{hidden} is odd, but the {init_name} initialisation builds A from 2×2 blocks; use an even hidden size (e.g. {})",
+                    hidden + 1
+                ),
+            ));
+        }
+    }
     let init = Init::from_name(
-        &s.text("model.init"),
+        &init_name,
         s.int("model.sparsity") as usize,
         s.float("model.spectral_radius"),
     )
     .expect("validated");
+    let auto = |k: &str, default: f64| s.off_or_float(k).unwrap_or(default);
+    let cell = match cell.coefs() {
+        Some(d) => cell.with_coefs(Coefs {
+            dt: if matches!(cell, Cell::CoRnn(_)) {
+                auto("model.dt", d.dt)
+            } else {
+                d.dt
+            },
+            gamma: auto("model.gamma", d.gamma),
+            epsilon: auto("model.epsilon", d.epsilon),
+        }),
+        None => cell,
+    };
+    let t = shape.seq_len() as f64;
+    let top_range = elem::exp(elem::ln(2.0) / t); // 2^(1/T)
+    let cell_init = match cell {
+        Cell::IndRnn(_) => CellInit {
+            recurrent_max: auto("model.recurrent_max", top_range),
+            top_range,
+            input_std: (!s.spec.is_set("model.init_io")).then_some(0.001),
+            recurrent_std: None,
+        },
+        Cell::Antisymmetric(_) => CellInit {
+            recurrent_std: (!s.spec.is_set("model.init")).then(|| 1.0 / (hidden as f64).sqrt()),
+            ..CellInit::default()
+        },
+        _ => CellInit::default(),
+    };
     Ok(RnnConfig {
         input: shape.input_dim(),
         hidden: s.int("model.hidden") as usize,
@@ -283,6 +393,7 @@ fn model_of(s: &Settings<'_>, shape: &Task) -> Result<RnnConfig, Problem> {
         layers: s.int("model.layers") as usize,
         residual: s.flag("model.residual"),
         dropout: s.float("model.dropout"),
+        cell_init,
     })
 }
 
@@ -355,6 +466,7 @@ fn train_of(s: &Settings<'_>, seq_len: usize) -> Result<TrainConfig, Problem> {
         seed: s.int("train.seed") as u64,
         bptt,
         eval_every: s.int("train.eval_every") as u64,
+        lr_recurrent: s.off_or_float("train.lr_recurrent"),
     })
 }
 
@@ -400,6 +512,9 @@ fn identity(
         "model.layers" => *v == Value::Int(1),
         "model.residual" => *v == Value::Bool(false),
         "model.dropout" => *v == Value::Float(0.0),
+        "model.recurrent_max" | "model.dt" | "model.gamma" | "model.epsilon" | "train.lr_recurrent" => {
+            *v == Value::Str("auto".into())
+        }
         _ => false,
     };
     let resolved: BTreeMap<&'static str, Value> = settings

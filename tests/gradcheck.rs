@@ -61,7 +61,7 @@ fn naive_step(
     c_bump: Option<(usize, f64)>,
 ) -> (Vec<f64>, Vec<f64>) {
     let layer = layer.roles();
-    let (u, w, b, bh) = (layer.u, layer.w, layer.b, layer.bh);
+    let (u, w, b, bh) = (layer.u, layer.w.expect("a W"), layer.b.expect("a b"), layer.bh);
     let h = w.ncols();
     // Input side U x + b and hidden side W h (+ bh for the GRU), per gate row.
     let xs = |row: usize| b[row] + (0..u.ncols()).map(|d| u[[row, d]] * x(d)).sum::<f64>();
@@ -95,6 +95,7 @@ fn naive_step(
             }
             (hn, vec![0.0; h])
         }
+        _ => unreachable!("the cells since 2015 are checked in tests/modern.rs"),
     }
 }
 
@@ -188,12 +189,13 @@ fn params(cell: Cell, d: usize, o: usize, seed: u64) -> Params {
         layers: 1,
         residual: false,
         dropout: 0.0,
+        cell_init: Default::default(),
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut p = cfg.init(&mut rng);
     // Non-zero biases so that their gradients are exercised away from the initial point.
-    let mut layer = p.layers_mut()[0].roles_mut();
-    layer.b.mapv_inplace(|x| x + rng.random_range(-0.3..0.3));
+    let layer = p.layers_mut()[0].roles_mut();
+    layer.b.expect("a b").mapv_inplace(|x| x + rng.random_range(-0.3..0.3));
     if let Some(mut bh) = layer.bh {
         bh.mapv_inplace(|_| rng.random_range(-0.3..0.3));
     }
@@ -732,12 +734,13 @@ fn stack_params(cell: Cell, layers: usize, residual: bool, o: usize, seed: u64) 
         layers,
         residual,
         dropout: 0.0,
+        cell_init: Default::default(),
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut p = cfg.init(&mut rng);
     for layer in p.layers_mut() {
         let layer = layer.roles_mut();
-        let mut b = layer.b;
+        let mut b = layer.b.expect("a b");
         b.mapv_inplace(|x| x + rng.random_range(-0.3..0.3));
         if let Some(mut bh) = layer.bh {
             bh.mapv_inplace(|_| rng.random_range(-0.3..0.3));

@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use runner::optim::{Clip, OptimConfig, Optimizer, global_norm};
 use runner::real::Real;
-use runner::rnn::{self, Batch, Cell, Init, Params, RnnConfig, Trace};
+use runner::rnn::{self, Batch, Cell, CellInit, Init, Params, RnnConfig, Role, Trace};
 use runner::task::{Task, TaskConfig};
 
 /// Input size of the adding problem.
@@ -39,19 +39,31 @@ pub fn adding_stack<F: Real>(
         eval_size: 1,
     });
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let p = xavier::<F>(cell, (D, h), layers, &mut rng);
+    let p = xavier::<F>(cell, (D, h), layers, own_init(cell, t), &mut rng);
     (p, (0..batches).map(|_| task.sample(b, &mut rng).cast()).collect())
 }
 
 /// A Xavier-initialised stack of `layers` layers of `cell` with `d` inputs and hidden size `h`,
 /// drawn from `rng`, in element type F.
-fn xavier<F: Real>(cell: Cell, (d, h): (usize, usize), layers: usize, rng: &mut ChaCha8Rng) -> Params<F> {
+fn xavier<F: Real>(
+    cell: Cell,
+    (d, h): (usize, usize),
+    layers: usize,
+    cell_init: CellInit,
+    rng: &mut ChaCha8Rng,
+) -> Params<F> {
     let cfg = RnnConfig {
         input: d,
         hidden: h,
         output: O,
         cell,
-        init: Init::Xavier,
+        // The expRNN's own initialisation (the default for it), whose ‖A‖ ≤ π keeps its
+        // exponential at Padé degree 13 without squaring.
+        init: if cell == Cell::ExpRnn {
+            Init::Henaff
+        } else {
+            Init::Xavier
+        },
         init_io: Init::Xavier,
         std: 0.1,
         scale: 1.0,
@@ -60,23 +72,46 @@ fn xavier<F: Real>(cell: Cell, (d, h): (usize, usize), layers: usize, rng: &mut 
         layers,
         residual: false,
         dropout: 0.0,
+        cell_init,
     };
     cfg.init(rng).cast()
 }
 
+/// The IndRNN's own initialisation for sequences of `t` steps (|u| ≤ 2^(1/T), U ~ N(0, 0.001²),
+/// as its paper's code and `model_of`); nothing for the other cells.
+fn own_init(cell: Cell, t: usize) -> CellInit {
+    let top = runner::elem::exp(runner::elem::ln(2.0) / t as f64); // 2^(1/T)
+    match cell {
+        Cell::IndRnn(_) => CellInit {
+            recurrent_max: top,
+            top_range: top,
+            input_std: Some(0.001),
+            recurrent_std: None,
+        },
+        _ => CellInit::default(),
+    }
+}
+
 /// The training step of the comparison, with its state: forward, full BPTT, global-norm
-/// clipping at 1.0, plain SGD with learning rate 10⁻³.
+/// clipping at 1.0, plain SGD with learning rate 10⁻³ (the expRNN's P at 10⁻⁴, the IndRNN's u
+/// clipped to |u| ≤ `recurrent_max` after each update, as the PyTorch reference does).
 pub struct Trainer<F: Real> {
     p: Params<F>,
     g: Params<F>,
     tr: Trace<F>,
     opt: Optimizer<F>,
+    /// The IndRNN's bound on |u|: the largest |u| drawn (within 2^(1/T) of `own_init`).
+    recurrent_max: Option<f64>,
 }
 
 impl<F: Real> Trainer<F> {
     /// A trainer starting from `p`.
     pub fn new(p: Params<F>) -> Self {
         let g = p.zeros_like();
+        let recurrent_max = matches!(p.cell(), Cell::IndRnn(_)).then(|| {
+            let us = p.layers().iter().filter_map(|l| l.get(Role::Diagonal));
+            us.flatten().fold(0.0, |m: f64, u| m.max(u.f64().abs()))
+        });
         let opt = Optimizer::new(OptimConfig::Sgd {
             momentum: 0.0,
             nesterov: false,
@@ -86,6 +121,7 @@ impl<F: Real> Trainer<F> {
             g,
             tr: Trace::default(),
             opt,
+            recurrent_max,
         }
     }
 
@@ -99,7 +135,11 @@ impl<F: Real> Trainer<F> {
         };
         let n = global_norm(&self.g);
         clip.apply(&mut self.g, n);
-        self.opt.step(&mut self.p, &self.g, 1e-3);
+        let recurrent = (self.p.cell() == Cell::ExpRnn).then_some(1e-4);
+        self.opt.step_split(&mut self.p, &self.g, 1e-3, recurrent);
+        if let Some(max) = self.recurrent_max {
+            self.p.clamp_role(Role::Diagonal, F::of(max));
+        }
         loss
     }
 }
@@ -116,7 +156,7 @@ pub fn dense_stack<F: Real>(
 ) -> (Params<F>, Vec<Batch<F>>) {
     use rand::Rng;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let p = xavier::<F>(cell, (d, h), layers, &mut rng);
+    let p = xavier::<F>(cell, (d, h), layers, own_init(cell, t), &mut rng);
     let batch = |rng: &mut ChaCha8Rng| Batch {
         inputs: rnn::Inputs::Dense(ndarray::Array3::from_shape_simple_fn((t, b, d), || {
             F::of(rng.random_range(-1.0..1.0))

@@ -87,7 +87,9 @@ pub fn figure(data: &Data, g: &Grouping, initial: bool) -> Option<Figure> {
                             rows.iter().map(|r| r.probe_step).max().unwrap_or(0)
                         };
                         rows.iter()
-                            .filter(|r| r.probe_step == step && r.layer == layer && r.state == "h")
+                            .filter(|r| {
+                                r.probe_step == step && r.layer == layer && crate::record::is_output_state(&r.state)
+                            })
                             .filter_map(|r| r.log10_grad_norm.map(|y| (r.distance as f64, y)))
                             .collect()
                     })

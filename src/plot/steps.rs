@@ -83,7 +83,7 @@ pub fn decay_figure(data: &Data, g: &Grouping, initial: bool) -> Figure {
                     // one-layer run).
                     let top = top_layer(rows);
                     rows.iter()
-                        .filter(|r| r.probe_step == step && r.layer == top && r.state == "h")
+                        .filter(|r| r.probe_step == step && r.layer == top && crate::record::is_output_state(&r.state))
                         .filter_map(|r| r.log10_grad_norm.map(|y| (r.distance as f64, y)))
                         .collect()
                 })

@@ -210,7 +210,7 @@ fn decay_profile(rows: &[DecayRow], step: u64) -> Vec<Value> {
     let top = top_layer(rows);
     let pts: Vec<&DecayRow> = rows
         .iter()
-        .filter(|r| r.probe_step == step && r.layer == top && r.state == "h")
+        .filter(|r| r.probe_step == step && r.layer == top && crate::record::is_output_state(&r.state))
         .collect();
     thin(&pts, CURVE_POINTS)
         .into_iter()

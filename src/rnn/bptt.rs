@@ -20,7 +20,10 @@ use ndarray::{
     Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut, ArrayViewMut1, ArrayViewMut2, ArrayViewMut3, Axis, Zip, s,
 };
 
-use super::{Batch, Cell, Inputs, Layer, Params, Projection, Roles, RolesMut, Targets, gru, lstm, vanilla};
+use super::{
+    Batch, Cell, Expm, Inputs, Layer, Params, Projection, Recurrence, Roles, RolesMut, Targets, antisymmetric, cornn,
+    exprnn, gru, indrnn, lstm, vanilla,
+};
 use crate::elem;
 use crate::real::{Real, Scratch, Strips, gemm, gemm_with_side, matmul};
 
@@ -68,6 +71,18 @@ pub(super) struct Stage<F: Real = f64> {
     wt: Strips<F>,
     /// (G·H, H) W, stored with Wᵀ, for the backward recurrence's product.
     w: Strips<F>,
+    /// (H, H) Wzᵀ of a cell with a second recurrent matrix (the coRNN's), as `wt`.
+    wzt: Strips<F>,
+    /// (H, H) Wz, as `w`.
+    wz: Strips<F>,
+    /// (G·H, H) the map M the product multiplies by where the cell forms it from its tensors
+    /// (W − Wᵀ − γI, exp(A)); empty otherwise (M is W).
+    m: Array2<F>,
+    /// (G·H, H) dE/dM summed over the windows of one backward pass, where M is formed; taken
+    /// back to the cell's tensors once the pass is done ([`finish_backward`]).
+    dm: Array2<F>,
+    /// The expRNN's exp(A) with what its derivative reuses, from the last [`begin`].
+    expm: Option<Expm>,
     /// (D, G·H) Uᵀ in standard layout, stored by every forward pass over dense inputs, for the
     /// input projection the time loop does a block of steps at a time.
     ut: Array2<F>,
@@ -192,6 +207,11 @@ impl<F: Real> Default for Stage<F> {
         Self {
             wt: Strips::default(),
             w: Strips::default(),
+            wzt: Strips::default(),
+            wz: Strips::default(),
+            m: e2.clone(),
+            dm: e2.clone(),
+            expm: None,
             ut: e2.clone(),
             x: e3.clone(),
             h: e3.clone(),
@@ -242,6 +262,8 @@ impl<F: Real> Stage<F> {
         Part {
             wt: &self.wt,
             w: &self.w,
+            wzt: &self.wzt,
+            wz: &self.wz,
             ut: self.ut.view(),
             x: self.x.view(),
             h: self.h.view_mut(),
@@ -364,6 +386,10 @@ pub(crate) struct Part<'a, F: Real> {
     pub(super) wt: &'a Strips<F>,
     /// (G·H, H) W in strips, shared.
     pub(super) w: &'a Strips<F>,
+    /// (H, H) Wzᵀ in strips (the coRNN's), shared.
+    pub(super) wzt: &'a Strips<F>,
+    /// (H, H) Wz in strips, shared.
+    pub(super) wz: &'a Strips<F>,
     /// (D, G·H) Uᵀ (dense inputs), shared.
     ut: ArrayView2<'a, F>,
     // This block's b sequences of the stage's buffers of the same names (b = B for the whole
@@ -423,10 +449,12 @@ impl<'a, F: Real> Part<'a, F> {
         }; // (steps, b, D)
         match (dense, &batch.inputs) {
             (Some(x), _) => {
-                let (ut, bias) = (self.ut, p.b.to_slice().expect("contiguous"));
+                let (ut, bias) = (self.ut, p.b.map(|b| b.to_slice().expect("contiguous")));
                 let product = |x: ArrayView2<'_, F>, mut to: ArrayViewMut2<'_, F>| {
                     matmul(x, ut, to.view_mut(), false);
-                    add_to_rows(to.as_slice_mut().expect("contiguous"), bias);
+                    if let Some(bias) = bias {
+                        add_to_rows(to.as_slice_mut().expect("contiguous"), bias);
+                    }
                 };
                 if rows == batch.dims().1 {
                     let (d, g) = (x.dim().2, to.dim().2);
@@ -442,10 +470,13 @@ impl<'a, F: Real> Part<'a, F> {
                 // One-hot input: U x_t = U[:, k], a column gather.
                 let idx = idx.slice(s![first..first + len, row0..row0 + rows]);
                 for (mut row, &k) in to.rows_mut().into_iter().zip(idx.iter()) {
-                    Zip::from(&mut row)
-                        .and(p.u.column(k))
-                        .and(&p.b)
-                        .for_each(|r, &u, &bias| *r = u + bias);
+                    match &p.b {
+                        Some(b) => Zip::from(&mut row)
+                            .and(p.u.column(k))
+                            .and(b)
+                            .for_each(|r, &u, &bias| *r = u + bias),
+                        None => row.assign(&p.u.column(k)),
+                    }
                 }
             }
             (None, Inputs::Dense(_)) => unreachable!("dense inputs are projected above"),
@@ -484,6 +515,8 @@ impl<'a, F: Real> Part<'a, F> {
         let first = Part {
             wt: self.wt,
             w: self.w,
+            wzt: self.wzt,
+            wz: self.wz,
             ut: self.ut,
             x: x1,
             h: h1,
@@ -504,6 +537,8 @@ impl<'a, F: Real> Part<'a, F> {
         let rest = Part {
             wt: self.wt,
             w: self.w,
+            wzt: self.wzt,
+            wz: self.wz,
             ut: self.ut,
             x: x2,
             h: h2,
@@ -574,6 +609,10 @@ fn forward_step<F: Real>(p: &Layer<F>, cell: Cell, tr: &mut Part<'_, F>, t: usiz
         Cell::Rnn(act) => vanilla::forward_step(p, act, tr, t),
         Cell::Lstm => lstm::forward_step(p, tr, t),
         Cell::Gru => gru::forward_step(p, tr, t),
+        Cell::IndRnn(act) => indrnn::forward_step(p, act, tr, t),
+        Cell::ExpRnn => exprnn::forward_step(p, tr, t),
+        Cell::CoRnn(c) => cornn::forward_step(p, c, tr, t),
+        Cell::Antisymmetric(c) => antisymmetric::forward_step(p, c.epsilon, tr, t),
     }
 }
 
@@ -583,6 +622,10 @@ pub(super) fn backward_step<F: Real>(p: &Layer<F>, cell: Cell, tr: &mut Part<'_,
         Cell::Rnn(act) => vanilla::backward_step(p, act, tr, t, carry),
         Cell::Lstm => lstm::backward_step(p, tr, t, carry),
         Cell::Gru => gru::backward_step(p, tr, t, carry),
+        Cell::IndRnn(act) => indrnn::backward_step(p, act, tr, t, carry),
+        Cell::ExpRnn => exprnn::backward_step(p, tr, t, carry),
+        Cell::CoRnn(c) => cornn::backward_step(p, c, tr, t, carry),
+        Cell::Antisymmetric(c) => antisymmetric::backward_step(p, c.epsilon, tr, t, carry),
     }
 }
 
@@ -647,6 +690,7 @@ pub fn forward<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>) -> f
 pub fn backward<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>, g: &mut Params<F>) {
     let t_len = batch.dims().0;
     backward_window(p, batch, tr, (1, t_len), None, g);
+    finish_backward(p, tr, g);
 }
 
 /// One training step's forward and backward passes: returns the loss E (as [`forward`], but
@@ -681,6 +725,7 @@ pub fn train_step<F: Real>(
         }
         last_len = end + 1 - start;
     }
+    finish_backward(p, tr, g);
     sum / loss_count(batch)
 }
 
@@ -719,16 +764,59 @@ pub(super) fn begin<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>,
     tr.ensure(p, k, b, l.min(k));
     let two = tr.threads() > 1;
     for (stage, layer) in tr.layers.iter_mut().zip(p.layers()) {
-        let (wt, w, p_w) = (&mut stage.wt, &mut stage.w, layer.roles().w);
-        if p_w.len() >= PACK_WORK && two {
-            rayon::join(|| wt.pack(p_w.t(), b >= 4), || w.pack(p_w, b >= 4));
-        } else {
-            wt.pack(p_w.t(), b >= 4);
-            w.pack(p_w, b >= 4);
+        let roles = layer.roles();
+        // M, the matrix the recurrent product multiplies by: W, or formed from the tensors.
+        match layer.cell().spec().recurrence {
+            Recurrence::Matrix | Recurrence::Diagonal => {}
+            Recurrence::Antisymmetric => {
+                let gamma = layer.cell().coefs().map_or(0.0, |c| c.gamma);
+                stage.m = antisymmetric::map(roles.w.expect("a W"), gamma);
+            }
+            Recurrence::Exponential => {
+                exprnn::set_exponential(&mut stage.expm, roles.w.expect("a P").mapv(|x| x.f64()).view());
+                stage.m = stage.expm.as_ref().expect("just set").exp().mapv(F::of);
+            }
+        }
+        let derived = !stage.m.is_empty() && layer.cell().spec().recurrence != Recurrence::Matrix;
+        if derived {
+            if stage.dm.dim() != stage.m.dim() {
+                stage.dm = Array2::zeros(stage.m.dim());
+            }
+            stage.dm.fill(F::zero());
+        }
+        let map = if derived { Some(stage.m.view()) } else { roles.w };
+        for (m, wt, w) in [
+            (map, &mut stage.wt, &mut stage.w),
+            (roles.wz, &mut stage.wzt, &mut stage.wz),
+        ] {
+            let Some(m) = m else { continue };
+            if m.len() >= PACK_WORK && two {
+                rayon::join(|| wt.pack(m.t(), b >= 4), || w.pack(m, b >= 4));
+            } else {
+                wt.pack(m.t(), b >= 4);
+                w.pack(m, b >= 4);
+            }
         }
         stage.h.index_axis_mut(Axis(0), 0).fill(F::zero());
         if !stage.c.is_empty() {
             stage.c.index_axis_mut(Axis(0), 0).fill(F::zero());
+        }
+    }
+}
+
+/// After the windows of a backward pass: dE/dM, summed over them where the cell forms M from
+/// its tensors, goes back to those tensors (dW = dM − dMᵀ; dP through the exponential's
+/// Fréchet derivative), once per pass.
+fn finish_backward<F: Real>(p: &Params<F>, tr: &mut Trace<F>, g: &mut Params<F>) {
+    for ((stage, layer), grad) in tr.layers.iter_mut().zip(p.layers()).zip(g.layers_mut()) {
+        let dw = grad.roles_mut().w;
+        match (layer.cell().spec().recurrence, dw) {
+            (Recurrence::Antisymmetric, Some(dw)) => antisymmetric::add_map_gradient(dw, stage.dm.view()),
+            (Recurrence::Exponential, Some(dp)) => {
+                let expm = stage.expm.as_mut().expect("begin formed exp(A)");
+                exprnn::add_exponential_gradient(dp, expm, stage.dm.view());
+            }
+            _ => {}
         }
     }
 }
@@ -879,7 +967,7 @@ fn forward_layer<F: Real>(
 ) {
     let cell = layer.cell();
     let roles = layer.roles();
-    let (h, gh) = (layer.hidden(), roles.w.nrows());
+    let (h, gh) = (layer.hidden(), cell.gates() * layer.hidden());
     let stage = &mut tr.layers[l];
     if l > 0 || matches!(batch.inputs, Inputs::Dense(_)) {
         if stage.ut.dim() != (roles.u.ncols(), gh) {
@@ -1075,23 +1163,32 @@ fn backward_layer<F: Real>(
     });
 
     // Parameter gradients over the window's steps at once (the gates buffer now holds dgx).
-    let stage = &tr.layers[l];
-    let dgx = stage.gates.slice(s![..len, .., ..]);
+    let Stage {
+        gates,
+        dgh,
+        h: states,
+        c: seconds,
+        x: below,
+        dm,
+        ..
+    } = &mut tr.layers[l];
+    let dgx = gates.slice(s![..len, .., ..]);
     let dgx = dgx.into_shape_with_order((len * b, gh)).expect("contiguous");
-    let hidden_side = cell.spec().hidden_side;
+    let spec = cell.spec();
+    let hidden_side = spec.hidden_side;
     let dgh = if hidden_side {
-        let dgh = stage.dgh.slice(s![..len, .., ..]);
+        let dgh = dgh.slice(s![..len, .., ..]);
         dgh.into_shape_with_order((len * b, gh)).expect("contiguous")
     } else {
         dgx.view()
     };
-    let prev = stage.h.slice(s![..len, .., ..]);
+    let prev = states.slice(s![..len, .., ..]);
     let prev = prev.into_shape_with_order((len * b, h)).expect("contiguous");
     // The layer's dense inputs over the window, (len·B, D): the batch's, or the layer below's
     // output; `None` for one-hot inputs.
     let dense = match &batch.inputs {
         _ if l > 0 => {
-            let x = stage.x.slice(s![..len, .., ..]);
+            let x = below.slice(s![..len, .., ..]);
             Some(x.into_shape_with_order((len * b, h)).expect("contiguous"))
         }
         Inputs::Dense(x) => {
@@ -1100,31 +1197,60 @@ fn backward_layer<F: Real>(
         }
         Inputs::OneHot(_) => None,
     };
-    // dW += Σ_t dgh_tᵀ h_{t−1}: here, or below with db and dU along where dgh is dgx and the
-    // inputs are dense.
     let RolesMut {
         u: mut du,
-        w: mut dw,
-        b: mut db,
+        w: dw,
+        b: db,
         bh: dbh,
+        wz: dwz,
+        own,
     } = g.layers_mut()[l].roles_mut();
-    let dw_along = !hidden_side && dense.is_some();
-    if !dw_along {
-        gemm(dgh.t(), prev, dw.view_mut(), true, &mut tr.scratch);
+    // dM += Σ_t dgh_tᵀ h_{t−1}, M being W, or the map formed from the cell's tensors (its
+    // gradient summed apart, see `finish_backward`); the IndRNN has no M but its u.
+    let mut dm = match spec.recurrence {
+        Recurrence::Matrix => dw,
+        Recurrence::Diagonal => None,
+        Recurrence::Antisymmetric | Recurrence::Exponential => Some(dm.view_mut()),
+    };
+    match (spec.recurrence, own) {
+        (Recurrence::Diagonal, Some(mut du)) => indrnn::add_diagonal_gradient(
+            du.as_slice_mut().expect("contiguous"),
+            dgx.as_slice().expect("contiguous"),
+            prev.as_slice().expect("contiguous"),
+        ), // du += Σ_t dgx_t ⊙ h_{t−1}
+        (_, Some(mut db)) => {
+            let now = states.slice(s![1..=len, .., ..]);
+            exprnn::add_modulus_gradient(
+                db.as_slice_mut().expect("contiguous"),
+                dgx.as_slice().expect("contiguous"),
+                now.as_slice().expect("contiguous"),
+            ); // modReLU's db += Σ_t dgx_t ⊙ sign(h_t)
+        }
+        _ => {}
+    }
+    if let Some(dwz) = dwz {
+        let zs = seconds.slice(s![..len, .., ..]);
+        let zs = zs.into_shape_with_order((len * b, h)).expect("contiguous");
+        gemm(dgx.t(), zs, dwz, true, &mut tr.scratch); // dWz += Σ_t dgx_tᵀ z_{t−1}
+    }
+    // dM here, or below with db and dU along where dgh is dgx and the inputs are dense.
+    let dw_along = !hidden_side && dense.is_some() && dm.is_some() && db.is_some();
+    if !dw_along && let Some(dm) = dm.as_mut() {
+        gemm(dgh.t(), prev, dm.view_mut(), true, &mut tr.scratch);
     }
     if let Some(dbh) = dbh {
         add_row_sum(dbh, dgh, &mut tr.sums); // dbh += Σ_t dgh_t
     }
     // db += Σ_t dgx_t and dU += Σ_t dgx_tᵀ x_t (with a few dense inputs, as one product, which
-    // runs along dW's where dgh is dgx).
-    match (dense, &batch.inputs) {
-        (Some(x), _) => {
+    // runs along dM's where dgh is dgx).
+    match (dense, &batch.inputs, db) {
+        (Some(x), _, Some(mut db)) => {
             if !add_row_sums_and_products(
                 db.view_mut(),
                 du.view_mut(),
                 dgx,
                 x,
-                dw_along.then(|| (prev, dw.view_mut())),
+                dw_along.then(|| (prev, dm.as_mut().expect("along dM").view_mut())),
                 (&mut tr.ones, &mut tr.sums),
                 &mut tr.scratch,
             ) {
@@ -1132,14 +1258,17 @@ fn backward_layer<F: Real>(
                 gemm(dgx.t(), x, du.view_mut(), true, &mut tr.scratch); // dU += Σ_t dgx_tᵀ x_t
             }
         }
-        (None, Inputs::OneHot(idx)) => {
+        (Some(x), _, None) => gemm(dgx.t(), x, du.view_mut(), true, &mut tr.scratch), // dU += Σ_t dgx_tᵀ x_t
+        (None, Inputs::OneHot(idx), db) => {
             let idx = idx.slice(s![start - 1..start - 1 + len, ..]);
-            add_row_sum(db.view_mut(), dgx, &mut tr.sums);
+            if let Some(db) = db {
+                add_row_sum(db, dgx, &mut tr.sums);
+            }
             for (row, &k) in dgx.rows().into_iter().zip(idx.iter()) {
                 du.column_mut(k).scaled_add(F::one(), &row); // one-hot: scatter-add into column k
             }
         }
-        (None, Inputs::Dense(_)) => unreachable!("dense inputs are read above"),
+        (None, Inputs::Dense(_), _) => unreachable!("dense inputs are read above"),
     }
 }
 

@@ -15,7 +15,7 @@ use ndarray::{ArrayView1, Axis};
 
 use super::Layer;
 use super::bptt::{Part, prev_and_cur};
-use super::params::{CellSpec, Dim, INPUT_WEIGHTS, Projection, RECURRENT_WEIGHTS, Role, Start, TensorSpec};
+use super::params::{CellSpec, Dim, INPUT_WEIGHTS, Projection, RECURRENT_WEIGHTS, Recurrence, Role, Start, TensorSpec};
 use crate::real::{Real, matmul_strips_on, simd_fn};
 
 /// The GRU's table: U (3H, D), W (3H, H), the input-side bias b (3H) and the hidden-side bias
@@ -48,6 +48,7 @@ pub const SPEC: CellSpec = CellSpec {
     aux: true,
     hidden_side: true,
     radius_block: 2,
+    recurrence: Recurrence::Matrix,
 };
 
 /// Step t (1-based).

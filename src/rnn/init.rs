@@ -20,6 +20,12 @@ pub enum Init {
     Orthogonal,
     /// The identity matrix (square matrices only; the IRNN recipe for W).
     Identity,
+    /// The expRNN's A with 2×2 diagonal blocks [[0, s], [−s, 0]], s ~ U(−π, π) (Henaff, Szlam &
+    /// LeCun 2016, as the expRNN's code): drawn into P's upper triangle, P[2i, 2i+1] = s_i.
+    Henaff,
+    /// As `Henaff` with s = −tan(θ/2), θ ~ U(0, π/2) (the expRNN's code's Cayley
+    /// initialisation: exp(A)'s blocks are rotations by angles in (−π/2, 0)).
+    Cayley,
     /// Pascanu et al. 2013's "smart" initialisation: each row has `nonzero` N(0, 1) entries at
     /// random columns, then the matrix is rescaled to spectral radius `radius`.
     Sparse {
@@ -39,6 +45,8 @@ impl Init {
             "orthogonal" => Self::Orthogonal,
             "identity" => Self::Identity,
             "sparse" => Self::Sparse { nonzero, radius },
+            "henaff" => Self::Henaff,
+            "cayley" => Self::Cayley,
             _ => return None,
         })
     }
@@ -71,6 +79,19 @@ impl Init {
                 }
             }
             Self::Identity => Array2::eye(rows),
+            Self::Henaff | Self::Cayley => {
+                let mut p = Array2::zeros((rows, cols));
+                for i in (0..rows.min(cols).saturating_sub(1)).step_by(2) {
+                    let u = rng.random::<Float>();
+                    p[[i, i + 1]] = if self == Self::Henaff {
+                        std::f64::consts::PI * (2.0 * u - 1.0)
+                    } else {
+                        let cos = elem::cos_pi(u / 2.0); // cos θ, θ = π·u/2 ~ U(0, π/2)
+                        -((1.0 - cos) / (1.0 + cos)).sqrt() // −tan(θ/2)
+                    };
+                }
+                p
+            }
             Self::Sparse { nonzero, radius } => {
                 let mut m = Array2::zeros((rows, cols));
                 let k = nonzero.min(cols);
@@ -140,34 +161,75 @@ pub struct RnnConfig {
     pub residual: bool,
     /// p of the inverted dropout between layers during training (`model.dropout`, 0 ≤ p < 1).
     pub dropout: Float,
+    /// What the cells built since 2015 draw their own way.
+    pub cell_init: CellInit,
+}
+
+/// What the cells built since 2015 draw their own way, resolved per run (the defaults leave
+/// every other cell as it was).
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct CellInit {
+    /// The IndRNN's bound on |u_i| (`model.recurrent_max`), kept after every update; 0 for
+    /// other cells.
+    pub recurrent_max: Float,
+    /// 2^(1/T): the IndRNN's top layer draws u ~ U(1/this, this), every other layer U(0,
+    /// recurrent_max).
+    pub top_range: Float,
+    /// Where set, U is drawn N(0, s²) instead of by `model.init_io` (the IndRNN's 0.001, unless
+    /// `model.init_io` is set).
+    pub input_std: Option<Float>,
+    /// Where set, W is drawn N(0, s²) before `model.scale` instead of by `model.init` (the
+    /// AntisymmetricRNN's 1/√H, unless `model.init` is set).
+    pub recurrent_std: Option<Float>,
 }
 
 impl RnnConfig {
     /// Draws initial parameters, each tensor by its cell's rule ([`Start`]): first every tensor
     /// `model.init` draws, then every one `model.init_io` draws (each in its table's order, a
-    /// gate block of H rows at a time), then V; the rest start at zero but the LSTM's forget
+    /// gate block of H rows at a time), then the cell's own vectors ([`CellInit`]), then V; the rest start at zero but the LSTM's forget
     /// gate. For every cell so far that order is W's blocks, U's blocks, V. A stack draws its
     /// layers so, bottom to top, then V: a one-layer network draws what it always drew.
     pub fn init(&self, rng: &mut impl Rng) -> Params {
         let (d, h, o) = (self.input, self.hidden, self.output);
+        let own = self.cell_init;
+        let top = self.layers - 1;
         let mut p = Params::zeros_stack(self.cell, d, h, o, self.layers, self.residual);
-        for layer in p.layers_mut() {
+        for (l, layer) in p.layers_mut().iter_mut().enumerate() {
             let sizes = layer.sizes();
-            for (rule, init, scale) in [
-                (Start::Recurrent, self.init, Some(self.scale)),
-                (Start::InputSide, self.init_io, None),
+            let recurrent = (own.recurrent_std.map_or(self.init, |_| Init::Normal), own.recurrent_std);
+            let input = (own.input_std.map_or(self.init_io, |_| Init::Normal), own.input_std);
+            for (rule, (init, std), scale) in [
+                (Start::Recurrent, recurrent, Some(self.scale)),
+                (Start::InputSide, input, None),
             ] {
                 for (t, x) in layer.tensors_mut().filter(|(t, _)| t.start == rule) {
                     let (rows, cols) = sizes.rows_cols(t);
                     assert!(rows.is_multiple_of(h), "{} is drawn in blocks of H rows", t.name);
                     for block in x.chunks_exact_mut(h * cols) {
-                        let drawn = init.sample(h, cols, self.std, rng);
+                        let drawn = init.sample(h, cols, std.unwrap_or(self.std), rng);
                         let drawn = match scale {
                             Some(scale) => drawn * scale,
                             None => drawn,
                         };
                         block.iter_mut().zip(&drawn).for_each(|(x, &v)| *x = v);
                     }
+                }
+            }
+            // The cells' own vectors: the IndRNN's u, the expRNN's modReLU bias.
+            for (t, x) in layer.tensors_mut() {
+                let (lo, hi) = match t.start {
+                    Start::Diagonal if l == top => (1.0 / own.top_range, own.top_range),
+                    Start::Diagonal => (0.0, own.recurrent_max),
+                    Start::Modulus => (-0.01, 0.01),
+                    _ => continue,
+                };
+                for x in x.iter_mut() {
+                    let v = lo + (hi - lo) * rng.random::<Float>();
+                    *x = if t.start == Start::Diagonal {
+                        v.min(own.recurrent_max)
+                    } else {
+                        v
+                    };
                 }
             }
         }

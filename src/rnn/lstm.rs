@@ -15,7 +15,9 @@ use ndarray::Axis;
 
 use super::Layer;
 use super::bptt::{Part, prev_and_cur};
-use super::params::{CellSpec, INPUT_WEIGHTS, Projection, RECURRENT_WEIGHTS, SUMMED_BIAS, Start, TensorSpec};
+use super::params::{
+    CellSpec, INPUT_WEIGHTS, Projection, RECURRENT_WEIGHTS, Recurrence, SUMMED_BIAS, Start, TensorSpec,
+};
 use crate::real::{Real, matmul_strips_on, simd_fn};
 
 /// The LSTM's table: U (4H, D), W (4H, H) and b (4H), as `torch.nn.LSTM` (whose two biases it
@@ -36,6 +38,7 @@ pub const SPEC: CellSpec = CellSpec {
     aux: true,
     hidden_side: false,
     radius_block: 2,
+    recurrence: Recurrence::Matrix,
 };
 
 /// Step t (1-based).

@@ -40,6 +40,11 @@ pub enum Start {
     /// Zeros, but for gate block k (entries k·H … (k+1)·H − 1), which starts at
     /// `model.forget_bias`: the LSTM's forget gate.
     ForgetBias(usize),
+    /// The IndRNN's recurrent weights u, as the paper's code: U(0, recurrent_max) in every layer
+    /// but the top, U(2^(−1/T), 2^(1/T)) in the top one (clipped to recurrent_max).
+    Diagonal,
+    /// U(−0.01, 0.01), the expRNN's modReLU bias, as the paper's code.
+    Modulus,
 }
 
 /// What the passes every cell shares (`bptt`: the input projection, the recurrent product and
@@ -57,6 +62,31 @@ pub enum Role {
     /// bh (G·H): a hidden-side bias the cell's step adds itself (the GRU's, whose b_hn sits
     /// inside r ⊙ ·); dbh = Σ_t dgh_t.
     HiddenBias,
+    /// u (H): the IndRNN's recurrent weights, one per unit (u ⊙ h_{t−1}, no product);
+    /// du = Σ_t dgx_t ⊙ h_{t−1}.
+    Diagonal,
+    /// Wz (H, H): a second recurrent matrix, on the second state (the coRNN's z), stored in
+    /// strips beside W; dWz = Σ_t dgx_tᵀ z_{t−1}.
+    SecondRecurrent,
+    /// b (H): the expRNN's modReLU bias, inside the activation (not added in the projection);
+    /// db = Σ_t dgx_t ⊙ sign(h_t).
+    Modulus,
+}
+
+/// What the recurrent product of the shared passes multiplies by: the map M in h_{t−1} Mᵀ,
+/// formed from the cell's tensors once per pass (`bptt::begin`), and how dE/dM goes back to
+/// them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recurrence {
+    /// M = W itself: dW = dM.
+    Matrix,
+    /// No product: the cell multiplies by its u (the IndRNN).
+    Diagonal,
+    /// M = W − Wᵀ − γI (the AntisymmetricRNN): dW = dM − dMᵀ.
+    Antisymmetric,
+    /// M = exp(A), A = P − Pᵀ over P's strict upper triangle (the expRNN): dA = L_exp(Aᵀ, dM)
+    /// through the exact Fréchet derivative, dP_ij = dA_ij − dA_ji for i < j, zero elsewhere.
+    Exponential,
 }
 
 /// One tensor of a cell, as its file declares it.
@@ -147,6 +177,8 @@ pub struct CellSpec {
     /// The gate block of W that plays the plain cell's W (the candidate's for a gated cell),
     /// whose spectral radius `runs.csv` reports.
     pub radius_block: usize,
+    /// What the recurrent product multiplies by.
+    pub recurrence: Recurrence,
 }
 
 /// One recurrent layer's parameters (or their gradients, or an optimiser's moments, shaped
@@ -172,12 +204,14 @@ pub struct Layer<F: Real = f64> {
 pub struct Roles<'a, F> {
     /// (G·H, D) U.
     pub u: ArrayView2<'a, F>,
-    /// (G·H, H) W.
-    pub w: ArrayView2<'a, F>,
-    /// (G·H) b.
-    pub b: ArrayView1<'a, F>,
+    /// (G·H, H) W, where the cell has one (not the IndRNN).
+    pub w: Option<ArrayView2<'a, F>>,
+    /// (G·H) b, where the cell has one (not the expRNN).
+    pub b: Option<ArrayView1<'a, F>>,
     /// (G·H) bh, where the cell has one.
     pub bh: Option<ArrayView1<'a, F>>,
+    /// (H, H) Wz, where the cell has one (the coRNN).
+    pub wz: Option<ArrayView2<'a, F>>,
 }
 
 /// [`Roles`], mutable (a gradient's, which the passes add into).
@@ -185,12 +219,16 @@ pub struct Roles<'a, F> {
 pub struct RolesMut<'a, F> {
     /// (G·H, D) dU.
     pub u: ArrayViewMut2<'a, F>,
-    /// (G·H, H) dW.
-    pub w: ArrayViewMut2<'a, F>,
-    /// (G·H) db.
-    pub b: ArrayViewMut1<'a, F>,
+    /// (G·H, H) dW, where the cell has one.
+    pub w: Option<ArrayViewMut2<'a, F>>,
+    /// (G·H) db, where the cell has one.
+    pub b: Option<ArrayViewMut1<'a, F>>,
     /// (G·H) dbh, where the cell has one.
     pub bh: Option<ArrayViewMut1<'a, F>>,
+    /// (H, H) dWz, where the cell has one.
+    pub wz: Option<ArrayViewMut2<'a, F>>,
+    /// (H) du of the IndRNN, or db of the expRNN's modReLU: the cell's own vector.
+    pub own: Option<ArrayViewMut1<'a, F>>,
 }
 
 /// The sizes a layer's shapes are written in.
@@ -348,41 +386,71 @@ impl<F: Real> Layer<F> {
 
     /// The tensors the shared passes read, as views (their shapes are their roles').
     pub fn roles(&self) -> Roles<'_, F> {
-        let (mut u, mut w, mut b, mut bh) = (None, None, None, None);
+        let (mut u, mut w, mut b, mut bh, mut wz) = (None, None, None, None, None);
         for (t, x) in self.tensors() {
             match t.role {
                 Role::Input => u = Some(x),
                 Role::Recurrent => w = Some(x),
                 Role::Bias => b = Some(x),
                 Role::HiddenBias => bh = Some(x),
+                Role::SecondRecurrent => wz = Some(x),
+                Role::Diagonal | Role::Modulus => {}
             }
         }
         let (gh, d, h) = (self.cell.gates() * self.hidden, self.input, self.hidden);
         Roles {
             u: ArrayView2::from_shape((gh, d), u.expect("every cell declares U")).expect("(G·H, D)"),
-            w: ArrayView2::from_shape((gh, h), w.expect("every cell declares W")).expect("(G·H, H)"),
-            b: ArrayView1::from(b.expect("every cell declares b")),
+            w: w.map(|w| ArrayView2::from_shape((gh, h), w).expect("(G·H, H)")),
+            b: b.map(ArrayView1::from),
             bh: bh.map(ArrayView1::from),
+            wz: wz.map(|w| ArrayView2::from_shape((h, h), w).expect("(H, H)")),
         }
     }
 
-    /// [`Layer::roles`], mutable.
+    /// [`Layer::roles`], mutable, with the cell's own vector (u or the modReLU bias).
     pub fn roles_mut(&mut self) -> RolesMut<'_, F> {
         let (gh, d, h) = (self.cell.gates() * self.hidden, self.input, self.hidden);
-        let (mut u, mut w, mut b, mut bh) = (None, None, None, None);
+        let (mut u, mut w, mut b, mut bh, mut wz, mut own) = (None, None, None, None, None, None);
         for (t, x) in self.tensors_mut() {
             match t.role {
                 Role::Input => u = Some(x),
                 Role::Recurrent => w = Some(x),
                 Role::Bias => b = Some(x),
                 Role::HiddenBias => bh = Some(x),
+                Role::SecondRecurrent => wz = Some(x),
+                Role::Diagonal | Role::Modulus => own = Some(x),
             }
         }
         RolesMut {
             u: ArrayViewMut2::from_shape((gh, d), u.expect("every cell declares U")).expect("(G·H, D)"),
-            w: ArrayViewMut2::from_shape((gh, h), w.expect("every cell declares W")).expect("(G·H, H)"),
-            b: ArrayViewMut1::from(b.expect("every cell declares b")),
+            w: w.map(|w| ArrayViewMut2::from_shape((gh, h), w).expect("(G·H, H)")),
+            b: b.map(ArrayViewMut1::from),
             bh: bh.map(ArrayViewMut1::from),
+            wz: wz.map(|w| ArrayViewMut2::from_shape((h, h), w).expect("(H, H)")),
+            own: own.map(ArrayViewMut1::from),
+        }
+    }
+
+    /// The recurrent matrix the cell's Jacobian is built on, (G·H, H) in f64: W, or the map M
+    /// of its [`Recurrence`] (diag(u) for the IndRNN, W − Wᵀ − γI, exp(A)); `runs.csv`'s norms
+    /// and radii are this matrix's.
+    pub fn recurrent_matrix(&self) -> Array2<f64> {
+        let h = self.hidden;
+        let roles = self.roles();
+        let wide = |w: ArrayView2<'_, F>| w.mapv(|x| x.f64());
+        match self.cell.spec().recurrence {
+            Recurrence::Matrix => wide(roles.w.expect("a W")),
+            Recurrence::Diagonal => {
+                let u = self.get(Role::Diagonal).expect("the IndRNN declares u");
+                Array2::from_shape_fn((h, h), |(i, j)| if i == j { u[i].f64() } else { 0.0 })
+            }
+            Recurrence::Antisymmetric => {
+                let gamma = self.cell.coefs().map_or(0.0, |c| c.gamma);
+                super::antisymmetric::map(wide(roles.w.expect("a W")).view(), gamma)
+            }
+            Recurrence::Exponential => super::exprnn::exponential(wide(roles.w.expect("a P")).view())
+                .exp()
+                .to_owned(),
         }
     }
 }
@@ -510,6 +578,24 @@ impl<F: Real> Params<F> {
             ])
     }
 
+    /// Each tensor's role, in the order of [`Params::slices`] (`None` for the head's).
+    pub fn roles(&self) -> impl Iterator<Item = Option<Role>> + '_ {
+        let layers = self.layers.iter().flat_map(|l| l.tensors().map(|(t, _)| Some(t.role)));
+        layers.chain([None, None])
+    }
+
+    /// |x| ≤ `max` for every entry of the tensors of `role` (the IndRNN's u after each update,
+    /// `model.recurrent_max`).
+    pub fn clamp_role(&mut self, role: Role, max: F) {
+        for layer in &mut self.layers {
+            for (t, x) in layer.tensors_mut() {
+                if t.role == role {
+                    x.iter_mut().for_each(|x| *x = x.max(-max).min(max));
+                }
+            }
+        }
+    }
+
     /// The tensors' names, in the order of [`Params::slices`] (`U`, `W`, `b`, …, `V`, `c`).
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         let layers = self.layers.iter().flat_map(|l| l.tensors().map(|(t, _)| t.name));
@@ -548,9 +634,10 @@ mod tests {
     use crate::rnn::Activation;
 
     /// Every cell's table is one the shared passes, the initialisation and the checkpoints can
-    /// read: U, W and b once each (bh at most once), ranks 1 and 2, drawn tensors in blocks of H
-    /// rows, PyTorch names that do not collide, and a layer's views that cover its array in
-    /// the table's order, with the shapes the kernels read.
+    /// read: U once, W, b, bh, Wz and the cell's own vector at most once each, W where its
+    /// recurrence needs one, ranks 1 and 2, drawn tensors in blocks of H rows, PyTorch names
+    /// that do not collide, and a layer's views that cover its array in the table's order, with
+    /// the shapes the kernels read.
     #[test]
     fn every_cells_table_is_well_formed() {
         for name in Cell::NAMES {
@@ -558,12 +645,17 @@ mod tests {
             let spec = cell.spec();
             assert_eq!(spec.name, name);
             let count = |role| spec.tensors.iter().filter(|t| t.role == role).count();
-            assert_eq!(
-                [Role::Input, Role::Recurrent, Role::Bias].map(count),
-                [1, 1, 1],
-                "{name}"
+            assert_eq!(count(Role::Input), 1, "{name}");
+            for role in [Role::Bias, Role::HiddenBias, Role::SecondRecurrent] {
+                assert!(count(role) <= 1, "{name} {role:?}");
+            }
+            assert!(
+                count(Role::Diagonal) + count(Role::Modulus) <= 1,
+                "{name}: one own vector"
             );
-            assert!(count(Role::HiddenBias) <= 1, "{name}");
+            let needs_w = spec.recurrence != Recurrence::Diagonal;
+            assert_eq!(count(Role::Recurrent), usize::from(needs_w), "{name}");
+            assert_eq!(count(Role::Diagonal), usize::from(!needs_w), "{name}");
             let mut torch: Vec<&str> = spec
                 .tensors
                 .iter()
@@ -580,7 +672,12 @@ mod tests {
                     .sum::<usize>(),
                 "{name}: PyTorch names collide"
             );
-            assert!((1..=2).contains(&spec.states.len()) && spec.states[0] == "h", "{name}");
+            assert!((1..=2).contains(&spec.states.len()), "{name}");
+            assert_eq!(
+                count(Role::SecondRecurrent) > 0,
+                spec.states.len() > 1 && spec.gates == 1,
+                "{name}"
+            );
             assert!(spec.radius_block < spec.gates, "{name}");
             let (d, h) = (3, 5);
             let mut layer = Layer::<f64>::zeros(cell, d, h);
@@ -592,6 +689,7 @@ mod tests {
                 match t.start {
                     Start::Recurrent | Start::InputSide => assert_eq!(sizes.rows_cols(t).0 % h, 0),
                     Start::ForgetBias(k) => assert!(k < spec.gates && t.shape == [Dim::Gates]),
+                    Start::Diagonal | Start::Modulus => assert_eq!(t.shape, [Dim::Hidden], "{name}"),
                     Start::Zero => {}
                 }
             }
@@ -599,17 +697,27 @@ mod tests {
             layer.data.iter_mut().enumerate().for_each(|(i, x)| *x = i as f64);
             let g = spec.gates;
             let roles = layer.roles();
-            assert_eq!(
-                (roles.u.dim(), roles.w.dim(), roles.b.dim()),
-                ((g * h, d), (g * h, h), g * h)
-            );
-            let mut starts = layer.tensors().map(|(_, x)| x[0]);
-            assert_eq!(roles.u[[0, 0]], starts.next().unwrap());
-            assert_eq!(roles.w[[0, 0]], starts.next().unwrap());
-            assert_eq!(roles.b[0], starts.next().unwrap());
-            assert_eq!(roles.bh.map(|bh| bh[0]), starts.next());
-            assert_eq!(roles.w[[1, 0]], roles.w[[0, 0]] + h as f64, "row-major");
+            assert_eq!(roles.u.dim(), (g * h, d));
             for (t, x) in layer.tensors() {
+                let first = match t.role {
+                    Role::Input => Some(roles.u[[0, 0]]),
+                    Role::Recurrent => roles.w.map(|w| {
+                        assert_eq!(w.dim(), (g * h, h));
+                        assert_eq!(w[[1, 0]], w[[0, 0]] + h as f64, "row-major");
+                        w[[0, 0]]
+                    }),
+                    Role::Bias => roles.b.map(|b| {
+                        assert_eq!(b.dim(), g * h);
+                        b[0]
+                    }),
+                    Role::HiddenBias => roles.bh.map(|b| b[0]),
+                    Role::SecondRecurrent => roles.wz.map(|w| {
+                        assert_eq!(w.dim(), (h, h));
+                        w[[0, 0]]
+                    }),
+                    Role::Diagonal | Role::Modulus => Some(x[0]),
+                };
+                assert_eq!(first, Some(x[0]), "{name} {}", t.name);
                 assert_eq!(layer.get(t.role), Some(x), "{name} {}", t.name);
             }
         }

@@ -197,6 +197,7 @@ mod tests {
             layers: 1,
             residual: false,
             dropout: 0.0,
+            cell_init: Default::default(),
         }
     }
 
@@ -212,7 +213,7 @@ mod tests {
 
     fn params(cfg: &RnnConfig, seed: u64) -> Params<f64> {
         let mut p = cfg.init(&mut ChaCha8Rng::seed_from_u64(seed));
-        p.layers_mut()[0].roles_mut().b.fill(0.1); // a bias, so that the trajectory is not symmetric
+        p.layers_mut()[0].roles_mut().b.expect("a b").fill(0.1); // a bias, so that the trajectory is not symmetric
         p
     }
 
@@ -254,7 +255,7 @@ mod tests {
         // The states, from the ordinary forward pass.
         let mut tr = Trace::default();
         super::super::forward(&p, &x, &mut tr);
-        let ln_det_w = log_abs_det(p.layers()[0].roles().w.to_owned());
+        let ln_det_w = log_abs_det(p.layers()[0].roles().w.expect("a W").to_owned());
         let mut worst: f64 = 0.0;
         for (i, lambdas) in per_seq.iter().enumerate() {
             let mut s = 0.0;
@@ -352,7 +353,19 @@ mod tests {
     #[test]
     fn spectra_match_finite_differences_of_the_state_map() {
         let stacks = [(1, false), (2, false), (3, true)];
-        for cell in [Cell::Rnn(Activation::Tanh), Cell::Lstm, Cell::Gru] {
+        let cells = [
+            Cell::Rnn(Activation::Tanh),
+            Cell::Lstm,
+            Cell::Gru,
+            Cell::IndRnn(Activation::Tanh),
+            Cell::ExpRnn,
+            Cell::CoRnn(crate::rnn::Coefs::CORNN),
+            Cell::Antisymmetric(crate::rnn::Coefs {
+                epsilon: 0.5,
+                ..crate::rnn::Coefs::ANTISYMMETRIC
+            }),
+        ];
+        for cell in cells {
             for (layers, residual) in stacks {
                 let (t, h) = (8, 3);
                 let cfg = RnnConfig {
@@ -362,7 +375,13 @@ mod tests {
                 };
                 let mut p = cfg.init(&mut ChaCha8Rng::seed_from_u64(11));
                 for layer in p.layers_mut() {
-                    layer.roles_mut().b.fill(0.1);
+                    let mut roles = layer.roles_mut();
+                    if let Some(b) = roles.b.as_mut() {
+                        b.fill(0.1);
+                    }
+                    if let Some(u) = roles.own.as_mut() {
+                        u.fill(0.9); // the IndRNN's u (drawn from the run's T otherwise)
+                    }
                 }
                 let x = batch(t, 1, 6);
                 let n = layers * cell.spec().states.len() * h;
@@ -420,13 +439,14 @@ mod tests {
         let mut p = cfg.init(&mut ChaCha8Rng::seed_from_u64(4));
         let w = [0.9, 1.2, 0.5, 1.05, 0.7, 0.3, 1.1, 0.95];
         {
-            let mut layer = p.layers_mut()[0].roles_mut();
-            layer.w.fill(0.0);
+            let layer = p.layers_mut()[0].roles_mut();
+            let mut lw = layer.w.expect("a W");
+            lw.fill(0.0);
             for (i, &wi) in w.iter().enumerate() {
-                layer.w[[i, i]] = wi;
+                lw[[i, i]] = wi;
             }
             // Units 0, 1, 3 and 6 biased on, the others near zero: some of those switch off.
-            for (i, b) in layer.b.iter_mut().enumerate() {
+            for (i, b) in layer.b.expect("a b").iter_mut().enumerate() {
                 *b = if [0, 1, 3, 6].contains(&i) { 5.0 } else { 0.0 };
             }
         }
@@ -441,6 +461,60 @@ mod tests {
                     .map(|i| {
                         let on = (1..=t).all(|step| tr.layers[0].h[[step, seq, i]] > 0.0);
                         if on { elem::ln(w[i]) } else { f64::NEG_INFINITY }
+                    })
+                    .collect(),
+            );
+            collapsed += want.iter().filter(|l| l.is_infinite()).count();
+            for (g, w) in lambdas.iter().zip(&want) {
+                assert!(
+                    (g == w) || (g - w).abs() < 1e-12,
+                    "sequence {seq}: {lambdas:?} against {want:?}"
+                );
+            }
+        }
+        assert!(collapsed > 0 && collapsed < 2 * h, "some units, not all, switch off");
+    }
+
+    /// The IndRNN's Jacobian is diagonal by construction, diag(relu′(a_t) ⊙ u): with k = H, on
+    /// one sequence the exponents are ln |u_i| for the units on at every step and −∞ for the
+    /// others, in decreasing order with the −∞ ones last (the closed form; u drawn by
+    /// the cell's own rule, then some biases set so that some units switch off).
+    #[test]
+    fn indrnn_spectrum_is_ln_u_of_the_units_always_on() {
+        let (t, h) = (30, 8);
+        let cfg = RnnConfig {
+            cell_init: crate::rnn::CellInit {
+                recurrent_max: 1.3,
+                top_range: 1.2,
+                input_std: None,
+                recurrent_std: None,
+            },
+            ..config(Cell::IndRnn(Activation::Relu), h, Init::Xavier, 1.0)
+        };
+        let mut p = cfg.init(&mut ChaCha8Rng::seed_from_u64(9));
+        {
+            let layer = &mut p.layers_mut()[0];
+            let mut roles = layer.roles_mut();
+            for (i, b) in roles.b.as_mut().expect("a b").iter_mut().enumerate() {
+                *b = if i % 3 == 0 { 0.0 } else { 5.0 }; // units 0, 3, 6 near zero: some switch off
+            }
+        }
+        let u: Vec<f64> = p.layers()[0].get(crate::rnn::Role::Diagonal).expect("u").to_vec();
+        assert!(
+            u.iter().all(|&x| x > 1.0 / 1.2 && x < 1.2),
+            "the top layer's u in (2^(−1/T), 2^(1/T)): {u:?}"
+        );
+        let x = batch(t, 2, 8);
+        let mut tr = Trace::default();
+        super::super::forward(&p, &x, &mut tr);
+        let got = spectrum(&p, &x, h, 1 << 20);
+        let mut collapsed = 0;
+        for (seq, lambdas) in got.iter().enumerate() {
+            let want = in_decreasing_order(
+                (0..h)
+                    .map(|i| {
+                        let on = (1..=t).all(|step| tr.layers[0].h[[step, seq, i]] > 0.0);
+                        if on { elem::ln(u[i]) } else { f64::NEG_INFINITY }
                     })
                     .collect(),
             );
@@ -474,8 +548,8 @@ mod tests {
         {
             let mut layer = p.layers_mut()[0].roles_mut();
             let (on, off) = ((a + b) / 2.0, (a - b) / 2.0);
-            layer.w.assign(&ndarray::arr2(&[[on, off], [off, on]]));
-            layer.b.fill(5.0); // every unit on …
+            layer.w.expect("a W").assign(&ndarray::arr2(&[[on, off], [off, on]]));
+            layer.b.expect("a b").fill(5.0); // every unit on …
             layer.u.assign(&ndarray::arr2(&[[-1000.0], [0.0]])); // … but unit 0 when x = 1
         }
         let mut x = Array3::<f64>::zeros((t, 1, 1));

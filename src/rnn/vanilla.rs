@@ -12,7 +12,7 @@
 use ndarray::Axis;
 
 use super::bptt::{Part, prev_and_cur};
-use super::params::{CellSpec, INPUT_WEIGHTS, Projection, RECURRENT_WEIGHTS, SUMMED_BIAS};
+use super::params::{CellSpec, INPUT_WEIGHTS, Projection, RECURRENT_WEIGHTS, Recurrence, SUMMED_BIAS};
 use super::{Activation, Layer};
 use crate::real::{Real, matmul_strips_on};
 
@@ -27,6 +27,7 @@ pub const SPEC: CellSpec = CellSpec {
     aux: false,
     hidden_side: false,
     radius_block: 0,
+    recurrence: Recurrence::Matrix,
 };
 
 /// Step t (1-based): h_t = σ(h_t + h_{t−1} Wᵀ), h_t holding the input projection on entry. W

@@ -270,17 +270,17 @@ pub const KEYS: &[KeyDef] = &[
     key("task.eval_size", Kind::Int { min: 1, max: MAX_BATCH }, "256",
         "Sequences in the fixed evaluation set (the same for every seed). `text`: at most this many windows of the held-out tail."),
     key("model.cell", Kind::Choice(&crate::rnn::Cell::NAMES), "\"rnn\"",
-        "The recurrent cell. `rnn`: h_t = σ(U x_t + W h_{t−1} + b); `lstm`, `gru`: PyTorch's `nn.LSTM` and `nn.GRU` equations and gate order."),
+        "The recurrent cell. `rnn`: h_t = σ(U x_t + W h_{t−1} + b); `lstm`, `gru`: PyTorch's `nn.LSTM` and `nn.GRU` equations and gate order; `indrnn`: h_t = σ(U x_t + u ⊙ h_{t−1} + b), |u_i| ≤ `model.recurrent_max`; `exprnn`: h_t = modrelu(U x_t + exp(A) h_{t−1}), A skew-symmetric; `cornn`: coupled oscillators, state (y, z); `antisymmetric`: h_t = h_{t−1} + ε·tanh((W − Wᵀ − γI) h_{t−1} + U x_t + b). Equations and papers in docs/models.md."),
     key("model.dtype", Kind::Choice(&["f64", "f32"]), "\"f64\"",
         "Element type of the training core. `f64`: the fidelity default; `f32`: faster (ratios in docs/performance.md), about 7 significant digits. The probe keeps its range in both (it rescales every step); checkpoints are written in this type."),
     key("model.hidden", Kind::Int { min: 1, max: MAX_HIDDEN }, "32",
         "Hidden size H."),
     key("model.activation", Kind::Choice(&["tanh", "sigmoid", "relu", "identity"]), "\"tanh\"",
-        "σ, the hidden activation of the `rnn` cell (the gated cells have their own and refuse any other value)."),
-    key("model.init", Kind::Choice(&["xavier", "normal", "orthogonal", "identity", "sparse"]), "\"xavier\"",
-        "Initialisation of W, each H×H gate block separately. `xavier`: Glorot uniform; `normal`: N(0, model.std²); `orthogonal`: a random orthogonal matrix; `identity`: W = I (IRNN); `sparse`: Pascanu et al. 2013, `model.sparsity` N(0,1) inputs per unit rescaled to spectral radius `model.spectral_radius`. Then W is multiplied by `model.scale`."),
+        "σ, the hidden activation of the `rnn` and `indrnn` cells (`indrnn`: `relu` unless set). The other cells have their own and refuse any other value."),
+    key("model.init", Kind::Choice(&["xavier", "normal", "orthogonal", "identity", "sparse", "henaff", "cayley"]), "\"xavier\"",
+        "Initialisation of W, each H×H gate block separately (the `exprnn`'s P, the `cornn`'s W and Wz). `xavier`: Glorot uniform; `normal`: N(0, model.std²); `orthogonal`: a random orthogonal matrix; `identity`: W = I (IRNN); `sparse`: Pascanu et al. 2013, `model.sparsity` N(0,1) inputs per unit rescaled to spectral radius `model.spectral_radius`; `henaff`, `cayley` (`exprnn` only, even H): A of 2×2 rotation blocks, as the expRNN's code. Then W is multiplied by `model.scale`. Unless set: `exprnn` `henaff`, `antisymmetric` N(0, 1/H). Not used by `indrnn`, whose u is drawn as its paper's code (docs/models.md)."),
     key("model.init_io", Kind::Choice(&["xavier", "normal", "orthogonal"]), "\"xavier\"",
-        "Initialisation of U (input→hidden, per gate block) and V (hidden→output)."),
+        "Initialisation of U (input→hidden, per gate block) and V (hidden→output). `indrnn`: U ~ N(0, 0.001²) unless set, as its paper's code."),
     key("model.std", Kind::Float { min: 0.0, max: 1e3, open_min: true }, "0.1",
         "Standard deviation of the `normal` initialisation."),
     key("model.scale", Kind::Float { min: 0.0, max: 1e3, open_min: false }, "1.0",
@@ -291,6 +291,14 @@ pub const KEYS: &[KeyDef] = &[
         "`sparse` initialisation: spectral radius of each W block before `model.scale`."),
     key("model.forget_bias", Kind::Float { min: -1e3, max: 1e3, open_min: false }, "1.0",
         "Initial bias of the LSTM forget gate (other biases start at 0)."),
+    key("model.recurrent_max", Kind::OffOrPositive { off: "auto", max: 1e3 }, "\"auto\"",
+        "`indrnn`: the bound on every |u_i|, applied after each update (Li et al. 2018). `auto`: 2^(1/T), T = `task.seq_len` (the sequence's steps for `hello` and `copy`)."),
+    key("model.dt", Kind::OffOrPositive { off: "auto", max: 1e3 }, "\"auto\"",
+        "`cornn`: the time step Δt. `auto`: 0.06, the paper's adding-problem script."),
+    key("model.gamma", Kind::OffOrPositive { off: "auto", max: 1e6 }, "\"auto\"",
+        "`cornn`: γ, the restoring force on y (`auto`: 66, the paper's adding-problem script); `antisymmetric`: γ, the diffusion in W − Wᵀ − γI (`auto`: 0.01)."),
+    key("model.epsilon", Kind::OffOrPositive { off: "auto", max: 1e6 }, "\"auto\"",
+        "`cornn`: ε, the damping of z (`auto`: 15, the paper's adding-problem script); `antisymmetric`: ε, the Euler step (`auto`: 0.01)."),
     key("model.layers", Kind::Int { min: 1, max: 16 }, "1",
         "L, the recurrent layers stacked (PyTorch's `num_layers`): layer l+1 reads layer l's output, the head reads the top layer. Each layer has its own U, W, b, drawn as one layer's, bottom to top."),
     key("model.residual", Kind::Bool, "false",
@@ -305,6 +313,8 @@ pub const KEYS: &[KeyDef] = &[
         "The optimiser, with PyTorch's update rules (docs/models.md)."),
     key("train.lr", Kind::Float { min: 0.0, max: 1e6, open_min: true }, "0.01",
         "Learning rate (the peak rate when a schedule or warm-up applies)."),
+    key("train.lr_recurrent", Kind::OffOrPositive { off: "auto", max: 1e6 }, "\"auto\"",
+        "`exprnn`: the learning rate of P, the skew-symmetric parameter of its orthogonal W (the paper trains it apart, e.g. 1e-4 against 1e-3). Follows the schedule as `train.lr` does. `auto`: `train.lr`."),
     key("train.momentum", Kind::Float { min: 0.0, max: 0.999_999, open_min: false }, "0.0",
         "SGD momentum μ (v ← μ·v + g; θ ← θ − lr·v)."),
     key("train.nesterov", Kind::Bool, "false",
@@ -524,7 +534,7 @@ mod tests {
         assert_eq!(select("").unwrap().len(), KEYS.len());
         assert_eq!(
             select("train.lr").unwrap().iter().map(|k| k.key).collect::<Vec<_>>(),
-            ["train.lr", "train.lr_min"]
+            ["train.lr", "train.lr_recurrent", "train.lr_min"]
         );
     }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The same bytes on aarch64 as on x86-64: cross-compiles runner for aarch64-unknown-linux-gnu,
 # runs it under qemu-user emulation (slow; for correctness, not speed) on a small spec covering
-# every cell, both element types and the adding, copy and temporal-order tasks, and on
+# every cell (the cells since 2015 too), both element types and the adding, copy and temporal-order tasks, and on
 # experiments/ci.toml, and compares the tables byte for byte with the native build's
 # (runs.csv without its `seconds` column), and a wider LSTM whose gradient sums take the packed
 # product path. Installs Debian's gcc-aarch64-linux-gnu and
@@ -83,6 +83,22 @@ model.cell = "lstm"
 [[variant]]
 label = "gru"
 model.cell = "gru"
+[[variant]]
+label = "indrnn"
+model.cell = "indrnn"
+model.layers = 2
+[[variant]]
+label = "exprnn"
+model.cell = "exprnn"
+model.init = "orthogonal"
+train.lr_recurrent = 0.01
+[[variant]]
+label = "cornn"
+model.cell = "cornn"
+[[variant]]
+label = "antisymmetric"
+model.cell = "antisymmetric"
+model.epsilon = 0.5
 [sweep]
 "model.dtype" = ["f64", "f32"]
 SPEC

@@ -5,7 +5,7 @@
 #[path = "../benches/workload/mod.rs"]
 mod workload;
 
-use runner::rnn::{self, Activation, Cell, Trace};
+use runner::rnn::{self, Activation, Cell, Coefs, Trace};
 use workload::{Counting, allocations};
 
 #[global_allocator]
@@ -34,7 +34,16 @@ fn counted(cell: Cell, t: usize, b: usize, bptt: Option<usize>, layers: usize) -
 
 #[test]
 fn allocations_do_not_grow_with_the_sequence() {
-    for cell in [Cell::Rnn(Activation::Tanh), Cell::Lstm, Cell::Gru] {
+    let cells = [
+        Cell::Rnn(Activation::Tanh),
+        Cell::Lstm,
+        Cell::Gru,
+        Cell::IndRnn(Activation::Relu),
+        Cell::ExpRnn,
+        Cell::CoRnn(Coefs::CORNN),
+        Cell::Antisymmetric(Coefs::ANTISYMMETRIC),
+    ];
+    for cell in cells {
         for layers in [1, 3] {
             for b in [1, 8] {
                 let (step20, probe20) = counted(cell, 20, b, None, layers);

@@ -15,7 +15,9 @@
 // The reference is written with index loops on purpose: it should read like the equations.
 #![allow(clippy::needless_range_loop)]
 
-use ndarray::{Array2, Array3};
+mod common;
+
+use ndarray::Array3;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use runner::rnn::{self, Activation, Batch, Cell, Dropout, Init, Inputs, Layer, Params, RnnConfig, Targets, Trace};
@@ -204,23 +206,7 @@ fn params(cell: Cell, d: usize, o: usize, seed: u64) -> Params {
 }
 
 fn batch(dense: bool, classes: bool, every_step: bool, d: usize, o: usize, seed: u64) -> Batch {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let inputs = if dense {
-        Inputs::Dense(Array3::from_shape_simple_fn((T, B, d), || rng.random_range(-1.0..1.0)))
-    } else {
-        Inputs::OneHot(Array2::from_shape_simple_fn((T, B), || rng.random_range(0..d)))
-    };
-    let l = if every_step { T } else { 1 };
-    let targets = if classes {
-        Targets::Classes(Array2::from_shape_simple_fn((l, B), || rng.random_range(0..o)))
-    } else {
-        Targets::Values(Array3::from_shape_simple_fn((l, B, o), || rng.random_range(-1.0..1.0)))
-    };
-    Batch {
-        inputs,
-        targets,
-        accuracy_from: 0,
-    }
+    common::random_batch((T, B, d, o), (dense, classes, every_step), seed)
 }
 
 /// f'(0) by the fourth-order central difference with step `eps`.

@@ -14,6 +14,8 @@
 // The reference is written with index loops on purpose: it should read like the equations.
 #![allow(clippy::needless_range_loop)]
 
+mod common;
+
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -350,23 +352,7 @@ fn params(cell: Cell, layers: usize, residual: bool, o: usize, seed: u64) -> Par
 }
 
 fn batch(dense: bool, classes: bool, every_step: bool, o: usize, seed: u64) -> Batch {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let inputs = if dense {
-        Inputs::Dense(Array3::from_shape_simple_fn((T, B, D), || rng.random_range(-1.0..1.0)))
-    } else {
-        Inputs::OneHot(Array2::from_shape_simple_fn((T, B), || rng.random_range(0..D)))
-    };
-    let l = if every_step { T } else { 1 };
-    let targets = if classes {
-        Targets::Classes(Array2::from_shape_simple_fn((l, B), || rng.random_range(0..o)))
-    } else {
-        Targets::Values(Array3::from_shape_simple_fn((l, B, o), || rng.random_range(-1.0..1.0)))
-    };
-    Batch {
-        inputs,
-        targets,
-        accuracy_from: 0,
-    }
+    common::random_batch((T, B, D, o), (dense, classes, every_step), seed)
 }
 
 /// Largest entry-wise relative error |a − n| / max(|a|, |n|, 1e-4) (entries below 1e-4 must

@@ -15,7 +15,7 @@
 use ndarray::{Array2, ArrayView2, Axis};
 
 use super::bptt::{Part, prev_and_cur};
-use super::params::{CellSpec, Dim, INPUT_WEIGHTS, Projection, RECURRENT_WEIGHTS, Recurrence, Role, Start, TensorSpec};
+use super::params::{CellSpec, INPUT_BIAS, INPUT_WEIGHTS, Projection, RECURRENT_WEIGHTS, Recurrence};
 use super::{Activation, Layer};
 use crate::real::{Real, matmul_strips_on, simd_fn};
 
@@ -24,18 +24,7 @@ use crate::real::{Real, matmul_strips_on, simd_fn};
 pub const SPEC: CellSpec = CellSpec {
     name: "antisymmetric",
     gates: 1,
-    tensors: &[
-        INPUT_WEIGHTS,
-        RECURRENT_WEIGHTS,
-        TensorSpec {
-            name: "b",
-            role: Role::Bias,
-            shape: &[Dim::Gates],
-            start: Start::Zero,
-            torch: "bias_ih",
-            torch_zero: None,
-        },
-    ],
+    tensors: &[INPUT_WEIGHTS, RECURRENT_WEIGHTS, INPUT_BIAS],
     states: &["h"],
     projection: Projection::Gates,
     aux: false,

@@ -17,7 +17,9 @@
 use ndarray::Axis;
 
 use super::bptt::{Part, prev_and_cur};
-use super::params::{CellSpec, Dim, INPUT_WEIGHTS, Projection, RECURRENT_WEIGHTS, Recurrence, Role, Start, TensorSpec};
+use super::params::{
+    CellSpec, Dim, INPUT_BIAS, INPUT_WEIGHTS, Projection, RECURRENT_WEIGHTS, Recurrence, Role, Start, TensorSpec,
+};
 use super::{Activation, Coefs, Layer};
 use crate::real::{Real, matmul_strips_on, simd_fn};
 
@@ -37,14 +39,7 @@ pub const SPEC: CellSpec = CellSpec {
             torch: "weight_hz",
             torch_zero: None,
         },
-        TensorSpec {
-            name: "b",
-            role: Role::Bias,
-            shape: &[Dim::Gates],
-            start: Start::Zero,
-            torch: "bias_ih",
-            torch_zero: None,
-        },
+        INPUT_BIAS,
     ],
     states: &["y", "z"],
     projection: Projection::Gates,

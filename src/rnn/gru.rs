@@ -15,7 +15,9 @@ use ndarray::{ArrayView1, Axis};
 
 use super::Layer;
 use super::bptt::{Part, prev_and_cur};
-use super::params::{CellSpec, Dim, INPUT_WEIGHTS, Projection, RECURRENT_WEIGHTS, Recurrence, Role, Start, TensorSpec};
+use super::params::{
+    CellSpec, Dim, INPUT_BIAS, INPUT_WEIGHTS, Projection, RECURRENT_WEIGHTS, Recurrence, Role, Start, TensorSpec,
+};
 use crate::real::{Real, matmul_strips_on, simd_fn};
 
 /// The GRU's table: U (3H, D), W (3H, H), the input-side bias b (3H) and the hidden-side bias
@@ -26,14 +28,7 @@ pub const SPEC: CellSpec = CellSpec {
     tensors: &[
         INPUT_WEIGHTS,
         RECURRENT_WEIGHTS,
-        TensorSpec {
-            name: "b",
-            role: Role::Bias,
-            shape: &[Dim::Gates],
-            start: Start::Zero,
-            torch: "bias_ih",
-            torch_zero: None,
-        },
+        INPUT_BIAS,
         TensorSpec {
             name: "bh",
             role: Role::HiddenBias,

@@ -14,7 +14,7 @@
 use ndarray::Axis;
 
 use super::bptt::{Part, prev_and_cur};
-use super::params::{CellSpec, Dim, INPUT_WEIGHTS, Projection, Recurrence, Role, Start, TensorSpec};
+use super::params::{CellSpec, Dim, INPUT_BIAS, INPUT_WEIGHTS, Projection, Recurrence, Role, Start, TensorSpec};
 use super::{Activation, Layer};
 use crate::real::{Real, simd_fn};
 
@@ -33,14 +33,7 @@ pub const SPEC: CellSpec = CellSpec {
             torch: "weight_hh",
             torch_zero: None,
         },
-        TensorSpec {
-            name: "b",
-            role: Role::Bias,
-            shape: &[Dim::Gates],
-            start: Start::Zero,
-            torch: "bias_ih",
-            torch_zero: None,
-        },
+        INPUT_BIAS,
     ],
     states: &["h"],
     projection: Projection::State,

@@ -140,6 +140,17 @@ pub const SUMMED_BIAS: TensorSpec = TensorSpec {
     torch_zero: Some("bias_ih"),
 };
 
+/// b (G·H), the input-side bias, PyTorch's `bias_ih` (the GRU's, and the one bias of the
+/// IndRNN, the coRNN and the AntisymmetricRNN).
+pub const INPUT_BIAS: TensorSpec = TensorSpec {
+    name: "b",
+    role: Role::Bias,
+    shape: &[Dim::Gates],
+    start: Start::Zero,
+    torch: "bias_ih",
+    torch_zero: None,
+};
+
 /// Which way a cell's input projection U x_t + b goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Projection {

@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests that drive the real binary.
+//! Helpers shared by the integration tests: those that drive the real binary, and the random
+//! batches of the gradient checks.
 #![allow(dead_code)]
 
 use std::fs;
@@ -116,3 +117,33 @@ batch = 4
 "train.clip" = ["none", 0.5]
 "train.seed" = [0, 1]
 "#;
+
+/// A batch of `b` random sequences of `t` steps for the gradient checks: dense inputs uniform in
+/// [−1, 1) of size `d`, or one-hot symbols among `d`; targets on the last step or on every step,
+/// uniform in [−1, 1) (`o` outputs) or classes among `o`.
+pub fn random_batch(
+    (t, b, d, o): (usize, usize, usize, usize),
+    (dense, classes, every_step): (bool, bool, bool),
+    seed: u64,
+) -> runner::rnn::Batch {
+    use ndarray::{Array2, Array3};
+    use rand::{Rng, SeedableRng};
+    use runner::rnn::{Inputs, Targets};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let inputs = if dense {
+        Inputs::Dense(Array3::from_shape_simple_fn((t, b, d), || rng.random_range(-1.0..1.0)))
+    } else {
+        Inputs::OneHot(Array2::from_shape_simple_fn((t, b), || rng.random_range(0..d)))
+    };
+    let l = if every_step { t } else { 1 };
+    let targets = if classes {
+        Targets::Classes(Array2::from_shape_simple_fn((l, b), || rng.random_range(0..o)))
+    } else {
+        Targets::Values(Array3::from_shape_simple_fn((l, b, o), || rng.random_range(-1.0..1.0)))
+    };
+    runner::rnn::Batch {
+        inputs,
+        targets,
+        accuracy_from: 0,
+    }
+}

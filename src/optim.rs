@@ -176,7 +176,7 @@ impl<F: Real> Optimizer<F> {
         let first = self.first.get_or_insert_with(|| g.zeros_like());
         // Each tensor's rate, in the order of `Params::slices`.
         let rates: Vec<F> = p
-            .roles()
+            .tensor_roles()
             .map(|role| match (role, recurrent) {
                 (Some(Role::Recurrent), Some(r)) => F::of(r),
                 _ => F::of(lr),
@@ -302,6 +302,34 @@ mod tests {
         let (u, w) = u_w(&p);
         assert_eq!(w, 1.0, "a zero gradient leaves w alone");
         u
+    }
+
+    /// `train.lr_recurrent`: the tensors of role `Recurrent` (the expRNN's P, here a plain
+    /// cell's W) move at their own rate, every other tensor at `lr`, with every optimiser.
+    #[test]
+    fn the_recurrent_tensor_takes_its_own_rate() {
+        for config in [
+            OptimConfig::Sgd {
+                momentum: 0.0,
+                nesterov: false,
+            },
+            OptimConfig::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+        ] {
+            let g = grads([1.0, 1.0, 1.0]);
+            let mut p = g.zeros_like();
+            let mut opt = Optimizer::new(config);
+            opt.step_split(&mut p, &g, 1.0, Some(0.125));
+            let (u, w) = u_w(&p);
+            assert!(
+                (u + 1.0).abs() < 1e-6 && (w + 0.125).abs() < 1e-6,
+                "{config:?}: U moved {u}, W {w}"
+            );
+            assert!((p.v[[0, 0]] + 1.0).abs() < 1e-6, "{config:?}: V moved {}", p.v[[0, 0]]);
+        }
     }
 
     #[test]

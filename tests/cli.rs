@@ -1130,3 +1130,34 @@ fn same_bytes_everywhere(scratch_name: &str, spec: &str) {
         }
     }
 }
+
+/// The IndRNN keeps every |u_i| ≤ `model.recurrent_max` after each update (Li et al. 2018), with
+/// a rate large enough that the bound is reached; the checkpoint's metadata holds the bound.
+#[test]
+fn indrnn_keeps_its_recurrent_weights_within_the_bound() {
+    let dir = scratch("indrnn-bound");
+    fs::write(
+        dir.join("ind.toml"),
+        "[task]\nseq_len = 10\n[model]\ncell = \"indrnn\"\nhidden = 8\nlayers = 2\nrecurrent_max = 0.5\n[train]\nsteps = 30\noptimizer = \"sgd\"\nlr = 5.0\n",
+    )
+    .unwrap();
+    let out = run(&dir, &["ind.toml", "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = output::read_runs(&dir.join("results/ind")).unwrap();
+    let f = format!("results/ind/checkpoints/{}/final.safetensors", table.rows[0].run_id);
+    let ck = output::read_checkpoint(&fs::read(dir.join(f)).unwrap()).unwrap();
+    assert_eq!(ck.meta["recurrent_max"].as_f64(), Some(0.5));
+    let us: Vec<f64> = ck
+        .params
+        .layers()
+        .iter()
+        .flat_map(|l| l.get(runner::rnn::Role::Diagonal).unwrap().to_vec())
+        .collect();
+    let largest = us.iter().fold(0.0f64, |m, u| m.max(u.abs()));
+    println!("largest |u| after 30 updates: {largest}");
+    assert!(largest <= 0.5, "|u| = {largest} above the bound");
+    assert!(
+        us.iter().any(|u| u.abs() == 0.5),
+        "the bound was reached and held: {us:?}"
+    );
+}

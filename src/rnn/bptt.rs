@@ -777,7 +777,10 @@ pub(super) fn begin<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>,
                 stage.m = stage.expm.as_ref().expect("just set").exp().mapv(F::of);
             }
         }
-        let derived = !stage.m.is_empty() && layer.cell().spec().recurrence != Recurrence::Matrix;
+        let derived = matches!(
+            layer.cell().spec().recurrence,
+            Recurrence::Antisymmetric | Recurrence::Exponential
+        );
         if derived {
             if stage.dm.dim() != stage.m.dim() {
                 stage.dm = Array2::zeros(stage.m.dim());

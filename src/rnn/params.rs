@@ -590,7 +590,7 @@ impl<F: Real> Params<F> {
     }
 
     /// Each tensor's role, in the order of [`Params::slices`] (`None` for the head's).
-    pub fn roles(&self) -> impl Iterator<Item = Option<Role>> + '_ {
+    pub fn tensor_roles(&self) -> impl Iterator<Item = Option<Role>> + '_ {
         let layers = self.layers.iter().flat_map(|l| l.tensors().map(|(t, _)| Some(t.role)));
         layers.chain([None, None])
     }

@@ -738,10 +738,7 @@ fn stack_params(cell: Cell, layers: usize, residual: bool, o: usize, seed: u64) 
 
 /// Dropout masks with p = 0.3 for a stack (entries 0 or 1/0.7), drawn once and then held fixed.
 fn fixed_masks(layers: usize, seed: u64) -> Vec<Array3<f64>> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (1..layers)
-        .map(|_| Array3::from_shape_simple_fn((T, B, H), || if rng.random::<f64>() < 0.3 { 0.0 } else { 1.0 / 0.7 }))
-        .collect()
+    common::fixed_masks((T, B, H), layers, seed)
 }
 
 /// Stacks of two and three layers of every cell, plain, residual, and with dropout (its masks

@@ -416,15 +416,7 @@ fn new_cells_match_finite_differences() {
             let p = params(cell, layers, residual, o, seed);
             let batch = batch((i + j) % 2 == 0, classes, every_step, o, seed + 100);
             let masks: Vec<Array3<f64>> = if dropout {
-                let mut rng = ChaCha8Rng::seed_from_u64(seed + 200);
-                (1..layers)
-                    .map(|_| {
-                        Array3::from_shape_simple_fn(
-                            (T, B, H),
-                            || if rng.random::<f64>() < 0.3 { 0.0 } else { 1.0 / 0.7 },
-                        )
-                    })
-                    .collect()
+                common::fixed_masks((T, B, H), layers, seed + 200)
             } else {
                 Vec::new()
             };

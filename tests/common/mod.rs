@@ -147,3 +147,16 @@ pub fn random_batch(
         accuracy_from: 0,
     }
 }
+
+/// Fixed dropout masks between the `layers` layers of a stack, (t, b, h) each: 0 with
+/// probability 0.3, else 1/0.7 (inverted dropout at p = 0.3), for gradient checks that hold the
+/// masks constant.
+pub fn fixed_masks((t, b, h): (usize, usize, usize), layers: usize, seed: u64) -> Vec<ndarray::Array3<f64>> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (1..layers)
+        .map(|_| {
+            ndarray::Array3::from_shape_simple_fn((t, b, h), || if rng.random::<f64>() < 0.3 { 0.0 } else { 1.0 / 0.7 })
+        })
+        .collect()
+}

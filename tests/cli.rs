@@ -12,7 +12,7 @@ use runner::output;
 use runner::record::Status;
 
 mod common;
-use common::{run, runs_without_seconds, scratch, stderr};
+use common::{assert_same_results, assert_same_results_and, run, runs_without_seconds, scratch, stderr};
 
 const SMALL: &str = r#"
 name = "small"
@@ -231,29 +231,13 @@ fn identical_bytes_whatever_the_thread_count() {
     }
     let one = dir.join("j1");
     for other in ["j2", "j3"] {
-        let other = dir.join(other);
-        assert_eq!(runs_without_seconds(&one), runs_without_seconds(&other));
-        for f in [
-            "curves.csv",
-            "grad_decay.csv",
+        let files = [
             "spectrum.csv",
             "charts/spectrum.svg",
             "charts/grad_decay.png",
             "charts/loss.svg",
-        ] {
-            assert!(
-                fs::read(one.join(f)).unwrap() == fs::read(other.join(f)).unwrap(),
-                "{f} differs"
-            );
-        }
-        let table = output::read_runs(&one).unwrap();
-        for row in &table.rows {
-            let f = format!("checkpoints/{}/final.safetensors", row.run_id);
-            assert!(
-                fs::read(one.join(&f)).unwrap() == fs::read(other.join(&f)).unwrap(),
-                "{f} differs"
-            );
-        }
+        ];
+        assert_same_results_and(&one, &dir.join(other), &files);
     }
 }
 
@@ -295,21 +279,7 @@ batch = 32
     }
     let one = dir.join("j1");
     for other in ["j2", "j3"] {
-        let other = dir.join(other);
-        assert_eq!(runs_without_seconds(&one), runs_without_seconds(&other));
-        for f in ["curves.csv", "grad_decay.csv"] {
-            assert!(
-                fs::read(one.join(f)).unwrap() == fs::read(other.join(f)).unwrap(),
-                "{f} differs"
-            );
-        }
-        for row in &output::read_runs(&one).unwrap().rows {
-            let f = format!("checkpoints/{}/final.safetensors", row.run_id);
-            assert!(
-                fs::read(one.join(&f)).unwrap() == fs::read(other.join(&f)).unwrap(),
-                "{f} differs"
-            );
-        }
+        assert_same_results(&one, &dir.join(other));
     }
 }
 
@@ -1111,23 +1081,8 @@ fn same_bytes_everywhere(scratch_name: &str, spec: &str) {
         outs.push(path.to_string());
     }
     let one = dir.join(&outs[0]);
-    let table = output::read_runs(&one).unwrap();
     for other in &outs[1..] {
-        let other = dir.join(other);
-        assert_eq!(runs_without_seconds(&one), runs_without_seconds(&other), "{other:?}");
-        for f in ["curves.csv", "grad_decay.csv", "spectrum.csv"] {
-            assert!(
-                fs::read(one.join(f)).unwrap() == fs::read(other.join(f)).unwrap(),
-                "{f} differs in {other:?}"
-            );
-        }
-        for row in &table.rows {
-            let f = format!("checkpoints/{}/final.safetensors", row.run_id);
-            assert!(
-                fs::read(one.join(&f)).unwrap() == fs::read(other.join(&f)).unwrap(),
-                "{f} differs in {other:?}"
-            );
-        }
+        assert_same_results_and(&one, &dir.join(other), &["spectrum.csv"]);
     }
 }
 

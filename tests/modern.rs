@@ -161,10 +161,6 @@ fn naive_layer(layer: &runner::rnn::Layer) -> Naive {
 
 /// One step of one sequence: (h_{t−1}, z_{t−1}) and the input x_t to (h_t, z_t) (z: the coRNN's
 /// second state, empty for the others).
-fn cell_of(n: &Naive) -> Cell {
-    n.cell
-}
-
 fn naive_step(n: &Naive, x: &[f64], h: &[f64], z: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let hn = h.len();
     let ux = |i: usize| (0..x.len()).map(|k| n.u[i][k] * x[k]).sum::<f64>();
@@ -263,7 +259,7 @@ fn naive_bumped(
                 if let Some((k, seq, i, delta, second)) = bump
                     && (k, seq, l) == (t + 1, s, 0)
                 {
-                    if let (true, Cell::CoRnn(c)) = (second, cell_of(n)) {
+                    if let (true, Cell::CoRnn(c)) = (second, n.cell) {
                         // z_t moved before y_t = y_{t−1} + Δt·z_t reads it (as the LSTM's c_t
                         // before h_t = o·tanh(c_t)): the probe's ∂E_T/∂z_t.
                         zn[i] += delta;

@@ -773,7 +773,7 @@ pub(super) fn begin<F: Real>(p: &Params<F>, batch: &Batch<F>, tr: &mut Trace<F>,
                 stage.m = antisymmetric::map(roles.w.expect("a W"), gamma);
             }
             Recurrence::Exponential => {
-                exprnn::set_exponential(&mut stage.expm, roles.w.expect("a P").mapv(|x| x.f64()).view());
+                exprnn::set_exponential(&mut stage.expm, roles.w.expect("a P"));
                 stage.m = stage.expm.as_ref().expect("just set").exp().mapv(F::of);
             }
         }
@@ -1221,7 +1221,7 @@ fn backward_layer<F: Real>(
             dgx.as_slice().expect("contiguous"),
             prev.as_slice().expect("contiguous"),
         ), // du += Σ_t dgx_t ⊙ h_{t−1}
-        (_, Some(mut db)) => {
+        (Recurrence::Exponential, Some(mut db)) => {
             let now = states.slice(s![1..=len, .., ..]);
             exprnn::add_modulus_gradient(
                 db.as_slice_mut().expect("contiguous"),

@@ -53,22 +53,22 @@ pub const SPEC: CellSpec = CellSpec {
     recurrence: Recurrence::Exponential,
 };
 
-/// (H, H) A = P − Pᵀ from P's strict upper triangle.
-pub fn skew(p: ArrayView2<'_, f64>) -> Array2<f64> {
+/// (H, H) A = P − Pᵀ from P's strict upper triangle, in f64 whatever P's element type.
+pub fn skew<F: Real>(p: ArrayView2<'_, F>) -> Array2<f64> {
     Array2::from_shape_fn(p.dim(), |(i, j)| match i.cmp(&j) {
-        std::cmp::Ordering::Less => p[[i, j]],
-        std::cmp::Ordering::Greater => -p[[j, i]],
+        std::cmp::Ordering::Less => p[[i, j]].f64(),
+        std::cmp::Ordering::Greater => -p[[j, i]].f64(),
         std::cmp::Ordering::Equal => 0.0,
     })
 }
 
-/// exp(A) for P (f64), with what the derivative's adjoint reuses.
-pub fn exponential(p: ArrayView2<'_, f64>) -> Expm {
+/// exp(A) for P, with what the derivative's adjoint reuses.
+pub fn exponential<F: Real>(p: ArrayView2<'_, F>) -> Expm {
     Expm::new(skew(p).view())
 }
 
-/// `expm` set to exp(A) for P (f64), reusing its buffers where it holds some.
-pub fn set_exponential(expm: &mut Option<Expm>, p: ArrayView2<'_, f64>) {
+/// `expm` set to exp(A) for P, reusing its buffers where it holds some.
+pub fn set_exponential<F: Real>(expm: &mut Option<Expm>, p: ArrayView2<'_, F>) {
     let a = skew(p);
     match expm {
         Some(e) => e.set(a.view()),

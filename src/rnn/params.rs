@@ -459,9 +459,7 @@ impl<F: Real> Layer<F> {
                 let gamma = self.cell.coefs().map_or(0.0, |c| c.gamma);
                 super::antisymmetric::map(wide(roles.w.expect("a W")).view(), gamma)
             }
-            Recurrence::Exponential => super::exprnn::exponential(wide(roles.w.expect("a P")).view())
-                .exp()
-                .to_owned(),
+            Recurrence::Exponential => super::exprnn::exponential(roles.w.expect("a P")).exp().to_owned(),
         }
     }
 }

@@ -92,6 +92,18 @@ pub fn assert_same_results(a: &Path, b: &Path) {
     }
 }
 
+/// [`assert_same_results`], and the same bytes in each of `files` too (other tables, charts).
+pub fn assert_same_results_and(a: &Path, b: &Path, files: &[&str]) {
+    assert_same_results(a, b);
+    for f in files {
+        assert!(
+            fs::read(a.join(f)).unwrap() == fs::read(b.join(f)).unwrap(),
+            "{f} differs in {}",
+            b.display()
+        );
+    }
+}
+
 /// Two numeric keys (learning rate × clipping threshold, `none` among them), a word key for
 /// panels and two seeds: 16 runs of a few milliseconds. At lr = 3 without clipping the tanh
 /// and ReLU runs explode, so some cells hold diverged runs.

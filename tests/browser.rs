@@ -164,6 +164,19 @@ impl Browser {
         v
     }
 
+    /// Runs `script` until `settled` accepts its value or 5 s have passed (an answer that comes
+    /// in a promise, as the clipboard's), and returns its last value.
+    fn eval_until(&self, script: &str, settled: impl Fn(&Value) -> bool) -> Value {
+        let start = std::time::Instant::now();
+        loop {
+            let v = self.eval(script);
+            if settled(&v) || start.elapsed() > std::time::Duration::from_secs(5) {
+                return v;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Clicks the element `css` selects, as a user would (WebDriver's element click).
     fn click(&self, css: &str) {
         let found = self.post("/element", json!({"using": "css selector", "value": css}));
@@ -315,7 +328,10 @@ fn the_report_sorts_filters_and_draws_a_run_offline() {
         "none"
     );
     b.click("button[data-copy='latex']");
-    let said = b.eval("return document.getElementById('copied').textContent;");
+    // The clipboard's write answers in a promise: the status line is set when it settles.
+    let said = b.eval_until("return document.getElementById('copied').textContent;", |v| {
+        v.as_str().is_some_and(|s| !s.is_empty())
+    });
     assert!(said.as_str().is_some_and(|s| s.contains("LaTeX")), "{said}");
 
     assert_eq!(b.requests(), json!([]), "the page fetched something");
